@@ -1,0 +1,9 @@
+"""automl: tune the training tricks of deep networks under a fixed budget of device time."""
+
+from automl.budget import Budget
+from automl.errors import TrialFailed, UserError
+from automl.hookspecs import hookimpl, hookspec
+from automl.trick import Run, Trick
+
+__all__ = ["Budget", "Run", "Trick", "TrialFailed", "UserError", "hookimpl", "hookspec"]
+__version__ = "0.1.0"

@@ -1,0 +1,102 @@
+"""Budgets ("90s", "5m", "2h", "30ep", "500steps"), the clock that spends them, and progress in [0, 1]."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from automl.errors import UserError
+
+Unit = Literal["seconds", "epochs", "steps"]
+
+_SECONDS_PER = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]+)\s*$")
+_FORMS = "'90s', '5m', '2h', '30ep' or '500steps'"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """An amount of training: device-seconds, passes over the training split, or optimizer steps."""
+
+    amount: float
+    unit: Unit
+
+    @classmethod
+    def parse(cls, text: str | int | float) -> "Budget":
+        """Parse a duration such as ``"90s"``; a bare number means seconds."""
+        if isinstance(text, bool):
+            raise UserError(f"budget {text!r} is not a duration; use {_FORMS}")
+        if isinstance(text, (int, float)):
+            amount, unit = float(text), "seconds"
+        else:
+            match = _PATTERN.match(str(text).lower())
+            if not match:
+                raise UserError(f"budget {text!r} is not a duration; use {_FORMS}")
+            amount, suffix = float(match.group(1)), match.group(2)
+            if suffix in _SECONDS_PER:
+                amount, unit = amount * _SECONDS_PER[suffix], "seconds"
+            elif suffix in ("ep", "epoch", "epochs"):
+                unit = "epochs"
+            elif suffix in ("step", "steps"):
+                unit = "steps"
+            else:
+                raise UserError(f"budget {text!r} has unknown unit {suffix!r}; use {_FORMS}")
+        if amount <= 0:
+            raise UserError(f"budget {text!r} must be positive")
+        if unit == "steps" and amount != int(amount):
+            raise UserError(f"budget {text!r} must be a whole number of steps")
+        return cls(amount, unit)
+
+    def __str__(self) -> str:
+        if self.unit == "seconds":
+            return f"{self.amount:g}s"
+        return f"{self.amount:g}{'ep' if self.unit == 'epochs' else 'steps'}"
+
+
+class DeviceClock:
+    """Measures device time: on CUDA the device is synchronised before each reading.
+
+    Only the intervals between ``start()`` and ``stop()`` count, so evaluation can be
+    timed apart from training.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self._sync = torch.cuda.synchronize if device.type == "cuda" else None
+        self._started: float | None = None
+        self.elapsed = 0.0
+
+    def _now(self) -> float:
+        if self._sync is not None:
+            self._sync()
+        return time.perf_counter()
+
+    def start(self) -> None:
+        self._started = self._now()
+
+    def read(self) -> float:
+        """Seconds counted so far, including the running interval."""
+        if self._started is None:
+            return self.elapsed
+        return self.elapsed + self._now() - self._started
+
+    def stop(self) -> float:
+        self.elapsed = self.read()
+        self._started = None
+        return self.elapsed
+
+
+class Progress:
+    """Turns what has been spent into progress ``p = spent / budget`` in [0, 1]."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+
+    def of(self, *, seconds: float, epochs: float, steps: int) -> float:
+        """``epochs`` is fractional (passes done plus the part of this pass), so a batch
+        size that changes mid-run still ends exactly after the requested passes."""
+        spent = {"seconds": seconds, "epochs": epochs, "steps": steps}[self.budget.unit]
+        return min(1.0, spent / self.budget.amount)

@@ -1,0 +1,272 @@
+"""The ``automl`` command: run studies, list plugins, and query studies from their database."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any, Sequence
+
+from automl.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``automl`` and ``python -m automl``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"automl: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("automl: interrupted; run the same command again to resume the study", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="automl", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run (or resume) a tuning study from a TOML file")
+    run.add_argument("study_file", metavar="STUDY.toml")
+    _storage_arg(run)
+    run.add_argument("--study-name", help="name in the database (default: [study] name)")
+    run.add_argument("--n-trials", type=_positive_int, help="stop after this many trials in the study")
+    run.add_argument("--total-budget", metavar="DUR", help="device time of the whole study, e.g. 10m")
+    run.add_argument("--trial-budget", metavar="DUR", help="budget of one trial: 90s, 5m, 30ep, 500steps")
+    run.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    run.add_argument("--seed", type=int, help="sampler and training seed (default: [study] seed)")
+    _plugin_arg(run)
+    _json_arg(run, "print the best trial as JSON at the end")
+    run.set_defaults(func=_cmd_run)
+
+    plugins = commands.add_parser("plugins", help="the trick plugins automl found")
+    plugin_commands = plugins.add_subparsers(dest="plugins_command", required=True, metavar="COMMAND")
+    listing = plugin_commands.add_parser("list", help="every trick with its parameters")
+    _plugin_arg(listing)
+    _json_arg(listing)
+    listing.set_defaults(func=_cmd_plugins_list)
+    show = plugin_commands.add_parser("show", help="one trick: parameters, ranges, owned resources, source")
+    show.add_argument("name")
+    _plugin_arg(show)
+    _json_arg(show)
+    show.set_defaults(func=_cmd_plugins_show)
+
+    studies = commands.add_parser("studies", help="the studies in a database")
+    _storage_arg(studies)
+    _json_arg(studies)
+    studies.set_defaults(func=_cmd_studies)
+
+    trials = commands.add_parser("trials", help="every trial of a study")
+    trials.add_argument("study")
+    _storage_arg(trials)
+    _json_arg(trials)
+    trials.set_defaults(func=_cmd_trials)
+
+    best = commands.add_parser("best", help="the best trials of a study and their configuration")
+    best.add_argument("study")
+    best.add_argument("--top", type=_positive_int, default=1, metavar="K", help="the K best (default 1)")
+    _storage_arg(best)
+    _json_arg(best, "JSON: one object, or a list when --top is above 1")
+    best.set_defaults(func=_cmd_best)
+    return parser
+
+
+def _storage_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", metavar="URL",
+                        help="database URL (default: $AUTOML_STORAGE, the study file's, sqlite:///automl.db)")
+
+
+def _plugin_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugin", action="append", default=[], metavar="PATH",
+                        help="load a trick plugin from a Python file (repeatable)")
+
+
+def _json_arg(parser: argparse.ArgumentParser, text: str = "print JSON instead of a table") -> None:
+    parser.add_argument("--json", action="store_true", help=text)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+# -------------------------------------------------------------------------------------
+# Commands
+# -------------------------------------------------------------------------------------
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from automl.study.config import load_study_file
+    from automl.study.progress import RunDisplay
+    from automl.study.runner import Overrides, prepare, run_study
+
+    study_file = load_study_file(args.study_file)
+    host = _host(args.plugin)
+    prepared = prepare(study_file, host, Overrides(
+        storage=args.storage, study_name=args.study_name, n_trials=args.n_trials,
+        total_budget=args.total_budget, trial_budget=args.trial_budget, device=args.device, seed=args.seed))
+    _quiet_optuna()
+    with RunDisplay(prepared, _stderr()) as display:
+        study = run_study(prepared, on_trial=display.on_trial)
+    return _print_best(study, prepared.storage_url, top=1, as_json=args.json)
+
+
+def _cmd_plugins_list(args: argparse.Namespace) -> int:
+    host = _host(args.plugin)
+    records = [_trick_record(info) for info in sorted(host.tricks.values(), key=lambda i: i.name)]
+    if args.json:
+        failed = [{"plugin": f.plugin, "source": f.source, "reason": f.reason} for f in host.failures]
+        _print_json({"tricks": records, "failed": failed})
+    else:
+        from automl.report.tables import plugins_table
+
+        _stdout().print(plugins_table(records))
+    return 0
+
+
+def _cmd_plugins_show(args: argparse.Namespace) -> int:
+    host = _host(args.plugin)
+    record = _trick_record(host.trick(args.name))
+    if args.json:
+        _print_json(record)
+        return 0
+    console = _stdout()
+    console.print(f"[bold]{record['name']}[/bold]  ({record['source']})")
+    if record["doc"]:
+        console.print(record["doc"])
+    console.print(f"owns: {', '.join(record['owns']) or '-'}")
+    console.print("parameters:" if record["params"] else "parameters: -")
+    for name, space in record["params"].items():
+        console.print(f"  {record['name']}.{name}  {space}")
+    return 0
+
+
+def _cmd_studies(args: argparse.Namespace) -> int:
+    import optuna
+
+    from automl.study.records import study_record
+
+    storage, _ = _open(args.storage)
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=True)
+    records = [study_record(s, storage) for s in sorted(summaries, key=lambda s: s.study_name)]
+    if args.json:
+        _print_json(records)
+    else:
+        from automl.report.tables import studies_table
+
+        _stdout().print(studies_table(records))
+    return 0
+
+
+def _cmd_trials(args: argparse.Namespace) -> int:
+    from automl.study.records import load_study, trial_record
+
+    storage, shown = _open(args.storage)
+    study = load_study(args.study, storage, shown)
+    records = [trial_record(t) for t in study.get_trials(deepcopy=False)]
+    if args.json:
+        _print_json(records)
+    else:
+        from automl.report.tables import trials_table
+
+        _stdout().print(trials_table(records, title=f"trials of {args.study}"))
+    return 0
+
+
+def _cmd_best(args: argparse.Namespace) -> int:
+    from automl.study.records import load_study
+
+    storage, shown = _open(args.storage)
+    return _print_best(load_study(args.study, storage, shown), shown, top=args.top, as_json=args.json)
+
+
+def _print_best(study: Any, shown_url: str, *, top: int, as_json: bool) -> int:
+    from automl.report.tables import params_table
+    from automl.storage import mask_url
+    from automl.study.records import best_trials, trial_record, trick_params
+
+    records = [trial_record(t) for t in best_trials(study, top)]
+    if as_json:
+        _print_json(records[0] if top == 1 and records else records if records else None)
+        return 0
+    console = _stdout()
+    if not records:
+        console.print(f"study {study.study_name!r} has no completed trial yet")
+        return 0
+    for rank, record in enumerate(records, 1):
+        title = (f"#{rank}: trial {record['number']} of {study.study_name}, validation error "
+                 f"{record['value']:.4f}, {record['spent_seconds']}s")
+        console.print(params_table(trick_params(record), title=title))
+        console.print(f"tricks: {', '.join(record['tricks']) or '(none)'}")
+    console.print(f"storage: {mask_url(shown_url)}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------
+# Helpers
+# -------------------------------------------------------------------------------------
+
+
+def _host(plugin_paths: list[str]):
+    from automl.host import get_host
+
+    host = get_host(plugin_paths)
+    for failure in host.failures:
+        print(f"automl: warning: {failure}", file=sys.stderr)
+    return host
+
+
+def _trick_record(info) -> dict[str, Any]:
+    from automl.space import SpaceRecorder, build_trick, describe
+
+    recorder = SpaceRecorder(info.name)
+    build_trick(info.cls, recorder)
+    doc = (info.cls.__doc__ or sys.modules[info.cls.__module__].__doc__ or "").strip().splitlines()
+    return {"name": info.name, "owns": list(info.cls.owns), "plugin": info.plugin, "source": info.source,
+            "params": {name: describe(dist) for name, dist in recorder.params.items()},
+            "doc": doc[0] if doc else ""}
+
+
+def _open(url: str | None):
+    from automl.storage import mask_url, open_storage, resolve_url
+
+    url = resolve_url(url)
+    _quiet_optuna()
+    return open_storage(url, create=False), mask_url(url)
+
+
+def _quiet_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _stdout():
+    from rich.console import Console
+
+    return Console()
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _version() -> str:
+    from automl import __version__
+
+    return __version__

@@ -1,0 +1,260 @@
+"""Search spaces: the host's prefixing trial, study-file overrides, and which tricks a trial enables."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+from automl.trick import Trick
+
+OWNER_PREFIX = "owner"
+
+
+# -------------------------------------------------------------------------------------
+# Overrides a study file puts on a declared parameter
+# -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """Always this value (still recorded as a parameter, with a one-point distribution)."""
+
+    value: Any
+
+
+class Range(BaseModel):
+    """New bounds (or log/step) for a float or int parameter; None keeps the declared one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    low: float | None = None
+    high: float | None = None
+    log: bool | None = None
+    step: float | None = None
+
+
+class Choices(BaseModel):
+    """A subset of a categorical parameter's declared choices."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    choices: tuple[Any, ...]
+
+
+Override = Pinned | Range | Choices
+
+
+def resolve(declared: BaseDistribution, override: Override | None) -> BaseDistribution:
+    """The distribution to suggest from once ``override`` is applied; ValueError says why not."""
+    if override is None:
+        return declared
+    if isinstance(override, Pinned):
+        return _pin(declared, override.value)
+    if isinstance(override, Range):
+        if not isinstance(declared, (FloatDistribution, IntDistribution)):
+            raise ValueError(f"is categorical with choices {list(declared.choices)}; give `{{choices = [...]}}` or one value")
+        low = declared.low if override.low is None else override.low
+        high = declared.high if override.high is None else override.high
+        log = declared.log if override.log is None else override.log
+        step = declared.step if override.step is None else override.step
+        if low > high:
+            raise ValueError(f"has an impossible range: low={low} > high={high}")
+        if log and low <= 0:
+            raise ValueError(f"is log-scaled, so low must be > 0, got low={low}")
+        if log and step not in (None, 1):
+            raise ValueError("cannot be log-scaled and stepped at once")
+        try:
+            if isinstance(declared, IntDistribution):
+                if low != int(low) or high != int(high):
+                    raise ValueError(f"is an integer; got low={low}, high={high}")
+                return IntDistribution(int(low), int(high), log=log, step=int(step or 1))
+            return FloatDistribution(float(low), float(high), log=log, step=step)
+        except ValueError as exc:
+            raise ValueError(f"has a bad range: {exc}") from None
+    if not isinstance(declared, CategoricalDistribution):
+        raise ValueError(f"is numeric in [{declared.low}, {declared.high}]; give `{{low = .., high = ..}}` or one value")
+    unknown = [c for c in override.choices if c not in declared.choices]
+    if unknown or not override.choices:
+        raise ValueError(f"choices {list(override.choices)} must be a non-empty subset of {list(declared.choices)}")
+    return CategoricalDistribution(list(override.choices))
+
+
+def _pin(declared: BaseDistribution, value: Any) -> BaseDistribution:
+    if isinstance(declared, CategoricalDistribution):
+        if value not in declared.choices:
+            raise ValueError(f"= {value!r} is not one of {list(declared.choices)}")
+        return CategoricalDistribution([value])
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"= {value!r} is not a number")
+    if isinstance(declared, IntDistribution):
+        if value != int(value):
+            raise ValueError(f"= {value!r} is not an integer")
+        return IntDistribution(int(value), int(value))
+    return FloatDistribution(float(value), float(value))
+
+
+def describe(dist: BaseDistribution) -> str:
+    """A short human form of a distribution: ``[0.01, 0.3] log``, ``{linear, cubic}``, ``= 4``."""
+    if isinstance(dist, CategoricalDistribution):
+        if len(dist.choices) == 1:
+            return f"= {dist.choices[0]!r}"
+        return "{" + ", ".join(repr(c) for c in dist.choices) + "}"
+    if dist.low == dist.high:
+        return f"= {dist.low:g}"
+    text = f"[{dist.low:g}, {dist.high:g}]"
+    if dist.log:
+        text += " log"
+    if dist.step not in (None, 1):
+        text += f" step {dist.step:g}"
+    return text
+
+
+# -------------------------------------------------------------------------------------
+# Trials as a trick sees them
+# -------------------------------------------------------------------------------------
+
+
+class _Space:
+    """The suggest_* methods a trick calls; subclasses decide what a suggestion does."""
+
+    def __init__(self, prefix: str, overrides: Mapping[str, Override] | None = None) -> None:
+        self.prefix = prefix
+        self.overrides = dict(overrides or {})
+
+    def _suggest(self, name: str, declared: BaseDistribution) -> Any:
+        raise NotImplementedError
+
+    def _declared(self, name: str, declared: BaseDistribution) -> BaseDistribution:
+        try:
+            return resolve(declared, self.overrides.get(name))
+        except ValueError as exc:
+            raise ValueError(f"{self.prefix}.{name} {exc}") from None
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False, step: float | None = None) -> float:
+        return self._suggest(name, self._declared(name, FloatDistribution(low, high, log=log, step=step)))
+
+    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False, step: int = 1) -> int:
+        return self._suggest(name, self._declared(name, IntDistribution(low, high, log=log, step=step)))
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self._suggest(name, self._declared(name, CategoricalDistribution(list(choices))))
+
+
+class TrickTrial(_Space):
+    """An Optuna trial seen through one trick: names are prefixed, overrides applied."""
+
+    def __init__(self, trial: Any, prefix: str, overrides: Mapping[str, Override] | None = None) -> None:
+        super().__init__(prefix, overrides)
+        self.trial = trial
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+    def _suggest(self, name: str, dist: BaseDistribution) -> Any:
+        return suggest(self.trial, f"{self.prefix}.{name}", dist)
+
+
+class SpaceRecorder(_Space):
+    """Stands in for a trial to list a search space; each suggestion returns a representative value."""
+
+    def __init__(self, prefix: str, overrides: Mapping[str, Override] | None = None) -> None:
+        super().__init__(prefix, overrides)
+        self.params: dict[str, BaseDistribution] = {}
+
+    def _suggest(self, name: str, dist: BaseDistribution) -> Any:
+        self.params[name] = dist
+        return representative(dist)
+
+
+def suggest(trial: Any, name: str, dist: BaseDistribution) -> Any:
+    """Suggest ``name`` from ``dist`` through the trial's public API."""
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    return trial.suggest_categorical(name, dist.choices)
+
+
+def representative(dist: BaseDistribution) -> Any:
+    """The centre of a distribution (geometric for log scales), or its first choice."""
+    if isinstance(dist, CategoricalDistribution):
+        return dist.choices[0]
+    centre = math.sqrt(dist.low * dist.high) if dist.log else (dist.low + dist.high) / 2
+    if dist.step is not None:
+        centre = dist.low + round((centre - dist.low) / dist.step) * dist.step
+    return int(round(centre)) if isinstance(dist, IntDistribution) else centre
+
+
+# -------------------------------------------------------------------------------------
+# Which tricks a trial enables
+# -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrickSettings:
+    """What a study says about one trick: pinned on/off (None: searched) and parameter overrides."""
+
+    enabled: bool | None = None
+    overrides: Mapping[str, Override] = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.overrides is None:
+            object.__setattr__(self, "overrides", {})
+
+
+def pinned_conflicts(tricks: Mapping[str, type[Trick]], settings: Mapping[str, TrickSettings]) -> list[str]:
+    """One message per resource that two tricks pinned on would both own."""
+    problems = []
+    for resource in sorted({r for cls in tricks.values() for r in cls.owns}):
+        pinned = sorted(n for n, cls in tricks.items() if resource in cls.owns and _pin_of(settings, n) is True)
+        if len(pinned) > 1:
+            problems.append(f"tricks {' and '.join(pinned)} both own {resource!r}; pin at most one of them on")
+    return problems
+
+
+def select_tricks(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mapping[str, TrickSettings]) -> list[Trick]:
+    """Decide which tricks this trial enables and build them with their suggested parameters.
+
+    For every resource with several possible owners the trial picks one (parameter
+    ``owner.<resource>``, with ``"none"`` as a choice); the others are off for this
+    trial. Every other trick has an ``<name>.enabled`` parameter unless the study pins it.
+    """
+    decided: dict[str, bool] = {}
+    for resource in sorted({r for cls in tricks.values() for r in cls.owns}):
+        candidates = [n for n in sorted(tricks) if resource in tricks[n].owns
+                      and decided.get(n) is not False and _pin_of(settings, n) is not False]
+        forced = [n for n in candidates if decided.get(n) or _pin_of(settings, n)]
+        if len(forced) > 1:
+            raise ValueError(f"tricks {' and '.join(forced)} both own {resource!r}")
+        if forced:
+            owner = forced[0]
+        elif len(candidates) > 1:
+            owner = trial.suggest_categorical(f"{OWNER_PREFIX}.{resource}", [*candidates, "none"])
+        else:
+            continue  # at most one possible owner: its own enabled flag decides
+        for name in candidates:
+            decided[name] = name == owner
+    enabled = []
+    for name in sorted(tricks):
+        on = decided.get(name, _pin_of(settings, name))
+        if on is None:
+            on = trial.suggest_categorical(f"{name}.enabled", [True, False])
+        if on:
+            enabled.append(name)
+    return [build_trick(tricks[n], TrickTrial(trial, n, _overrides_of(settings, n))) for n in enabled]
+
+
+def build_trick(cls: type[Trick], space: Any) -> Trick:
+    """Suggest a trick's parameters on ``space`` and construct it with them."""
+    return cls(**cls.search_space(space))
+
+
+def _pin_of(settings: Mapping[str, TrickSettings], name: str) -> bool | None:
+    return settings[name].enabled if name in settings else None
+
+
+def _overrides_of(settings: Mapping[str, TrickSettings], name: str) -> Mapping[str, Override]:
+    return settings[name].overrides if name in settings else {}

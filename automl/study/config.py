@@ -1,0 +1,243 @@
+"""The study file (TOML): its schema, and errors that name the file, the key and the valid choices."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from automl.budget import Budget
+from automl.errors import UserError
+from automl.host import Host
+from automl.space import Choices, Override, Pinned, Range, SpaceRecorder, TrickSettings, build_trick, pinned_conflicts
+from automl.train.data import DATASETS
+from automl.train.models import MODELS
+from automl.train.settings import TrainSettings
+from automl.trick import Trick
+
+SAMPLERS = ("tpe", "random", "cmaes", "gp")
+PRUNERS = ("median", "hyperband", "none")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StudySection(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    direction: Literal["minimize"] = "minimize"
+    """The value is the validation error, so it is always minimised."""
+    sampler: Literal["tpe", "random", "cmaes", "gp"] = "tpe"
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    n_trials: int | None = Field(None, gt=0)
+    total_budget: Budget | None = None
+    """Device time of the whole study; only seconds, minutes or hours."""
+    trial_budget: Budget
+    storage: str | None = None
+    seed: int = 0
+
+    @field_validator("total_budget", "trial_budget", mode="before")
+    @classmethod
+    def _parse_budget(cls, value: Any) -> Any:
+        if value is None or isinstance(value, Budget):
+            return value
+        try:
+            return Budget.parse(value)
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "StudySection":
+        if self.total_budget is not None and self.total_budget.unit != "seconds":
+            raise ValueError(f"total_budget must be device time such as '10m', got '{self.total_budget}'")
+        if self.total_budget is None and self.n_trials is None:
+            raise ValueError("give total_budget (device time, e.g. '10m') or n_trials, or both")
+        return self
+
+
+class TaskSection(_Section):
+    dataset: str
+    model: str
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    data_root: str | None = None
+    download: bool = True
+    verify: bool = True
+    """Check the dataset files' checksums (torchvision's own check)."""
+    dataset_args: dict[str, Any] = {}
+    model_args: dict[str, Any] = {}
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        if value not in DATASETS:
+            raise ValueError(f"unknown dataset {value!r}; valid: {', '.join(sorted(DATASETS))}")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value not in MODELS:
+            raise ValueError(f"unknown model {value!r}; valid: {', '.join(sorted(MODELS))}")
+        return value
+
+
+class TricksSection(BaseModel):
+    """``include`` plus one table per trick (``[tricks.warmup]``) of pins and range overrides."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    include: Literal["*"] | list[str] = "*"
+    exclude: list[str] = []
+
+    @property
+    def tables(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class StudyConfig(_Section):
+    study: StudySection
+    task: TaskSection
+    train: TrainSettings = TrainSettings()
+    tricks: TricksSection = TricksSection()
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "StudyConfig":
+        self.train.check_ranges()
+        return self
+
+
+class StudyFile(BaseModel):
+    """A validated study file and the text it was read from."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    path: str
+    text: str
+    config: StudyConfig
+
+    def error(self, where: str, message: str) -> UserError:
+        return UserError(f"{self.path}: {where} {message}")
+
+
+def load_study_file(path: str | Path) -> StudyFile:
+    """Read and validate a study file; every problem is a one-line UserError naming file and key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"study file {str(path)!r} not found; the shipped ones are in studies/") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read study file {str(path)!r}: {exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: malformed TOML: {exc}") from None
+    try:
+        config = StudyConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(f"{path}: {_first_problem(exc)}") from None
+    except ValueError as exc:
+        raise UserError(f"{path}: [train] {exc}") from None
+    return StudyFile(path=str(path), text=text, config=config)
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    loc = [str(part) for part in error["loc"] if not str(part).startswith(("function-", "union["))]
+    kind = error["type"]
+    where = _where(loc)
+    if kind == "extra_forbidden":
+        section, key = loc[:-1], loc[-1]
+        return f"{_where(section)}unknown key {key!r}; valid: {', '.join(_valid_keys(section))}".strip()
+    if kind == "missing":
+        return f"{where}is required".strip()
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}{message} (got {error.get('input')!r})".strip()
+
+
+def _where(loc: list[str]) -> str:
+    if not loc:
+        return ""
+    if len(loc) == 1:
+        return f"[{loc[0]}] "
+    return f"[{loc[0]}] {'.'.join(loc[1:])}: "
+
+
+def _valid_keys(section: list[str]) -> list[str]:
+    model: Any = StudyConfig
+    for part in section:
+        field = model.model_fields.get(part)
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            break
+        model = field.annotation
+    return list(model.model_fields)
+
+
+# -------------------------------------------------------------------------------------
+# The tricks a study offers, checked against the plugins that are installed
+# -------------------------------------------------------------------------------------
+
+
+def study_tricks(study: StudyFile, host: Host) -> tuple[dict[str, type[Trick]], dict[str, TrickSettings]]:
+    """The trick classes this study searches over and what the file pins or overrides for each."""
+    section = study.config.tricks
+    names = sorted(host.tricks) if section.include == "*" else list(section.include)
+    for name in [*names, *section.exclude, *section.tables]:
+        if name not in host.tricks:
+            raise study.error("[tricks]", _unknown(host, name))
+    names = [n for n in names if n not in section.exclude]
+    for name in section.tables:
+        if name not in names:
+            raise study.error(f"[tricks.{name}]", f"configures a trick that is not included; add {name!r} to [tricks] include")
+    tricks = {n: host.tricks[n].cls for n in names}
+    settings = {n: _trick_settings(study, n, tricks[n], section.tables.get(n, {})) for n in names}
+    problems = pinned_conflicts(tricks, settings)
+    if problems:
+        raise study.error("[tricks]", problems[0])
+    return tricks, settings
+
+
+def _unknown(host: Host, name: str) -> str:
+    try:
+        host.trick(name)
+    except UserError as exc:
+        return str(exc)
+    return ""
+
+
+def _trick_settings(study: StudyFile, name: str, cls: type[Trick], table: Any) -> TrickSettings:
+    where = f"[tricks.{name}]"
+    if not isinstance(table, Mapping):
+        raise study.error(where, f"must be a table of parameters, got {table!r}")
+    declared = SpaceRecorder(name)
+    build_trick(cls, declared)
+    valid = ["enabled", *declared.params]
+    enabled = None
+    overrides: dict[str, Override] = {}
+    for key, value in table.items():
+        if key == "enabled":
+            if not isinstance(value, bool):
+                raise study.error(where, f"enabled must be true or false, got {value!r}")
+            enabled = value
+        elif key not in declared.params:
+            raise study.error(where, f"unknown key {key!r}; valid: {', '.join(valid)}")
+        else:
+            overrides[key] = _override(study, f"{where} {key}", value)
+    try:
+        build_trick(cls, SpaceRecorder(name, overrides))
+    except ValueError as exc:
+        raise study.error(where, str(exc)) from None
+    return TrickSettings(enabled=enabled, overrides=overrides)
+
+
+def _override(study: StudyFile, where: str, value: Any) -> Override:
+    if not isinstance(value, Mapping):
+        return Pinned(value)
+    try:
+        return Choices.model_validate(value) if "choices" in value else Range.model_validate(value)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        key = ".".join(str(p) for p in error["loc"])
+        if error["type"] == "extra_forbidden":
+            raise study.error(where, f"has unknown key {key!r}; a range has low, high, log, step, or give choices") from None
+        raise study.error(where, f"{key}: {error['msg']}") from None

@@ -1,0 +1,59 @@
+"""The live display of a running study: trials, best so far, budget left."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from automl.storage import mask_url
+from automl.study.objective import ATTR_END, ATTR_SPENT, ATTR_TRICKS
+from automl.study.runner import PreparedStudy, spent_seconds
+
+
+class RunDisplay:
+    """A progress bar over the study's budget (or trial count), and one line per finished trial."""
+
+    def __init__(self, prepared: PreparedStudy, console: Console) -> None:
+        self.prepared = prepared
+        self.console = console
+        budget = prepared.total_budget
+        self.by_time = budget is not None
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[left]}"),
+            TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), console=console, transient=False)
+        self.task = self.progress.add_task(
+            prepared.name, total=budget.amount if self.by_time else prepared.n_trials, left="", best="-")
+
+    def __enter__(self) -> "RunDisplay":
+        p = self.prepared
+        self.console.print(f"study [bold]{p.name}[/bold] in {mask_url(p.storage_url)}: "
+                           f"{p.study_file.config.task.dataset}/{p.study_file.config.task.model} on {p.device}, "
+                           f"trial budget {p.trial_budget}, total {p.total_budget or '-'}, "
+                           f"n_trials {p.n_trials or '-'}, tricks: {', '.join(p.tricks) or '(none)'}")
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def on_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        value = "-" if trial.value is None else f"{trial.value:.4f}"
+        tricks = ", ".join(trial.user_attrs.get(ATTR_TRICKS, [])) or "-"
+        spent = trial.user_attrs.get(ATTR_SPENT, 0.0)
+        self.progress.console.print(
+            f"trial {trial.number:>3}  {trial.user_attrs.get(ATTR_END, trial.state.name.lower()):<9} "
+            f"error {value:<7} {spent:6.1f}s  {tricks}")
+        try:
+            best = f"{study.best_value:.4f} (#{study.best_trial.number})"
+        except ValueError:
+            best = "-"
+        if self.by_time:
+            used = spent_seconds(study)
+            total = self.prepared.total_budget.amount
+            self.progress.update(self.task, completed=min(used, total), left=f"{max(0.0, total - used):.0f}s left", best=best)
+        else:
+            self.progress.update(self.task, completed=len(study.trials), left=f"{len(study.trials)} trials", best=best)

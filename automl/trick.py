@@ -1,0 +1,118 @@
+"""The Trick base class that plugins subclass, and the run state handed to its hooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from automl.budget import Budget
+    from automl.train.data import Dataset, InMemoryLoader
+
+Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(eq=False)
+class Run:
+    """What one training run is made of, and where it is. Tricks read it and may replace parts of it.
+
+    ``progress`` is spent / budget in [0, 1]; every schedule should be a function of it,
+    so that it lands on the end of the budget whatever the speed of a step.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    criterion: Criterion
+    loader: "InMemoryLoader"
+    data: "Dataset"
+    device: torch.device
+    budget: "Budget"
+    base_lr: float
+    make_optimizer: Callable[[Any], torch.optim.Optimizer]
+    """Builds the configured optimizer (kind, momentum, weight decay) over params or param groups."""
+    progress: float = 0.0
+    step: int = 0
+    epoch: int = 0
+    samples: int = 0
+    lr: float = 0.0
+    """The LR of this step before per-group ``lr_scale``: base_lr times every trick's lr_factor."""
+    autocast: dict[str, Any] | None = None
+    """Keyword arguments of ``torch.autocast`` for forward passes, or None for full precision."""
+    grad_scaler: Any = None
+    """A ``torch.amp.GradScaler`` the step uses for backward and optimizer step, when set."""
+    attrs: dict[str, Any] = field(default_factory=dict)
+    """JSON-able facts a trick wants stored with the trial (prefix keys with the trick's name)."""
+
+
+class Trick:
+    """One training trick: its search space, the resources it owns, and lifecycle hooks.
+
+    Subclasses set ``name`` and override what they need; every hook is a no-op here and
+    the trainer only calls the hooks a subclass overrides. Parameters are suggested in
+    ``search_space`` (define-by-run) under short names: the host prefixes them with
+    ``name`` so ``fraction`` becomes ``warmup.fraction`` in the study. The dict it returns
+    is passed to ``__init__``, so a trick can also be built by hand with the same keywords.
+    """
+
+    name: ClassVar[str]
+    owns: ClassVar[tuple[str, ...]] = ()
+    """Resources this trick controls exclusively (``"lr_schedule"``, ``"batch_size"``, ...).
+    Where several enabled tricks own one resource the host lets each trial pick one."""
+
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:
+        """Suggest this trick's parameters on ``trial`` and return them as ``__init__`` keywords."""
+        return {}
+
+    def __init__(self, **params: Any) -> None:
+        if params:
+            raise TypeError(f"{type(self).__name__} takes no parameters, got {sorted(params)}")
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({params})"
+
+    # -- set-up and teardown ------------------------------------------------------------
+    def setup(self, run: Run) -> None:
+        """After the model, optimizer and criterion are built, before the first step."""
+
+    def on_end(self, run: Run) -> None:
+        """After the last step, before the final evaluation."""
+
+    # -- every step ---------------------------------------------------------------------
+    def lr_factor(self, progress: float) -> float:
+        """A multiplier of the base LR at ``progress``; the factors of all tricks multiply."""
+        return 1.0
+
+    def on_epoch_start(self, run: Run) -> None:
+        """Before each pass over the training split (the batch size may change here)."""
+
+    def on_step_start(self, run: Run) -> None:
+        """Before each step, after the LR of the step is set on the optimizer."""
+
+    def transform_batch(self, run: Run, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the batch to train on; targets may become soft (N, classes) distributions."""
+        return x, y
+
+    def on_step_end(self, run: Run, loss: torch.Tensor) -> None:
+        """After the optimizer step; ``loss`` is still on the device (reading it synchronises)."""
+
+    # -- evaluation ---------------------------------------------------------------------
+    def on_rung(self, run: Run, rung: int, val_error: float) -> None:
+        """After the evaluation at a progress rung."""
+
+    def predict(self, run: Run, x: torch.Tensor) -> torch.Tensor | None:
+        """Scores (N, classes) for ``x`` to replace the model's, e.g. an ensemble's; None to abstain."""
+        return None
+
+
+HOOKS = ("setup", "on_end", "lr_factor", "on_epoch_start", "on_step_start", "transform_batch",
+         "on_step_end", "on_rung", "predict")
+
+
+def overridden(trick: Trick, hook: str) -> bool:
+    """Whether ``trick`` implements ``hook`` itself, so the trainer skips the no-op ones."""
+    return getattr(type(trick), hook) is not getattr(Trick, hook)

@@ -1,0 +1,1 @@
+"""automl's built-in trick plugins, one module each, registered through the ``automl`` entry-point group."""
