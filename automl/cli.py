@@ -106,7 +106,7 @@ def _positive_int(text: str) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from automl.study.config import load_study_file
     from automl.study.progress import RunDisplay
-    from automl.study.runner import Overrides, prepare, run_study
+    from automl.study.runner import Overrides, create_study, prepare, run_study
 
     study_file = load_study_file(args.study_file)
     host = _host(args.plugin)
@@ -114,8 +114,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         storage=args.storage, study_name=args.study_name, n_trials=args.n_trials,
         total_budget=args.total_budget, trial_budget=args.trial_budget, device=args.device, seed=args.seed))
     _quiet_optuna()
+    study = create_study(prepared)
     with RunDisplay(prepared, _stderr()) as display:
-        study = run_study(prepared, on_trial=display.on_trial)
+        study = run_study(prepared, study, on_trial=display.on_trial)
     return _print_best(study, prepared.storage_url, top=1, as_json=args.json)
 
 
@@ -145,7 +146,7 @@ def _cmd_plugins_show(args: argparse.Namespace) -> int:
     console.print(f"owns: {', '.join(record['owns']) or '-'}")
     console.print("parameters:" if record["params"] else "parameters: -")
     for name, space in record["params"].items():
-        console.print(f"  {record['name']}.{name}  {space}")
+        console.print(f"  {record['name']}.{name}  {space['text']}")
     return 0
 
 
@@ -225,13 +226,13 @@ def _host(plugin_paths: list[str]):
 
 
 def _trick_record(info) -> dict[str, Any]:
-    from automl.space import SpaceRecorder, build_trick, describe
+    from automl.space import SpaceRecorder, build_trick, to_json
 
     recorder = SpaceRecorder(info.name)
     build_trick(info.cls, recorder)
     doc = (info.cls.__doc__ or sys.modules[info.cls.__module__].__doc__ or "").strip().splitlines()
     return {"name": info.name, "owns": list(info.cls.owns), "plugin": info.plugin, "source": info.source,
-            "params": {name: describe(dist) for name, dist in recorder.params.items()},
+            "params": {name: to_json(dist) for name, dist in recorder.params.items()},
             "doc": doc[0] if doc else ""}
 
 

@@ -111,6 +111,15 @@ def describe(dist: BaseDistribution) -> str:
     return text
 
 
+def to_json(dist: BaseDistribution) -> dict[str, Any]:
+    """A distribution as plain data for ``--json`` outputs, with its human form under ``text``."""
+    if isinstance(dist, CategoricalDistribution):
+        return {"type": "categorical", "choices": list(dist.choices), "text": describe(dist)}
+    kind = "int" if isinstance(dist, IntDistribution) else "float"
+    return {"type": kind, "low": dist.low, "high": dist.high, "log": dist.log, "step": dist.step,
+            "text": describe(dist)}
+
+
 # -------------------------------------------------------------------------------------
 # Trials as a trick sees them
 # -------------------------------------------------------------------------------------

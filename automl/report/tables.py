@@ -53,6 +53,6 @@ def plugins_table(records: Iterable[dict[str, Any]]) -> Table:
     for column in ("name", "owns", "parameters", "source"):
         table.add_column(column)
     for r in records:
-        params = ", ".join(f"{k} {v}" for k, v in r["params"].items()) or "-"
+        params = ", ".join(f"{k} {v['text']}" for k, v in r["params"].items()) or "-"
         table.add_row(r["name"], ", ".join(r["owns"]) or "-", params, r["source"])
     return table

@@ -101,11 +101,6 @@ class StudyConfig(_Section):
     train: TrainSettings = TrainSettings()
     tricks: TricksSection = TricksSection()
 
-    @model_validator(mode="after")
-    def _ranges(self) -> "StudyConfig":
-        self.train.check_ranges()
-        return self
-
 
 class StudyFile(BaseModel):
     """A validated study file and the text it was read from."""
@@ -136,8 +131,6 @@ def load_study_file(path: str | Path) -> StudyFile:
         config = StudyConfig.model_validate(raw)
     except ValidationError as exc:
         raise UserError(f"{path}: {_first_problem(exc)}") from None
-    except ValueError as exc:
-        raise UserError(f"{path}: [train] {exc}") from None
     return StudyFile(path=str(path), text=text, config=config)
 
 
@@ -152,7 +145,9 @@ def _first_problem(exc: ValidationError) -> str:
     if kind == "missing":
         return f"{where}is required".strip()
     message = error["msg"].removeprefix("Value error, ")
-    return f"{where}{message} (got {error.get('input')!r})".strip()
+    got = error.get("input")
+    shown = f" (got {got!r})" if isinstance(got, (str, int, float, bool)) and repr(got) not in message else ""
+    return f"{where}{message}{shown}".strip()
 
 
 def _where(loc: list[str]) -> str:

@@ -154,9 +154,10 @@ def create_study(prepared: PreparedStudy) -> optuna.Study:
     return study
 
 
-def run_study(prepared: PreparedStudy, *, on_trial: Callable[[optuna.Study, FrozenTrial], Any] | None = None) -> optuna.Study:
-    """Create or resume the study and optimise until its budget or trial count is spent."""
-    study = create_study(prepared)
+def run_study(prepared: PreparedStudy, study: optuna.Study | None = None, *,
+              on_trial: Callable[[optuna.Study, FrozenTrial], Any] | None = None) -> optuna.Study:
+    """Optimise until the study's budget or trial count is spent; creates or resumes the study if not given."""
+    study = study or create_study(prepared)
     guard = BudgetGuard(prepared.total_budget, prepared.trial_budget)
     callbacks: list[Callable] = [guard]
     if prepared.n_trials is not None:

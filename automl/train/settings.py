@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from optuna.distributions import FloatDistribution
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 from automl.space import Range, resolve, suggest
 
@@ -32,6 +32,11 @@ class TrainSettings(BaseModel):
     rungs: PositiveInt = 4
     """Evaluations on the validation split, evenly spaced in progress; the last is at the end."""
     eval_batch_size: PositiveInt = 1024
+
+    @model_validator(mode="after")
+    def _sampleable(self) -> "TrainSettings":
+        self.check_ranges()
+        return self
 
     def searched(self) -> dict[str, Range]:
         return {k: v for k, v in self if isinstance(v, Range)}

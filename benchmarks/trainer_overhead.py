@@ -1,0 +1,149 @@
+"""The overhead of automl's training loop over a minimal hand-written PyTorch loop.
+
+What it measures: training throughput (samples per second of training steps) of
+``automl.train.loop.train`` with no tricks, divided by that of the loop a person
+would write by hand, on the same model (same architecture, same seeded init, a
+fresh copy every run), the same in-memory data, the same batch size, the same
+SGD settings (momentum, Nesterov, weight decay) and the same number of steps.
+Augmentation is off on both sides, so the difference is the loop's own work:
+the budget and progress bookkeeping, the hook dispatch, the LR update, the loss
+accumulation and NaN checks. Both sides shuffle with one ``randperm`` per epoch
+and index whole batches out of the tensors already in memory.
+
+The two run side by side in one process: a warm-up run of each outside the
+timing, then repetitions interleaved A, B, A, B, ... so that drift of a noisy
+machine hits both alike; the ratio is of the two medians.
+
+Run it::
+
+    python benchmarks/trainer_overhead.py                 # defaults, 1-2 minutes on a 2-core CPU
+    python benchmarks/trainer_overhead.py --device cuda --steps 300
+
+The last line is ``ratio=<automl / hand-written>``. Goal: at least 0.97 on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from automl.budget import Budget
+from automl.train.data import Dataset, load_dataset
+from automl.train.loop import train
+from automl.train.models import MODELS, build_model
+from automl.train.settings import TrainSettings
+
+GOAL = 0.97
+SEED = 0
+
+
+def fresh_model(name: str, width: float, data: Dataset, device: torch.device) -> nn.Module:
+    """The same initial weights every call: the init is drawn under a fixed seed."""
+    torch.manual_seed(SEED)
+    c, _, _ = data.input_shape
+    return build_model(name, in_channels=c, num_classes=data.num_classes, width=width).to(device)
+
+
+def run_automl(model: nn.Module, data: Dataset, settings: TrainSettings, steps: int, device: torch.device) -> float:
+    """Samples/s of automl's trainer.
+
+    Timed: ``result.train_seconds``, automl's own training clock, which runs from
+    just before the first batch is drawn to just after the last step (and its
+    final NaN check), synchronising the device at both ends. Not timed: building
+    the loader and optimizer before it, and the one evaluation on the val split
+    after it (``rungs=1``, so there is no other).
+    """
+    result = train(model, data, settings, Budget.parse(f"{steps}steps"), device=device, seed=SEED)
+    if result.steps != steps:
+        raise RuntimeError(f"automl ran {result.steps} steps, expected {steps}")
+    return steps * settings.batch_size / result.train_seconds
+
+
+def run_by_hand(model: nn.Module, data: Dataset, settings: TrainSettings, steps: int, device: torch.device) -> float:
+    """Samples/s of the minimal loop: a randperm per epoch, slice, index, step.
+
+    Timed: from just before the first permutation to just after the last
+    optimizer step, with the device synchronised at both ends. Not timed:
+    building the optimizer.
+    """
+    x_all, y_all = data.train.x, data.train.y
+    bs = settings.batch_size
+    per_epoch = len(y_all) // bs  # full batches only, as automl's loader (drop_last)
+    opt = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
+                          nesterov=settings.nesterov, weight_decay=settings.weight_decay)
+    gen = torch.Generator(device=device).manual_seed(SEED)
+    model.train()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for step in range(steps):
+        i = step % per_epoch
+        if i == 0:
+            perm = torch.randperm(len(y_all), generator=gen, device=device)
+        idx = perm[i * bs:(i + 1) * bs]
+        x, y = x_all[idx], y_all[idx]
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    sync()
+    return steps * bs / (time.perf_counter() - start)
+
+
+def describe(name: str, rates: list[float]) -> str:
+    med = statistics.median(rates)
+    spread = (max(rates) - min(rates)) / med
+    return (f"{name:<12} median {med:8.1f} samples/s   min {min(rates):8.1f}   max {max(rates):8.1f}"
+            f"   spread (max-min)/median {spread:6.1%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="resnet20", choices=sorted(MODELS))
+    parser.add_argument("--width", type=float, default=0.5, help="channel multiplier of the model")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=60, help="training steps per run, the same on both sides")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each side, interleaved")
+    parser.add_argument("--n-train", type=int, default=1024, help="synthetic 3x32x32 training images")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    args = parser.parse_args()
+    if args.steps < 1 or args.repeats < 1 or args.batch_size > args.n_train:
+        parser.error("need --steps >= 1, --repeats >= 1 and --batch-size <= --n-train")
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else "cpu" if args.device == "auto" else args.device)
+    # A small val split: automl's one evaluation is untimed, but it still costs wall time.
+    data = load_dataset("synthetic", shape=(3, 32, 32), n_train=args.n_train, n_val=256, n_test=10,
+                        device=device)
+    settings = TrainSettings(batch_size=args.batch_size, augment=False, rungs=1)
+    sides = {"automl": run_automl, "hand-written": run_by_hand}
+
+    print(f"model {args.model} width {args.width:g}, batch {args.batch_size}, {args.steps} steps x "
+          f"{args.repeats} repeats, {args.n_train} synthetic 3x32x32 images, device {device}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    warmup_steps = min(args.steps, 10)
+    for run in sides.values():  # warm-up, untimed: allocator, kernel and oneDNN caches
+        run(fresh_model(args.model, args.width, data, device), data, settings, warmup_steps, device)
+
+    rates: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(args.repeats):
+        for name, run in sides.items():  # A, B, A, B, ...
+            model = fresh_model(args.model, args.width, data, device)
+            rates[name].append(run(model, data, settings, args.steps, device))
+
+    for name in sides:
+        print(describe(name, rates[name]))
+    pairs = [a / b for a, b in zip(rates["automl"], rates["hand-written"])]
+    print("per-pair ratios " + " ".join(f"{r:.3f}" for r in pairs))
+    ratio = statistics.median(rates["automl"]) / statistics.median(rates["hand-written"])
+    print(f"goal >= {GOAL} on CPU: {'met' if ratio >= GOAL else 'NOT met'}")
+    print(f"ratio={ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Shared fixtures: tiny study files, storage URLs, and a fresh PostgreSQL database when one is reachable."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+PG_SERVER = os.environ.get("AUTOML_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/postgres")
+
+TINY_STUDY = """
+[study]
+name = "{name}"
+sampler = "random"
+pruner = "none"
+trial_budget = "{trial_budget}"
+n_trials = {n_trials}
+seed = 0
+
+[task]
+dataset = "synthetic"
+model = "small_cnn"
+model_args = {{ width = 0.25 }}
+dataset_args = {{ shape = [1, 8, 8], n_train = 96, n_val = 48, n_test = 48, num_classes = 4 }}
+
+[train]
+batch_size = 32
+lr = 0.05
+rungs = 2
+eval_batch_size = 256
+"""
+
+
+@pytest.fixture
+def write_study(tmp_path: Path):
+    """Write a tiny synthetic study (about a second per trial) plus extra TOML; returns its path."""
+
+    def write(extra: str = "", *, name: str = "tiny", trial_budget: str = "6steps", n_trials: int = 3,
+              filename: str = "study.toml") -> Path:
+        path = tmp_path / filename
+        text = TINY_STUDY.format(name=name, trial_budget=trial_budget, n_trials=n_trials)
+        path.write_text(text + textwrap.dedent(extra))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'studies.db'}"
+
+
+@pytest.fixture(autouse=True)
+def _no_storage_from_env(monkeypatch):
+    # A developer's AUTOML_STORAGE must not leak into the tests' databases.
+    monkeypatch.delenv("AUTOML_STORAGE", raising=False)
+    monkeypatch.delenv("AUTOML_PLUGINS", raising=False)
+    monkeypatch.delenv("AUTOML_DISABLE_PLUGINS", raising=False)
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards; skips when no server answers."""
+    psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e '.[dev]')")
+    try:
+        admin = psycopg.connect(PG_SERVER, autocommit=True,
+                                connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL server at {PG_SERVER} ({str(exc).splitlines()[0]}); "
+                    "set AUTOML_TEST_POSTGRES to one")
+    name = f"automl_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_SERVER.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

@@ -1,0 +1,225 @@
+"""The `automl` command in-process: a study from file to best configuration, queries, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from automl.cli import main
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def study_names(url: str) -> list[str]:
+    path = Path(url.removeprefix("sqlite:///"))
+    if not path.exists():
+        return []
+    return optuna.get_all_study_names(url)
+
+
+def test_run_then_query_best_trials_and_studies(capsys, write_study, sqlite_url):
+    study = write_study(n_trials=3)
+    code, out, err = run_cli(capsys, "run", str(study), "--storage", sqlite_url)
+    assert code == 0, err
+    assert "validation error" in out
+
+    code, out, _ = run_cli(capsys, "best", "tiny", "--json", "--storage", sqlite_url)
+    assert code == 0
+    best = json.loads(out)
+    trials = optuna.load_study(study_name="tiny", storage=sqlite_url).trials
+    assert best["value"] == min(t.value for t in trials if t.value is not None)
+    assert best["state"] == "COMPLETE"
+    assert set(best["tricks"]) <= {"warmup", "cosine", "label_smoothing"}
+    for trick in best["tricks"]:
+        assert best["params"][trick]["enabled"] is True
+    assert best["spent_seconds"] > 0
+
+    code, out, _ = run_cli(capsys, "trials", "tiny", "--json", "--storage", sqlite_url)
+    records = json.loads(out)
+    assert [r["number"] for r in records] == [0, 1, 2]
+    assert all(r["end_reason"] == "complete" for r in records)
+
+    code, out, _ = run_cli(capsys, "studies", "--json", "--storage", sqlite_url)
+    (summary,) = json.loads(out)
+    assert summary["name"] == "tiny" and summary["n_trials"] == 3 and summary["dataset"] == "synthetic"
+
+    code, out, _ = run_cli(capsys, "best", "tiny", "--top", "2", "--json", "--storage", sqlite_url)
+    top = json.loads(out)
+    assert len(top) == 2 and top[0]["value"] <= top[1]["value"]
+
+
+def test_storage_comes_from_env_before_the_study_file(capsys, write_study, tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    monkeypatch.setenv("AUTOML_STORAGE", url)
+    study = write_study(n_trials=1)
+    study.write_text(study.read_text().replace('seed = 0', f'seed = 0\nstorage = "sqlite:///{tmp_path / "file.db"}"'))
+    assert run_cli(capsys, "run", str(study))[0] == 0
+    assert study_names(url) == ["tiny"]
+    assert not (tmp_path / "file.db").exists()
+
+
+def test_rerun_resumes_up_to_n_trials(capsys, write_study, sqlite_url):
+    assert run_cli(capsys, "run", str(write_study(n_trials=2)), "--storage", sqlite_url)[0] == 0
+    assert run_cli(capsys, "run", str(write_study(n_trials=3)), "--storage", sqlite_url)[0] == 0
+    assert len(optuna.load_study(study_name="tiny", storage=sqlite_url).trials) == 3
+
+
+BAD_INPUTS = {
+    "unknown trick": ('[tricks]\ninclude = ["warmpu"]\n', "unknown trick 'warmpu'; valid: cosine"),
+    "impossible range": ("[tricks.warmup]\nfraction = { low = 0.5, high = 0.1 }\n", "impossible range"),
+    "unknown key": ("[tricks.warmup]\nfractoin = 0.1\n", "unknown key 'fractoin'; valid: enabled, fraction"),
+    "unknown train key": ("[train2]\nlr = 1\n", "unknown key 'train2'; valid: study, task, train, tricks"),
+    "out-of-range pin": ("[tricks.warmup]\nfraction = 1.5\n", "fraction=1.5"),
+    "bad sampler": None,
+    "malformed": ("[tricks\n", "malformed TOML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_study_file_is_one_line_exit_2_and_no_study(capsys, write_study, sqlite_url, case):
+    if case == "bad sampler":
+        study = write_study()
+        study.write_text(study.read_text().replace('sampler = "random"', 'sampler = "annealing"'))
+        expected = "[study] sampler: Input should be 'tpe', 'random', 'cmaes' or 'gp'"
+    else:
+        extra, expected = BAD_INPUTS[case]
+        study = write_study(extra)
+    code, out, err = run_cli(capsys, "run", str(study), "--storage", sqlite_url)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith(f"automl: error: {study}: "), err
+    assert expected in err
+    assert study_names(sqlite_url) == []
+
+
+def test_missing_file_and_unreachable_database(capsys, write_study, tmp_path):
+    code, _, err = run_cli(capsys, "run", str(tmp_path / "nope.toml"))
+    assert code == 2 and "not found" in err and err.count("\n") == 1
+
+    code, out, err = run_cli(capsys, "run", str(write_study()), "--storage",
+                             "postgresql://someone:hunter2@127.0.0.1:1/db")
+    assert code == 2 and err.count("\n") == 1
+    assert "cannot open storage postgresql://someone:***@127.0.0.1:1/db" in err
+    assert "hunter2" not in out + err
+
+    code, _, err = run_cli(capsys, "best", "tiny", "--storage", f"sqlite:///{tmp_path / 'absent.db'}")
+    assert code == 2 and "does not exist" in err
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_unknown_study_names_the_ones_there(capsys, write_study, sqlite_url):
+    run_cli(capsys, "run", str(write_study(n_trials=1)), "--storage", sqlite_url)
+    code, _, err = run_cli(capsys, "best", "tinny", "--storage", sqlite_url)
+    assert code == 2 and "no study named 'tinny'" in err and "studies there: tiny" in err
+
+
+def test_plugins_list_and_show(capsys):
+    code, out, _ = run_cli(capsys, "plugins", "list", "--json")
+    listing = json.loads(out)
+    names = {t["name"] for t in listing["tricks"]}
+    assert {"warmup", "cosine", "label_smoothing"} <= names
+    code, out, _ = run_cli(capsys, "plugins", "show", "cosine", "--json")
+    cosine = json.loads(out)
+    assert cosine["owns"] == ["lr_schedule"]
+    assert cosine["params"]["final"]["type"] == "float"
+    code, out, _ = run_cli(capsys, "plugins", "show", "warmup")
+    assert "warmup.fraction" in out and "[0.01, 0.3] log" in out
+    code, _, err = run_cli(capsys, "plugins", "show", "snapshot")
+    assert code == 2 and "unknown trick 'snapshot'" in err
+
+
+FAILING_TRICKS = '''
+import torch
+from automl import Trick, hookimpl
+
+
+class Poison(Trick):
+    """Feeds NaN into the first batch, so the loss is NaN."""
+    name = "poison"
+
+    def transform_batch(self, run, x, y):
+        return x * float("nan"), y
+
+
+class Hog(Trick):
+    """Asks the allocator for far more memory than any machine has."""
+    name = "hog"
+
+    def setup(self, run):
+        run.attrs["hog"] = torch.empty(1 << 44, dtype=torch.uint8).sum()
+
+
+@hookimpl
+def automl_register_tricks():
+    return [Poison, Hog]
+'''
+
+
+@pytest.mark.parametrize(("trick", "reason"), [("poison", "nan_loss"), ("hog", "oom")])
+def test_nan_and_out_of_memory_fail_the_trial_and_the_study_goes_on(capsys, write_study, sqlite_url, tmp_path,
+                                                                    trick, reason):
+    plugin = tmp_path / "failing.py"
+    plugin.write_text(FAILING_TRICKS)
+    study = write_study(f'[tricks]\ninclude = ["{trick}", "cosine"]\n[tricks.{trick}]\nenabled = true\n', n_trials=2)
+    code, out, err = run_cli(capsys, "run", str(study), "--storage", sqlite_url, "--plugin", str(plugin))
+    assert code == 0, err
+    records = json.loads(run_cli(capsys, "trials", "tiny", "--json", "--storage", sqlite_url)[1])
+    assert len(records) == 2
+    assert all(r["state"] == "FAIL" and r["end_reason"] == reason for r in records)
+
+
+def test_total_budget_stops_the_study(capsys, write_study, sqlite_url):
+    study = write_study(n_trials=50, trial_budget="0.4s")
+    study.write_text(study.read_text().replace("n_trials = 50", 'n_trials = 50\ntotal_budget = "2s"'))
+    assert run_cli(capsys, "run", str(study), "--storage", sqlite_url)[0] == 0
+    trials = optuna.load_study(study_name="tiny", storage=sqlite_url).trials
+    spent = [t.user_attrs["spent_seconds"] for t in trials]
+    assert 2 <= len(trials) < 50
+    # A trial only starts when a whole trial still fits; the last may run over by its evaluation.
+    assert sum(spent) <= 2.0 + max(spent) - 0.4
+
+
+def test_optuna_cli_reads_the_same_database(capsys, write_study, sqlite_url):
+    run_cli(capsys, "run", str(write_study(n_trials=2)), "--storage", sqlite_url)
+    best = optuna.load_study(study_name="tiny", storage=sqlite_url).best_trial
+    result = subprocess.run(["optuna", "best-trial", "--study-name", "tiny", "--storage", sqlite_url, "-f", "json"],
+                            capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout)["number"] == best.number
+    result = subprocess.run(["optuna", "trials", "--study-name", "tiny", "--storage", sqlite_url, "-f", "json"],
+                            capture_output=True, text=True, check=True)
+    assert len(json.loads(result.stdout)) == 2
+
+
+@pytest.mark.slow
+def test_python_m_automl_end_to_end(write_study, sqlite_url, tmp_path):
+    """The real thing: a subprocess runs a study, another reads the best trial back."""
+    study = write_study(n_trials=2)
+    run = subprocess.run([sys.executable, "-m", "automl", "run", str(study), "--storage", sqlite_url],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    best = subprocess.run(["automl", "best", "tiny", "--json", "--storage", sqlite_url],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert best.returncode == 0 and json.loads(best.stdout)["state"] == "COMPLETE"
+    bad = subprocess.run([sys.executable, "-m", "automl", "run", "missing.toml"], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("automl: error:")
+    assert not (tmp_path / "automl.db").exists()
+
+
+@pytest.mark.postgres
+def test_study_on_postgresql_never_prints_the_password(capsys, write_study, postgres_url):
+    url = postgres_url.replace("postgresql://root@", "postgresql://root:s3cret-pw@")
+    code, out, err = run_cli(capsys, "run", str(write_study(n_trials=2)), "--storage", url)
+    assert code == 0, err
+    code, out2, err2 = run_cli(capsys, "best", "tiny", "--json", "--storage", url)
+    assert code == 0 and json.loads(out2)["state"] == "COMPLETE"
+    assert "s3cret-pw" not in out + err + out2 + err2
+    assert len(optuna.load_study(study_name="tiny", storage=postgres_url).trials) == 2

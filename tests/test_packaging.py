@@ -1,0 +1,40 @@
+"""A wheel install finds the built-in plugins through the entry-point group, like any third-party plugin."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_wheel_install_registers_the_builtin_plugins(tmp_path):
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(wheels), str(ROOT)], check=True, capture_output=True)
+    (wheel,) = wheels.glob("automl-*.whl")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+                   check=True, capture_output=True)
+    probe = (
+        "import json, automl, automl_plugins\n"
+        "from automl.host import get_host\n"
+        "host = get_host()\n"
+        "print(json.dumps({'automl': automl.__file__, 'plugins': automl_plugins.__file__,\n"
+        "                  'tricks': {n: i.cls.__module__ for n, i in host.tricks.items()},\n"
+        "                  'failures': [str(f) for f in host.failures]}))\n"
+    )
+    # The wheel's copy comes first on the path, ahead of the editable install of this checkout.
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["automl"].startswith(str(site)) and found["plugins"].startswith(str(site))
+    assert found["tricks"]["warmup"] == "automl_plugins.warmup"
+    assert {"warmup", "cosine", "label_smoothing"} <= set(found["tricks"])
+    assert found["failures"] == []
