@@ -69,6 +69,8 @@ def resolve(declared: BaseDistribution, override: Override | None) -> BaseDistri
             if isinstance(declared, IntDistribution):
                 if low != int(low) or high != int(high):
                     raise ValueError(f"is an integer; got low={low}, high={high}")
+                if step is not None and step != int(step):
+                    raise ValueError(f"is an integer; got step={step}")
                 return IntDistribution(int(low), int(high), log=log, step=int(step or 1))
             return FloatDistribution(float(low), float(high), log=log, step=step)
         except ValueError as exc:

@@ -116,6 +116,11 @@ def _train(model, data, settings, budget, tricks, device, seed, report, evaluate
 
     train_clock.start()
     while p < 1.0:
+        if run.epoch:
+            # A pass the budget has no room for is not started, so no trick is told of it.
+            p = progress.of(seconds=train_clock.read(), epochs=float(run.epoch), steps=run.step)
+            if p >= 1.0:
+                break
         for on_epoch_start in hooks["on_epoch_start"]:
             on_epoch_start(run)
         batches = len(loader)

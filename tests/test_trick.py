@@ -1,0 +1,127 @@
+"""Tests of the Trick base class: no-op hooks, ``overridden``, and that the trainer calls only the overridden ones."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+
+from automl.budget import Budget
+from automl.train.data import load_dataset
+from automl.train.loop import train
+from automl.train.models import build_model
+from automl.train.settings import TrainSettings
+from automl.trick import HOOKS, Trick, overridden
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny models train several times faster on one thread than on two contended ones.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("synthetic", shape=(1, 8, 8), n_train=128, n_val=64, n_test=64)
+
+
+def _model(data, seed=0):
+    torch.manual_seed(seed)
+    return build_model("small_cnn", in_channels=data.input_shape[0], num_classes=data.num_classes, width=0.25)
+
+
+SETTINGS = TrainSettings(batch_size=16, rungs=2)
+BUDGET = Budget.parse("12steps")
+
+
+class Empty(Trick):
+    name = "empty"
+
+
+class OnlyStep(Trick):
+    name = "only_step"
+
+    def __init__(self):
+        self.calls = 0
+
+    def on_step_start(self, run):
+        self.calls += 1
+
+
+def test_hooks_are_the_public_instance_methods():
+    methods = {n for n, v in vars(Trick).items() if inspect.isfunction(v) and not n.startswith("_")}
+    assert set(HOOKS) == methods
+
+
+def test_base_hooks_are_no_ops():
+    trick = Empty()
+    x, y = torch.randn(2, 1, 8, 8), torch.tensor([0, 1])
+    assert trick.lr_factor(0.3) == 1.0
+    assert trick.transform_batch(None, x, y) == (x, y)
+    assert trick.predict(None, x) is None
+    assert Empty.search_space(object()) == {}
+
+
+def test_base_constructor_rejects_parameters():
+    with pytest.raises(TypeError, match="Empty takes no parameters"):
+        Empty(fraction=0.1)
+
+
+def test_overridden():
+    assert not any(overridden(Empty(), hook) for hook in HOOKS)
+    assert [hook for hook in HOOKS if overridden(OnlyStep(), hook)] == ["on_step_start"]
+
+    class Inherits(OnlyStep):
+        name = "inherits"
+
+    assert overridden(Inherits(), "on_step_start") and not overridden(Inherits(), "setup")
+
+
+def test_trainer_calls_only_overridden_hooks(data, monkeypatch):
+    called = {hook: 0 for hook in HOOKS}
+
+    def spy(hook):
+        original = getattr(Trick, hook)
+
+        def wrapper(self, *args, **kwargs):
+            called[hook] += 1
+            return original(self, *args, **kwargs)
+
+        return wrapper
+
+    for hook in HOOKS:
+        monkeypatch.setattr(Trick, hook, spy(hook))
+    trick = OnlyStep()
+    result = train(_model(data), data, SETTINGS, BUDGET, tricks=[trick, Empty()], evaluate_test=True)
+    assert trick.calls == result.steps == 12
+    assert called == {hook: 0 for hook in HOOKS}
+
+
+def test_a_trick_without_overrides_changes_nothing(data):
+    plain_model, empty_model = _model(data), _model(data)
+    plain = train(plain_model, data, SETTINGS, BUDGET, seed=1)
+    empty = train(empty_model, data, SETTINGS, BUDGET, seed=1, tricks=[Empty()])
+    for (name, a), (_, b) in zip(plain_model.state_dict().items(), empty_model.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert (empty.steps, empty.val_error, empty.train_loss) == (plain.steps, plain.val_error, plain.train_loss)
+
+    # The comparison can tell runs apart: another loader seed gives other weights.
+    other_model = _model(data)
+    train(other_model, data, SETTINGS, BUDGET, seed=2)
+    assert not all(torch.equal(a, b) for a, b in zip(plain_model.state_dict().values(),
+                                                      other_model.state_dict().values()))
+
+
+def test_repr_shows_public_params():
+    class WithParams(Trick):
+        name = "with_params"
+
+        def __init__(self, rate=0.1):
+            self.rate = rate
+            self._cache = []
+
+    assert repr(WithParams(0.2)) == "WithParams(rate=0.2)"
