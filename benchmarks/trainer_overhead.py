@@ -12,7 +12,9 @@ and index whole batches out of the tensors already in memory.
 
 The two run side by side in one process: a warm-up run of each outside the
 timing, then repetitions interleaved A, B, A, B, ... so that drift of a noisy
-machine hits both alike; the ratio is of the two medians.
+machine hits both alike; the ratio is of the two medians. Many short
+repetitions are more robust to bursts of load from other processes than a few
+long ones: raise --repeats rather than --steps when the spread is large.
 
 Run it::
 
@@ -107,8 +109,8 @@ def main() -> None:
     parser.add_argument("--model", default="resnet20", choices=sorted(MODELS))
     parser.add_argument("--width", type=float, default=0.5, help="channel multiplier of the model")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=60, help="training steps per run, the same on both sides")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each side, interleaved")
+    parser.add_argument("--steps", type=int, default=20, help="training steps per run, the same on both sides")
+    parser.add_argument("--repeats", type=int, default=15, help="timed runs of each side, interleaved")
     parser.add_argument("--n-train", type=int, default=1024, help="synthetic 3x32x32 training images")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args()
@@ -126,9 +128,16 @@ def main() -> None:
     print(f"model {args.model} width {args.width:g}, batch {args.batch_size}, {args.steps} steps x "
           f"{args.repeats} repeats, {args.n_train} synthetic 3x32x32 images, device {device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    warmup_steps = min(args.steps, 10)
-    for run in sides.values():  # warm-up, untimed: allocator, kernel and oneDNN caches
-        run(fresh_model(args.model, args.width, data, device), data, settings, warmup_steps, device)
+    # Warm-up, untimed (allocator, kernel and oneDNN caches); it also checks that both
+    # sides do the same work: same init, same batches, same updates, so the same weights.
+    warmed = {name: fresh_model(args.model, args.width, data, device) for name in sides}
+    for name, run in sides.items():
+        run(warmed[name], data, settings, min(args.steps, 10), device)
+    a, b = (warmed[name].state_dict() for name in sides)
+    diff = max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+    print(f"warm-up: largest difference between the two sides' final weights {diff:.2g}")
+    if diff > 1e-3:
+        raise SystemExit("the two loops do not train alike; the comparison would not be fair")
 
     rates: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(args.repeats):

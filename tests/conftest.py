@@ -79,3 +79,12 @@ def postgres_url():
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Train on one thread for the whole module (see automl.testing.one_thread)."""
+    from automl.testing import one_thread as single
+
+    with single():
+        yield
