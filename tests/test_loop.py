@@ -9,43 +9,34 @@ import torch
 
 from automl.budget import Budget
 from automl.errors import TrialFailed
-from automl.train.data import load_dataset
+from automl.testing import StepRecorder, tiny_data, tiny_model, tiny_settings, train_tiny
 from automl.train.loop import NAN_CHECK_EVERY, train
-from automl.train.models import build_model
-from automl.train.settings import TrainSettings
 from automl.trick import Trick
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models train several times faster on one thread than on two contended ones.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def data():
-    return load_dataset("synthetic", shape=(1, 8, 8), n_train=128, n_val=64, n_test=64)
-
-
-def _model(data, seed=0):
-    torch.manual_seed(seed)
-    return build_model("small_cnn", in_channels=data.input_shape[0], num_classes=data.num_classes, width=0.25)
+    return tiny_data()
 
 
 def _settings(**kw):
-    return TrainSettings(**{"batch_size": 16, "augment": False, "flip": False, **kw})
+    # TrainSettings' default of four rungs, which these tests were written against.
+    return tiny_settings(**{"rungs": 4, **kw})
 
 
-class Recorder(Trick):
-    """Records what the loop shows a trick at every event."""
+def _train(data, tricks, budget, **kw):
+    return train_tiny(tricks, budget, data=data, **{"rungs": 4, **kw})
+
+
+class Recorder(StepRecorder):
+    """Records what the loop shows a trick at every event: each step (see StepRecorder), pass, rung and end."""
 
     name = "recorder"
 
     def __init__(self):
-        self.steps: list[tuple[float, int, float, float]] = []  # (progress, step, run.lr, lr of group 0)
+        super().__init__()
         self.epochs: list[int] = []
         self.rungs: list[tuple[int, float, float]] = []
         self.ended = 0
@@ -53,18 +44,11 @@ class Recorder(Trick):
     def on_epoch_start(self, run):
         self.epochs.append(run.epoch)
 
-    def on_step_start(self, run):
-        self.steps.append((run.progress, run.step, run.lr, run.optimizer.param_groups[0]["lr"]))
-
     def on_rung(self, run, rung, val_error):
         self.rungs.append((rung, run.progress, val_error))
 
     def on_end(self, run):
         self.ended += 1
-
-    @property
-    def progress(self):
-        return [s[0] for s in self.steps]
 
 
 def _error(model, split):
@@ -78,7 +62,7 @@ def _error(model, split):
 
 def test_steps_budget_runs_exactly_that_many_steps(data):
     rec = Recorder()
-    result = train(_model(data), data, _settings(), Budget.parse("20steps"), tricks=[rec])
+    result = _train(data, [rec], "20steps")
     assert result.steps == 20 and len(rec.steps) == 20
     assert [s[1] for s in rec.steps] == list(range(20))
     assert result.progress == 1.0 and not result.pruned
@@ -90,7 +74,7 @@ def test_steps_budget_runs_exactly_that_many_steps(data):
 def test_progress_is_non_decreasing_from_zero_and_below_one(data):
     rec = Recorder()
     n = 20
-    train(_model(data), data, _settings(), Budget.parse(f"{n}steps"), tricks=[rec])
+    _train(data, [rec], f"{n}steps")
     progress = rec.progress
     assert progress[0] == 0.0
     assert all(a <= b for a, b in zip(progress, progress[1:]))
@@ -101,7 +85,7 @@ def test_progress_is_non_decreasing_from_zero_and_below_one(data):
 @pytest.mark.parametrize(("epochs", "batch_size"), [(2, 32), (3, 16), (1.5, 32)])
 def test_epoch_budget_ends_after_exactly_that_many_passes(data, epochs, batch_size):
     rec = Recorder()
-    result = train(_model(data), data, _settings(batch_size=batch_size), Budget.parse(f"{epochs}ep"), tricks=[rec])
+    result = _train(data, [rec], f"{epochs}ep", batch_size=batch_size)
     batches = len(data.train) // batch_size
     assert result.steps == epochs * batches
     assert result.epochs == pytest.approx(epochs)
@@ -112,14 +96,14 @@ def test_epoch_budget_ends_after_exactly_that_many_passes(data, epochs, batch_si
 def test_epoch_budget_starts_no_pass_after_the_last(data):
     """``on_epoch_start`` announces a pass; a budget of two passes announces two."""
     rec = Recorder()
-    train(_model(data), data, _settings(batch_size=32), Budget.parse("2ep"), tricks=[rec])
+    _train(data, [rec], "2ep", batch_size=32)
     assert rec.epochs == [0, 1]
 
 
 def test_seconds_budget_ends_within_one_step(data):
     rec = Recorder()
     budget = Budget.parse("1s")
-    result = train(_model(data), data, _settings(rungs=1), budget, tricks=[rec])
+    result = train(tiny_model(data), data, _settings(rungs=1), budget, tricks=[rec])
     assert result.train_seconds >= budget.amount
     assert result.progress == 1.0
     progress = rec.progress
@@ -152,20 +136,21 @@ class Ramp(Trick):
 def test_lr_is_base_times_the_product_of_factors(data):
     rec = Recorder()
     settings = _settings(lr=0.04)
-    train(_model(data), data, settings, Budget.parse("16steps"), tricks=[Decay(), rec, Ramp()])
+    train(tiny_model(data), data, settings, Budget.parse("16steps"), tricks=[Decay(), rec, Ramp()])
     assert len(rec.steps) == 16
-    for progress, _, run_lr, group_lr in rec.steps:
+    for progress, _, run_lr, group_lrs in rec.steps:
+        group_lr = group_lrs[0]
         expected = settings.lr * (1.0 - 0.5 * progress) * (0.5 + 0.25 * progress)
         assert group_lr == pytest.approx(expected, rel=1e-12)
         assert run_lr == pytest.approx(expected, rel=1e-12)
-    lrs = [s[3] for s in rec.steps]
+    lrs = rec.lrs
     assert all(a > b for a, b in zip(lrs, lrs[1:]))  # the product falls: the LR really changed every step
 
 
 def test_lr_without_factors_is_the_base_lr(data):
     rec = Recorder()
-    train(_model(data), data, _settings(lr=0.03), Budget.parse("4steps"), tricks=[rec])
-    assert [s[3] for s in rec.steps] == [0.03] * 4
+    _train(data, [rec], "4steps", lr=0.03)
+    assert rec.lrs == [0.03] * 4
 
 
 class Groups(Trick):
@@ -180,15 +165,12 @@ class Groups(Trick):
     def lr_factor(self, progress):
         return 1.0 - progress
 
-    def on_step_start(self, run):
-        self.seen = getattr(self, "seen", []) + [(run.lr, [g["lr"] for g in run.optimizer.param_groups])]
-
 
 def test_param_group_lr_scale_multiplies_the_step_lr(data):
-    groups = Groups()
-    train(_model(data), data, _settings(), Budget.parse("6steps"), tricks=[groups])
-    assert len(groups.seen) == 6
-    for lr, (first, second) in groups.seen:
+    rec = StepRecorder()
+    _train(data, [Groups(), rec], "6steps")
+    assert len(rec.steps) == 6
+    for _, _, lr, (first, second) in rec.steps:
         assert first == pytest.approx(lr) and second == pytest.approx(0.1 * lr)
 
 
@@ -204,7 +186,7 @@ def test_rungs_are_evaluated_at_increasing_progress(data):
         return False
 
     n = 16
-    result = train(_model(data), data, _settings(rungs=4), Budget.parse(f"{n}steps"), tricks=[rec], report=report)
+    result = train(tiny_model(data), data, _settings(), Budget.parse(f"{n}steps"), tricks=[rec], report=report)
     assert len(result.history) == 4
     points = [p for p, _ in result.history]
     assert all(a < b for a, b in zip(points, points[1:]))
@@ -227,7 +209,7 @@ def test_report_true_prunes_the_run(data):
         return rung == 1
 
     n = 16
-    result = train(_model(data), data, _settings(rungs=4), Budget.parse(f"{n}steps"), tricks=[rec], report=report)
+    result = train(tiny_model(data), data, _settings(), Budget.parse(f"{n}steps"), tricks=[rec], report=report)
     assert result.pruned
     assert calls == [0, 1]
     assert len(result.history) == 2
@@ -258,20 +240,20 @@ def test_nan_inputs_fail_the_trial_early(data):
     poison = Poison()
     n = 8 * NAN_CHECK_EVERY
     with pytest.raises(TrialFailed) as info:
-        train(_model(data), data, _settings(), Budget.parse(f"{n}steps"), tricks=[poison])
+        _train(data, [poison], f"{n}steps")
     assert info.value.reason == "nan_loss"
     assert poison.steps <= NAN_CHECK_EVERY
 
 
 def test_nan_in_the_last_step_fails_the_trial(data):
     with pytest.raises(TrialFailed) as info:
-        train(_model(data), data, _settings(), Budget.parse("6steps"), tricks=[Poison(start=5)])
+        _train(data, [Poison(start=5)], "6steps")
     assert info.value.reason == "nan_loss"
 
 
 def test_divergent_lr_fails_the_trial(data):
     with pytest.raises(TrialFailed) as info:
-        train(_model(data), data, _settings(lr=1e6), Budget.parse("40steps"))
+        _train(data, [], "40steps", lr=1e6)
     assert info.value.reason == "nan_loss"
 
 
@@ -300,10 +282,9 @@ class Abstain(Trick):
 
 
 def test_predict_changes_val_error_but_not_the_models(data):
-    budget = Budget.parse("8steps")
-    plain = train(_model(data), data, _settings(), budget)
-    model = _model(data)
-    result = train(model, data, _settings(eval_batch_size=10), budget, tricks=[Abstain(), Always(label=3)])
+    plain = _train(data, [], "8steps")
+    model = tiny_model(data)
+    result = _train(data, [Abstain(), Always(label=3)], "8steps", model=model, eval_batch_size=10)
     assert result.val_error == pytest.approx((data.val.y != 3).float().mean().item())
     assert result.val_error_model == plain.val_error_model == plain.val_error
     assert result.val_error_model == pytest.approx(_error(model, data.val))
@@ -311,20 +292,19 @@ def test_predict_changes_val_error_but_not_the_models(data):
 
 
 def test_first_predict_that_answers_wins(data):
-    result = train(_model(data), data, _settings(), Budget.parse("2steps"), tricks=[Always(label=1), Always(label=2)])
+    result = _train(data, [Always(label=1), Always(label=2)], "2steps")
     assert result.val_error == pytest.approx((data.val.y != 1).float().mean().item())
 
 
 def test_abstaining_predict_keeps_the_models_error(data):
-    result = train(_model(data), data, _settings(), Budget.parse("4steps"), tricks=[Abstain()])
+    result = _train(data, [Abstain()], "4steps")
     assert result.val_error == result.val_error_model
 
 
 def test_evaluate_test_fills_test_errors(data):
-    budget = Budget.parse("4steps")
-    assert train(_model(data), data, _settings(), budget).test_error is None
-    model = _model(data)
-    result = train(model, data, _settings(), budget, tricks=[Always(label=0)], evaluate_test=True)
+    assert _train(data, [], "4steps").test_error is None
+    model = tiny_model(data)
+    result = train(model, data, _settings(), Budget.parse("4steps"), tricks=[Always(label=0)], evaluate_test=True)
     assert result.test_error == pytest.approx((data.test.y != 0).float().mean().item())
     assert result.test_error_model == pytest.approx(_error(model, data.test))
     assert result.eval_seconds > 0 and result.spent_seconds == result.train_seconds + result.eval_seconds

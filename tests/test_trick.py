@@ -8,33 +8,20 @@ import pytest
 import torch
 
 from automl.budget import Budget
-from automl.train.data import load_dataset
+from automl.testing import tiny_data, tiny_model, tiny_settings
 from automl.train.loop import train
-from automl.train.models import build_model
-from automl.train.settings import TrainSettings
 from automl.trick import HOOKS, Trick, overridden
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models train several times faster on one thread than on two contended ones.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def data():
-    return load_dataset("synthetic", shape=(1, 8, 8), n_train=128, n_val=64, n_test=64)
+    return tiny_data()
 
 
-def _model(data, seed=0):
-    torch.manual_seed(seed)
-    return build_model("small_cnn", in_channels=data.input_shape[0], num_classes=data.num_classes, width=0.25)
-
-
-SETTINGS = TrainSettings(batch_size=16, rungs=2)
+# TrainSettings' defaults of augmentation with flips, with two rungs.
+SETTINGS = tiny_settings(augment=True, flip=True, rungs=2)
 BUDGET = Budget.parse("12steps")
 
 
@@ -96,13 +83,13 @@ def test_trainer_calls_only_overridden_hooks(data, monkeypatch):
     for hook in HOOKS:
         monkeypatch.setattr(Trick, hook, spy(hook))
     trick = OnlyStep()
-    result = train(_model(data), data, SETTINGS, BUDGET, tricks=[trick, Empty()], evaluate_test=True)
+    result = train(tiny_model(data), data, SETTINGS, BUDGET, tricks=[trick, Empty()], evaluate_test=True)
     assert trick.calls == result.steps == 12
     assert called == {hook: 0 for hook in HOOKS}
 
 
 def test_a_trick_without_overrides_changes_nothing(data):
-    plain_model, empty_model = _model(data), _model(data)
+    plain_model, empty_model = tiny_model(data), tiny_model(data)
     plain = train(plain_model, data, SETTINGS, BUDGET, seed=1)
     empty = train(empty_model, data, SETTINGS, BUDGET, seed=1, tricks=[Empty()])
     for (name, a), (_, b) in zip(plain_model.state_dict().items(), empty_model.state_dict().items()):
@@ -110,7 +97,7 @@ def test_a_trick_without_overrides_changes_nothing(data):
     assert (empty.steps, empty.val_error, empty.train_loss) == (plain.steps, plain.val_error, plain.train_loss)
 
     # The comparison can tell runs apart: another loader seed gives other weights.
-    other_model = _model(data)
+    other_model = tiny_model(data)
     train(other_model, data, SETTINGS, BUDGET, seed=2)
     assert not all(torch.equal(a, b) for a, b in zip(plain_model.state_dict().values(),
                                                       other_model.state_dict().values()))

@@ -6,43 +6,18 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
-from automl.budget import Budget
-from automl.train.data import load_dataset
-from automl.train.loop import train
-from automl.train.models import build_model
-from automl.train.settings import TrainSettings
-from automl.trick import Trick
+from automl.testing import StepRecorder, train_tiny
 from automl_plugins.cosine import Cosine, cosine_factor
 
-
-class LrRecorder(Trick):
-    name = "lr_recorder"
-
-    def __init__(self):
-        self.seen: list[tuple[float, float]] = []
-
-    def on_step_start(self, run):
-        self.seen.append((run.progress, run.optimizer.param_groups[0]["lr"]))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _run(tricks, budget, lr=0.05, batch_size=16):
-    data = load_dataset("synthetic", shape=(1, 8, 8), n_train=128, n_val=64, n_test=64)
-    torch.manual_seed(0)
-    model = build_model("small_cnn", in_channels=1, num_classes=data.num_classes, width=0.25)
-    rec = LrRecorder()
-    settings = TrainSettings(batch_size=batch_size, lr=lr, rungs=1)
-    result = train(model, data, settings, Budget.parse(budget), tricks=[*tricks, rec])
-    return result, rec.seen
+    """The result and (progress, LR) of each step; augmentation with flips as in TrainSettings' defaults."""
+    rec = StepRecorder()
+    result = train_tiny([*tricks, rec], budget, lr=lr, batch_size=batch_size, augment=True, flip=True)
+    return result, list(zip(rec.progress, rec.lrs))
 
 
 @pytest.mark.parametrize("final", [0.0, 0.05, 0.3, 1.0])

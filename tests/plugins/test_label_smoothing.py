@@ -8,23 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from automl.budget import Budget
-from automl.train.data import load_dataset
-from automl.train.loop import train
-from automl.train.models import build_model
-from automl.train.settings import TrainSettings
+from automl.testing import tiny_data, tiny_model, train_tiny
 from automl.trick import Trick
 from automl_plugins.label_smoothing import LabelSmoothing, smooth_targets
 
 K = 10
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _reference(logits, targets, epsilon):
@@ -97,15 +87,14 @@ class Probe(Trick):
 @pytest.mark.parametrize("soft", [False, True])
 def test_a_run_trains_on_the_smoothed_loss(soft):
     epsilon = 0.2
-    data = load_dataset("synthetic", shape=(1, 8, 8), n_train=128, n_val=64, n_test=64)
-    torch.manual_seed(0)
-    model = build_model("small_cnn", in_channels=1, num_classes=data.num_classes, width=0.25)
+    data = tiny_data()
+    model = tiny_model(data)
     with torch.no_grad():  # confident logits, where smoothing makes a difference to the loss
         model[-1].weight.mul_(30)
     probe = Probe(epsilon)
     tricks = [LabelSmoothing(epsilon=epsilon), *([Mix()] if soft else []), probe]
-    result = train(model, data, TrainSettings(batch_size=16, augment=False, rungs=1), Budget.parse("6steps"),
-                   tricks=tricks)
+    # flip=True would be inert here: the loader flips only as part of augmentation, which is off.
+    result = train_tiny(tricks, "6steps", data=data, model=model)
     assert len(probe.pairs) == result.steps == 6
     for loss, reference, plain in probe.pairs:
         assert loss == pytest.approx(reference, rel=1e-4)

@@ -4,43 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from automl.budget import Budget
-from automl.train.data import load_dataset
-from automl.train.loop import train
-from automl.train.models import build_model
-from automl.train.settings import TrainSettings
-from automl.trick import Trick
+from automl.testing import StepRecorder, train_tiny
 from automl_plugins.cosine import Cosine
 from automl_plugins.warmup import Warmup, warmup_factor
 
-
-class LrRecorder(Trick):
-    name = "lr_recorder"
-
-    def __init__(self):
-        self.seen: list[tuple[float, float]] = []
-
-    def on_step_start(self, run):
-        self.seen.append((run.progress, run.optimizer.param_groups[0]["lr"]))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _run(tricks, budget="40steps", lr=0.05):
-    torch.set_num_threads(1)
-    data = load_dataset("synthetic", shape=(1, 8, 8), n_train=128, n_val=64, n_test=64)
-    torch.manual_seed(0)
-    model = build_model("small_cnn", in_channels=1, num_classes=data.num_classes, width=0.25)
-    rec = LrRecorder()
-    result = train(model, data, TrainSettings(batch_size=16, lr=lr, rungs=1), Budget.parse(budget), tricks=[*tricks, rec])
-    return result, rec.seen
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+    """The result and (progress, LR) of each step; augmentation with flips as in TrainSettings' defaults."""
+    rec = StepRecorder()
+    result = train_tiny([*tricks, rec], budget, lr=lr, augment=True, flip=True)
+    return result, list(zip(rec.progress, rec.lrs))
 
 
 @pytest.mark.parametrize("fraction", [0.01, 0.1, 0.25, 0.5])

@@ -1,0 +1,49 @@
+"""Tests of the helpers in automl.testing: tiny data and models, train_tiny, StepRecorder and one_thread."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from automl.testing import StepRecorder, one_thread, tiny_data, tiny_model, train_tiny
+
+
+def test_tiny_data_shapes_and_determinism():
+    data, again = tiny_data(), tiny_data()
+    assert data.input_shape == (1, 8, 8)
+    for split, n in ((data.train, 128), (data.val, 64), (data.test, 64)):
+        assert split.x.shape == (n, 1, 8, 8) and split.y.shape == (n,)
+    for name in ("train", "val", "test"):
+        a, b = getattr(data, name), getattr(again, name)
+        assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y), name
+
+
+def test_tiny_model_weights_depend_only_on_the_seed():
+    data = tiny_data()
+    a, b, c = tiny_model(data, seed=0), tiny_model(data, seed=0), tiny_model(data, seed=1)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
+    assert a(data.val.x[:2]).shape == (2, data.num_classes)
+
+
+def test_train_tiny_runs_the_budget_and_the_recorder_sees_every_step(one_thread):
+    n, lr = 12, 0.02
+    rec = StepRecorder()
+    result = train_tiny([rec], f"{n}steps", lr=lr)
+    assert result.steps == n == len(rec.steps)
+    assert [s[1] for s in rec.steps] == list(range(n))
+    assert rec.progress[0] == 0.0 and all(p < 1 for p in rec.progress)
+    assert all(a <= b for a, b in zip(rec.progress, rec.progress[1:]))
+    assert rec.lrs == [lr] * n and [s[2] for s in rec.steps] == [lr] * n
+
+
+def test_one_thread_restores_the_thread_count_even_when_the_body_raises():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with pytest.raises(RuntimeError, match="boom"), one_thread():
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("boom")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
