@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
@@ -206,14 +207,11 @@ def representative(dist: BaseDistribution) -> Any:
 
 @dataclass(frozen=True)
 class TrickSettings:
-    """What a study says about one trick: pinned on/off (None: searched) and parameter overrides."""
+    """What a study says about one trick: pinned on/off (None: searched), overrides, fixed options."""
 
     enabled: bool | None = None
-    overrides: Mapping[str, Override] = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.overrides is None:
-            object.__setattr__(self, "overrides", {})
+    overrides: Mapping[str, Override] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 def pinned_conflicts(tricks: Mapping[str, type[Trick]], settings: Mapping[str, TrickSettings]) -> list[str]:
@@ -226,13 +224,21 @@ def pinned_conflicts(tricks: Mapping[str, type[Trick]], settings: Mapping[str, T
     return problems
 
 
-def select_tricks(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mapping[str, TrickSettings]) -> list[Trick]:
+def select_tricks(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mapping[str, TrickSettings],
+                  context: Any = None) -> list[Trick]:
     """Decide which tricks this trial enables and build them with their suggested parameters.
 
-    For every resource with several possible owners the trial picks one (parameter
-    ``owner.<resource>``, with ``"none"`` as a choice); the others are off for this
-    trial. Every other trick has an ``<name>.enabled`` parameter unless the study pins it.
+    A trick that says it is ``unavailable`` for this trial is off, and the reason is
+    recorded in the trial's ``unavailable`` attribute. For every resource with several
+    possible owners the trial picks one (parameter ``owner.<resource>``, with ``"none"``
+    as a choice); the others are off for this trial. Every other trick has an
+    ``<name>.enabled`` parameter unless the study pins it.
     """
+    unavailable = {n: reason for n in sorted(tricks)
+                   if (reason := tricks[n].unavailable(context, dict(_options_of(settings, n))))}
+    if unavailable:
+        trial.set_user_attr("unavailable", unavailable)
+    tricks = {n: cls for n, cls in tricks.items() if n not in unavailable}
     decided: dict[str, bool] = {}
     for resource in sorted({r for cls in tricks.values() for r in cls.owns}):
         candidates = [n for n in sorted(tricks) if resource in tricks[n].owns
@@ -255,12 +261,13 @@ def select_tricks(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mappi
             on = trial.suggest_categorical(f"{name}.enabled", [True, False])
         if on:
             enabled.append(name)
-    return [build_trick(tricks[n], TrickTrial(trial, n, _overrides_of(settings, n))) for n in enabled]
+    return [build_trick(tricks[n], TrickTrial(trial, n, _overrides_of(settings, n)), _options_of(settings, n))
+            for n in enabled]
 
 
-def build_trick(cls: type[Trick], space: Any) -> Trick:
-    """Suggest a trick's parameters on ``space`` and construct it with them."""
-    return cls(**cls.search_space(space))
+def build_trick(cls: type[Trick], space: Any, options: Mapping[str, Any] | None = None) -> Trick:
+    """Suggest a trick's parameters on ``space`` and construct it with them and its fixed options."""
+    return cls(**cls.search_space(space), **(options or {}))
 
 
 def _pin_of(settings: Mapping[str, TrickSettings], name: str) -> bool | None:
@@ -269,3 +276,14 @@ def _pin_of(settings: Mapping[str, TrickSettings], name: str) -> bool | None:
 
 def _overrides_of(settings: Mapping[str, TrickSettings], name: str) -> Mapping[str, Override]:
     return settings[name].overrides if name in settings else {}
+
+
+def _options_of(settings: Mapping[str, TrickSettings], name: str) -> Mapping[str, Any]:
+    return settings[name].options if name in settings else {}
+
+
+def option_names(cls: type[Trick], declared: Mapping[str, Any]) -> list[str]:
+    """The keywords of ``cls.__init__`` that its search space does not return."""
+    params = inspect.signature(cls.__init__).parameters
+    return [n for n, p in params.items() if n != "self" and n not in declared
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]

@@ -44,7 +44,39 @@ class Run:
     grad_scaler: Any = None
     """A ``torch.amp.GradScaler`` the step uses for backward and optimizer step, when set."""
     attrs: dict[str, Any] = field(default_factory=dict)
-    """JSON-able facts a trick wants stored with the trial (prefix keys with the trick's name)."""
+    """JSON-able facts a trick wants stored with the trial (prefix keys with the trick's name).
+    ``inference_cost``: forward passes per prediction (1 unless a trick ensembles)."""
+    context: "TrialContext | None" = None
+    """What the study knows beyond this run (e.g. its best model so far); None outside a study."""
+
+    def regroup(self, options_of: Callable[[str, nn.Parameter], dict[str, Any]]) -> None:
+        """Split every param group by ``options_of(name, param)`` and rebuild the optimizer.
+
+        Params for which it returns the same options stay together; the options update
+        the group's own (``weight_decay``, ``lr_scale``, a trick's tag ...), so tricks
+        that regroup compose in any order. Only before the first step: optimizer state is lost.
+        """
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        groups = []
+        for group in self.optimizer.param_groups:
+            base = {k: v for k, v in group.items() if k != "params"}
+            split: dict[tuple, dict[str, Any]] = {}
+            for param in group["params"]:
+                options = options_of(names.get(id(param), ""), param)
+                key = tuple(sorted(options.items()))
+                split.setdefault(key, {**base, **options, "params": []})["params"].append(param)
+            groups.extend(split.values())
+        self.optimizer = self.make_optimizer(groups)
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """The study around one trial, as tricks may need it (a teacher for distillation, say)."""
+
+    study_name: str
+    trial_number: int
+    best_checkpoint: Callable[[], Any]
+    """Returns the path of the best completed trial's saved model, or None when there is none yet."""
 
 
 class Trick:
@@ -64,8 +96,20 @@ class Trick:
 
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:
-        """Suggest this trick's parameters on ``trial`` and return them as ``__init__`` keywords."""
+        """Suggest this trick's parameters on ``trial`` and return them as ``__init__`` keywords.
+
+        Keywords of ``__init__`` that are not suggested here are *options*: a study file
+        may set them (``[tricks.NAME] option = value``) and they are never searched.
+        """
         return {}
+
+    @classmethod
+    def unavailable(cls, context: TrialContext | None, options: dict[str, Any]) -> str | None:
+        """Why this trick cannot be offered to a trial (e.g. no teacher yet), or None.
+
+        An unavailable trick is off for that trial, which records the reason; it is never a crash.
+        """
+        return None
 
     def __init__(self, **params: Any) -> None:
         if params:

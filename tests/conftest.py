@@ -19,6 +19,7 @@ pruner = "none"
 trial_budget = "{trial_budget}"
 n_trials = {n_trials}
 seed = 0
+artifacts = "{artifacts}"
 
 [task]
 dataset = "synthetic"
@@ -41,7 +42,8 @@ def write_study(tmp_path: Path):
     def write(extra: str = "", *, name: str = "tiny", trial_budget: str = "6steps", n_trials: int = 3,
               filename: str = "study.toml") -> Path:
         path = tmp_path / filename
-        text = TINY_STUDY.format(name=name, trial_budget=trial_budget, n_trials=n_trials)
+        text = TINY_STUDY.format(name=name, trial_budget=trial_budget, n_trials=n_trials,
+                                 artifacts=(tmp_path / "artifacts").as_posix())
         path.write_text(text + textwrap.dedent(extra))
         return path
 

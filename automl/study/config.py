@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from automl.budget import Budget
 from automl.errors import UserError
 from automl.host import Host
-from automl.space import Choices, Override, Pinned, Range, SpaceRecorder, TrickSettings, build_trick, pinned_conflicts
+from automl.space import (Choices, Override, Pinned, Range, SpaceRecorder, TrickSettings, build_trick, option_names,
+                          pinned_conflicts)
 from automl.train.data import DATASETS
 from automl.train.models import MODELS
 from automl.train.settings import TrainSettings
@@ -36,6 +37,8 @@ class StudySection(_Section):
     """Device time of the whole study; only seconds, minutes or hours."""
     trial_budget: Budget
     storage: str | None = None
+    artifacts: str = "artifacts"
+    """Folder of the file-system artifact store that keeps each completed trial's model."""
     seed: int = 0
 
     @field_validator("total_budget", "trial_budget", mode="before")
@@ -205,24 +208,28 @@ def _trick_settings(study: StudyFile, name: str, cls: type[Trick], table: Any) -
     if not isinstance(table, Mapping):
         raise study.error(where, f"must be a table of parameters, got {table!r}")
     declared = SpaceRecorder(name)
-    build_trick(cls, declared)
-    valid = ["enabled", *declared.params]
+    returned = cls.search_space(declared)
+    options_valid = option_names(cls, returned)
+    valid = ["enabled", *declared.params, *options_valid]
     enabled = None
     overrides: dict[str, Override] = {}
+    options: dict[str, Any] = {}
     for key, value in table.items():
         if key == "enabled":
             if not isinstance(value, bool):
                 raise study.error(where, f"enabled must be true or false, got {value!r}")
             enabled = value
-        elif key not in declared.params:
-            raise study.error(where, f"unknown key {key!r}; valid: {', '.join(valid)}")
-        else:
+        elif key in declared.params:
             overrides[key] = _override(study, f"{where} {key}", value)
+        elif key in options_valid:
+            options[key] = value
+        else:
+            raise study.error(where, f"unknown key {key!r}; valid: {', '.join(valid)}")
     try:
-        build_trick(cls, SpaceRecorder(name, overrides))
-    except ValueError as exc:
+        build_trick(cls, SpaceRecorder(name, overrides), options)
+    except (ValueError, TypeError) as exc:
         raise study.error(where, str(exc)) from None
-    return TrickSettings(enabled=enabled, overrides=overrides)
+    return TrickSettings(enabled=enabled, overrides=overrides, options=options)
 
 
 def _override(study: StudyFile, where: str, value: Any) -> Override:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 import optuna
@@ -12,11 +13,12 @@ import torch
 from automl.budget import Budget
 from automl.errors import TrialFailed
 from automl.space import TrickSettings, select_tricks
+from automl.storage.artifacts import best_checkpoint, checkpoint, save_trial_model
 from automl.study.config import StudyConfig
 from automl.train.data import Dataset
 from automl.train.loop import train
 from automl.train.models import build_model
-from automl.trick import Trick
+from automl.trick import Trick, TrialContext
 
 # Trial user attributes, the record `automl trials` and `automl best` read back.
 ATTR_TRICKS = "tricks"
@@ -35,11 +37,22 @@ class Objective:
     settings: Mapping[str, TrickSettings]
     device: torch.device
     budget: Budget
+    artifacts: object
+    """The artifact store that keeps each completed trial's model."""
+    teacher_cache: Path
 
     def __call__(self, trial: optuna.Trial) -> float:
-        tricks = select_tricks(trial, self.tricks, self.settings)
+        study = trial.study
+        context = TrialContext(
+            study_name=study.study_name, trial_number=trial.number,
+            best_checkpoint=lambda: best_checkpoint(study, self.artifacts, self.teacher_cache))
+        tricks = select_tricks(trial, self.tricks, self.settings, context)
         train_settings = self.config.train.resolve(trial)
         trial.set_user_attr(ATTR_TRICKS, [t.name for t in tricks])
+        options = {t.name: dict(self.settings[t.name].options) for t in tricks
+                   if t.name in self.settings and self.settings[t.name].options}
+        if options:
+            trial.set_user_attr("options", options)
         seed = self.config.study.seed + trial.number
         torch.manual_seed(seed)
         task = self.config.task
@@ -53,7 +66,7 @@ class Objective:
         started = time.perf_counter()
         try:
             result = train(model, self.data, train_settings, self.budget, tricks=tricks,
-                           device=self.device, seed=seed, report=report)
+                           device=self.device, seed=seed, report=report, context=context)
         except TrialFailed as exc:
             # What the run spent before it failed still counts against the study's budget.
             trial.set_user_attr(ATTR_SPENT, time.perf_counter() - started)
@@ -70,5 +83,7 @@ class Objective:
         if result.pruned:
             trial.set_user_attr(ATTR_END, "pruned")
             raise optuna.TrialPruned(f"pruned at progress {result.progress:.2f}")
+        save_trial_model(trial, self.artifacts, checkpoint(model, task.model, task.model_args,
+                                                           self.data.input_shape[0], self.data.num_classes))
         trial.set_user_attr(ATTR_END, "complete")
         return result.val_error

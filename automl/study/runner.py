@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import optuna
@@ -15,6 +16,7 @@ from automl.errors import TrialFailed, UserError
 from automl.host import Host
 from automl.space import TrickSettings
 from automl.storage import mask_url, open_storage, resolve_url
+from automl.storage.artifacts import artifact_store
 from automl.study.config import StudyFile, study_tricks
 from automl.study.objective import ATTR_SPENT, Objective
 from automl.train.data import Dataset, load_dataset
@@ -168,8 +170,10 @@ def run_study(prepared: PreparedStudy, study: optuna.Study | None = None, *,
         callbacks.append(on_trial)
     if not guard.fits(study):
         return study
+    artifacts = Path(prepared.study_file.config.study.artifacts)
     objective = Objective(config=prepared.study_file.config, data=prepared.data, tricks=prepared.tricks,
-                          settings=prepared.settings, device=prepared.device, budget=prepared.trial_budget)
+                          settings=prepared.settings, device=prepared.device, budget=prepared.trial_budget,
+                          artifacts=artifact_store(artifacts), teacher_cache=artifacts / ".teachers")
     study.optimize(objective, catch=(TrialFailed,), callbacks=callbacks, gc_after_trial=False)
     return study
 

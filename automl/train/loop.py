@@ -14,7 +14,7 @@ from automl.budget import Budget, DeviceClock, Progress
 from automl.errors import TrialFailed
 from automl.train.data import Dataset, InMemoryLoader, Split
 from automl.train.settings import TrainSettings
-from automl.trick import HOOKS, Run, Trick, overridden
+from automl.trick import HOOKS, Run, Trick, TrialContext, overridden
 
 # Reading the loss synchronises a GPU, so NaNs are looked for every this many steps.
 NAN_CHECK_EVERY = 32
@@ -61,14 +61,16 @@ def build_optimizer(settings: TrainSettings, params: Any) -> torch.optim.Optimiz
 
 def train(model: nn.Module, data: Dataset, settings: TrainSettings, budget: Budget, *,
           tricks: Sequence[Trick] = (), device: torch.device | str = "cpu", seed: int = 0,
-          report: Reporter | None = None, evaluate_test: bool = False) -> TrainResult:
+          report: Reporter | None = None, evaluate_test: bool = False,
+          context: TrialContext | None = None) -> TrainResult:
     """Train ``model`` on ``data.train`` until ``budget`` is spent; the value is the final validation error.
 
     Only the training steps count towards the budget (and so towards progress);
     evaluation is timed apart and added to the device-seconds spent.
     """
     try:
-        return _train(model, data, settings, budget, tricks, torch.device(device), seed, report, evaluate_test)
+        return _train(model, data, settings, budget, tricks, torch.device(device), seed, report, evaluate_test,
+                      context)
     except torch.OutOfMemoryError as exc:
         _release_memory()
         raise TrialFailed("oom", str(exc).splitlines()[0]) from exc
@@ -79,7 +81,7 @@ def train(model: nn.Module, data: Dataset, settings: TrainSettings, budget: Budg
         raise
 
 
-def _train(model, data, settings, budget, tricks, device, seed, report, evaluate_test) -> TrainResult:
+def _train(model, data, settings, budget, tricks, device, seed, report, evaluate_test, context) -> TrainResult:
     if settings.searched():
         raise ValueError(f"settings still hold search ranges {sorted(settings.searched())}; resolve them first")
     model.to(device)
@@ -89,7 +91,7 @@ def _train(model, data, settings, budget, tricks, device, seed, report, evaluate
     make_optimizer = lambda params: build_optimizer(settings, params)  # noqa: E731
     run = Run(model=model, optimizer=make_optimizer(model.parameters()), criterion=nn.CrossEntropyLoss(),
               loader=loader, data=data, device=device, budget=budget, base_lr=settings.lr,
-              make_optimizer=make_optimizer)
+              make_optimizer=make_optimizer, context=context, attrs={"inference_cost": 1})
     hooks = {name: [getattr(t, name) for t in tricks if overridden(t, name)] for name in HOOKS}
     for setup in hooks["setup"]:
         setup(run)

@@ -1,0 +1,66 @@
+"""Trial models kept in Optuna's artifact store, and loaded back with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
+from optuna.trial import TrialState
+from torch import nn
+
+from automl.train.models import build_model
+
+ATTR_MODEL = "model_artifact"
+CHECKPOINT_FORMAT = 1
+
+
+def artifact_store(path: str | Path) -> FileSystemArtifactStore:
+    """A file-system artifact store at ``path`` (created when missing)."""
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(path))
+
+
+def checkpoint(model: nn.Module, name: str, model_args: dict[str, Any], in_channels: int, num_classes: int) -> dict:
+    """A self-describing checkpoint: enough to rebuild the architecture, and the weights."""
+    return {"format": CHECKPOINT_FORMAT, "model": name, "model_args": dict(model_args),
+            "in_channels": in_channels, "num_classes": num_classes,
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+
+
+def save_trial_model(trial: optuna.Trial, store: FileSystemArtifactStore, ckpt: dict) -> str:
+    """Upload ``ckpt`` as the trial's model; the artifact id is kept in the trial's user attributes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"trial-{trial.number}.pt"
+        torch.save(ckpt, path)
+        artifact_id = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+    trial.set_user_attr(ATTR_MODEL, artifact_id)
+    return artifact_id
+
+
+def best_checkpoint(study: optuna.Study, store: FileSystemArtifactStore, into: Path) -> Path | None:
+    """Download the model of the study's best completed trial that saved one; None when none did."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and ATTR_MODEL in t.user_attrs]
+    if not done:
+        return None
+    best = min(done, key=lambda t: (t.value, t.number))
+    path = into / f"best-trial-{best.number}.pt"
+    if not path.exists():
+        into.mkdir(parents=True, exist_ok=True)
+        download_artifact(artifact_store=store, artifact_id=best.user_attrs[ATTR_MODEL], file_path=str(path))
+    return path
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
+    """Rebuild and load a checkpoint written by :func:`checkpoint` (tensors and plain data only)."""
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an automl model checkpoint (format {CHECKPOINT_FORMAT})")
+    model = build_model(ckpt["model"], in_channels=ckpt["in_channels"], num_classes=ckpt["num_classes"],
+                        **ckpt["model_args"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device)
