@@ -261,8 +261,9 @@ def select_tricks(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mappi
             on = trial.suggest_categorical(f"{name}.enabled", [True, False])
         if on:
             enabled.append(name)
-    return [build_trick(tricks[n], TrickTrial(trial, n, _overrides_of(settings, n)), _options_of(settings, n))
-            for n in enabled]
+    built = [build_trick(tricks[n], TrickTrial(trial, n, _overrides_of(settings, n)), _options_of(settings, n))
+             for n in enabled]
+    return sorted(built, key=lambda t: (t.order, t.name))
 
 
 def build_trick(cls: type[Trick], space: Any, options: Mapping[str, Any] | None = None) -> Trick:

@@ -93,6 +93,9 @@ class Trick:
     owns: ClassVar[tuple[str, ...]] = ()
     """Resources this trick controls exclusively (``"lr_schedule"``, ``"batch_size"``, ...).
     Where several enabled tricks own one resource the host lets each trial pick one."""
+    order: ClassVar[int] = 0
+    """Where this trick's hooks run among the enabled ones, lowest first (ties by name):
+    tricks that transform the batch run early, tricks that wrap the criterion late."""
 
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:
