@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run (or resume) a tuning study from a TOML file")
     run.add_argument("study_file", metavar="STUDY.toml")
+    run.add_argument("--variant", metavar="NAME", help="apply the file's [variants.NAME] table (e.g. cifar10)")
     _storage_arg(run)
     run.add_argument("--study-name", help="name in the database (default: [study] name)")
     run.add_argument("--n-trials", type=_positive_int, help="stop after this many trials in the study")
@@ -108,7 +109,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from automl.study.progress import RunDisplay
     from automl.study.runner import Overrides, create_study, prepare, run_study
 
-    study_file = load_study_file(args.study_file)
+    study_file = load_study_file(args.study_file, args.variant)
     host = _host(args.plugin)
     prepared = prepare(study_file, host, Overrides(
         storage=args.storage, study_name=args.study_name, n_trials=args.n_trials,

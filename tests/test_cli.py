@@ -89,7 +89,7 @@ def test_bad_study_file_is_one_line_exit_2_and_no_study(capsys, write_study, sql
     if case == "bad sampler":
         study = write_study()
         study.write_text(study.read_text().replace('sampler = "random"', 'sampler = "annealing"'))
-        expected = "[study] sampler: Input should be 'tpe', 'random', 'cmaes' or 'gp'"
+        expected = "[study] sampler: Input should be 'tpe', 'random', 'cmaes', 'gp' or 'bruteforce'"
     else:
         extra, expected = BAD_INPUTS[case]
         study = write_study(extra)

@@ -18,8 +18,6 @@ from automl.train.models import MODELS
 from automl.train.settings import TrainSettings
 from automl.trick import Trick
 
-SAMPLERS = ("tpe", "random", "cmaes", "gp")
-PRUNERS = ("median", "hyperband", "none")
 
 
 class _Section(BaseModel):
@@ -30,7 +28,8 @@ class StudySection(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     direction: Literal["minimize"] = "minimize"
     """The value is the validation error, so it is always minimised."""
-    sampler: Literal["tpe", "random", "cmaes", "gp"] = "tpe"
+    sampler: Literal["tpe", "random", "cmaes", "gp", "bruteforce"] = "tpe"
+    """``bruteforce`` tries every combination once: for comparisons where all else is pinned."""
     pruner: Literal["median", "hyperband", "none"] = "median"
     n_trials: int | None = Field(None, gt=0)
     total_budget: Budget | None = None
@@ -117,8 +116,13 @@ class StudyFile(BaseModel):
         return UserError(f"{self.path}: {where} {message}")
 
 
-def load_study_file(path: str | Path) -> StudyFile:
-    """Read and validate a study file; every problem is a one-line UserError naming file and key."""
+def load_study_file(path: str | Path, variant: str | None = None) -> StudyFile:
+    """Read and validate a study file; every problem is a one-line UserError naming file and key.
+
+    ``[variants.NAME]`` tables overlay the rest of the file when ``variant`` is NAME (the
+    same comparison on CPU digits and on GPU CIFAR-10, say); the study name gets ``-NAME``
+    unless the variant sets its own.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -130,11 +134,35 @@ def load_study_file(path: str | Path) -> StudyFile:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: malformed TOML: {exc}") from None
+    raw = _apply_variant(path, raw, variant)
     try:
         config = StudyConfig.model_validate(raw)
     except ValidationError as exc:
         raise UserError(f"{path}: {_first_problem(exc)}") from None
     return StudyFile(path=str(path), text=text, config=config)
+
+
+def _apply_variant(path: Path, raw: dict[str, Any], variant: str | None) -> dict[str, Any]:
+    variants = raw.pop("variants", {})
+    if not isinstance(variants, dict):
+        raise UserError(f"{path}: [variants] must hold one table per variant, got {variants!r}")
+    if variant is None:
+        return raw
+    if variant not in variants:
+        raise UserError(f"{path}: no variant {variant!r}; valid: {', '.join(sorted(variants)) or '(none)'}")
+    overlay = variants[variant]
+    merged = _merge(raw, overlay)
+    if "name" not in overlay.get("study", {}) and isinstance(merged.get("study"), dict) and "name" in merged["study"]:
+        merged["study"]["name"] = f"{merged['study']['name']}-{variant}"
+    return merged
+
+
+def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``overlay`` over ``base``, table by table."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        merged[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
 
 
 def _first_problem(exc: ValidationError) -> str:

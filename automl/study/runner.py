@@ -95,6 +95,7 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
         "random": lambda: optuna.samplers.RandomSampler(seed=seed),
         "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
         "gp": lambda: optuna.samplers.GPSampler(seed=seed),
+        "bruteforce": lambda: optuna.samplers.BruteForceSampler(seed=seed),
     }[name]()
 
 

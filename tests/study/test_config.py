@@ -119,3 +119,22 @@ def test_schema_mistakes_name_file_and_key(write_study, replace, message):
         load_study_file(path)
     assert str(info.value).startswith(f"{path}: ")
     assert message in str(info.value)
+
+
+def test_a_variant_overlays_the_file_and_names_the_study(write_study):
+    path = write_study('''
+        [variants.big]
+        study = { trial_budget = "10steps" }
+        task = { model_args = { width = 0.5 } }
+        [variants.renamed.study]
+        name = "own-name"
+    ''')
+    base = load_study_file(path)
+    big = load_study_file(path, "big")
+    assert base.config.study.name == "tiny" and big.config.study.name == "tiny-big"
+    assert big.config.study.trial_budget == Budget(10, "steps")
+    assert big.config.task.model_args == {"width": 0.5}
+    assert big.config.task.dataset == base.config.task.dataset == "synthetic"
+    assert load_study_file(path, "renamed").config.study.name == "own-name"
+    with pytest.raises(UserError, match="no variant 'huge'; valid: big, renamed"):
+        load_study_file(path, "huge")
