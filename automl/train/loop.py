@@ -123,6 +123,7 @@ def _train(model, data, settings, budget, tricks, device, seed, report, evaluate
             p = progress.of(seconds=train_clock.read(), epochs=float(run.epoch), steps=run.step)
             if p >= 1.0:
                 break
+            run.progress = p  # so a pass-level decision (a new batch size) sees where the run is now
         for on_epoch_start in hooks["on_epoch_start"]:
             on_epoch_start(run)
         batches = len(loader)

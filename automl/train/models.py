@@ -6,6 +6,8 @@ Conventions the tricks rely on:
   BatchNorm at the end of its residual branch, the one whose output is added to
   the shortcut. Zero-init-gamma sets ``last_bn.weight`` to 0 so that the block
   starts as the identity (or as its shortcut, where the shape changes).
+  ``last_bn`` is None where a ReLU follows that BatchNorm on the branch (Page's
+  ResNet-9): there a zero gamma would leave the branch dead for good.
 * A model is an ``nn.Sequential`` whose top-level children run in forward order,
   one block per child (stages are not nested), with the classifier, an
   ``nn.Linear``, as the last child. A trick that freezes layers front to back
@@ -70,10 +72,12 @@ class ResidualBlock(nn.Module):
             )
 
     @property
-    def last_bn(self) -> nn.BatchNorm2d:
+    def last_bn(self) -> nn.BatchNorm2d | None:
         # A property, not a second attribute: registering bn2 twice would put it
-        # twice in the state_dict.
-        return self.bn2
+        # twice in the state_dict. None where a ReLU follows it on the branch: at
+        # gamma = beta = 0 that ReLU's input is exactly 0, where its gradient is 0,
+        # so a zeroed gamma would never train again.
+        return None if self.relu_on_branch else self.bn2
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))

@@ -1,0 +1,113 @@
+"""Snapshot ensembles: cyclic cosine annealing with restarts, and an ensemble of the end of each cycle.
+
+Huang, Li, Pleiss, Liu, Hopcroft & Weinberger 2017, "Snapshot Ensembles: Train 1, get M for free";
+the schedule is that of Loshchilov & Hutter 2017, "SGDR: Stochastic Gradient Descent with Warm Restarts".
+The budget is cut into ``cycles`` equal parts of progress; in each the LR falls from ``alpha0`` to
+about zero along a cosine, and the weights at the end of each part are kept. Inference averages
+the softmax of the last ``k`` of them, so it costs ``k`` forward passes (``inference_cost``).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import copy
+import math
+
+import torch
+
+from automl import Trick, hookimpl
+
+# Progress of a steps budget is step / N: a boundary that lands on a step may round to just below it.
+_BOUNDARY_SLACK = 1e-9
+
+
+def cycle_of(progress: float, cycles: int) -> int:
+    """The index (0 .. cycles - 1) of the cycle that ``progress`` in [0, 1] falls in."""
+    return min(cycles - 1, max(0, math.floor(progress * cycles + _BOUNDARY_SLACK)))
+
+
+def snapshot_lr_factor(progress: float, cycles: int) -> float:
+    """``(cos(pi * t) + 1) / 2`` where ``t`` in [0, 1) is the position within the current cycle."""
+    within = max(0.0, progress * cycles - cycle_of(progress, cycles))
+    return 0.5 * (math.cos(math.pi * min(within, 1.0)) + 1.0)
+
+
+class SnapshotEnsemble(Trick):
+    name = "snapshot_ensemble"
+    owns = ("lr_schedule", "inference")
+
+    @classmethod
+    def search_space(cls, trial):
+        cycles = trial.suggest_int("cycles", 2, 8)
+        return {
+            "cycles": cycles,
+            "alpha0": trial.suggest_float("alpha0", 0.05, 0.4, log=True),
+            "k": trial.suggest_int("k", 1, cycles),
+        }
+
+    def __init__(self, cycles: int = 4, alpha0: float = 0.1, k: int | None = None) -> None:
+        """``cycles``: restarts of the schedule (M); ``alpha0``: the LR each cycle starts at, which
+        replaces the study's base LR; ``k``: the last snapshots averaged at inference (None: all)."""
+        if isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 1:
+            raise ValueError(f"snapshot_ensemble cycles must be an integer >= 1, got {cycles=}")
+        if not (isinstance(alpha0, (int, float)) and math.isfinite(alpha0) and alpha0 > 0):
+            raise ValueError(f"snapshot_ensemble alpha0 must be a positive LR, got {alpha0=}")
+        if k is None:
+            k = cycles
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= cycles:
+            raise ValueError(f"snapshot_ensemble k must be an integer in [1, cycles={cycles}], got {k=}")
+        self.cycles = cycles
+        self.alpha0 = float(alpha0)
+        self.k = k
+        self._reset()
+
+    def _reset(self) -> None:
+        # Only the last k snapshots are ever averaged, so only they stay on the device.
+        self.snapshots: collections.deque[dict[str, torch.Tensor]] = collections.deque(maxlen=self.k)
+        self.taken = 0
+        self._cycle = 0
+        self._scratch: torch.nn.Module | None = None
+
+    def setup(self, run) -> None:
+        self._reset()
+        run.base_lr = self.alpha0
+
+    def lr_factor(self, progress: float) -> float:
+        return snapshot_lr_factor(progress, self.cycles)
+
+    def on_step_start(self, run) -> None:
+        cycle = cycle_of(run.progress, self.cycles)
+        if cycle > self._cycle:
+            # No step of the new cycle has run yet: these weights end the previous one.
+            self._snapshot(run)
+            self._cycle = cycle
+
+    def on_end(self, run) -> None:
+        self._snapshot(run)
+
+    def _snapshot(self, run) -> None:
+        self.snapshots.append({key: value.detach().clone() for key, value in run.model.state_dict().items()})
+        self.taken += 1
+        run.attrs[f"{self.name}.snapshots"] = self.taken
+        run.attrs["inference_cost"] = len(self.snapshots)
+
+    def predict(self, run, x: torch.Tensor) -> torch.Tensor | None:
+        if not self.snapshots:
+            return None
+        if self._scratch is None:
+            self._scratch = copy.deepcopy(run.model)
+        model = self._scratch.eval()
+        autocast = torch.autocast(**run.autocast) if run.autocast else contextlib.nullcontext()
+        total = None
+        with torch.no_grad(), autocast:
+            for state in self.snapshots:
+                model.load_state_dict(state)
+                probs = model(x).float().softmax(dim=1)
+                total = probs if total is None else total + probs
+        return total / len(self.snapshots)
+
+
+@hookimpl
+def automl_register_tricks():
+    return [SnapshotEnsemble]
