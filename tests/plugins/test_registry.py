@@ -1,0 +1,96 @@
+"""Every built-in trick trains, alone and beside every trick it is compatible with.
+
+Settings for the test live here, one entry per trick: a new built-in plugin without an
+entry fails ``test_every_builtin_trick_has_test_settings`` (Composer's registry pattern).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from automl.host import get_host
+from automl.storage.artifacts import checkpoint
+from automl.testing import tiny_data, tiny_model, train_tiny
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+HOST = get_host()
+BUILTIN = sorted(name for name, info in HOST.tricks.items() if info.source.startswith("automl "))
+TEACHER = "<teacher>"  # replaced by the path of a checkpoint the test saves
+
+# Constructor keywords for a tiny run: 128 training images of 8x8, batch 16, 8 steps.
+TEST_SETTINGS: dict[str, dict] = {
+    "batch_ramp": {"factor": 2, "max_batch": 64},
+    "batch_size": {"size": 32},
+    "cosine": {},
+    "distillation": {"teacher": TEACHER, "temperature": 2.0, "weight": 0.5},
+    "ema": {"half_life": 0.1},
+    "freezeout": {"t0": 0.5, "schedule": "cubic"},
+    "label_smoothing": {"epsilon": 0.1},
+    "mixed_precision": {"dtype": "bf16", "channels_last": True},
+    "mixup": {"alpha": 0.2},
+    "no_bias_decay": {},
+    "one_cycle": {"peak": 0.3},
+    "snapshot_ensemble": {"cycles": 2, "alpha0": 0.1},
+    "step_decay": {"gamma": 0.1},
+    "swa": {"fraction": 0.5},
+    "warmup": {"fraction": 0.2},
+    "zero_gamma": {},
+}
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    data = tiny_data()
+    model = tiny_model(data, seed=3, model="resnet20", width=0.25)
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    torch.save(checkpoint(model, "resnet20", {"width": 0.25}, 1, data.num_classes), path)
+    return str(path)
+
+
+def build(name: str, teacher: str):
+    params = {k: (teacher if v == TEACHER else v) for k, v in TEST_SETTINGS[name].items()}
+    return HOST.tricks[name].cls(**params)
+
+
+def compatible_with(name: str) -> list[str]:
+    """``name`` and, in name order, every trick that owns none of the resources already taken."""
+    chosen, taken = [name], set(HOST.tricks[name].cls.owns)
+    for other in BUILTIN:
+        owns = set(HOST.tricks[other].cls.owns)
+        if other != name and not owns & taken:
+            chosen.append(other)
+            taken |= owns
+    return chosen
+
+
+def run_tiny(tricks):
+    data = tiny_data()
+    tricks = sorted(tricks, key=lambda t: (t.order, t.name))
+    return train_tiny(tricks, budget="8steps", data=data, model=tiny_model(data, model="resnet20", width=0.25),
+                      rungs=2)
+
+
+def test_every_builtin_trick_has_test_settings():
+    assert HOST.failures == []
+    assert len(BUILTIN) >= 16
+    missing = sorted(set(BUILTIN) - set(TEST_SETTINGS))
+    assert not missing, f"add test settings for {missing} to TEST_SETTINGS"
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_trains_alone(name, teacher):
+    result = run_tiny([build(name, teacher)])
+    assert result.steps == 8 and not result.pruned
+    assert math.isfinite(result.train_loss) and 0 <= result.val_error <= 1
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_trains_with_every_compatible_trick(name, teacher):
+    names = compatible_with(name)
+    assert len(names) >= 8  # a combination, not just the trick itself
+    result = run_tiny([build(n, teacher) for n in names])
+    assert result.steps == 8 and math.isfinite(result.train_loss) and 0 <= result.val_error <= 1
