@@ -204,11 +204,13 @@ def _print_best(study: Any, shown_url: str, *, top: int, as_json: bool) -> int:
         console.print(f"study {study.study_name!r} has no completed trial yet")
         return 0
     for rank, record in enumerate(records, 1):
-        title = (f"#{rank}: trial {record['number']} of {study.study_name}, validation error "
-                 f"{record['value']:.4f}, {record['spent_seconds']}s")
-        console.print(params_table(trick_params(record), title=title))
-        console.print(f"tricks: {', '.join(record['tricks']) or '(none)'}")
-    console.print(f"storage: {mask_url(shown_url)}")
+        cost = record["user_attrs"].get("inference_cost", 1)
+        console.print(f"#{rank}: trial {record['number']} of {study.study_name}: validation error "
+                      f"{record['value']:.4f} in {record['spent_seconds']}s"
+                      + (f", {cost} forward passes per prediction" if cost != 1 else ""), soft_wrap=True)
+        console.print(params_table(trick_params(record)))
+        console.print(f"tricks: {', '.join(record['tricks']) or '(none)'}", soft_wrap=True)
+    console.print(f"storage: {mask_url(shown_url)}", soft_wrap=True)
     return 0
 
 

@@ -85,6 +85,8 @@ def resolve(declared: BaseDistribution, override: Override | None) -> BaseDistri
 
 
 def _pin(declared: BaseDistribution, value: Any) -> BaseDistribution:
+    # A one-choice categorical, whatever the declared kind: every sampler (brute force
+    # included) handles it, and the value is recorded as a parameter all the same.
     if isinstance(declared, CategoricalDistribution):
         if value not in declared.choices:
             raise ValueError(f"= {value!r} is not one of {list(declared.choices)}")
@@ -94,8 +96,8 @@ def _pin(declared: BaseDistribution, value: Any) -> BaseDistribution:
     if isinstance(declared, IntDistribution):
         if value != int(value):
             raise ValueError(f"= {value!r} is not an integer")
-        return IntDistribution(int(value), int(value))
-    return FloatDistribution(float(value), float(value))
+        return CategoricalDistribution([int(value)])
+    return CategoricalDistribution([float(value)])
 
 
 def describe(dist: BaseDistribution) -> str:
@@ -228,22 +230,41 @@ def select_tricks(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mappi
                   context: Any = None) -> list[Trick]:
     """Decide which tricks this trial enables and build them with their suggested parameters.
 
-    A trick that says it is ``unavailable`` for this trial is off, and the reason is
-    recorded in the trial's ``unavailable`` attribute. For every resource with several
-    possible owners the trial picks one (parameter ``owner.<resource>``, with ``"none"``
-    as a choice); the others are off for this trial. Every other trick has an
-    ``<name>.enabled`` parameter unless the study pins it.
+    Resources are shared out first. A trick that owns several resources (a batch ramp owns
+    the batch size and the LR schedule) has an ``<name>.enabled`` parameter, asked only
+    while none of its resources is taken. Each resource still free with several single
+    owners gets a parameter ``owner.<resource>`` (with ``"none"`` as a choice); its other
+    owners are off for the trial. Every remaining trick has ``<name>.enabled`` unless the
+    study pins it. Choices never depend on earlier answers, as Optuna requires. A trick
+    that says it is ``unavailable`` for this trial is off, and the reason is recorded in
+    the trial's ``unavailable`` attribute.
     """
     unavailable = {n: reason for n in sorted(tricks)
                    if (reason := tricks[n].unavailable(context, dict(_options_of(settings, n))))}
     if unavailable:
         trial.set_user_attr("unavailable", unavailable)
-    tricks = {n: cls for n, cls in tricks.items() if n not in unavailable}
+    pinned_on = {n for n in tricks if _pin_of(settings, n)}
     decided: dict[str, bool] = {}
-    for resource in sorted({r for cls in tricks.values() for r in cls.owns}):
-        candidates = [n for n in sorted(tricks) if resource in tricks[n].owns
-                      and decided.get(n) is not False and _pin_of(settings, n) is not False]
-        forced = [n for n in candidates if decided.get(n) or _pin_of(settings, n)]
+    owner_of: dict[str, str] = {}
+    for name in sorted(n for n in tricks if len(tricks[n].owns) > 1):
+        owns = set(tricks[name].owns)
+        rivals = sorted(m for m in pinned_on if m != name and owns & set(tricks[m].owns))
+        taken = owns & set(owner_of)
+        if name in pinned_on and (rivals or taken):
+            other = rivals[0] if rivals else owner_of[min(taken)]
+            raise ValueError(f"tricks {' and '.join(sorted((name, other)))} both own {min(owns & set(tricks[other].owns))!r}")
+        if rivals or taken or _pin_of(settings, name) is False or name in unavailable:
+            on = False
+        elif name in pinned_on:
+            on = True
+        else:
+            on = trial.suggest_categorical(f"{name}.enabled", [True, False])
+        decided[name] = on
+        if on:
+            owner_of.update((r, name) for r in owns)
+    for resource in sorted({r for cls in tricks.values() for r in cls.owns} - set(owner_of)):
+        candidates = [n for n in sorted(tricks) if tricks[n].owns == (resource,) and _pin_of(settings, n) is not False]
+        forced = [n for n in candidates if n in pinned_on]
         if len(forced) > 1:
             raise ValueError(f"tricks {' and '.join(forced)} both own {resource!r}")
         if forced:
@@ -251,9 +272,12 @@ def select_tricks(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mappi
         elif len(candidates) > 1:
             owner = trial.suggest_categorical(f"{OWNER_PREFIX}.{resource}", [*candidates, "none"])
         else:
-            continue  # at most one possible owner: its own enabled flag decides
+            continue  # one possible owner: its own enabled flag decides
         for name in candidates:
-            decided[name] = name == owner
+            decided[name] = name == owner and name not in unavailable
+    for name, cls in tricks.items():
+        if name in unavailable or any(owner_of.get(r, name) != name for r in cls.owns):
+            decided[name] = False
     enabled = []
     for name in sorted(tricks):
         on = decided.get(name, _pin_of(settings, name))

@@ -11,6 +11,7 @@ import optuna
 import pytest
 
 from automl.cli import main
+from automl.host import get_host
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -38,9 +39,10 @@ def test_run_then_query_best_trials_and_studies(capsys, write_study, sqlite_url)
     trials = optuna.load_study(study_name="tiny", storage=sqlite_url).trials
     assert best["value"] == min(t.value for t in trials if t.value is not None)
     assert best["state"] == "COMPLETE"
-    assert set(best["tricks"]) <= {"warmup", "cosine", "label_smoothing"}
-    for trick in best["tricks"]:
-        assert best["params"][trick]["enabled"] is True
+    assert set(best["tricks"]) <= set(get_host().tricks)
+    owners = best["params"].get("owner", {}).values()
+    for trick in best["tricks"]:  # each enabled trick was switched on, or chosen to own a resource
+        assert best["params"].get(trick, {}).get("enabled") is True or trick in owners
     assert best["spent_seconds"] > 0
 
     code, out, _ = run_cli(capsys, "trials", "tiny", "--json", "--storage", sqlite_url)
@@ -74,7 +76,7 @@ def test_rerun_resumes_up_to_n_trials(capsys, write_study, sqlite_url):
 
 
 BAD_INPUTS = {
-    "unknown trick": ('[tricks]\ninclude = ["warmpu"]\n', "unknown trick 'warmpu'; valid: cosine"),
+    "unknown trick": ('[tricks]\ninclude = ["warmpu"]\n', "unknown trick 'warmpu'; valid: batch_ramp, batch_size, cosine"),
     "impossible range": ("[tricks.warmup]\nfraction = { low = 0.5, high = 0.1 }\n", "impossible range"),
     "unknown key": ("[tricks.warmup]\nfractoin = 0.1\n", "unknown key 'fractoin'; valid: enabled, fraction"),
     "unknown train key": ("[train2]\nlr = 1\n", "unknown key 'train2'; valid: study, task, train, tricks"),

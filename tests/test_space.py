@@ -95,8 +95,8 @@ def test_every_kind_is_prefixed_with_its_declared_distribution():
 
 
 @pytest.mark.parametrize(("param", "value", "dist"), [
-    ("rate", 0.05, FloatDistribution(0.05, 0.05)),
-    ("count", 3, IntDistribution(3, 3)),
+    ("rate", 0.05, CategoricalDistribution([0.05])),
+    ("count", 3, CategoricalDistribution([3])),
     ("kind", "cubic", CategoricalDistribution(["cubic"])),
 ])
 def test_pinned_gives_one_point_and_that_value(param, value, dist):
@@ -226,12 +226,15 @@ def test_a_trick_owning_two_resources_is_consistent_across_both():
     }
     owners = {"lr_schedule": {"ramp", "cos"}, "batch_size": {"ramp", "big"}}
     seen_ramp = seen_other = False
-    for params, _, enabled, _ in _trials(tricks, {}, n=40):
+    distributions = {}
+    for params, dists, enabled, _ in _trials(tricks, {}, n=40):
         for resource, candidates in owners.items():
             assert len(candidates & set(enabled)) <= 1, (resource, enabled, params)
-        decided = [params[p] for p in params if p.startswith("owner.")]
-        # ramp is on exactly when some resource chose it, and then it holds both.
-        assert ("ramp" in enabled) == ("ramp" in decided)
+        # ramp is decided first, by its own flag, and then holds both resources.
+        assert ("ramp" in enabled) == params["ramp.enabled"]
+        # Optuna refuses one name with two distributions: choices must not depend on earlier answers.
+        for name, dist in dists.items():
+            assert distributions.setdefault(name, dist) == dist, name
         if "ramp" in enabled:
             seen_ramp = True
             assert not {"cos", "big"} & set(enabled)

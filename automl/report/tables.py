@@ -35,7 +35,7 @@ def trials_table(records: Iterable[dict[str, Any]], title: str) -> Table:
     return table
 
 
-def params_table(params: dict[str, dict[str, Any]], title: str) -> Table:
+def params_table(params: dict[str, dict[str, Any]], title: str | None = None) -> Table:
     table = Table(title=title)
     table.add_column("trick")
     table.add_column("parameter")

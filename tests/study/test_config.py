@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -34,11 +35,20 @@ def automl_register_tricks():
 '''
 
 
-@pytest.mark.parametrize("path", sorted(STUDIES.glob("*.toml")), ids=lambda p: p.name)
-def test_shipped_studies_validate_against_the_installed_plugins(path):
-    study = load_study_file(path)
+def _shipped():
+    for path in sorted(STUDIES.glob("*.toml")):
+        yield path, None
+        for variant in sorted(tomllib.loads(path.read_text()).get("variants", {})):
+            yield path, variant
+
+
+@pytest.mark.parametrize(("path", "variant"), list(_shipped()), ids=lambda v: getattr(v, "name", v))
+def test_shipped_studies_validate_against_the_installed_plugins(path, variant):
+    study = load_study_file(path, variant)
     tricks, _ = study_tricks(study, get_host())
     assert tricks
+    if variant:
+        assert study.config.study.name.endswith(f"-{variant}")
 
 
 def test_values_ranges_and_pins_are_read(write_study):

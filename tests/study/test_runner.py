@@ -25,7 +25,7 @@ def test_each_sampler_and_pruner_runs_a_study(write_study, sqlite_url, sampler, 
     for trial in study.trials:
         assert trial.user_attrs["end_reason"] in ("complete", "pruned")
         assert trial.user_attrs["spent_seconds"] > 0
-        assert set(trial.user_attrs["tricks"]) <= {"warmup", "cosine", "label_smoothing"}
+        assert set(trial.user_attrs["tricks"]) <= set(get_host().tricks)
         assert len(trial.intermediate_values) >= 1
 
 
