@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from automl.budget import Budget
-from automl.train.data import Dataset, load_dataset
-from automl.train.loop import TrainResult, train
+from automl.train.data import Dataset, InMemoryLoader, load_dataset
+from automl.train.loop import TrainResult, build_optimizer, train
 from automl.train.models import build_model
 from automl.train.settings import TrainSettings
 from automl.trick import Run, Trick
@@ -38,6 +38,21 @@ def train_tiny(tricks: Sequence[Trick] = (), budget: str = "40steps", *, data: D
     data = data or tiny_data()
     return train(model or tiny_model(data, seed), data, tiny_settings(**settings), Budget.parse(budget),
                  tricks=tricks, seed=seed)
+
+
+def run_for(model: nn.Module, *, data: Dataset | None = None, autocast: dict[str, Any] | None = None,
+            **fields: Any) -> Run:
+    """A real :class:`Run` around ``model``, to call a trick's hooks directly, outside the trainer."""
+    data = data or tiny_data()
+    settings = tiny_settings()
+    make_optimizer = lambda params: build_optimizer(settings, params)  # noqa: E731
+    run = Run(model=model, optimizer=make_optimizer(model.parameters()), criterion=nn.CrossEntropyLoss(),
+              loader=InMemoryLoader(data.train, settings.batch_size), data=data, device=torch.device("cpu"),
+              budget=Budget.parse("40steps"), base_lr=settings.lr, make_optimizer=make_optimizer,
+              autocast=autocast)
+    for name, value in fields.items():
+        setattr(run, name, value)
+    return run
 
 
 class StepRecorder(Trick):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
@@ -48,6 +49,18 @@ class Run:
     ``inference_cost``: forward passes per prediction (1 unless a trick ensembles)."""
     context: "TrialContext | None" = None
     """What the study knows beyond this run (e.g. its best model so far); None outside a study."""
+
+    def amp(self) -> contextlib.AbstractContextManager:
+        """The autocast context of this run's forward passes (a no-op in full precision)."""
+        return torch.autocast(**self.autocast) if self.autocast else contextlib.nullcontext()
+
+    def scores_of(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``model``'s scores for ``x`` as evaluation computes them: eval mode, no grad, this run's autocast.
+
+        For the extra models of a trick: an averaged copy, a teacher, a snapshot.
+        """
+        with torch.no_grad(), self.amp():
+            return model.eval()(x)
 
     def regroup(self, options_of: Callable[[str, nn.Parameter], dict[str, Any]]) -> None:
         """Split every param group by ``options_of(name, param)`` and rebuild the optimizer.

@@ -8,7 +8,6 @@ trial so far; a trial that has no teacher yet is not offered this trick (recorde
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import torch
@@ -76,9 +75,7 @@ class Distillation(Trick):
         run.criterion = criterion
 
     def transform_batch(self, run, x, y):
-        autocast = torch.autocast(**run.autocast) if run.autocast else contextlib.nullcontext()
-        with torch.no_grad(), autocast:
-            self._teacher_logits = self._teacher(x)
+        self._teacher_logits = run.scores_of(self._teacher, x)
         return x, y
 
 

@@ -15,7 +15,6 @@ timm's 0.9998 over a 300-epoch ImageNet run is a half-life of about 0.005.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -69,10 +68,7 @@ class Ema(Trick):
     def predict(self, run, x: torch.Tensor) -> torch.Tensor | None:
         if self.averaged is None:
             return None
-        model = self.averaged.module.eval()
-        autocast = torch.autocast(**run.autocast) if run.autocast else contextlib.nullcontext()
-        with torch.no_grad(), autocast:
-            return model(x)
+        return run.scores_of(self.averaged.module, x)
 
 
 @hookimpl

@@ -10,7 +10,6 @@ the softmax of the last ``k`` of them, so it costs ``k`` forward passes (``infer
 from __future__ import annotations
 
 import collections
-import contextlib
 import copy
 import math
 
@@ -97,14 +96,11 @@ class SnapshotEnsemble(Trick):
             return None
         if self._scratch is None:
             self._scratch = copy.deepcopy(run.model)
-        model = self._scratch.eval()
-        autocast = torch.autocast(**run.autocast) if run.autocast else contextlib.nullcontext()
         total = None
-        with torch.no_grad(), autocast:
-            for state in self.snapshots:
-                model.load_state_dict(state)
-                probs = model(x).float().softmax(dim=1)
-                total = probs if total is None else total + probs
+        for state in self.snapshots:
+            self._scratch.load_state_dict(state)
+            probs = run.scores_of(self._scratch, x).float().softmax(dim=1)
+            total = probs if total is None else total + probs
         return total / len(self.snapshots)
 
 

@@ -16,7 +16,6 @@ while averaging, before the end, use the model's current BatchNorm statistics.
 
 from __future__ import annotations
 
-import contextlib
 
 import torch
 from torch.optim.swa_utils import AveragedModel, update_bn
@@ -76,18 +75,14 @@ class Swa(Trick):
         split, batch_size = run.loader.split, run.loader.batch_size
         # The training images as they are, without augmentation, in the order they are stored.
         batches = (split.x[start:start + batch_size] for start in range(0, len(split), batch_size))
-        autocast = torch.autocast(**run.autocast) if run.autocast else contextlib.nullcontext()
-        with autocast:
+        with run.amp():
             # update_bn puts the model in train mode for the pass and restores its mode after.
             update_bn(batches, self.averaged.module)
 
     def predict(self, run, x: torch.Tensor) -> torch.Tensor | None:
         if self.averaged is None:
             return None
-        model = self.averaged.module.eval()
-        autocast = torch.autocast(**run.autocast) if run.autocast else contextlib.nullcontext()
-        with torch.no_grad(), autocast:
-            return model(x)
+        return run.scores_of(self.averaged.module, x)
 
 
 @hookimpl

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -187,8 +186,7 @@ def _train(model, data, settings, budget, tricks, device, seed, report, evaluate
 
 def _step(run: Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """One optimizer step; returns the loss tensor without reading it."""
-    autocast = torch.autocast(**run.autocast) if run.autocast else contextlib.nullcontext()
-    with autocast:
+    with run.amp():
         loss = run.criterion(run.model(x), y)
     run.optimizer.zero_grad(set_to_none=True)
     if run.grad_scaler is not None:
@@ -206,13 +204,12 @@ def evaluate(run: Run, split: Split, predictors: Sequence[Callable] = (), batch_
     """(error with the tricks' predict, error of the model alone) on ``split``."""
     was_training = run.model.training
     run.model.eval()
-    autocast = (lambda: torch.autocast(**run.autocast)) if run.autocast else contextlib.nullcontext
     wrong_model = torch.zeros((), dtype=torch.long, device=split.y.device)
     wrong = torch.zeros_like(wrong_model)
     try:
         for start in range(0, len(split), batch_size):
             x, y = split.x[start:start + batch_size], split.y[start:start + batch_size]
-            with autocast():
+            with run.amp():
                 scores = run.model(x)
                 wrong_model += (scores.argmax(1) != y).sum()
                 for predict in predictors:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from automl.testing import tiny_data, tiny_model, train_tiny
+from automl.testing import run_for, tiny_data, tiny_model, train_tiny
 from automl.trick import Trick
 from automl_plugins.ema import Ema, ema_decay
 
@@ -104,7 +103,7 @@ def test_predictions_are_the_averaged_model_s():
     with torch.no_grad():
         expected = reference(x)
         alone = model.eval()(x)
-    got = trick.predict(SimpleNamespace(model=model, autocast=None), x)
+    got = trick.predict(run_for(model, autocast=None), x)
     assert torch.allclose(got, expected, atol=1e-5)
     assert not torch.allclose(got, alone, atol=1e-3)
     assert result.val_error == pytest.approx((expected.argmax(1) != data.val.y).float().mean().item())
@@ -117,7 +116,7 @@ def test_a_vanishing_half_life_tracks_the_model():
     assert _close(_floats(trick.averaged.module.state_dict()), _floats(model.state_dict()), atol=0)
     x = data.val.x
     with torch.no_grad():
-        assert torch.equal(trick.predict(SimpleNamespace(model=model, autocast=None), x), model.eval()(x))
+        assert torch.equal(trick.predict(run_for(model, autocast=None), x), model.eval()(x))
     assert result.val_error == result.val_error_model
 
 
@@ -131,7 +130,7 @@ def test_an_endless_half_life_keeps_the_first_update():
 def test_setup_forgets_an_earlier_run():
     data, model, trick, rec, result = _run(0.1, "4steps")
     assert trick.averaged is not None
-    run = SimpleNamespace(model=model, autocast=None)
+    run = run_for(model, autocast=None)
     trick.setup(run)
     assert trick.averaged is None
     assert trick.predict(run, data.val.x) is None
@@ -163,8 +162,8 @@ def test_search_space_builds_valid_tricks():
 
 def test_predict_runs_under_the_run_s_autocast():
     data, model, trick, rec, result = _run(0.1, "4steps")
-    run = SimpleNamespace(model=model, autocast={"device_type": "cpu", "dtype": torch.bfloat16})
+    run = run_for(model, autocast={"device_type": "cpu", "dtype": torch.bfloat16})
     x = data.val.x
     low = trick.predict(run, x)
     assert low.dtype == torch.bfloat16
-    assert torch.allclose(low.float(), trick.predict(SimpleNamespace(model=model, autocast=None), x), atol=0.1)
+    assert torch.allclose(low.float(), trick.predict(run_for(model, autocast=None), x), atol=0.1)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from automl.testing import StepRecorder, tiny_data, tiny_model, train_tiny
+from automl.testing import run_for, StepRecorder, tiny_data, tiny_model, train_tiny
 from automl.trick import Trick
 from automl_plugins.snapshot_ensemble import SnapshotEnsemble, cycle_of, snapshot_lr_factor
 
@@ -124,7 +124,7 @@ def test_prediction_is_the_softmax_average_of_the_last_k_snapshots(k):
     assert all(_same(s, e) for s, e in zip(trick.snapshots, ends[-k:]))
     x = data.val.x
     reference = _reference_probs(data, ends[-k:], x)
-    got = trick.predict(SimpleNamespace(model=model, autocast=None), x)
+    got = trick.predict(run_for(model, autocast=None), x)
     assert got.shape == (len(x), data.num_classes)
     assert torch.allclose(got, reference, atol=1e-6)
     assert torch.allclose(got.sum(1), torch.ones(len(x)))
@@ -216,8 +216,8 @@ def test_predict_runs_under_the_run_s_autocast():
     trick = SnapshotEnsemble(cycles=2, alpha0=0.1)
     train_tiny([trick], "10steps", data=data, model=model)
     x = data.val.x
-    full = trick.predict(SimpleNamespace(model=model, autocast=None), x)
-    low = trick.predict(SimpleNamespace(model=model, autocast={"device_type": "cpu", "dtype": torch.bfloat16}), x)
+    full = trick.predict(run_for(model, autocast=None), x)
+    low = trick.predict(run_for(model, autocast={"device_type": "cpu", "dtype": torch.bfloat16}), x)
     # Probabilities come back in float32 either way; bfloat16 forward passes round them differently.
     assert low.dtype == full.dtype == torch.float32
     assert torch.allclose(low, full, atol=0.05)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from automl.testing import tiny_data, tiny_model, train_tiny
+from automl.testing import run_for, tiny_data, tiny_model, train_tiny
 from automl.trick import Trick
 from automl_plugins.swa import Swa, averaging
 
@@ -110,7 +109,7 @@ def test_predictions_are_the_averaged_model_s():
     with torch.no_grad():
         expected = reference.eval()(x)
         alone = model.eval()(x)
-    got = trick.predict(SimpleNamespace(model=model, autocast=None), x)
+    got = trick.predict(run_for(model, autocast=None), x)
     assert torch.allclose(got, expected, atol=1e-5)
     assert not torch.allclose(got, alone, atol=1e-3)
     assert result.val_error == pytest.approx((expected.argmax(1) != data.val.y).float().mean().item())
@@ -121,7 +120,7 @@ def test_predictions_are_the_averaged_model_s():
 def test_setup_forgets_an_earlier_run():
     data, model, trick, rec, result = _run(0.5, "4steps")
     assert trick.averaged is not None
-    run = SimpleNamespace(model=model, autocast=None)
+    run = run_for(model, autocast=None)
     trick.setup(run)
     assert trick.averaged is None
     assert trick.predict(run, data.val.x) is None
@@ -153,8 +152,8 @@ def test_search_space_builds_valid_tricks():
 
 def test_predict_runs_under_the_run_s_autocast():
     data, model, trick, rec, result = _run(0.5, "4steps")
-    run = SimpleNamespace(model=model, autocast={"device_type": "cpu", "dtype": torch.bfloat16})
+    run = run_for(model, autocast={"device_type": "cpu", "dtype": torch.bfloat16})
     x = data.val.x
     low = trick.predict(run, x)
     assert low.dtype == torch.bfloat16
-    assert torch.allclose(low.float(), trick.predict(SimpleNamespace(model=model, autocast=None), x), atol=0.1)
+    assert torch.allclose(low.float(), trick.predict(run_for(model, autocast=None), x), atol=0.1)

@@ -1,0 +1,132 @@
+"""The training time FreezeOut saves: one run's time per epoch without it, divided by with it.
+
+What it measures: ``result.train_seconds / epochs`` of whole runs of
+``automl.train.loop.train``, one side with no tricks, the other with FreezeOut
+(t0 = 0.5 pre-cubed, cubic schedule, scaled LRs: the first layer freezes at
+12.5% of the run, the classifier trains to the end). Both sides train the same
+model (same architecture, same seeded init, a fresh copy every run) on the same
+in-memory synthetic 3x32x32 data, with the same batch size, seed, SGD settings
+and the same budget in epochs, so they take the same number of steps over the
+same batches; only what FreezeOut changes differs: the per-layer LRs, and the
+frozen layers' missing backward and optimizer work. A CIFAR ResNet is the
+paper's setting in which backward dominates (Brock et al. 2017 report ~20% on
+ResNets on a GPU); on a CPU the backward share is larger still.
+
+Timed, on each side: automl's own training clock, from just before the first
+batch is drawn to just after the last step. Not timed: building the model,
+loader and optimizer, FreezeOut's setup (one regrouping of the optimizer), and
+the one evaluation on the val split after the run (``rungs=1``).
+
+The two run side by side in one process: a warm-up run of each outside the
+timing (allocator and oneDNN caches, and FreezeOut's no-grad path), then
+repetitions interleaved A, B, A, B, ... so that drift of a noisy machine hits
+both alike; the ratio is of the two medians.
+
+Run it::
+
+    python benchmarks/freezeout_speed.py                   # defaults, about 1-2 minutes on a 2-core CPU
+    python benchmarks/freezeout_speed.py --model resnet32 --epochs 5
+    python benchmarks/freezeout_speed.py --device cuda --n-train 8192 --batch-size 128
+
+The last line is ``ratio=<time without / time with>``. Goal: at least 1.15 on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+from torch import nn
+
+from automl.budget import Budget
+from automl.train.data import Dataset, load_dataset
+from automl.train.loop import TrainResult, train
+from automl.train.models import MODELS, build_model
+from automl.train.settings import TrainSettings
+from automl_plugins.freezeout import FreezeOut
+
+GOAL = 1.15
+SEED = 0
+T0, SCHEDULE, SCALE_LR = 0.5, "cubic", True
+
+
+def fresh_model(name: str, width: float, data: Dataset, device: torch.device) -> nn.Module:
+    """The same initial weights every call: the init is drawn under a fixed seed."""
+    torch.manual_seed(SEED)
+    c, _, _ = data.input_shape
+    return build_model(name, in_channels=c, num_classes=data.num_classes, width=width).to(device)
+
+
+def run_side(freezeout: bool, args: argparse.Namespace, data: Dataset, settings: TrainSettings,
+             device: torch.device, epochs: float) -> TrainResult:
+    """One whole run of ``epochs`` through automl's trainer, with or without FreezeOut."""
+    tricks = [FreezeOut(t0=T0, schedule=SCHEDULE, scale_lr=SCALE_LR)] if freezeout else []
+    model = fresh_model(args.model, args.width, data, device)
+    return train(model, data, settings, Budget.parse(f"{epochs:g}ep"), tricks=tricks, device=device, seed=SEED)
+
+
+def describe(name: str, per_epoch: list[float]) -> str:
+    med = statistics.median(per_epoch)
+    spread = (max(per_epoch) - min(per_epoch)) / med
+    return (f"{name:<16} median {med:7.3f} s/epoch   min {min(per_epoch):7.3f}   max {max(per_epoch):7.3f}"
+            f"   spread (max-min)/median {spread:6.1%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="resnet20", choices=sorted(MODELS))
+    parser.add_argument("--width", type=float, default=0.5, help="channel multiplier of the model")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=float, default=4, help="budget of every run, the same on both sides")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs of each side, interleaved")
+    parser.add_argument("--n-train", type=int, default=1024, help="synthetic 3x32x32 training images")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    args = parser.parse_args()
+    if args.epochs <= 0 or args.repeats < 1 or args.batch_size > args.n_train:
+        parser.error("need --epochs > 0, --repeats >= 1 and --batch-size <= --n-train")
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else "cpu" if args.device == "auto" else args.device)
+    # A small val split: the one evaluation per run is untimed, but it still costs wall time.
+    data = load_dataset("synthetic", shape=(3, 32, 32), n_train=args.n_train, n_val=256, n_test=10,
+                        device=device)
+    settings = TrainSettings(batch_size=args.batch_size, augment=False, rungs=1)
+    sides = {"without": False, "with FreezeOut": True}
+
+    print(f"model {args.model} width {args.width:g}, batch {args.batch_size}, {args.epochs:g} epochs x "
+          f"{args.repeats} repeats, {args.n_train} synthetic 3x32x32 images, device {device}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    # Warm-up, untimed; a whole epoch, so that FreezeOut's frozen paths are warm too.
+    for freezeout in sides.values():
+        warm = run_side(freezeout, args, data, settings, device, epochs=1)
+    times = warm.attrs["freezeout.freeze_times"]
+    print(f"FreezeOut t0={T0} {SCHEDULE} scale_lr={SCALE_LR}: {len(times)} layers freeze at progress "
+          + " ".join(f"{t:.3f}" for t in times))
+
+    per_epoch: dict[str, list[float]] = {name: [] for name in sides}
+    results: dict[str, TrainResult] = {}
+    for _ in range(args.repeats):
+        for name, freezeout in sides.items():  # A, B, A, B, ...
+            result = run_side(freezeout, args, data, settings, device, args.epochs)
+            per_epoch[name].append(result.train_seconds / result.epochs)
+            results[name] = result
+    steps = {name: r.steps for name, r in results.items()}
+    if len(set(steps.values())) != 1:
+        raise SystemExit(f"the two sides took different numbers of steps {steps}; the comparison would not be fair")
+
+    for name in sides:
+        print(describe(name, per_epoch[name]))
+    last = results["with FreezeOut"]
+    print(f"steps per run {last.steps}; FreezeOut froze layers at steps {last.attrs['freezeout.frozen_at_step']}")
+    print("final val error (synthetic data, for information): "
+          + ", ".join(f"{name} {r.val_error:.3f}" for name, r in results.items()))
+    pairs = [a / b for a, b in zip(per_epoch["without"], per_epoch["with FreezeOut"])]
+    print("per-pair ratios " + " ".join(f"{r:.3f}" for r in pairs))
+    ratio = statistics.median(per_epoch["without"]) / statistics.median(per_epoch["with FreezeOut"])
+    print(f"goal >= {GOAL} on CPU: {'met' if ratio >= GOAL else 'NOT met'}")
+    print(f"ratio={ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()
