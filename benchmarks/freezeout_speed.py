@@ -37,25 +37,17 @@ import argparse
 import statistics
 
 import torch
-from torch import nn
 
 from automl.budget import Budget
 from automl.train.data import Dataset, load_dataset
 from automl.train.loop import TrainResult, train
-from automl.train.models import MODELS, build_model
+from automl.train.models import MODELS
 from automl.train.settings import TrainSettings
+from side_by_side import SEED, describe, fresh_model, pick_device
 from automl_plugins.freezeout import FreezeOut
 
 GOAL = 1.15
-SEED = 0
 T0, SCHEDULE, SCALE_LR = 0.5, "cubic", True
-
-
-def fresh_model(name: str, width: float, data: Dataset, device: torch.device) -> nn.Module:
-    """The same initial weights every call: the init is drawn under a fixed seed."""
-    torch.manual_seed(SEED)
-    c, _, _ = data.input_shape
-    return build_model(name, in_channels=c, num_classes=data.num_classes, width=width).to(device)
 
 
 def run_side(freezeout: bool, args: argparse.Namespace, data: Dataset, settings: TrainSettings,
@@ -64,13 +56,6 @@ def run_side(freezeout: bool, args: argparse.Namespace, data: Dataset, settings:
     tricks = [FreezeOut(t0=T0, schedule=SCHEDULE, scale_lr=SCALE_LR)] if freezeout else []
     model = fresh_model(args.model, args.width, data, device)
     return train(model, data, settings, Budget.parse(f"{epochs:g}ep"), tricks=tricks, device=device, seed=SEED)
-
-
-def describe(name: str, per_epoch: list[float]) -> str:
-    med = statistics.median(per_epoch)
-    spread = (max(per_epoch) - min(per_epoch)) / med
-    return (f"{name:<16} median {med:7.3f} s/epoch   min {min(per_epoch):7.3f}   max {max(per_epoch):7.3f}"
-            f"   spread (max-min)/median {spread:6.1%}")
 
 
 def main() -> None:
@@ -86,8 +71,7 @@ def main() -> None:
     if args.epochs <= 0 or args.repeats < 1 or args.batch_size > args.n_train:
         parser.error("need --epochs > 0, --repeats >= 1 and --batch-size <= --n-train")
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if args.device == "auto" else args.device)
+    device = pick_device(args.device)
     # A small val split: the one evaluation per run is untimed, but it still costs wall time.
     data = load_dataset("synthetic", shape=(3, 32, 32), n_train=args.n_train, n_val=256, n_test=10,
                         device=device)
@@ -116,7 +100,7 @@ def main() -> None:
         raise SystemExit(f"the two sides took different numbers of steps {steps}; the comparison would not be fair")
 
     for name in sides:
-        print(describe(name, per_epoch[name]))
+        print(describe(name, per_epoch[name], "s/epoch"))
     last = results["with FreezeOut"]
     print(f"steps per run {last.steps}; FreezeOut froze layers at steps {last.attrs['freezeout.frozen_at_step']}")
     print("final val error (synthetic data, for information): "

@@ -37,18 +37,11 @@ from torch import nn
 from automl.budget import Budget
 from automl.train.data import Dataset, load_dataset
 from automl.train.loop import train
-from automl.train.models import MODELS, build_model
+from automl.train.models import MODELS
 from automl.train.settings import TrainSettings
+from side_by_side import SEED, describe, fresh_model, pick_device
 
 GOAL = 0.97
-SEED = 0
-
-
-def fresh_model(name: str, width: float, data: Dataset, device: torch.device) -> nn.Module:
-    """The same initial weights every call: the init is drawn under a fixed seed."""
-    torch.manual_seed(SEED)
-    c, _, _ = data.input_shape
-    return build_model(name, in_channels=c, num_classes=data.num_classes, width=width).to(device)
 
 
 def run_automl(model: nn.Module, data: Dataset, settings: TrainSettings, steps: int, device: torch.device) -> float:
@@ -97,13 +90,6 @@ def run_by_hand(model: nn.Module, data: Dataset, settings: TrainSettings, steps:
     return steps * bs / (time.perf_counter() - start)
 
 
-def describe(name: str, rates: list[float]) -> str:
-    med = statistics.median(rates)
-    spread = (max(rates) - min(rates)) / med
-    return (f"{name:<12} median {med:8.1f} samples/s   min {min(rates):8.1f}   max {max(rates):8.1f}"
-            f"   spread (max-min)/median {spread:6.1%}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="resnet20", choices=sorted(MODELS))
@@ -117,8 +103,7 @@ def main() -> None:
     if args.steps < 1 or args.repeats < 1 or args.batch_size > args.n_train:
         parser.error("need --steps >= 1, --repeats >= 1 and --batch-size <= --n-train")
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if args.device == "auto" else args.device)
+    device = pick_device(args.device)
     # A small val split: automl's one evaluation is untimed, but it still costs wall time.
     data = load_dataset("synthetic", shape=(3, 32, 32), n_train=args.n_train, n_val=256, n_test=10,
                         device=device)
@@ -146,7 +131,7 @@ def main() -> None:
             rates[name].append(run(model, data, settings, args.steps, device))
 
     for name in sides:
-        print(describe(name, rates[name]))
+        print(describe(name, rates[name], "samples/s"))
     pairs = [a / b for a, b in zip(rates["automl"], rates["hand-written"])]
     print("per-pair ratios " + " ".join(f"{r:.3f}" for r in pairs))
     ratio = statistics.median(rates["automl"]) / statistics.median(rates["hand-written"])

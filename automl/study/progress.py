@@ -33,7 +33,8 @@ class RunDisplay:
         self.console.print(f"study [bold]{p.name}[/bold] in {mask_url(p.storage_url)}: "
                            f"{p.study_file.config.task.dataset}/{p.study_file.config.task.model} on {p.device}, "
                            f"trial budget {p.trial_budget}, total {p.total_budget or '-'}, "
-                           f"n_trials {p.n_trials or '-'}, tricks: {', '.join(p.tricks) or '(none)'}")
+                           f"n_trials {p.n_trials or '-'}, tricks: {', '.join(p.tricks) or '(none)'}",
+                           soft_wrap=True)
         self.progress.start()
         return self
 

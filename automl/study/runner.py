@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -90,6 +91,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    # Optuna marks brute force and GP experimental; the choice was the study file's, so no warning.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return {
         "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
         "random": lambda: optuna.samplers.RandomSampler(seed=seed),

@@ -1,0 +1,33 @@
+"""What the side-by-side benchmarks share: the device, a fresh seeded model, and a summary line."""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+from torch import nn
+
+from automl.testing import tiny_model
+from automl.train.data import Dataset
+
+SEED = 0
+
+
+def pick_device(choice: str) -> torch.device:
+    """``auto`` is the GPU when there is one."""
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def fresh_model(name: str, width: float, data: Dataset, device: torch.device) -> nn.Module:
+    """The same initial weights on every call: the init is drawn under a fixed seed."""
+    return tiny_model(data, seed=SEED, model=name, width=width).to(device)
+
+
+def describe(name: str, values: list[float], unit: str, width: int = 16) -> str:
+    """Median, range and relative spread of one side's repetitions."""
+    med = statistics.median(values)
+    spread = (max(values) - min(values)) / med
+    return (f"{name:<{width}} median {med:9.3f} {unit}   min {min(values):9.3f}   max {max(values):9.3f}"
+            f"   spread (max-min)/median {spread:6.1%}")
