@@ -41,7 +41,8 @@ def run(study: str, seed: int, storage: str, variant: str | None) -> str:
 
 
 def arm_of(trial: optuna.trial.FrozenTrial) -> str:
-    return str(trial.params.get("owner.lr_schedule", "-"))
+    """The tricks the trial ran with: the arm of the comparison."""
+    return ", ".join(trial.user_attrs.get("tricks", [])) or "none (constant LR)"
 
 
 def fmt(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
@@ -57,7 +58,7 @@ def table(study: str, names: list[str], storage: str) -> str:
             if trial.value is not None:
                 arms.setdefault(arm_of(trial), []).append(trial)
     lines = [f"### {study} ({len(names)} seeds)", "",
-             "| arm (LR schedule owner) | val error % | single-model val error % | inference cost | steps |",
+             "| arm (tricks on) | val error % | single-model val error % | inference cost | steps |",
              "|---|---|---|---|---|"]
     for arm, trials in sorted(arms.items(), key=lambda kv: statistics.fmean(t.value for t in kv[1])):
         lines.append(f"| {arm} | {fmt([t.value for t in trials])} "
