@@ -128,7 +128,8 @@ def _train(model, data, settings, budget, tricks, device, seed, report, evaluate
         batches = len(loader)
         if batches == 0:
             raise ValueError("the training split is empty")
-        for i, (x, y) in enumerate(loader):
+        pass_batches = iter(loader)
+        for i in range(batches):
             epochs = run.epoch + i / batches
             p = progress.of(seconds=train_clock.read(), epochs=epochs, steps=run.step)
             if len(history) < settings.rungs - 1 and p >= rung_points[len(history)]:
@@ -140,6 +141,7 @@ def _train(model, data, settings, budget, tricks, device, seed, report, evaluate
                 train_clock.start()
             if p >= 1.0:
                 break
+            x, y = next(pass_batches)  # drawn only once the budget allows the step
             run.progress = p
             run.lr = run.base_lr * math.prod(f(p) for f in hooks["lr_factor"])
             for group in run.optimizer.param_groups:
