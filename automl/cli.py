@@ -148,6 +148,9 @@ def _cmd_plugins_show(args: argparse.Namespace) -> int:
     console.print("parameters:" if record["params"] else "parameters: -")
     for name, space in record["params"].items():
         console.print(f"  {record['name']}.{name}  {space['text']}")
+    if record["options"]:
+        console.print("options (set in the study file, never searched): "
+                      + ", ".join(f"{k} = {v!r}" for k, v in record["options"].items()), soft_wrap=True)
     return 0
 
 
@@ -229,13 +232,20 @@ def _host(plugin_paths: list[str]):
 
 
 def _trick_record(info) -> dict[str, Any]:
-    from automl.space import SpaceRecorder, build_trick, to_json
+    from automl.space import SpaceRecorder, to_json
+
+    import inspect
+
+    from automl.space import option_names
 
     recorder = SpaceRecorder(info.name)
-    build_trick(info.cls, recorder)
+    returned = info.cls.search_space(recorder)
+    signature = inspect.signature(info.cls.__init__).parameters
+    options = {name: signature[name].default for name in option_names(info.cls, returned)}
     doc = (info.cls.__doc__ or sys.modules[info.cls.__module__].__doc__ or "").strip().splitlines()
     return {"name": info.name, "owns": list(info.cls.owns), "plugin": info.plugin, "source": info.source,
             "params": {name: to_json(dist) for name, dist in recorder.params.items()},
+            "options": {name: None if value is inspect.Parameter.empty else value for name, value in options.items()},
             "doc": doc[0] if doc else ""}
 
 

@@ -134,6 +134,10 @@ def test_plugins_list_and_show(capsys):
     assert cosine["params"]["final"]["type"] == "float"
     code, out, _ = run_cli(capsys, "plugins", "show", "warmup")
     assert "warmup.fraction" in out and "[0.01, 0.3] log" in out
+    code, out, _ = run_cli(capsys, "plugins", "show", "distillation", "--json")
+    assert json.loads(out)["options"] == {"teacher": "best"}
+    code, out, _ = run_cli(capsys, "plugins", "show", "step_decay")
+    assert "options (set in the study file, never searched): milestones = (0.5, 0.75)" in out
     code, _, err = run_cli(capsys, "plugins", "show", "snapshot")
     assert code == 2 and "unknown trick 'snapshot'" in err
 
