@@ -175,3 +175,15 @@ def test_every_revision_downgrades_and_upgrades_again(sqlite_url):
     engine.dispose()
     assert not {t for t in tables(sqlite_url) if t.startswith("automl_") and t != schema.VERSION_TABLE}
     assert schema.upgrade(sqlite_url)[1].state == "current"
+
+
+def test_queries_read_a_plain_optuna_database_without_creating_automl_tables(capsys, sqlite_url):
+    optuna.create_study(study_name="plain", storage=sqlite_url).optimize(lambda t: t.suggest_float("x", 0, 1),
+                                                                            n_trials=2)
+    code, out, err = run_cli(capsys, "studies", "--json", "--storage", sqlite_url)
+    assert code == 0, err
+    assert [s["name"] for s in json.loads(out)] == ["plain"]
+    assert run_cli(capsys, "trials", "plain", "--storage", sqlite_url)[0] == 0
+    assert not {t for t in tables(sqlite_url) if t.startswith("automl_")}
+    code, out, _ = run_cli(capsys, "db", "current", "--json", "--storage", sqlite_url)
+    assert json.loads(out)["state"] == "empty"
