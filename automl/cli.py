@@ -75,6 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     _storage_arg(best)
     _json_arg(best, "JSON: one object, or a list when --top is above 1")
     best.set_defaults(func=_cmd_best)
+
+    db = commands.add_parser("db", help="automl's own tables in the study database: revision and upgrade")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    upgrade = db_commands.add_parser("upgrade", help="migrate automl's tables to this automl's revision, keeping rows")
+    _storage_arg(upgrade)
+    _json_arg(upgrade)
+    upgrade.set_defaults(func=_cmd_db_upgrade)
+    current = db_commands.add_parser("current", help="the revision of automl's tables, and the one this automl needs")
+    _storage_arg(current)
+    _json_arg(current)
+    current.set_defaults(func=_cmd_db_current)
     return parser
 
 
@@ -191,6 +202,38 @@ def _cmd_best(args: argparse.Namespace) -> int:
 
     storage, shown = _open(args.storage)
     return _print_best(load_study(args.study, storage, shown), shown, top=args.top, as_json=args.json)
+
+
+def _cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from automl.storage import resolve_url
+    from automl.storage.schema import upgrade
+
+    _quiet_optuna()
+    before, after = upgrade(resolve_url(args.storage))
+    if args.json:
+        _print_json({"storage": after.storage, "from": before.current, "to": after.current, "head": after.head})
+    elif before.current == after.current:
+        print(f"automl tables in {after.storage} are already at {after.current} (head)")
+    else:
+        print(f"automl tables in {after.storage}: {before.current or '(none)'} -> {after.current}")
+    return 0
+
+
+def _cmd_db_current(args: argparse.Namespace) -> int:
+    from automl.storage import resolve_url
+    from automl.storage.schema import status
+
+    _quiet_optuna()
+    found = status(resolve_url(args.storage))
+    if args.json:
+        _print_json(found.as_dict())
+        return 0
+    notes = {"empty": "no automl tables yet; `automl run` or `automl db upgrade` creates them",
+             "current": "up to date",
+             "old": f"out of date; run: automl db upgrade --storage {found.storage}",
+             "newer": "written by a newer automl; upgrade automl"}
+    print(f"{found.storage}: {found.current or '(none)'} (head {found.head}): {notes[found.state]}")
+    return 0
 
 
 def _print_best(study: Any, shown_url: str, *, top: int, as_json: bool) -> int:

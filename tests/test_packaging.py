@@ -24,10 +24,12 @@ def test_wheel_install_registers_the_builtin_plugins(tmp_path):
     probe = (
         "import json, automl, automl_plugins\n"
         "from automl.host import get_host\n"
+        "from automl.storage import schema\n"
         "host = get_host()\n"
         "print(json.dumps({'automl': automl.__file__, 'plugins': automl_plugins.__file__,\n"
         "                  'tricks': {n: i.cls.__module__ for n, i in host.tricks.items()},\n"
-        "                  'failures': [str(f) for f in host.failures]}))\n"
+        "                  'failures': [str(f) for f in host.failures],\n"
+        "                  'migrations': str(schema.script_location()), 'head': schema.head()}))\n"
     )
     # The wheel's copy comes first on the path, ahead of the editable install of this checkout.
     env = {**os.environ, "PYTHONPATH": str(site)}
@@ -38,3 +40,10 @@ def test_wheel_install_registers_the_builtin_plugins(tmp_path):
     assert found["tricks"]["warmup"] == "automl_plugins.warmup"
     assert {"warmup", "cosine", "label_smoothing"} <= set(found["tricks"])
     assert found["failures"] == []
+    # automl's migrations travel inside the wheel, and `automl db upgrade` runs them from there.
+    assert found["migrations"] == str(site / "automl" / "_migrations") and found["head"] == "v2_trial_cost"
+    url = f"sqlite:///{tmp_path / 'wheel.db'}"
+    result = subprocess.run([sys.executable, "-m", "automl", "db", "upgrade", "--storage", url],
+                            capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"automl tables in {url}: (none) -> v2_trial_cost\n"

@@ -38,6 +38,35 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
     of an empty new database.
     """
     shown = mask_url(url)
+    parsed = _check(url, create=create)
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(parsed.get_backend_name()))
+    except ImportError as exc:
+        raise _missing_driver(shown, exc) from None
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+        raise unreachable(shown, exc) from None
+    except RuntimeError as exc:  # Optuna's "current schema is outdated/newer" refusal
+        raise UserError(f"storage {shown}: {str(exc).splitlines()[0]}") from None
+
+
+def make_engine(url: str, *, create: bool = True) -> sqlalchemy.Engine:
+    """A SQLAlchemy engine for ``url``, checked like :func:`open_storage` (it connects lazily:
+    catch connection errors with :func:`unreachable`)."""
+    parsed = _check(url, create=create)
+    try:
+        return sqlalchemy.create_engine(url, **_engine_kwargs(parsed.get_backend_name()))
+    except ImportError as exc:
+        raise _missing_driver(mask_url(url), exc) from None
+
+
+def unreachable(shown: str, exc: BaseException) -> UserError:
+    """The one-line error for a database that would not open; ``shown`` is the masked URL."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return UserError(f"cannot open storage {shown}: {reason}; check the URL and that the server is up")
+
+
+def _check(url: str, *, create: bool) -> sqlalchemy.URL:
+    shown = mask_url(url)
     try:
         parsed = make_url(url)
     except sqlalchemy.exc.ArgumentError:
@@ -50,16 +79,12 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
                             "give the right --storage or run a study first")
         if not path.parent.exists():
             raise UserError(f"cannot create {shown}: folder {str(path.parent)!r} does not exist")
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(parsed.get_backend_name()))
-    except ImportError as exc:
-        raise UserError(f"storage {shown} needs a driver that is not installed ({exc}); "
-                        "for PostgreSQL: pip install 'automl[postgres]'") from None
-    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise UserError(f"cannot open storage {shown}: {reason}; check the URL and that the server is up") from None
-    except RuntimeError as exc:  # Optuna's "current schema is outdated/newer" refusal
-        raise UserError(f"storage {shown}: {str(exc).splitlines()[0]}") from None
+    return parsed
+
+
+def _missing_driver(shown: str, exc: ImportError) -> UserError:
+    return UserError(f"storage {shown} needs a driver that is not installed ({exc}); "
+                     "for PostgreSQL: pip install 'automl[postgres]'")
 
 
 def _engine_kwargs(backend: str) -> dict:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import optuna
+import sqlalchemy.exc
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
@@ -18,6 +19,8 @@ from automl.host import Host
 from automl.space import TrickSettings
 from automl.storage import mask_url, open_storage, resolve_url
 from automl.storage.artifacts import artifact_store
+from automl.storage.models import StudySourceModel, session_scope
+from automl.storage.schema import ensure_schema
 from automl.study.config import StudyFile, study_tricks
 from automl.study.objective import ATTR_SPENT, Objective
 from automl.train.data import Dataset, load_dataset
@@ -52,6 +55,8 @@ class PreparedStudy:
     total_budget: Budget | None
     n_trials: int | None
     seed: int
+    plugins: list[dict[str, str]] = field(default_factory=list)
+    """Where each of the study's tricks came from, recorded with the study's source."""
 
 
 def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides()) -> PreparedStudy:
@@ -72,7 +77,9 @@ def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(
         storage_url=resolve_url(overrides.storage, config.study.storage), tricks=tricks, settings=settings,
         data=data, device=device, trial_budget=trial_budget, total_budget=total_budget,
         n_trials=overrides.n_trials or config.study.n_trials,
-        seed=config.study.seed if overrides.seed is None else overrides.seed)
+        seed=config.study.seed if overrides.seed is None else overrides.seed,
+        plugins=[{"trick": name, "plugin": host.tricks[name].plugin, "source": host.tricks[name].source}
+                 for name in sorted(tricks)])
 
 
 def resolve_device(name: str) -> torch.device:
@@ -147,6 +154,8 @@ class BudgetGuard:
 
 
 def create_study(prepared: PreparedStudy) -> optuna.Study:
+    """Create or resume the study; automl's tables are checked (or created) before anything is written."""
+    ensure_schema(prepared.storage_url)
     storage = open_storage(prepared.storage_url)
     config = prepared.study_file.config
     study = optuna.create_study(
@@ -157,6 +166,12 @@ def create_study(prepared: PreparedStudy) -> optuna.Study:
         study.set_user_attr("study_file", prepared.study_file.path)
         study.set_user_attr("dataset", config.task.dataset)
         study.set_user_attr("model", config.task.model)
+    try:
+        with session_scope(storage.engine) as session:
+            StudySourceModel.record(session, prepared.name, prepared.study_file.path, prepared.study_file.text,
+                                    prepared.plugins)
+    except sqlalchemy.exc.IntegrityError:
+        pass  # another worker starting the same study recorded the same text first
     return study
 
 
