@@ -183,14 +183,18 @@ def test_nan_and_out_of_memory_fail_the_trial_and_the_study_goes_on(capsys, writ
 
 
 def test_total_budget_stops_the_study(capsys, write_study, sqlite_url):
+    # 4 s, not less: the first trial of a process pays one-time set-up (kernel caches) and can
+    # take over a second on a loaded machine.
     study = write_study(n_trials=50, trial_budget="0.4s")
-    study.write_text(study.read_text().replace("n_trials = 50", 'n_trials = 50\ntotal_budget = "2s"'))
+    study.write_text(study.read_text().replace("n_trials = 50", 'n_trials = 50\ntotal_budget = "4s"'))
     assert run_cli(capsys, "run", str(study), "--storage", sqlite_url)[0] == 0
     trials = optuna.load_study(study_name="tiny", storage=sqlite_url).trials
     spent = [t.user_attrs["spent_seconds"] for t in trials]
     assert 2 <= len(trials) < 50
     # A trial only starts when a whole trial still fits; the last may run over by its evaluation.
-    assert sum(spent) <= 2.0 + max(spent) - 0.4
+    assert sum(spent) <= 4.0 + max(spent) - 0.4
+    # ... and the study stopped only once the next trial would not fit.
+    assert 4.0 - sum(spent) < max(0.4, sum(spent) / len(spent))
 
 
 def test_optuna_cli_reads_the_same_database(capsys, write_study, sqlite_url):
