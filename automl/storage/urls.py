@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import optuna
 import sqlalchemy.exc
@@ -31,16 +32,20 @@ def mask_url(url: str) -> str:
         return "<unparsable storage URL>"
 
 
-def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage:
+def open_storage(url: str, *, create: bool = True, **heartbeat: Any) -> optuna.storages.RDBStorage:
     """An Optuna RDB storage at ``url``; an unreachable, malformed or missing database is a UserError.
 
     With ``create=False`` (queries) a SQLite file that does not exist is an error instead
-    of an empty new database.
+    of an empty new database. ``heartbeat`` holds RDBStorage's ``heartbeat_interval``, ``grace_period``
+    and ``heartbeat_stale_trial_callback``.
     """
     shown = mask_url(url)
     parsed = _check(url, create=create)
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(parsed.get_backend_name()))
+        with warnings.catch_warnings():  # Optuna calls heartbeats experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(parsed.get_backend_name()),
+                                              **heartbeat)
     except ImportError as exc:
         raise _missing_driver(shown, exc) from None
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:

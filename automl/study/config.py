@@ -39,6 +39,10 @@ class StudySection(_Section):
     artifacts: str = "artifacts"
     """Folder of the file-system artifact store that keeps each completed trial's model."""
     seed: int = 0
+    heartbeat_interval: int = Field(30, gt=0)
+    """Seconds between a running trial's heartbeats."""
+    grace_period: int | None = Field(None, gt=0)
+    """Seconds without a heartbeat after which a trial's worker is taken for dead (default: 2 heartbeats)."""
 
     @field_validator("total_budget", "trial_budget", mode="before")
     @classmethod

@@ -11,7 +11,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from automl.storage import mask_url
 from automl.study.objective import ATTR_END, ATTR_SPENT, ATTR_TRICKS
-from automl.study.runner import PreparedStudy, spent_seconds
+from automl.storage.ledger import Ledger
+from automl.study.runner import PreparedStudy, study_engine
 
 
 class RunDisplay:
@@ -53,7 +54,7 @@ class RunDisplay:
         except ValueError:
             best = "-"
         if self.by_time:
-            used = spent_seconds(study)
+            used = Ledger(study_engine(study), study.study_name).totals().spent
             total = self.prepared.total_budget.amount
             self.progress.update(self.task, completed=min(used, total), left=f"{max(0.0, total - used):.0f}s left", best=best)
         else:

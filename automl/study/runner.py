@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import math
+import contextlib
+import hashlib
+import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import optuna
 import sqlalchemy.exc
@@ -19,6 +22,7 @@ from automl.host import Host
 from automl.space import TrickSettings
 from automl.storage import mask_url, open_storage, resolve_url
 from automl.storage.artifacts import artifact_store
+from automl.storage.ledger import Ledger
 from automl.storage.models import StudySourceModel, session_scope
 from automl.storage.schema import ensure_schema
 from automl.study.config import StudyFile, study_tricks
@@ -119,45 +123,37 @@ def make_pruner(name: str, rungs: int) -> optuna.pruners.BasePruner:
 
 
 def spent_seconds(study: optuna.Study) -> float:
-    """Device-seconds spent by the study's finished trials, over every worker that ran them."""
+    """Device-seconds spent by the study's finished trials, from their ``spent_seconds`` attributes."""
     return sum(t.user_attrs.get(ATTR_SPENT, 0.0) for t in study.get_trials(deepcopy=False)
                if t.state.is_finished())
 
 
-class BudgetGuard:
-    """Stops the study before a trial that would not fit in what is left of ``total_budget``.
+def study_engine(study: optuna.Study) -> sqlalchemy.Engine:
+    """The SQLAlchemy engine of a study in an RDB storage (Optuna wraps one given as a URL in a cache)."""
+    storage = study._storage
+    return getattr(storage, "_backend", storage).engine
 
-    A time-budgeted trial costs its budget plus evaluation; a trial budgeted in steps or
-    epochs is estimated from the mean of those that already ran.
-    """
 
-    def __init__(self, total: Budget | None, trial: Budget) -> None:
-        self.total = total
-        self.trial = trial
+class SettleStaleTrial:
+    """Optuna's callback for a trial whose worker stopped sending heartbeats: settle its reservation to
+    what its last heartbeat recorded, then retry it once with the same parameters."""
 
-    def next_trial_cost(self, study: optuna.Study) -> float:
-        costs = [t.user_attrs[ATTR_SPENT] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                 if ATTR_SPENT in t.user_attrs]
-        mean = sum(costs) / len(costs) if costs else 0.0
-        return max(self.trial.amount, mean) if self.trial.unit == "seconds" else mean
-
-    def left(self, study: optuna.Study) -> float:
-        return math.inf if self.total is None else self.total.amount - spent_seconds(study)
-
-    def fits(self, study: optuna.Study) -> bool:
-        left = self.left(study)
-        return left > 0 and left >= self.next_trial_cost(study)
+    def __init__(self, max_retry: int = 1) -> None:
+        self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if not self.fits(study):
-            study.stop()
+        Ledger(study_engine(study), study.study_name).settle(trial.number, None, "failed")
+        self.retry(study, trial)
 
 
 def create_study(prepared: PreparedStudy) -> optuna.Study:
-    """Create or resume the study; automl's tables are checked (or created) before anything is written."""
+    """Create or resume the study; automl's tables are checked (or created) before anything is written,
+    and the study's ledger row is opened with its total budget."""
     ensure_schema(prepared.storage_url)
-    storage = open_storage(prepared.storage_url)
     config = prepared.study_file.config
+    storage = open_storage(prepared.storage_url, heartbeat_interval=config.study.heartbeat_interval,
+                           grace_period=config.study.grace_period,
+                           heartbeat_stale_trial_callback=SettleStaleTrial())
     study = optuna.create_study(
         storage=storage, study_name=prepared.name, direction="minimize", load_if_exists=True,
         sampler=make_sampler(config.study.sampler, prepared.seed),
@@ -172,6 +168,8 @@ def create_study(prepared: PreparedStudy) -> optuna.Study:
                                     prepared.plugins)
     except sqlalchemy.exc.IntegrityError:
         pass  # another worker starting the same study recorded the same text first
+    Ledger(storage.engine, prepared.name).open(
+        prepared.total_budget.amount if prepared.total_budget is not None else None)
     return study
 
 
@@ -179,22 +177,149 @@ def run_study(prepared: PreparedStudy, study: optuna.Study | None = None, *,
               on_trial: Callable[[optuna.Study, FrozenTrial], Any] | None = None) -> optuna.Study:
     """Optimise until the study's budget or trial count is spent; creates or resumes the study if not given."""
     study = study or create_study(prepared)
-    guard = BudgetGuard(prepared.total_budget, prepared.trial_budget)
-    callbacks: list[Callable] = [guard]
-    if prepared.n_trials is not None:
-        callbacks.append(optuna.study.MaxTrialsCallback(prepared.n_trials, states=None))
-        if len(study.trials) >= prepared.n_trials:
-            return study
-    if on_trial is not None:
-        callbacks.append(on_trial)
-    if not guard.fits(study):
-        return study
     artifacts = Path(prepared.study_file.config.study.artifacts)
     objective = Objective(config=prepared.study_file.config, data=prepared.data, tricks=prepared.tricks,
                           settings=prepared.settings, device=prepared.device, budget=prepared.trial_budget,
                           artifacts=artifact_store(artifacts), teacher_cache=artifacts / ".teachers")
-    study.optimize(objective, catch=(TrialFailed,), callbacks=callbacks, gc_after_trial=False)
+    worker = Worker(study, Ledger(study_engine(study), study.study_name, device=str(prepared.device)),
+                    prepared.trial_budget, prepared.n_trials)
+    while (trial := worker.next_trial()) is not None:
+        frozen = worker.run(trial, objective)
+        if on_trial is not None:
+            on_trial(study, frozen)
     return study
 
 
-__all__ = ["Overrides", "PreparedStudy", "prepare", "run_study", "spent_seconds", "mask_url"]
+_COST_STATE = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
+
+
+class Worker:
+    """One worker's loop around a study: reserve, ask, run, tell, settle; many may share a study.
+
+    The trial's device time is reserved in the ledger before Optuna creates the trial, so a trial
+    that would not fit is never started; on PostgreSQL an advisory lock makes "count the trials,
+    reserve, ask" one step among workers, so ``n_trials`` is exact.
+    """
+
+    def __init__(self, study: optuna.Study, ledger: Ledger, trial_budget: Budget, n_trials: int | None) -> None:
+        self.study = study
+        self.ledger = ledger
+        self.trial_budget = trial_budget
+        self.n_trials = n_trials
+        storage = study._storage
+        self.storage = getattr(storage, "_backend", storage)
+        self.engine = study_engine(study)
+        self.study_id = study._study_id
+        self.interval = getattr(self.storage, "heartbeat_interval", None)
+
+    def next_trial(self) -> optuna.Trial | None:
+        """The next trial with its reservation, or None when the study is done (n_trials or total budget)."""
+        optuna.storages.fail_stale_trials(self.study)
+        with self._trial_lock():
+            if self.n_trials is not None and self._done():
+                return None
+            cost = self.ledger.estimate(self.trial_budget)
+            if not self.ledger.reserve(cost):
+                return None
+            try:
+                with warnings.catch_warnings():  # automl's loop sends the heartbeats study.optimize would
+                    warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+                    trial = self.study.ask()
+            except BaseException:
+                self.ledger.release(cost)
+                raise
+        # A worker killed between reserve and attach leaves its reservation held (a window of one ask).
+        self.ledger.attach(trial.number, cost)
+        return trial
+
+    def run(self, trial: optuna.Trial, objective: Callable[[optuna.Trial], float]) -> FrozenTrial:
+        """Run one trial, tell Optuna how it ended and settle its reservation; other errors than
+        TrialFailed fail the trial and are raised, as in ``study.optimize``."""
+        started = time.perf_counter()
+        value, state, error = None, TrialState.FAIL, None
+        with _Heartbeat(self, trial, started):
+            try:
+                value, state = objective(trial), TrialState.COMPLETE
+            except optuna.TrialPruned:
+                state = TrialState.PRUNED
+            except TrialFailed:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - told as FAIL, then raised
+                error = exc
+        spent = trial.user_attrs.get(ATTR_SPENT)
+        if spent is None:
+            spent = time.perf_counter() - started
+            with contextlib.suppress(Exception):
+                trial.set_user_attr(ATTR_SPENT, spent)
+        frozen = self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state,
+                                 skip_if_finished=True)
+        self.ledger.settle(trial.number, spent, _COST_STATE.get(frozen.state, "failed"))
+        if error is not None:
+            raise error
+        return frozen
+
+    def _done(self) -> bool:
+        # One query over Optuna's own tables: a retried trial is replaced by its retry, so it does not
+        # count; a retry waiting to run keeps the study going.
+        row = self.engine_execute(
+            "SELECT count(*), coalesce(sum(CASE WHEN t.state = 'WAITING' THEN 1 ELSE 0 END), 0), "
+            "(SELECT count(*) FROM trial_system_attributes a JOIN trials r ON a.trial_id = r.trial_id "
+            " WHERE r.study_id = :id AND a.key = 'failed_trial') "
+            "FROM trials t WHERE t.study_id = :id")
+        total, waiting, retries = row
+        return waiting == 0 and total - retries >= self.n_trials
+
+    def engine_execute(self, sql: str) -> tuple:
+        with self.engine.connect() as connection:
+            return tuple(connection.execute(sqlalchemy.text(sql), {"id": self.study_id}).one())
+
+    @contextlib.contextmanager
+    def _trial_lock(self) -> Iterator[None]:
+        if self.engine.dialect.name != "postgresql":
+            yield  # SQLite: one writer, one worker
+            return
+        key = int.from_bytes(hashlib.sha256(f"automl-trials:{self.study.study_name}".encode()).digest()[:8],
+                             "big", signed=True)
+        with self.engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                connection.commit()
+
+
+class _Heartbeat:
+    """While a trial runs: Optuna's heartbeat (so a dead worker's trial is failed) and the ledger's
+    (what the trial has spent so far, what it is settled to if its worker dies)."""
+
+    def __init__(self, worker: Worker, trial: optuna.Trial, started: float) -> None:
+        self.worker, self.trial, self.started = worker, trial, started
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def beat(self) -> None:
+        self.worker.storage.record_heartbeat(self.trial._trial_id)
+        self.worker.ledger.heartbeat(self.trial.number, time.perf_counter() - self.started)
+
+    def loop(self) -> None:
+        while not self.stop.wait(self.worker.interval):
+            with contextlib.suppress(Exception):  # a lost beat is retried at the next one
+                self.beat()
+
+    def __enter__(self) -> "_Heartbeat":
+        if self.worker.interval:
+            self.worker.storage.record_heartbeat(self.trial._trial_id)
+            self.thread = threading.Thread(target=self.loop, name="automl-heartbeat", daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.thread is not None:
+            self.stop.set()
+            self.thread.join()
+
+
+__all__ = ["Overrides", "PreparedStudy", "SettleStaleTrial", "Worker", "create_study", "prepare", "run_study",
+           "spent_seconds", "study_engine", "mask_url"]

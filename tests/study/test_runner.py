@@ -1,15 +1,18 @@
-"""The study runner: every sampler and pruner runs, trials record why they ended, the budget guard holds."""
+"""The study runner: every sampler and pruner runs, trials record why they ended, the ledger bounds the budget."""
 
 from __future__ import annotations
 
-import optuna
 import pytest
+import sqlalchemy as sa
 
 from automl.budget import Budget
 from automl.errors import UserError
 from automl.host import get_host
 from automl.study.config import load_study_file
-from automl.study.runner import BudgetGuard, Overrides, prepare, resolve_device, run_study, spent_seconds
+from automl.storage.ledger import Ledger, LedgerTotals
+from automl.storage.models import TrialCostModel
+from automl.storage.schema import ensure_schema
+from automl.study.runner import Overrides, prepare, resolve_device, run_study, study_engine
 
 
 @pytest.mark.parametrize(("sampler", "pruner"), [("tpe", "median"), ("random", "hyperband"), ("cmaes", "none"),
@@ -38,30 +41,66 @@ def test_cli_overrides_win_over_the_file(write_study, sqlite_url):
     assert prepared.seed == 7
 
 
-def test_budget_guard_counts_every_finished_trial():
-    study = optuna.create_study()
-    guard = BudgetGuard(Budget(10, "seconds"), Budget(3, "seconds"))
-    for spent in (3.2, 3.1):
-        trial = study.ask()
-        trial.set_user_attr("spent_seconds", spent)
-        study.tell(trial, 0.5)
-    assert spent_seconds(study) == pytest.approx(6.3)
-    assert guard.next_trial_cost(study) == pytest.approx(3.15)
-    assert guard.fits(study)  # 3.7 left >= 3.15
-    trial = study.ask()
-    trial.set_user_attr("spent_seconds", 1.0)
-    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-    assert not guard.fits(study)  # 2.7 left < a whole trial
+@pytest.fixture
+def ledger(sqlite_url):
+    """A study's ledger in a fresh database at automl's head schema, with a total of 10 s."""
+    ensure_schema(sqlite_url)
+    engine = sa.create_engine(sqlite_url)
+    book = Ledger(engine, "budgeted")
+    book.open(10.0)
+    yield book
+    engine.dispose()
 
 
-def test_step_budgets_are_estimated_from_the_trials_that_ran():
-    study = optuna.create_study()
-    guard = BudgetGuard(Budget(10, "seconds"), Budget(100, "steps"))
-    assert guard.next_trial_cost(study) == 0 and guard.fits(study)
-    trial = study.ask()
-    trial.set_user_attr("spent_seconds", 6.0)
-    study.tell(trial, 0.1)
-    assert not guard.fits(study)
+def finish(book: Ledger, number: int, spent: float, state: str = "complete") -> None:
+    cost = book.estimate(Budget(3, "seconds"))
+    assert book.reserve(cost)
+    book.attach(number, cost)
+    assert book.settle(number, spent, state)
+
+
+def test_the_ledger_counts_every_finished_trial(ledger):
+    for number, spent in enumerate((3.2, 3.1)):
+        finish(ledger, number, spent)
+    assert ledger.totals() == LedgerTotals(10.0, 0.0, pytest.approx(6.3))
+    cost = ledger.estimate(Budget(3, "seconds"))
+    assert cost == pytest.approx(3.15)  # the budget plus the mean overhead of evaluation
+    assert ledger.reserve(cost)  # 3.7 left >= 3.15
+    ledger.attach(2, cost)
+    assert ledger.settle(2, 1.0, "pruned")
+    assert not ledger.settle(2, 1.0, "pruned")  # settled once
+    assert not ledger.reserve(ledger.estimate(Budget(3, "seconds")))  # 2.7 left < a whole trial
+    assert ledger.totals() == LedgerTotals(10.0, 0.0, pytest.approx(7.3))
+
+
+def test_step_budgets_are_estimated_from_the_trials_that_ran(ledger):
+    assert ledger.estimate(Budget(100, "steps")) == 0
+    assert ledger.reserve(0.0)
+    ledger.attach(0, 0.0)
+    ledger.settle(0, 6.0, "complete")
+    assert ledger.estimate(Budget(100, "steps")) == pytest.approx(6.0)
+    assert not ledger.reserve(ledger.estimate(Budget(100, "steps")))  # 4 s left < 6 s
+
+
+def test_after_a_study_the_ledger_agrees_with_the_trials(write_study, sqlite_url):
+    path = write_study(n_trials=50, trial_budget="0.3s")
+    path.write_text(path.read_text().replace("n_trials = 50", 'n_trials = 50\ntotal_budget = "2.5s"'))
+    prepared = prepare(load_study_file(path), get_host(), Overrides(storage=sqlite_url))
+    study = run_study(prepared)
+    trials = study.get_trials()
+    assert 2 <= len(trials) < 50 and all(t.state.is_finished() for t in trials)
+    book = Ledger(study_engine(study), "tiny")
+    costs = sa.select(TrialCostModel.spent_seconds, TrialCostModel.state, TrialCostModel.trial_number)
+    with study_engine(study).connect() as connection:
+        rows = connection.execute(costs.where(TrialCostModel.study_name == "tiny")).all()
+    totals = book.totals()
+    assert totals.reserved == pytest.approx(0.0, abs=1e-9)
+    assert totals.spent == pytest.approx(sum(r.spent_seconds for r in rows))
+    assert totals.spent == pytest.approx(sum(t.user_attrs["spent_seconds"] for t in trials))
+    assert sorted(r.trial_number for r in rows) == [t.number for t in trials]
+    assert {r.state for r in rows} <= {"complete", "pruned"}
+    # The study stopped only once the next trial no longer fitted in what was left.
+    assert 2.5 - totals.spent < book.estimate(Budget(0.3, "seconds"))
 
 
 def test_devices():

@@ -1,0 +1,148 @@
+"""The study's global budget ledger: a trial's device time is reserved atomically before it runs and settled after.
+
+Every worker of a study, on any machine, goes through the one ``automl_budget_ledger`` row of the
+study, so together they never start a trial that would take the total over; the study can only
+overshoot by what running trials spend beyond their reservation. ``automl_trial_cost`` keeps one
+row per trial: who ran it where, what it reserved, what it spent, its last heartbeat.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+import sqlalchemy.exc
+from sqlalchemy import Engine
+
+from automl.budget import Budget
+from automl.storage.models import BudgetLedgerModel, TrialCostModel, session_scope, utcnow
+
+RUNNING = "running"
+SETTLED_STATES = ("complete", "pruned", "failed")
+"""The states a settled trial's cost row ends in (Optuna's final states, in lower case)."""
+
+_RESERVE = sa.text(
+    "UPDATE automl_budget_ledger SET reserved_seconds = reserved_seconds + :r, updated_at = :now "
+    "WHERE study_name = :s AND (total_seconds IS NULL OR spent_seconds + reserved_seconds + :r <= total_seconds)")
+_MOVE = sa.text(
+    "UPDATE automl_budget_ledger SET reserved_seconds = reserved_seconds - :r, "
+    "spent_seconds = spent_seconds + :spent, updated_at = :now WHERE study_name = :s")
+_SETTLE = sa.text(
+    "UPDATE automl_trial_cost SET state = :state, spent_seconds = :spent, heartbeat_at = :now "
+    "WHERE study_name = :s AND trial_number = :n AND state = 'running'")
+
+
+def worker_id() -> str:
+    """``host:pid``: which process ran a trial."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class LedgerTotals:
+    total: float | None
+    reserved: float
+    spent: float
+
+    @property
+    def left(self) -> float | None:
+        return None if self.total is None else self.total - self.spent - self.reserved
+
+
+class Ledger:
+    """One study's ledger, as seen by one worker."""
+
+    def __init__(self, engine: Engine, study_name: str, *, device: str = "cpu", worker: str | None = None) -> None:
+        self.engine = engine
+        self.study_name = study_name
+        self.device = device
+        self.worker = worker or worker_id()
+
+    def open(self, total_seconds: float | None) -> None:
+        """Create the study's ledger row, or set its total (the latest command's total budget wins)."""
+        try:
+            with session_scope(self.engine) as session:
+                row = session.get(BudgetLedgerModel, self.study_name, with_for_update=True)
+                if row is None:
+                    session.add(BudgetLedgerModel(study_name=self.study_name, total_seconds=total_seconds,
+                                                  reserved_seconds=0.0, spent_seconds=0.0))
+                elif row.total_seconds != total_seconds:
+                    row.total_seconds = total_seconds
+        except sa.exc.IntegrityError:
+            self.open(total_seconds)  # another worker created the row first: now it exists
+
+    def reserve(self, seconds: float) -> bool:
+        """Reserve ``seconds`` in one conditional statement; False (nothing reserved) when the total would be exceeded."""
+        with self.engine.begin() as connection:
+            done = connection.execute(_RESERVE, {"r": seconds, "s": self.study_name, "now": utcnow()})
+            return done.rowcount == 1
+
+    def release(self, seconds: float) -> None:
+        """Give back a reservation that no trial used."""
+        with self.engine.begin() as connection:
+            connection.execute(_MOVE, {"r": seconds, "spent": 0.0, "s": self.study_name, "now": utcnow()})
+
+    def attach(self, trial_number: int, seconds: float) -> None:
+        """Record that trial ``trial_number`` holds a reservation of ``seconds``."""
+        with session_scope(self.engine) as session:
+            session.add(TrialCostModel(study_name=self.study_name, trial_number=trial_number, worker_id=self.worker,
+                                       device=self.device, reserved_seconds=seconds, spent_seconds=0.0,
+                                       heartbeat_at=utcnow(), state=RUNNING))
+
+    def heartbeat(self, trial_number: int, spent: float) -> None:
+        """The trial is alive and has spent ``spent`` seconds so far (what it is settled to if its worker dies)."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.text("UPDATE automl_trial_cost SET spent_seconds = :spent, heartbeat_at = :now "
+                        "WHERE study_name = :s AND trial_number = :n AND state = 'running'"),
+                {"spent": spent, "now": utcnow(), "s": self.study_name, "n": trial_number})
+
+    def settle(self, trial_number: int, spent: float | None, state: str) -> bool:
+        """Turn the trial's reservation into ``spent`` seconds (None: what its last heartbeat recorded).
+
+        Settles once: False when the trial holds no reservation (already settled, by this worker or,
+        for a dead worker's trial, by whichever worker failed it).
+        """
+        if state not in SETTLED_STATES:
+            raise ValueError(f"state must be one of {SETTLED_STATES}, got {state=}")
+        with self.engine.begin() as connection:
+            row = connection.execute(
+                sa.select(TrialCostModel.reserved_seconds, TrialCostModel.spent_seconds).where(
+                    TrialCostModel.study_name == self.study_name, TrialCostModel.trial_number == trial_number,
+                    TrialCostModel.state == RUNNING)).first()
+            if row is None:
+                return False
+            reserved, last = row
+            spent = last if spent is None else spent
+            now = utcnow()
+            done = connection.execute(_SETTLE, {"state": state, "spent": spent, "now": now, "s": self.study_name,
+                                                "n": trial_number})
+            if done.rowcount != 1:  # settled by another worker between the two statements
+                return False
+            connection.execute(_MOVE, {"r": reserved, "spent": spent, "s": self.study_name, "now": now})
+            return True
+
+    def estimate(self, trial_budget: Budget) -> float:
+        """What the next trial will cost: a time budget plus the mean evaluation overhead of the completed
+        trials, or for a budget in steps or epochs the mean cost of the completed trials (0 before any)."""
+        complete = sa.and_(TrialCostModel.study_name == self.study_name, TrialCostModel.state == "complete")
+        if trial_budget.unit == "seconds":
+            over = sa.case((TrialCostModel.spent_seconds > trial_budget.amount,
+                            TrialCostModel.spent_seconds - trial_budget.amount), else_=0.0)
+            query = sa.select(sa.func.avg(over)).where(complete)
+        else:
+            query = sa.select(sa.func.avg(TrialCostModel.spent_seconds)).where(complete)
+        with self.engine.connect() as connection:
+            mean = connection.execute(query).scalar() or 0.0
+        return (trial_budget.amount if trial_budget.unit == "seconds" else 0.0) + float(mean)
+
+    def totals(self) -> LedgerTotals:
+        with session_scope(self.engine) as session:
+            row = BudgetLedgerModel.find(session, self.study_name)
+            if row is None:
+                return LedgerTotals(None, 0.0, 0.0)
+            return LedgerTotals(row.total_seconds, row.reserved_seconds, row.spent_seconds)
+
+
+__all__ = ["Ledger", "LedgerTotals", "RUNNING", "SETTLED_STATES", "worker_id"]
