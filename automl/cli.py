@@ -40,7 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n-trials", type=_positive_int, help="stop after this many trials in the study")
     run.add_argument("--total-budget", metavar="DUR", help="device time of the whole study, e.g. 10m")
     run.add_argument("--trial-budget", metavar="DUR", help="budget of one trial: 90s, 5m, 30ep, 500steps")
-    run.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    run.add_argument("--device", help="auto (default), cpu, cuda, cuda:N; with --workers a list, e.g. cuda:0,cuda:1, "
+                                      "handed out to the workers in turn")
+    run.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                     help="worker processes on this machine (default 1); more than one needs PostgreSQL")
+    run.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # this child's index among --workers N  # a child of --workers N
+    run.add_argument("--threads", type=_positive_int, help=argparse.SUPPRESS)
     run.add_argument("--seed", type=int, help="sampler and training seed (default: [study] seed)")
     _plugin_arg(run)
     _json_arg(run, "print the best trial as JSON at the end")
@@ -116,20 +121,57 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from automl.storage import resolve_url
     from automl.study.config import load_study_file
     from automl.study.progress import RunDisplay
-    from automl.study.runner import Overrides, create_study, prepare, run_study
+    from automl.study.runner import Overrides, create_study, prepare, resolve_device, run_study
+    from automl.study.workers import check_workers, split_devices, start_workers, watch
 
     study_file = load_study_file(args.study_file, args.variant)
+    url = resolve_url(args.storage, study_file.config.study.storage)
+    check_workers(args.workers, url)
+    devices = split_devices(args.device, args.workers)
     host = _host(args.plugin)
     prepared = prepare(study_file, host, Overrides(
-        storage=args.storage, study_name=args.study_name, n_trials=args.n_trials,
-        total_budget=args.total_budget, trial_budget=args.trial_budget, device=args.device, seed=args.seed))
+        storage=url, study_name=args.study_name, n_trials=args.n_trials,
+        total_budget=args.total_budget, trial_budget=args.trial_budget, device=devices[0], seed=args.seed))
+    for device in set(devices[1:]):
+        resolve_device(device)
+    if args.threads and prepared.device.type == "cpu":
+        import torch
+
+        torch.set_num_threads(args.threads)
     _quiet_optuna()
+    if args.worker is not None:
+        prepared.sampler_seed = prepared.seed + 7919 * (args.worker + 1)  # workers sample different points
     study = create_study(prepared)
+    if args.worker is not None:
+        run_study(prepared, study)
+        return 0
     with RunDisplay(prepared, _stderr()) as display:
-        study = run_study(prepared, study, on_trial=display.on_trial)
+        if args.workers > 1:
+            workers = start_workers(_worker_argv(args), url, devices)
+            failed = watch(study, workers, display.on_trial)
+        else:
+            study = run_study(prepared, study, on_trial=display.on_trial)
+            failed = 0
+    if failed:
+        print(f"automl: error: a worker exited with status {failed}; its error is above", file=sys.stderr)
+        return 1
     return _print_best(study, prepared.storage_url, top=1, as_json=args.json)
+
+
+def _worker_argv(args: argparse.Namespace) -> list[str]:
+    """The parent's own options, for its workers (storage and device are handed over apart)."""
+    argv = [args.study_file]
+    for flag, value in (("--variant", args.variant), ("--study-name", args.study_name),
+                        ("--n-trials", args.n_trials), ("--total-budget", args.total_budget),
+                        ("--trial-budget", args.trial_budget), ("--seed", args.seed)):
+        if value is not None:
+            argv += [flag, str(value)]
+    for path in args.plugin:
+        argv += ["--plugin", path]
+    return argv
 
 
 def _cmd_plugins_list(args: argparse.Namespace) -> int:

@@ -233,3 +233,54 @@ def test_study_on_postgresql_never_prints_the_password(capsys, write_study, post
     assert code == 0 and json.loads(out2)["state"] == "COMPLETE"
     assert "s3cret-pw" not in out + err + out2 + err2
     assert len(optuna.load_study(study_name="tiny", storage=postgres_url).trials) == 2
+
+
+def test_several_workers_on_sqlite_are_refused_up_front(capsys, write_study, sqlite_url):
+    code, out, err = run_cli(capsys, "run", str(write_study()), "--workers", "4", "--storage", sqlite_url)
+    assert code == 2 and err.count("\n") == 1
+    assert err == ("automl: error: --workers 4 needs a server database: SQLite allows one writer; "
+                   "use --storage postgresql://...\n")
+    assert study_names(sqlite_url) == []
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def child_env() -> dict[str, str]:
+    """The environment of an `automl` subprocess: it imports the automl of this checkout."""
+    import os
+
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH"))
+                                                       if p))
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_four_workers_share_a_study_on_postgresql(write_study, postgres_url, tmp_path):
+    from automl.storage.ledger import Ledger
+    from automl.storage.models import TrialCostModel
+    import sqlalchemy as sa
+
+    study = write_study(n_trials=40, trial_budget="4steps")
+    study.write_text(study.read_text().replace("n_trials = 40", 'n_trials = 40\ntotal_budget = "10m"'))
+    run = subprocess.run([sys.executable, "-m", "automl", "run", str(study), "--workers", "4", "--device", "cpu",
+                          "--storage", postgres_url], capture_output=True, text=True, cwd=tmp_path,
+                         env=child_env(), timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stderr.count("error ") >= 40  # a line per finished trial, read from the database
+    assert "validation error" in run.stdout  # the best at the end
+    trials = optuna.load_study(study_name="tiny", storage=postgres_url).trials
+    assert len(trials) == 40 and sorted(t.number for t in trials) == list(range(40))
+    assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in trials)
+    engine = sa.create_engine(postgres_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(sa.select(TrialCostModel.spent_seconds, TrialCostModel.worker_id)).all()
+        totals = Ledger(engine, "tiny").totals()
+    finally:
+        engine.dispose()
+    assert len(rows) == 40 and len({r.worker_id for r in rows}) >= 2  # the trials were shared out
+    assert totals.reserved == pytest.approx(0.0, abs=1e-9)
+    assert totals.spent == pytest.approx(sum(r.spent_seconds for r in rows))
+    assert totals.spent == pytest.approx(sum(t.user_attrs["spent_seconds"] for t in trials))
+    assert totals.spent <= totals.total == 600

@@ -61,6 +61,8 @@ class PreparedStudy:
     seed: int
     plugins: list[dict[str, str]] = field(default_factory=list)
     """Where each of the study's tricks came from, recorded with the study's source."""
+    sampler_seed: int | None = None
+    """The sampler's seed when not ``seed`` (each worker of ``--workers N`` has its own)."""
 
 
 def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides()) -> PreparedStudy:
@@ -156,7 +158,8 @@ def create_study(prepared: PreparedStudy) -> optuna.Study:
                            heartbeat_stale_trial_callback=SettleStaleTrial())
     study = optuna.create_study(
         storage=storage, study_name=prepared.name, direction="minimize", load_if_exists=True,
-        sampler=make_sampler(config.study.sampler, prepared.seed),
+        sampler=make_sampler(config.study.sampler,
+                             prepared.seed if prepared.sampler_seed is None else prepared.sampler_seed),
         pruner=make_pruner(config.study.pruner, config.train.rungs))
     if "study_file" not in study.user_attrs:
         study.set_user_attr("study_file", prepared.study_file.path)
