@@ -1,0 +1,80 @@
+"""Crash recovery: a worker killed with SIGKILL mid-trial; the study is run again and finishes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy as sa
+from optuna.trial import TrialState
+
+from automl.cli import main
+from automl.storage.ledger import Ledger
+from automl.storage.models import TrialCostModel
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def running_trial(url: str) -> int | None:
+    """The number of a RUNNING trial after the first, once the study exists; else None."""
+    try:
+        trials = optuna.load_study(study_name="tiny", storage=url).trials
+    except Exception:  # noqa: BLE001 - the study or its tables are not there yet
+        return None
+    return next((t.number for t in trials if t.state == TrialState.RUNNING and t.number >= 1), None)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_failed_settled_and_retried_once(write_study, sqlite_url, tmp_path, capsys):
+    study = write_study(n_trials=3, trial_budget="2s")
+    study.write_text(study.read_text().replace("seed = 0", "seed = 0\nheartbeat_interval = 1\ngrace_period = 2"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH"))
+                                                       if p))
+    worker = subprocess.Popen([sys.executable, "-m", "automl", "run", str(study), "--storage", sqlite_url],
+                              cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while (killed := running_trial(sqlite_url)) is None:
+            assert worker.poll() is None, worker.stderr.read()
+            assert time.monotonic() < deadline, "no second trial started"
+            time.sleep(0.2)
+        time.sleep(1.2)  # mid-trial, after a heartbeat or two
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    before = {t.number: t for t in optuna.load_study(study_name="tiny", storage=sqlite_url).trials}
+    done_before = {n: t.value for n, t in before.items() if t.state == TrialState.COMPLETE}
+    assert done_before and before[killed].state == TrialState.RUNNING
+    time.sleep(2.5)  # the grace period passes: the killed worker's trial is stale
+
+    assert main(["run", str(study), "--storage", sqlite_url]) == 0, capsys.readouterr().err
+    trials = {t.number: t for t in optuna.load_study(study_name="tiny", storage=sqlite_url).trials}
+    assert {n: trials[n].value for n in done_before} == done_before  # no completed trial lost
+    assert trials[killed].state == TrialState.FAIL
+    retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == killed]
+    assert len(retries) == 1  # retried once, with the same parameters
+    (retry,) = retries
+    assert retry.params == trials[killed].params and retry.state == TrialState.COMPLETE
+    assert sum(t.state == TrialState.COMPLETE for t in trials.values()) == 3  # n_trials configurations
+
+    engine = sa.create_engine(sqlite_url)
+    try:
+        with engine.connect() as connection:
+            rows = {r.trial_number: r for r in connection.execute(sa.select(TrialCostModel)).all()}
+        totals = Ledger(engine, "tiny").totals()
+    finally:
+        engine.dispose()
+    assert rows[killed].state == "failed"
+    assert 0 < rows[killed].spent_seconds < 2.5 + 1  # settled to its last heartbeat
+    assert set(rows) == set(trials)
+    assert totals.reserved == pytest.approx(0.0, abs=1e-9)
+    assert totals.spent == pytest.approx(sum(r.spent_seconds for r in rows.values()))
