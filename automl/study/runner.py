@@ -141,7 +141,9 @@ class SettleStaleTrial:
     what its last heartbeat recorded, then retry it once with the same parameters."""
 
     def __init__(self, max_retry: int = 1) -> None:
-        self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        with warnings.catch_warnings():  # Optuna calls it experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         Ledger(study_engine(study), study.study_name).settle(trial.number, None, "failed")
