@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "handed out to the workers in turn")
     run.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                      help="worker processes on this machine (default 1); more than one needs PostgreSQL")
-    run.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # this child's index among --workers N  # a child of --workers N
+    run.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # this child's index among --workers N
     run.add_argument("--threads", type=_positive_int, help=argparse.SUPPRESS)
     run.add_argument("--seed", type=int, help="sampler and training seed (default: [study] seed)")
     _plugin_arg(run)
