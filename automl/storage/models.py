@@ -100,7 +100,7 @@ class TrialCostModel(Base):
     spent_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     state: Mapped[str] = mapped_column(String(16))
-    """``running`` while the worker holds the reservation, then ``settled`` or ``failed``."""
+    """``running`` while the worker holds the reservation, then ``complete``, ``pruned`` or ``failed``."""
 
     @classmethod
     def find(cls, session: Session, study_name: str, trial_number: int) -> TrialCostModel | None:
