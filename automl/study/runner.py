@@ -20,7 +20,7 @@ from automl.budget import Budget
 from automl.errors import TrialFailed, UserError
 from automl.host import Host
 from automl.space import TrickSettings
-from automl.storage import mask_url, open_storage, resolve_url
+from automl.storage import open_storage, resolve_url
 from automl.storage.artifacts import artifact_store
 from automl.storage.ledger import Ledger
 from automl.storage.models import StudySourceModel, session_scope
@@ -124,16 +124,15 @@ def make_pruner(name: str, rungs: int) -> optuna.pruners.BasePruner:
     }[name]()
 
 
-def spent_seconds(study: optuna.Study) -> float:
-    """Device-seconds spent by the study's finished trials, from their ``spent_seconds`` attributes."""
-    return sum(t.user_attrs.get(ATTR_SPENT, 0.0) for t in study.get_trials(deepcopy=False)
-               if t.state.is_finished())
+def rdb_storage(study: optuna.Study) -> optuna.storages.RDBStorage:
+    """The RDB storage under a study (Optuna wraps one given as a URL in a cache)."""
+    storage = study._storage
+    return getattr(storage, "_backend", storage)
 
 
 def study_engine(study: optuna.Study) -> sqlalchemy.Engine:
-    """The SQLAlchemy engine of a study in an RDB storage (Optuna wraps one given as a URL in a cache)."""
-    storage = study._storage
-    return getattr(storage, "_backend", storage).engine
+    """The SQLAlchemy engine of a study in an RDB storage."""
+    return rdb_storage(study).engine
 
 
 class SettleStaleTrial:
@@ -211,9 +210,8 @@ class Worker:
         self.ledger = ledger
         self.trial_budget = trial_budget
         self.n_trials = n_trials
-        storage = study._storage
-        self.storage = getattr(storage, "_backend", storage)
-        self.engine = study_engine(study)
+        self.storage = rdb_storage(study)
+        self.engine = self.storage.engine
         self.study_id = study._study_id
         self.interval = getattr(self.storage, "heartbeat_interval", None)
 
@@ -327,4 +325,4 @@ class _Heartbeat:
 
 
 __all__ = ["Overrides", "PreparedStudy", "SettleStaleTrial", "Worker", "create_study", "prepare", "run_study",
-           "spent_seconds", "study_engine", "mask_url"]
+           "study_engine"]

@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from automl.errors import UserError
-from automl.storage.urls import ENV_VAR, mask_url
+from automl.storage.urls import ENV_VAR
 
 POLL_SECONDS = 0.5
 
@@ -79,4 +79,4 @@ def watch(study: optuna.Study, workers: list[subprocess.Popen],
     return next((w.returncode for w in workers if w.returncode), 0)
 
 
-__all__ = ["check_workers", "split_devices", "start_workers", "threads_per_worker", "watch", "mask_url"]
+__all__ = ["check_workers", "split_devices", "start_workers", "threads_per_worker", "watch"]
