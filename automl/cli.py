@@ -81,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     _json_arg(best, "JSON: one object, or a list when --top is above 1")
     best.set_defaults(func=_cmd_best)
 
+    report = commands.add_parser("report", help="one self-contained HTML page on a study: history, budget, "
+                                                "importances, trick table")
+    report.add_argument("study")
+    report.add_argument("-o", "--output", metavar="FILE",
+                        help="the HTML file (default report.html; none when only --png is given)")
+    report.add_argument("--png", metavar="DIR", help="write each figure as DIR/<name>.png")
+    _storage_arg(report)
+    _json_arg(report, "print the paths written as JSON")
+    report.set_defaults(func=_cmd_report)
+
     db = commands.add_parser("db", help="automl's own tables in the study database: revision and upgrade")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     upgrade = db_commands.add_parser("upgrade", help="migrate automl's tables to this automl's revision, keeping rows")
@@ -244,6 +254,26 @@ def _cmd_best(args: argparse.Namespace) -> int:
 
     storage, shown = _open(args.storage)
     return _print_best(load_study(args.study, storage, shown), shown, top=args.top, as_json=args.json)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from automl.report.study_report import build_report, output_paths, write_report
+    from automl.study.records import load_study
+
+    html, png_dir = output_paths(args.output, args.png)
+    storage, shown = _open(args.storage)
+    report = build_report(load_study(args.study, storage, shown), storage.engine, shown)
+    written = write_report(report, html, png_dir)
+    if args.json:
+        _print_json({"html": str(html) if html else None, "png": [str(p) for p in written if p != html],
+                     "not_drawn": {f.name: f.note for f in report.figures if f.png is None}})
+        return 0
+    for path in written:
+        print(path)
+    for figure in report.figures:
+        if figure.png is None:
+            print(f"not drawn: {figure.name} ({figure.note})", file=sys.stderr)
+    return 0
 
 
 def _cmd_db_upgrade(args: argparse.Namespace) -> int:

@@ -1,1 +1,1 @@
-"""Showing studies to people: tables in the terminal (and, later, plots and HTML)."""
+"""Showing studies to people: tables in the terminal, figures, and the HTML report of ``automl report``."""

@@ -1,0 +1,32 @@
+"""The HTML report: a Jinja2 template, figures inlined as base64 PNG, so one file holds everything."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+TEMPLATE = "report.html.j2"
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _environment() -> Environment:
+    # autoescape on for every template, whatever its suffix: study names, trick names and
+    # parameter values come from the database and may hold any text.
+    env = Environment(loader=PackageLoader("automl.report", "templates"), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["number"] = _number
+    env.filters["base64"] = lambda data: base64.b64encode(data).decode("ascii")
+    return env
+
+
+def render_html(report: Any) -> str:
+    """The whole report of a :class:`~automl.report.study_report.StudyReport` as one HTML page."""
+    return _environment().get_template(TEMPLATE).render(r=report)
+
+
+__all__ = ["TEMPLATE", "render_html"]

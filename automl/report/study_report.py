@@ -1,0 +1,128 @@
+"""``automl report``: gather what one study shows (summary, best trial, trick table, figures), write it as HTML or PNGs.
+
+Everything is drawn in memory first; files are written only once all of it succeeded, the HTML
+file in one rename, so a failed report leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy
+from optuna.trial import TrialState
+
+from automl.errors import UserError
+from automl.report.figures import Figure, draw_figures
+from automl.report.tricks import TrickRow, trick_table
+from automl.storage.models import BudgetLedgerModel, session_scope
+from automl.study.objective import ATTR_SPENT
+from automl.study.records import best_trials, trial_record, trick_params
+
+DEFAULT_HTML = "report.html"
+STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
+          TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
+
+
+@dataclass
+class StudyReport:
+    study_name: str
+    storage: str
+    """The storage URL as it may be shown (no password)."""
+    generated: str
+    study_attrs: dict[str, Any]
+    states: dict[str, int]
+    """Trials by state, every state listed (0 when none)."""
+    spent_seconds: float
+    total_budget: float | None
+    """The ledger's total budget in device-seconds; None when the study has none (or no ledger)."""
+    best: dict[str, Any] | None
+    """``automl best``'s record of the best trial, with ``trick_params`` beside it."""
+    tricks: list[TrickRow]
+    figures: list[Figure] = field(default_factory=list)
+
+    @property
+    def n_trials(self) -> int:
+        return sum(self.states.values())
+
+
+def build_report(study: optuna.Study, engine: sqlalchemy.Engine, shown_url: str) -> StudyReport:
+    """Read the study once and draw every figure, in memory."""
+    trials = study.get_trials(deepcopy=False)
+    total = total_budget(engine, study.study_name)
+    best = best_trials(study, 1)
+    record = trial_record(best[0]) if best else None
+    if record is not None:
+        record["trick_params"] = trick_params(record)
+    return StudyReport(
+        study_name=study.study_name, storage=shown_url,
+        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        study_attrs=dict(study.user_attrs),
+        states={name: sum(t.state == state for t in trials) for state, name in STATES.items()},
+        spent_seconds=sum(t.user_attrs.get(ATTR_SPENT, 0.0) for t in trials),
+        total_budget=total, best=record, tricks=trick_table(trials),
+        figures=draw_figures(study, trials, total))
+
+
+def total_budget(engine: sqlalchemy.Engine, study_name: str) -> float | None:
+    """The study's total budget from automl's ledger; None without one (a plain Optuna database has no ledger)."""
+    if not sqlalchemy.inspect(engine).has_table(BudgetLedgerModel.__tablename__):
+        return None
+    with session_scope(engine) as session:
+        row = BudgetLedgerModel.find(session, study_name)
+        return row.total_seconds if row is not None else None
+
+
+def output_paths(output: str | None, png_dir: str | None) -> tuple[Path | None, Path | None]:
+    """Where to write the HTML file and the PNGs (``--png`` alone: the figures only); checked before any work."""
+    html = Path(output) if output else (None if png_dir else Path(DEFAULT_HTML))
+    if html is not None:
+        if html.is_dir():
+            raise UserError(f"-o {str(html)!r} is a folder; give a file name such as {str(html / DEFAULT_HTML)!r}")
+        if not html.parent.is_dir():
+            raise UserError(f"cannot write {str(html)!r}: folder {str(html.parent)!r} does not exist; "
+                            "create it or give another -o")
+    pngs = Path(png_dir) if png_dir else None
+    if pngs is not None and pngs.exists() and not pngs.is_dir():
+        raise UserError(f"--png {str(pngs)!r} is a file; give a folder (it is created when missing)")
+    return html, pngs
+
+
+def write_report(report: StudyReport, html: Path | None, png_dir: Path | None) -> list[Path]:
+    """Write the HTML file and/or one PNG per drawn figure; returns the paths written."""
+    from automl.report.html import render_html
+
+    text = render_html(report) if html is not None else None
+    written = []
+    if png_dir is not None:
+        png_dir.mkdir(parents=True, exist_ok=True)
+        for figure in report.figures:
+            if figure.png is not None:
+                path = png_dir / f"{figure.name}.png"
+                path.write_bytes(figure.png)
+                written.append(path)
+    if html is not None and text is not None:
+        _replace(html, text)
+        written.append(html)
+    return written
+
+
+def _replace(path: Path, text: str) -> None:
+    # A reader (or a browser reloading) sees the old report or the new one, never half of one.
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; a report is for sharing
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+__all__ = ["DEFAULT_HTML", "StudyReport", "build_report", "output_paths", "total_budget", "write_report"]
