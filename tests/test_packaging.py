@@ -22,14 +22,16 @@ def test_wheel_install_registers_the_builtin_plugins(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
                    check=True, capture_output=True)
     probe = (
-        "import json, automl, automl_plugins\n"
+        "import importlib.resources, json, automl, automl_plugins\n"
         "from automl.host import get_host\n"
         "from automl.storage import schema\n"
         "host = get_host()\n"
         "print(json.dumps({'automl': automl.__file__, 'plugins': automl_plugins.__file__,\n"
         "                  'tricks': {n: i.cls.__module__ for n, i in host.tricks.items()},\n"
         "                  'failures': [str(f) for f in host.failures],\n"
-        "                  'migrations': str(schema.script_location()), 'head': schema.head()}))\n"
+        "                  'migrations': str(schema.script_location()), 'head': schema.head(),\n"
+        "                  'report_template': importlib.resources.files('automl.report')\n"
+        "                      .joinpath('templates/report.html.j2').is_file()}))\n"
     )
     # The wheel's copy comes first on the path, ahead of the editable install of this checkout.
     env = {**os.environ, "PYTHONPATH": str(site)}
@@ -40,6 +42,7 @@ def test_wheel_install_registers_the_builtin_plugins(tmp_path):
     assert found["tricks"]["warmup"] == "automl_plugins.warmup"
     assert {"warmup", "cosine", "label_smoothing"} <= set(found["tricks"])
     assert found["failures"] == []
+    assert found["report_template"]  # automl report's Jinja template ships in the wheel
     # automl's migrations travel inside the wheel, and `automl db upgrade` runs them from there.
     assert found["migrations"] == str(site / "automl" / "_migrations") and found["head"] == "v2_trial_cost"
     url = f"sqlite:///{tmp_path / 'wheel.db'}"
