@@ -90,7 +90,7 @@ def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> Figure:
     name, title = "param_importances", "Parameter importances"
     # PED-ANOVA scores each parameter over the trials that have it, so the define-by-run ones (a
     # trick's own parameters, owner.<resource>) count; fANOVA only scores parameters every completed
-    # trial has, and is several times slower (0.6 s against 3 s on 500 trials, benchmarks/RESULTS.md).
+    # trial has, and is far slower (under 0.1 s against 2-4 s on 500 trials, benchmarks/RESULTS.md).
     caption = ("How much each parameter matters to reaching the best trials (Optuna's PED-ANOVA over the "
                "completed trials); the trick table above gives the same answer trick by trick, in errors.")
     if len(complete) < 2:
