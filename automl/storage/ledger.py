@@ -34,10 +34,6 @@ _MOVE = sa.text(
     "UPDATE automl_budget_ledger SET reserved_seconds = reserved_seconds - :r, "
     "spent_seconds = spent_seconds + :spent, trials_started = trials_started - :uncount, updated_at = :now "
     "WHERE study_name = :s")
-_SETTLE = sa.text(
-    "UPDATE automl_trial_cost SET state = :state, spent_seconds = :spent, heartbeat_at = :now "
-    "WHERE study_name = :s AND trial_number = :n AND state = 'running'")
-
 
 def worker_id() -> str:
     """``host:pid``: which process ran a trial."""
@@ -102,12 +98,6 @@ class Ledger:
                 reserved_seconds=seconds, spent_seconds=0.0, heartbeat_at=now, state=RESERVED,
             ).returning(TrialCostModel.id)).scalar_one()
 
-    def attach(self, reservation: int, trial_number: int) -> None:
-        """The reservation's trial exists now: it is trial ``trial_number``, running."""
-        with self.engine.begin() as connection:
-            connection.execute(sa.update(TrialCostModel).where(TrialCostModel.id == reservation).values(
-                trial_number=trial_number, state=RUNNING, heartbeat_at=utcnow()))
-
     def release(self, reservation: int) -> bool:
         """Give back a reservation that no trial used (its time and its trial slot); False if already given back."""
         with self.engine.begin() as connection:
@@ -133,38 +123,53 @@ class Ledger:
                                    "now": utcnow()})
         return True
 
-    def heartbeat(self, trial_number: int, spent: float) -> None:
-        """The trial is alive and has spent ``spent`` seconds so far (what it is settled to if its worker dies)."""
-        with self.engine.begin() as connection:
-            connection.execute(
-                sa.text("UPDATE automl_trial_cost SET spent_seconds = :spent, heartbeat_at = :now "
-                        "WHERE study_name = :s AND trial_number = :n AND state = 'running'"),
-                {"spent": spent, "now": utcnow(), "s": self.study_name, "n": trial_number})
+    def heartbeat(self, reservation: int, trial_number: int, spent: float) -> None:
+        """Trial ``trial_number``, which holds ``reservation``, is alive and has spent ``spent`` seconds so far
+        (what it is settled to if its worker dies).
 
-    def settle(self, trial_number: int, spent: float | None, state: str, *, retried: bool = False) -> bool:
-        """Turn the trial's reservation into ``spent`` seconds (None: what its last heartbeat recorded).
+        The first heartbeat also ties the reservation to its trial: a trial that ends before its first
+        heartbeat is settled by its reservation, and one whose worker dies before it is given back
+        with its reservation by :meth:`reclaim` (spent 0, as no heartbeat recorded more).
+        """
+        with self.engine.begin() as connection:
+            connection.execute(sa.update(TrialCostModel).where(
+                TrialCostModel.id == reservation, TrialCostModel.state.in_((RESERVED, RUNNING)),
+            ).values(trial_number=trial_number, state=RUNNING, spent_seconds=spent, heartbeat_at=utcnow()))
+
+    def settle(self, reservation: int, trial_number: int, spent: float, state: str) -> bool:
+        """Turn this worker's reservation into the ``spent`` seconds of trial ``trial_number``, which ended in ``state``.
+
+        Settles once: False when the reservation is no longer held (a worker that took this one for
+        dead settled it first).
+        """
+        return self._settle(TrialCostModel.id == reservation, (RESERVED, RUNNING), trial_number, spent, state)
+
+    def settle_stale(self, trial_number: int, *, retried: bool) -> bool:
+        """Settle the trial of a dead worker as failed, to the seconds its last heartbeat recorded.
 
         ``retried``: the trial will run again as a new trial, which takes its place among ``n_trials``.
-        Settles once: False when the trial holds no reservation (already settled, by this worker or,
-        for a dead worker's trial, by whichever worker failed it).
+        False when it holds no reservation (already settled, or never beaten: then :meth:`reclaim`'s).
         """
+        return self._settle(TrialCostModel.trial_number == trial_number, (RUNNING,), trial_number, None, "failed",
+                            uncount=int(retried))
+
+    def _settle(self, which: sa.ColumnElement[bool], held: tuple[str, ...], trial_number: int,
+                spent: float | None, state: str, uncount: int = 0) -> bool:
         if state not in SETTLED_STATES:
             raise ValueError(f"state must be one of {SETTLED_STATES}, got {state=}")
+        held_row = sa.and_(which, TrialCostModel.study_name == self.study_name, TrialCostModel.state.in_(held))
         with self.engine.begin() as connection:
-            row = connection.execute(
-                sa.select(TrialCostModel.reserved_seconds, TrialCostModel.spent_seconds).where(
-                    TrialCostModel.study_name == self.study_name, TrialCostModel.trial_number == trial_number,
-                    TrialCostModel.state == RUNNING)).first()
+            row = connection.execute(sa.select(TrialCostModel.reserved_seconds, TrialCostModel.spent_seconds)
+                                     .where(held_row)).first()
             if row is None:
                 return False
-            reserved, last = row
-            spent = last if spent is None else spent
+            spent = row.spent_seconds if spent is None else spent
             now = utcnow()
-            done = connection.execute(_SETTLE, {"state": state, "spent": spent, "now": now, "s": self.study_name,
-                                                "n": trial_number})
+            done = connection.execute(sa.update(TrialCostModel).where(held_row).values(
+                trial_number=trial_number, state=state, spent_seconds=spent, heartbeat_at=now))
             if done.rowcount != 1:  # settled by another worker between the two statements
                 return False
-            connection.execute(_MOVE, {"r": reserved, "spent": spent, "uncount": int(retried),
+            connection.execute(_MOVE, {"r": row.reserved_seconds, "spent": spent, "uncount": uncount,
                                        "s": self.study_name, "now": now})
             return True
 

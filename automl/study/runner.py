@@ -147,7 +147,7 @@ class SettleStaleTrial:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         # Optuna's rule: a trial is retried while its retry history is shorter than max_retry.
         retried = len(trial.system_attrs.get("retry_history", [])) < self.max_retry
-        Ledger(study_engine(study), study.study_name).settle(trial.number, None, "failed", retried=retried)
+        Ledger(study_engine(study), study.study_name).settle_stale(trial.number, retried=retried)
         self.retry(study, trial)
 
 
@@ -214,16 +214,20 @@ class Worker:
         self.n_trials = n_trials
         self.storage = rdb_storage(study)
         self.interval = getattr(self.storage, "heartbeat_interval", None)
-        # A reservation still waiting for its trial after a grace period (or 5 min without heartbeats)
-        # belongs to a worker that died between reserving and asking.
-        self.orphan_after = float(getattr(self.storage, "grace_period", None) or 300)
-        self.ledger.reclaim(self.orphan_after)
+        # A reservation not yet tied to its trial by a heartbeat after the grace period belongs to a worker
+        # that died before its trial's first heartbeat. Without heartbeats, trials are tied when asked.
+        self.orphan_after: float | None = None
+        if self.interval:
+            self.orphan_after = float(self.storage.grace_period or 2 * self.interval)
+            self.ledger.reclaim(self.orphan_after)
+        self.reservations: dict[int, int] = {}
+        """The reservation each of this worker's trials holds, by trial number."""
 
     def next_trial(self) -> optuna.Trial | None:
-        """The next trial with its reservation, or None when the study is done (n_trials or total budget)."""
+        """The next trial, holding its reservation, or None when the study is done (n_trials or total budget)."""
         optuna.storages.fail_stale_trials(self.study)
         reservation = self.ledger.reserve(self.trial_budget, self.n_trials)
-        if reservation is None and self.ledger.reclaim(self.orphan_after):
+        if reservation is None and self.orphan_after is not None and self.ledger.reclaim(self.orphan_after):
             reservation = self.ledger.reserve(self.trial_budget, self.n_trials)
         if reservation is None:
             return None
@@ -234,7 +238,9 @@ class Worker:
         except BaseException:
             self.ledger.release(reservation)
             raise
-        self.ledger.attach(reservation, trial.number)
+        self.reservations[trial.number] = reservation
+        if not self.interval:
+            self.ledger.heartbeat(reservation, trial.number, 0.0)
         return trial
 
     def run(self, trial: optuna.Trial, objective: Callable[[optuna.Trial], float]) -> FrozenTrial:
@@ -256,7 +262,8 @@ class Worker:
         spent = trial.user_attrs.get(ATTR_SPENT, time.perf_counter() - started)
         frozen = self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state,
                                  skip_if_finished=True)
-        self.ledger.settle(trial.number, spent, _COST_STATE.get(frozen.state, "failed"))
+        self.ledger.settle(self.reservations.pop(trial.number), trial.number, spent,
+                           _COST_STATE.get(frozen.state, "failed"))
         if error is not None:
             raise error
         return frozen
@@ -273,7 +280,8 @@ class _Heartbeat:
 
     def beat(self) -> None:
         self.worker.storage.record_heartbeat(self.trial._trial_id)
-        self.worker.ledger.heartbeat(self.trial.number, time.perf_counter() - self.started)
+        self.worker.ledger.heartbeat(self.worker.reservations[self.trial.number], self.trial.number,
+                                     time.perf_counter() - self.started)
 
     def loop(self) -> None:
         while not self.stop.wait(self.worker.interval):

@@ -57,8 +57,7 @@ def ledger(sqlite_url):
 def finish(book: Ledger, number: int, spent: float, state: str = "complete") -> None:
     reservation = book.reserve(Budget(3, "seconds"))
     assert reservation is not None
-    book.attach(reservation, number)
-    assert book.settle(number, spent, state)
+    assert book.settle(reservation, number, spent, state)
 
 
 def test_the_ledger_counts_every_finished_trial(ledger):
@@ -69,17 +68,15 @@ def test_the_ledger_counts_every_finished_trial(ledger):
     assert cost == pytest.approx(3.15)  # the budget plus the mean overhead of evaluation
     reservation = ledger.reserve(cost)  # 3.7 left >= 3.15
     assert reservation is not None
-    ledger.attach(reservation, 2)
-    assert ledger.settle(2, 1.0, "pruned")
-    assert not ledger.settle(2, 1.0, "pruned")  # settled once
+    assert ledger.settle(reservation, 2, 1.0, "pruned")
+    assert not ledger.settle(reservation, 2, 1.0, "pruned")  # settled once
     assert ledger.reserve(Budget(3, "seconds")) is None  # 2.7 left < a whole trial
     assert ledger.totals() == LedgerTotals(10.0, 0.0, pytest.approx(7.3), trials=3)
 
 
 def test_step_budgets_are_estimated_from_the_trials_that_ran(ledger):
     assert ledger.estimate(Budget(100, "steps")) == 0
-    ledger.attach(ledger.reserve(Budget(100, "steps")), 0)
-    ledger.settle(0, 6.0, "complete")
+    ledger.settle(ledger.reserve(Budget(100, "steps")), 0, 6.0, "complete")
     assert ledger.estimate(Budget(100, "steps")) == pytest.approx(6.0)
     assert ledger.reserve(Budget(100, "steps")) is None  # 4 s left < 6 s
 
@@ -122,17 +119,18 @@ def test_the_ledger_bounds_the_trial_count_and_gives_back_unused_reservations(le
     assert ledger.reserve(1.0, n_trials=3) is not None  # a larger n_trials (a resumed study) leaves room
     assert ledger.release(second) and not ledger.release(second)  # given back once
     assert ledger.totals() == LedgerTotals(10.0, 2.0, 0.0, trials=2)
-    ledger.attach(first, 0)
-    assert ledger.settle(0, 1.5, "failed", retried=True)  # its retry takes its place among n_trials
+    ledger.heartbeat(first, 0, 1.5)  # then its worker died
+    assert ledger.settle_stale(0, retried=True)  # its retry takes its place among n_trials
+    assert not ledger.settle_stale(0, retried=True) and not ledger.settle(first, 0, 2.0, "complete")  # once
     assert ledger.totals() == LedgerTotals(10.0, 1.0, 1.5, trials=1)
 
 
-def test_a_reservation_that_never_got_its_trial_is_reclaimed(ledger):
+def test_a_reservation_whose_trial_never_sent_a_heartbeat_is_reclaimed(ledger):
     running, orphan = ledger.reserve(2.0), ledger.reserve(3.0)
-    ledger.attach(running, 0)
+    ledger.heartbeat(running, 0, 0.5)
     assert ledger.reclaim(older_than=60) == 0  # both were made just now
     time.sleep(0.05)
-    assert ledger.reclaim(older_than=0.01) == 1  # the orphan; a reservation with its trial stays
+    assert ledger.reclaim(older_than=0.01) == 1  # the orphan; a reservation tied to its trial stays
     assert ledger.totals() == LedgerTotals(10.0, 2.0, 0.0, trials=1)
     with ledger.engine.connect() as connection:
         rows = connection.execute(sa.select(TrialCostModel.id, TrialCostModel.state)).all()
@@ -144,7 +142,7 @@ def test_a_dead_workers_reservation_is_reclaimed_and_the_study_still_runs_n_tria
     path.write_text(path.read_text().replace("seed = 0", "seed = 0\nheartbeat_interval = 1\ngrace_period = 1"))
     prepared = prepare(load_study_file(path), get_host(), Overrides(storage=sqlite_url))
     study = create_study(prepared)
-    # What a worker killed between reserving and asking leaves behind, two seconds ago.
+    # What a worker killed before its trial's first heartbeat leaves behind, two seconds ago.
     book = Ledger(study_engine(study), "tiny")
     orphan = book.reserve(5.0, n_trials=3)
     with study_engine(study).begin() as connection:
