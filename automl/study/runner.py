@@ -64,8 +64,13 @@ class PreparedStudy:
     """The sampler's seed when not ``seed`` (each worker of ``--workers N`` has its own)."""
 
 
-def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides()) -> PreparedStudy:
-    """Validate the study against the installed plugins and load its data; touches no database."""
+def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(), *,
+            data_on_cpu: bool = False) -> PreparedStudy:
+    """Validate the study against the installed plugins and load its data; touches no database.
+
+    ``data_on_cpu``: load the data to the CPU whatever the device (a parent of worker processes only
+    checks that the data loads; each worker loads its own copy to its own device).
+    """
     config = study_file.config
     tricks, settings = study_tricks(study_file, host)
     trial_budget = Budget.parse(overrides.trial_budget) if overrides.trial_budget else config.study.trial_budget
@@ -75,8 +80,8 @@ def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(
     device = resolve_device(overrides.device or "auto")
     task = config.task
     data = load_dataset(task.dataset, root=task.data_root, val_fraction=task.val_fraction,
-                        seed=config.study.seed, device=device, download=task.download,
-                        verify=task.verify, **task.dataset_args)
+                        seed=config.study.seed, device=torch.device("cpu") if data_on_cpu else device,
+                        download=task.download, verify=task.verify, **task.dataset_args)
     return PreparedStudy(
         study_file=study_file, name=overrides.study_name or config.study.name,
         storage_url=resolve_url(overrides.storage, config.study.storage), tricks=tricks, settings=settings,

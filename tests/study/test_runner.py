@@ -6,6 +6,7 @@ import time
 
 import pytest
 import sqlalchemy as sa
+import torch
 
 from automl.budget import Budget
 from automl.errors import UserError
@@ -151,3 +152,11 @@ def test_a_dead_workers_reservation_is_reclaimed_and_the_study_still_runs_n_tria
     run_study(prepared, study)
     assert len(study.trials) == 3
     assert book.totals().reserved == pytest.approx(0.0, abs=1e-9) and book.totals().trials == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_parent_of_workers_keeps_the_data_off_the_gpu(write_study):
+    prepared = prepare(load_study_file(write_study()), get_host(), Overrides(device="cuda"), data_on_cpu=True)
+    assert prepared.device.type == "cuda" and prepared.data.train.x.device.type == "cpu"
+    prepared = prepare(load_study_file(write_study()), get_host(), Overrides(device="cuda"))
+    assert prepared.data.train.x.device.type == "cuda"
