@@ -144,7 +144,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     host = _host(args.plugin)
     prepared = prepare(study_file, host, Overrides(
         storage=url, study_name=args.study_name, n_trials=args.n_trials,
-        total_budget=args.total_budget, trial_budget=args.trial_budget, device=devices[0], seed=args.seed))
+        total_budget=args.total_budget, trial_budget=args.trial_budget, device=devices[0], seed=args.seed),
+        data_on_cpu=args.workers > 1 and args.worker is None)
     for device in set(devices[1:]):
         resolve_device(device)
     if args.threads and prepared.device.type == "cpu":

@@ -47,6 +47,10 @@ class Run:
     attrs: dict[str, Any] = field(default_factory=dict)
     """JSON-able facts a trick wants stored with the trial (prefix keys with the trick's name).
     ``inference_cost``: forward passes per prediction (1 unless a trick ensembles)."""
+    weights: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    """Extra weights a trick wants kept with the trial in the artifact store, beside the trained model:
+    name (prefixed with the trick's) to the ``state_dict`` of a model of the same architecture, such
+    as an ensemble's snapshots or an average. Set them in ``on_end``."""
     context: "TrialContext | None" = None
     """What the study knows beyond this run (e.g. its best model so far); None outside a study."""
 

@@ -1,8 +1,8 @@
 """The overhead of automl's study loop over plain ``optuna.create_study(...).optimize``, per trial.
 
 What it measures: trials per second with a no-op trainer. automl's side is its real worker loop
-(``automl.study.runner.Worker``: count the trials, reserve in the ledger, ask, heartbeat, tell,
-settle) around an objective that suggests every trick's parameters through ``select_tricks`` and
+(``automl.study.runner.Worker``: fail stale trials, reserve time and trial slot in the ledger,
+ask, heartbeat, tell, settle) around an objective that suggests every trick's parameters through ``select_tricks`` and
 returns at once instead of training. Plain Optuna's side is ``study.optimize`` over an objective
 that makes the same suggestions, with the same sampler (random, seeded) and the same storage (an
 ``RDBStorage`` with the same heartbeat settings), in a fresh study. Both run on SQLite and on
@@ -13,13 +13,15 @@ Run it::
     python benchmarks/storage_overhead.py                       # about a minute
     python benchmarks/storage_overhead.py --trials 200 --pg postgresql://root@127.0.0.1:5432/postgres
 
-One line per configuration; the last is ``ratio=<lowest automl / optuna rate>``. Goal: at least 0.8.
+One line per configuration, the median over ``--pairs`` pairs of runs in alternating order; the
+last is ``ratio=<lowest of those medians>``. Goal: at least 0.8.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import statistics
 import tempfile
 import textwrap
 import time
@@ -110,7 +112,7 @@ def measure(kind: str, url: str, workers: int, trials: int, folder: str) -> floa
              for _ in range(workers)]
     for p in procs:
         p.start()
-    start.wait()
+    start.wait(timeout=300)  # a worker that died before the start breaks the barrier instead of hanging
     began = time.perf_counter()
     for p in procs:
         p.join()
@@ -123,9 +125,14 @@ def measure(kind: str, url: str, workers: int, trials: int, folder: str) -> floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=120, help="trials per configuration and side")
+    parser.add_argument("--pairs", type=int, default=2,
+                        help="pairs of runs per configuration, in alternating order (A B, B A, ...); median ratio")
     parser.add_argument("--pg", default="postgresql://root@127.0.0.1:5432/postgres",
                         help="a PostgreSQL URL (a scratch database is created beside it)")
     args = parser.parse_args()
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     ratios = []
     with tempfile.TemporaryDirectory() as folder:
         configs = [("sqlite", f"sqlite:///{folder}/bench.db", 1)]
@@ -134,11 +141,17 @@ def main() -> None:
             configs += [("postgresql", pg[0], 1), ("postgresql", pg[0], 4)]
         try:
             for backend, url, workers in configs:
-                plain = measure("optuna", url, workers, args.trials, folder)
-                ours = measure("automl", url, workers, args.trials, folder)
-                ratios.append(ours / plain)
-                print(f"{backend:<10} workers={workers}  optuna {plain:7.1f} trials/s  automl {ours:7.1f} trials/s  "
-                      f"ratio {ours / plain:.3f}", flush=True)
+                rates: dict[str, list[float]] = {"optuna": [], "automl": []}
+                for pair in range(args.pairs):
+                    # Alternate which side runs first: the database grows and the machine drifts.
+                    for kind in ("optuna", "automl") if pair % 2 == 0 else ("automl", "optuna"):
+                        rates[kind].append(measure(kind, url, workers, args.trials, folder))
+                pair_ratios = [a / o for a, o in zip(rates["automl"], rates["optuna"])]
+                ratio = statistics.median(pair_ratios)
+                ratios.append(ratio)
+                print(f"{backend:<10} workers={workers}  optuna {statistics.median(rates['optuna']):7.1f} trials/s  "
+                      f"automl {statistics.median(rates['automl']):7.1f} trials/s  ratio {ratio:.3f}  "
+                      f"(pairs: {' '.join(f'{r:.3f}' for r in pair_ratios)})", flush=True)
         finally:
             if pg:
                 pg[1]()

@@ -65,6 +65,10 @@ class Ema(Trick):
         self._last_progress = run.progress
         run.attrs[f"{self.name}.updates"] = int(self.averaged.n_averaged)
 
+    def on_end(self, run) -> None:
+        if self.averaged is not None:
+            run.weights[self.name] = self.averaged.module.state_dict()
+
     def predict(self, run, x: torch.Tensor) -> torch.Tensor | None:
         if self.averaged is None:
             return None

@@ -84,6 +84,8 @@ class SnapshotEnsemble(Trick):
 
     def on_end(self, run) -> None:
         self._snapshot(run)
+        for i, state in enumerate(self.snapshots, 1):  # the snapshots the ensemble averages, oldest first
+            run.weights[f"{self.name}.{i}"] = state
 
     def _snapshot(self, run) -> None:
         self.snapshots.append({key: value.detach().clone() for key, value in run.model.state_dict().items()})

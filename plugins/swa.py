@@ -78,6 +78,7 @@ class Swa(Trick):
         with run.amp():
             # update_bn puts the model in train mode for the pass and restores its mode after.
             update_bn(batches, self.averaged.module)
+        run.weights[self.name] = self.averaged.module.state_dict()
 
     def predict(self, run, x: torch.Tensor) -> torch.Tensor | None:
         if self.averaged is None:

@@ -15,6 +15,8 @@ from torch import nn
 from automl.train.models import build_model
 
 ATTR_MODEL = "model_artifact"
+ATTR_WEIGHTS = "weights_artifacts"
+"""``{name: artifact id}`` of the extra weights the trial's tricks kept (snapshots, averages)."""
 CHECKPOINT_FORMAT = 1
 
 
@@ -31,13 +33,22 @@ def checkpoint(model: nn.Module, name: str, model_args: dict[str, Any], in_chann
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
 
 
-def save_trial_model(trial: optuna.Trial, store: FileSystemArtifactStore, ckpt: dict) -> str:
-    """Upload ``ckpt`` as the trial's model; the artifact id is kept in the trial's user attributes."""
+def save_trial_model(trial: optuna.Trial, store: FileSystemArtifactStore, ckpt: dict,
+                     weights: dict[str, dict[str, torch.Tensor]] | None = None) -> str:
+    """Upload ``ckpt`` as the trial's model, and each of ``weights`` as a checkpoint of the same architecture;
+    the artifact ids are kept in the trial's user attributes. Returns the model's artifact id."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"trial-{trial.number}.pt"
-        torch.save(ckpt, path)
-        artifact_id = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+        def upload(name: str, state: dict) -> str:
+            path = Path(tmp) / f"trial-{trial.number}-{name}.pt"
+            torch.save(state, path)
+            return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+
+        artifact_id = upload("model", ckpt)
+        extra = {name: upload(name, {**ckpt, "state_dict": {k: v.detach().cpu() for k, v in state.items()}})
+                 for name, state in (weights or {}).items()}
     trial.set_user_attr(ATTR_MODEL, artifact_id)
+    if extra:
+        trial.set_user_attr(ATTR_WEIGHTS, extra)
     return artifact_id
 
 

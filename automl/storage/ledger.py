@@ -1,9 +1,10 @@
 """The study's global budget ledger: a trial's device time is reserved atomically before it runs and settled after.
 
 Every worker of a study, on any machine, goes through the one ``automl_budget_ledger`` row of the
-study, so together they never start a trial that would take the total over; the study can only
-overshoot by what running trials spend beyond their reservation. ``automl_trial_cost`` keeps one
-row per trial: who ran it where, what it reserved, what it spent, its last heartbeat.
+study, so together they never start a trial that would take the total over (or the study's ``n_trials``);
+the study can only overshoot by what running trials spend beyond their reservation.
+``automl_trial_cost`` keeps one row per reservation, from before its trial exists: who ran it
+where, what it reserved, what it spent, its last heartbeat.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from datetime import timedelta
 
 import sqlalchemy as sa
 import sqlalchemy.exc
@@ -19,20 +21,19 @@ from sqlalchemy import Engine
 from automl.budget import Budget
 from automl.storage.models import BudgetLedgerModel, TrialCostModel, session_scope, utcnow
 
+RESERVED = "reserved"
 RUNNING = "running"
 SETTLED_STATES = ("complete", "pruned", "failed")
 """The states a settled trial's cost row ends in (Optuna's final states, in lower case)."""
 
-_RESERVE = sa.text(
-    "UPDATE automl_budget_ledger SET reserved_seconds = reserved_seconds + :r, updated_at = :now "
-    "WHERE study_name = :s AND (total_seconds IS NULL OR spent_seconds + reserved_seconds + :r <= total_seconds)")
+_RESERVE = ("UPDATE automl_budget_ledger SET reserved_seconds = reserved_seconds + :r, "
+            "trials_started = trials_started + 1, updated_at = :now WHERE study_name = :s "
+            "AND (total_seconds IS NULL OR spent_seconds + reserved_seconds + :r <= total_seconds)")
+_WITHIN_N_TRIALS = " AND trials_started < :n"
 _MOVE = sa.text(
     "UPDATE automl_budget_ledger SET reserved_seconds = reserved_seconds - :r, "
-    "spent_seconds = spent_seconds + :spent, updated_at = :now WHERE study_name = :s")
-_SETTLE = sa.text(
-    "UPDATE automl_trial_cost SET state = :state, spent_seconds = :spent, heartbeat_at = :now "
-    "WHERE study_name = :s AND trial_number = :n AND state = 'running'")
-
+    "spent_seconds = spent_seconds + :spent, trials_started = trials_started - :uncount, updated_at = :now "
+    "WHERE study_name = :s")
 
 def worker_id() -> str:
     """``host:pid``: which process ran a trial."""
@@ -44,6 +45,8 @@ class LedgerTotals:
     total: float | None
     reserved: float
     spent: float
+    trials: int = 0
+    """Trials counted towards ``n_trials``."""
 
     @property
     def left(self) -> float | None:
@@ -72,60 +75,111 @@ class Ledger:
         except sa.exc.IntegrityError:
             self.open(total_seconds)  # another worker created the row first: now it exists
 
-    def reserve(self, seconds: float) -> bool:
-        """Reserve ``seconds`` in one conditional statement; False (nothing reserved) when the total would be exceeded."""
-        with self.engine.begin() as connection:
-            done = connection.execute(_RESERVE, {"r": seconds, "s": self.study_name, "now": utcnow()})
-            return done.rowcount == 1
+    def reserve(self, cost: float | Budget, n_trials: int | None = None) -> int | None:
+        """Reserve a trial's device time and its place among ``n_trials``; the reservation's id, or None
+        (nothing reserved) when the total budget or the trial count would be exceeded.
 
-    def release(self, seconds: float) -> None:
-        """Give back a reservation that no trial used."""
-        with self.engine.begin() as connection:
-            connection.execute(_MOVE, {"r": seconds, "spent": 0.0, "s": self.study_name, "now": utcnow()})
-
-    def attach(self, trial_number: int, seconds: float) -> None:
-        """Record that trial ``trial_number`` holds a reservation of ``seconds``."""
-        with session_scope(self.engine) as session:
-            session.add(TrialCostModel(study_name=self.study_name, trial_number=trial_number, worker_id=self.worker,
-                                       device=self.device, reserved_seconds=seconds, spent_seconds=0.0,
-                                       heartbeat_at=utcnow(), state=RUNNING))
-
-    def heartbeat(self, trial_number: int, spent: float) -> None:
-        """The trial is alive and has spent ``spent`` seconds so far (what it is settled to if its worker dies)."""
-        with self.engine.begin() as connection:
-            connection.execute(
-                sa.text("UPDATE automl_trial_cost SET spent_seconds = :spent, heartbeat_at = :now "
-                        "WHERE study_name = :s AND trial_number = :n AND state = 'running'"),
-                {"spent": spent, "now": utcnow(), "s": self.study_name, "n": trial_number})
-
-    def settle(self, trial_number: int, spent: float | None, state: str) -> bool:
-        """Turn the trial's reservation into ``spent`` seconds (None: what its last heartbeat recorded).
-
-        Settles once: False when the trial holds no reservation (already settled, by this worker or,
-        for a dead worker's trial, by whichever worker failed it).
+        One transaction: one conditional UPDATE of the study's ledger row (which also serialises
+        racing workers) and the reservation's cost row, so no reservation exists without its row.
+        ``cost`` is seconds, or a trial budget to :meth:`estimate` in the same transaction.
         """
+        with self.engine.begin() as connection:
+            seconds = cost if not isinstance(cost, Budget) else self._estimate(connection, cost)
+            now = utcnow()
+            reserve = _RESERVE + (_WITHIN_N_TRIALS if n_trials is not None else "")
+            params = {"r": seconds, "s": self.study_name, "now": now}
+            if n_trials is not None:
+                params["n"] = n_trials
+            done = connection.execute(sa.text(reserve), params)
+            if done.rowcount != 1:
+                return None
+            return connection.execute(sa.insert(TrialCostModel).values(
+                study_name=self.study_name, trial_number=None, worker_id=self.worker, device=self.device,
+                reserved_seconds=seconds, spent_seconds=0.0, heartbeat_at=now, state=RESERVED,
+            ).returning(TrialCostModel.id)).scalar_one()
+
+    def release(self, reservation: int) -> bool:
+        """Give back a reservation that no trial used (its time and its trial slot); False if already given back."""
+        with self.engine.begin() as connection:
+            return self._release(connection, reservation)
+
+    def reclaim(self, older_than: float) -> int:
+        """Give back the reservations that never got their trial, ``older_than`` seconds after they were made
+        (their worker died between reserving and creating the trial); how many."""
+        cutoff = utcnow() - timedelta(seconds=older_than)
+        with self.engine.begin() as connection:
+            stale = connection.scalars(sa.select(TrialCostModel.id).where(
+                TrialCostModel.study_name == self.study_name, TrialCostModel.state == RESERVED,
+                TrialCostModel.heartbeat_at < cutoff)).all()
+            return sum(self._release(connection, reservation) for reservation in stale)
+
+    def _release(self, connection: sa.Connection, reservation: int) -> bool:
+        row = connection.execute(sa.delete(TrialCostModel).where(
+            TrialCostModel.id == reservation, TrialCostModel.state == RESERVED,
+        ).returning(TrialCostModel.reserved_seconds)).first()
+        if row is None:  # attached, or given back by another worker first
+            return False
+        connection.execute(_MOVE, {"r": row.reserved_seconds, "spent": 0.0, "uncount": 1, "s": self.study_name,
+                                   "now": utcnow()})
+        return True
+
+    def heartbeat(self, reservation: int, trial_number: int, spent: float) -> None:
+        """Trial ``trial_number``, which holds ``reservation``, is alive and has spent ``spent`` seconds so far
+        (what it is settled to if its worker dies).
+
+        The first heartbeat also ties the reservation to its trial: a trial that ends before its first
+        heartbeat is settled by its reservation, and one whose worker dies before it is given back
+        with its reservation by :meth:`reclaim` (spent 0, as no heartbeat recorded more).
+        """
+        with self.engine.begin() as connection:
+            connection.execute(sa.update(TrialCostModel).where(
+                TrialCostModel.id == reservation, TrialCostModel.state.in_((RESERVED, RUNNING)),
+            ).values(trial_number=trial_number, state=RUNNING, spent_seconds=spent, heartbeat_at=utcnow()))
+
+    def settle(self, reservation: int, trial_number: int, spent: float, state: str) -> bool:
+        """Turn this worker's reservation into the ``spent`` seconds of trial ``trial_number``, which ended in ``state``.
+
+        Settles once: False when the reservation is no longer held (a worker that took this one for
+        dead settled it first).
+        """
+        return self._settle(TrialCostModel.id == reservation, (RESERVED, RUNNING), trial_number, spent, state)
+
+    def settle_stale(self, trial_number: int, *, retried: bool) -> bool:
+        """Settle the trial of a dead worker as failed, to the seconds its last heartbeat recorded.
+
+        ``retried``: the trial will run again as a new trial, which takes its place among ``n_trials``.
+        False when it holds no reservation (already settled, or never beaten: then :meth:`reclaim`'s).
+        """
+        return self._settle(TrialCostModel.trial_number == trial_number, (RUNNING,), trial_number, None, "failed",
+                            uncount=int(retried))
+
+    def _settle(self, which: sa.ColumnElement[bool], held: tuple[str, ...], trial_number: int,
+                spent: float | None, state: str, uncount: int = 0) -> bool:
         if state not in SETTLED_STATES:
             raise ValueError(f"state must be one of {SETTLED_STATES}, got {state=}")
+        held_row = sa.and_(which, TrialCostModel.study_name == self.study_name, TrialCostModel.state.in_(held))
         with self.engine.begin() as connection:
-            row = connection.execute(
-                sa.select(TrialCostModel.reserved_seconds, TrialCostModel.spent_seconds).where(
-                    TrialCostModel.study_name == self.study_name, TrialCostModel.trial_number == trial_number,
-                    TrialCostModel.state == RUNNING)).first()
+            row = connection.execute(sa.select(TrialCostModel.reserved_seconds, TrialCostModel.spent_seconds)
+                                     .where(held_row)).first()
             if row is None:
                 return False
-            reserved, last = row
-            spent = last if spent is None else spent
+            spent = row.spent_seconds if spent is None else spent
             now = utcnow()
-            done = connection.execute(_SETTLE, {"state": state, "spent": spent, "now": now, "s": self.study_name,
-                                                "n": trial_number})
+            done = connection.execute(sa.update(TrialCostModel).where(held_row).values(
+                trial_number=trial_number, state=state, spent_seconds=spent, heartbeat_at=now))
             if done.rowcount != 1:  # settled by another worker between the two statements
                 return False
-            connection.execute(_MOVE, {"r": reserved, "spent": spent, "s": self.study_name, "now": now})
+            connection.execute(_MOVE, {"r": row.reserved_seconds, "spent": spent, "uncount": uncount,
+                                       "s": self.study_name, "now": now})
             return True
 
     def estimate(self, trial_budget: Budget) -> float:
         """What the next trial will cost: a time budget plus the mean evaluation overhead of the completed
         trials, or for a budget in steps or epochs the mean cost of the completed trials (0 before any)."""
+        with self.engine.connect() as connection:
+            return self._estimate(connection, trial_budget)
+
+    def _estimate(self, connection: sa.Connection, trial_budget: Budget) -> float:
         complete = sa.and_(TrialCostModel.study_name == self.study_name, TrialCostModel.state == "complete")
         if trial_budget.unit == "seconds":
             over = sa.case((TrialCostModel.spent_seconds > trial_budget.amount,
@@ -133,8 +187,7 @@ class Ledger:
             query = sa.select(sa.func.avg(over)).where(complete)
         else:
             query = sa.select(sa.func.avg(TrialCostModel.spent_seconds)).where(complete)
-        with self.engine.connect() as connection:
-            mean = connection.execute(query).scalar() or 0.0
+        mean = connection.execute(query).scalar() or 0.0
         return (trial_budget.amount if trial_budget.unit == "seconds" else 0.0) + float(mean)
 
     def totals(self) -> LedgerTotals:
@@ -142,7 +195,7 @@ class Ledger:
             row = BudgetLedgerModel.find(session, self.study_name)
             if row is None:
                 return LedgerTotals(None, 0.0, 0.0)
-            return LedgerTotals(row.total_seconds, row.reserved_seconds, row.spent_seconds)
+            return LedgerTotals(row.total_seconds, row.reserved_seconds, row.spent_seconds, row.trials_started)
 
 
-__all__ = ["Ledger", "LedgerTotals", "RUNNING", "SETTLED_STATES", "worker_id"]
+__all__ = ["Ledger", "LedgerTotals", "RESERVED", "RUNNING", "SETTLED_STATES", "worker_id"]

@@ -76,6 +76,9 @@ class BudgetLedgerModel(Base):
     """None: no total budget (the study is bounded by n_trials only)."""
     reserved_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     spent_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    trials_started: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Trials that count towards ``n_trials``: reservations made, less those released unused and
+    those of dead workers' trials that Optuna retries (the retry takes their place)."""
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
     @classmethod
@@ -92,15 +95,16 @@ class TrialCostModel(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     study_name: Mapped[str] = mapped_column(String(STUDY_NAME_LENGTH))
-    trial_number: Mapped[int] = mapped_column(Integer)
-    """Optuna's ``trial.number`` within the study."""
+    trial_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Optuna's ``trial.number`` within the study; None while the reservation waits for its trial."""
     worker_id: Mapped[str] = mapped_column(String(255))
     device: Mapped[str] = mapped_column(String(64))
     reserved_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     spent_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     state: Mapped[str] = mapped_column(String(16))
-    """``running`` while the worker holds the reservation, then ``complete``, ``pruned`` or ``failed``."""
+    """``reserved`` until Optuna has created the trial, ``running`` while it runs, then ``complete``,
+    ``pruned`` or ``failed``."""
 
     @classmethod
     def find(cls, session: Session, study_name: str, trial_number: int) -> TrialCostModel | None:

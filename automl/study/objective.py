@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,15 @@ ATTR_TRICKS = "tricks"
 ATTR_SPENT = "spent_seconds"
 ATTR_END = "end_reason"
 ATTR_DETAIL = "end_detail"
+ATTR_SEED = "seed"
+
+
+def original_number(trial: optuna.Trial) -> int:
+    """The trial's own number, or for a retry (of a trial whose worker died) the number of the trial it
+    re-runs, so the retry trains with the same seed as well as the same parameters."""
+    frozen = trial.storage.get_trial(trial._trial_id)
+    history = optuna.storages.RetryFailedTrialCallback.retry_history(frozen)
+    return history[0] if history else trial.number
 
 
 @dataclass
@@ -53,7 +63,8 @@ class Objective:
                    if t.name in self.settings and self.settings[t.name].options}
         if options:
             trial.set_user_attr("options", options)
-        seed = self.config.study.seed + trial.number
+        seed = self.config.study.seed + original_number(trial)
+        trial.set_user_attr(ATTR_SEED, seed)
         torch.manual_seed(seed)
         task = self.config.task
         model = build_model(task.model, in_channels=self.data.input_shape[0],
@@ -73,6 +84,10 @@ class Objective:
             trial.set_user_attr(ATTR_END, exc.reason)
             trial.set_user_attr(ATTR_DETAIL, exc.detail)
             raise
+        except BaseException:
+            with contextlib.suppress(Exception):  # the error that stopped the run is the one to raise
+                trial.set_user_attr(ATTR_SPENT, time.perf_counter() - started)
+            raise
         for key, value in {
             ATTR_SPENT: result.spent_seconds, "train_seconds": result.train_seconds,
             "eval_seconds": result.eval_seconds, "steps": result.steps, "epochs": round(result.epochs, 4),
@@ -84,6 +99,7 @@ class Objective:
             trial.set_user_attr(ATTR_END, "pruned")
             raise optuna.TrialPruned(f"pruned at progress {result.progress:.2f}")
         save_trial_model(trial, self.artifacts, checkpoint(model, task.model, task.model_args,
-                                                           self.data.input_shape[0], self.data.num_classes))
+                                                           self.data.input_shape[0], self.data.num_classes),
+                         result.weights)
         trial.set_user_attr(ATTR_END, "complete")
         return result.val_error

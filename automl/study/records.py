@@ -9,7 +9,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl.errors import UserError
 from automl.space import OWNER_PREFIX
-from automl.study.objective import ATTR_DETAIL, ATTR_END, ATTR_SPENT, ATTR_TRICKS
+from automl.study.objective import ATTR_DETAIL, ATTR_END, ATTR_SEED, ATTR_SPENT, ATTR_TRICKS
 from automl.train.settings import SEARCH_PREFIX
 
 
@@ -55,8 +55,10 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "spent_seconds": _round(trial.user_attrs.get(ATTR_SPENT)),
         "end_reason": trial.user_attrs.get(ATTR_END, _default_reason(trial)),
         "end_detail": trial.user_attrs.get(ATTR_DETAIL) or trial.system_attrs.get("fail_reason"),
+        "seed": trial.user_attrs.get(ATTR_SEED),
+        "retry_of": optuna.storages.RetryFailedTrialCallback.retried_trial_number(trial),
         "user_attrs": {k: v for k, v in trial.user_attrs.items()
-                       if k not in (ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL)},
+                       if k not in (ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL, ATTR_SEED)},
     }
 
 

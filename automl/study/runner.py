@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import optuna
 import sqlalchemy.exc
@@ -65,8 +64,13 @@ class PreparedStudy:
     """The sampler's seed when not ``seed`` (each worker of ``--workers N`` has its own)."""
 
 
-def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides()) -> PreparedStudy:
-    """Validate the study against the installed plugins and load its data; touches no database."""
+def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(), *,
+            data_on_cpu: bool = False) -> PreparedStudy:
+    """Validate the study against the installed plugins and load its data; touches no database.
+
+    ``data_on_cpu``: load the data to the CPU whatever the device (a parent of worker processes only
+    checks that the data loads; each worker loads its own copy to its own device).
+    """
     config = study_file.config
     tricks, settings = study_tricks(study_file, host)
     trial_budget = Budget.parse(overrides.trial_budget) if overrides.trial_budget else config.study.trial_budget
@@ -76,8 +80,8 @@ def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(
     device = resolve_device(overrides.device or "auto")
     task = config.task
     data = load_dataset(task.dataset, root=task.data_root, val_fraction=task.val_fraction,
-                        seed=config.study.seed, device=device, download=task.download,
-                        verify=task.verify, **task.dataset_args)
+                        seed=config.study.seed, device=torch.device("cpu") if data_on_cpu else device,
+                        download=task.download, verify=task.verify, **task.dataset_args)
     return PreparedStudy(
         study_file=study_file, name=overrides.study_name or config.study.name,
         storage_url=resolve_url(overrides.storage, config.study.storage), tricks=tricks, settings=settings,
@@ -140,12 +144,15 @@ class SettleStaleTrial:
     what its last heartbeat recorded, then retry it once with the same parameters."""
 
     def __init__(self, max_retry: int = 1) -> None:
+        self.max_retry = max_retry
         with warnings.catch_warnings():  # Optuna calls it experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        Ledger(study_engine(study), study.study_name).settle(trial.number, None, "failed")
+        # Optuna's rule: a trial is retried while its retry history is shorter than max_retry.
+        retried = len(trial.system_attrs.get("retry_history", [])) < self.max_retry
+        Ledger(study_engine(study), study.study_name).settle_stale(trial.number, retried=retried)
         self.retry(study, trial)
 
 
@@ -200,9 +207,9 @@ _COST_STATE = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", Tri
 class Worker:
     """One worker's loop around a study: reserve, ask, run, tell, settle; many may share a study.
 
-    The trial's device time is reserved in the ledger before Optuna creates the trial, so a trial
-    that would not fit is never started; on PostgreSQL an advisory lock makes "count the trials,
-    reserve, ask" one step among workers, so ``n_trials`` is exact.
+    The trial's device time and its place among ``n_trials`` are reserved in the ledger, in one
+    conditional UPDATE, before Optuna creates the trial: a trial that would not fit is never
+    started, and racing workers on any machine never take the study past either bound.
     """
 
     def __init__(self, study: optuna.Study, ledger: Ledger, trial_budget: Budget, n_trials: int | None) -> None:
@@ -211,28 +218,34 @@ class Worker:
         self.trial_budget = trial_budget
         self.n_trials = n_trials
         self.storage = rdb_storage(study)
-        self.engine = self.storage.engine
-        self.study_id = study._study_id
         self.interval = getattr(self.storage, "heartbeat_interval", None)
+        # A reservation not yet tied to its trial by a heartbeat after the grace period belongs to a worker
+        # that died before its trial's first heartbeat. Without heartbeats, trials are tied when asked.
+        self.orphan_after: float | None = None
+        if self.interval:
+            self.orphan_after = float(self.storage.grace_period or 2 * self.interval)
+            self.ledger.reclaim(self.orphan_after)
+        self.reservations: dict[int, int] = {}
+        """The reservation each of this worker's trials holds, by trial number."""
 
     def next_trial(self) -> optuna.Trial | None:
-        """The next trial with its reservation, or None when the study is done (n_trials or total budget)."""
+        """The next trial, holding its reservation, or None when the study is done (n_trials or total budget)."""
         optuna.storages.fail_stale_trials(self.study)
-        with self._trial_lock():
-            if self.n_trials is not None and self._done():
-                return None
-            cost = self.ledger.estimate(self.trial_budget)
-            if not self.ledger.reserve(cost):
-                return None
-            try:
-                with warnings.catch_warnings():  # automl's loop sends the heartbeats study.optimize would
-                    warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
-                    trial = self.study.ask()
-            except BaseException:
-                self.ledger.release(cost)
-                raise
-        # A worker killed between reserve and attach leaves its reservation held (a window of one ask).
-        self.ledger.attach(trial.number, cost)
+        reservation = self.ledger.reserve(self.trial_budget, self.n_trials)
+        if reservation is None and self.orphan_after is not None and self.ledger.reclaim(self.orphan_after):
+            reservation = self.ledger.reserve(self.trial_budget, self.n_trials)
+        if reservation is None:
+            return None
+        try:
+            with warnings.catch_warnings():  # automl's loop sends the heartbeats study.optimize would
+                warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+                trial = self.study.ask()
+        except BaseException:
+            self.ledger.release(reservation)
+            raise
+        self.reservations[trial.number] = reservation
+        if not self.interval:
+            self.ledger.heartbeat(reservation, trial.number, 0.0)
         return trial
 
     def run(self, trial: optuna.Trial, objective: Callable[[optuna.Trial], float]) -> FrozenTrial:
@@ -249,48 +262,16 @@ class Worker:
                 pass
             except BaseException as exc:  # noqa: BLE001 - told as FAIL, then raised
                 error = exc
-        spent = trial.user_attrs.get(ATTR_SPENT)
-        if spent is None:
-            spent = time.perf_counter() - started
-            with contextlib.suppress(Exception):
-                trial.set_user_attr(ATTR_SPENT, spent)
+        # The objective records the device time it spent; an objective that records none is settled
+        # to the worker's own clock.
+        spent = trial.user_attrs.get(ATTR_SPENT, time.perf_counter() - started)
         frozen = self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state,
                                  skip_if_finished=True)
-        self.ledger.settle(trial.number, spent, _COST_STATE.get(frozen.state, "failed"))
+        self.ledger.settle(self.reservations.pop(trial.number), trial.number, spent,
+                           _COST_STATE.get(frozen.state, "failed"))
         if error is not None:
             raise error
         return frozen
-
-    def _done(self) -> bool:
-        # One query over Optuna's own tables: a retried trial is replaced by its retry, so it does not
-        # count; a retry waiting to run keeps the study going.
-        row = self.engine_execute(
-            "SELECT count(*), coalesce(sum(CASE WHEN t.state = 'WAITING' THEN 1 ELSE 0 END), 0), "
-            "(SELECT count(*) FROM trial_system_attributes a JOIN trials r ON a.trial_id = r.trial_id "
-            " WHERE r.study_id = :id AND a.key = 'failed_trial') "
-            "FROM trials t WHERE t.study_id = :id")
-        total, waiting, retries = row
-        return waiting == 0 and total - retries >= self.n_trials
-
-    def engine_execute(self, sql: str) -> tuple:
-        with self.engine.connect() as connection:
-            return tuple(connection.execute(sqlalchemy.text(sql), {"id": self.study_id}).one())
-
-    @contextlib.contextmanager
-    def _trial_lock(self) -> Iterator[None]:
-        if self.engine.dialect.name != "postgresql":
-            yield  # SQLite: one writer, one worker
-            return
-        key = int.from_bytes(hashlib.sha256(f"automl-trials:{self.study.study_name}".encode()).digest()[:8],
-                             "big", signed=True)
-        with self.engine.connect() as connection:
-            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            connection.commit()
-            try:
-                yield
-            finally:
-                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                connection.commit()
 
 
 class _Heartbeat:
@@ -304,7 +285,8 @@ class _Heartbeat:
 
     def beat(self) -> None:
         self.worker.storage.record_heartbeat(self.trial._trial_id)
-        self.worker.ledger.heartbeat(self.trial.number, time.perf_counter() - self.started)
+        self.worker.ledger.heartbeat(self.worker.reservations[self.trial.number], self.trial.number,
+                                     time.perf_counter() - self.started)
 
     def loop(self) -> None:
         while not self.stop.wait(self.worker.interval):

@@ -42,6 +42,8 @@ class TrainResult:
     test_error: float | None = None
     test_error_model: float | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    """The extra weights the tricks kept (see ``Run.weights``)."""
 
     @property
     def spent_seconds(self) -> float:
@@ -183,7 +185,8 @@ def _train(model, data, settings, budget, tricks, device, seed, report, evaluate
         val_error=errors[0], val_error_model=errors[1], train_seconds=train_clock.elapsed,
         eval_seconds=eval_clock.elapsed, steps=run.step, epochs=epochs, progress=p, pruned=pruned,
         train_loss=float(loss_sum) / max(1, run.step), history=history,
-        test_error=test_error, test_error_model=test_error_model, attrs=run.attrs)
+        test_error=test_error, test_error_model=test_error_model, attrs=run.attrs,
+        weights=run.weights)
 
 
 def _step(run: Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -157,3 +157,11 @@ def test_predict_runs_under_the_run_s_autocast():
     low = trick.predict(run, x)
     assert low.dtype == torch.bfloat16
     assert torch.allclose(low.float(), trick.predict(run_for(model, autocast=None), x), atol=0.1)
+
+
+def test_the_average_is_kept_for_the_artifact_store():
+    trick = Swa(fraction=0.5)
+    result = train_tiny([trick], "16steps", lr=0.1)
+    assert list(result.weights) == ["swa"]
+    for (name, kept), averaged in zip(result.weights["swa"].items(), trick.averaged.module.state_dict().values()):
+        assert torch.equal(kept, averaged), name

@@ -42,3 +42,41 @@ def test_anything_but_an_automl_checkpoint_is_refused(tmp_path):
     torch.save({"format": 1, "payload": object()}, pickled)
     with pytest.raises(Exception, match="[Ww]eights only"):
         load_model(pickled)
+
+
+def test_a_trials_snapshots_are_stored_beside_its_model_and_rebuild_its_ensemble(write_study, sqlite_url, tmp_path):
+    from optuna.artifacts import download_artifact
+
+    from automl.cli import main
+    from automl.storage.artifacts import ATTR_WEIGHTS
+    from automl.train.data import load_dataset
+
+    study_file = write_study("""
+        [tricks]
+        include = ["snapshot_ensemble"]
+        [tricks.snapshot_ensemble]
+        enabled = true
+        cycles = 3
+        k = 2
+        alpha0 = 0.1
+        """, n_trials=1, trial_budget="12steps")
+    assert main(["run", str(study_file), "--storage", sqlite_url]) == 0
+    (trial,) = optuna.load_study(study_name="tiny", storage=sqlite_url).trials
+    stored = trial.user_attrs[ATTR_WEIGHTS]
+    assert sorted(stored) == ["snapshot_ensemble.1", "snapshot_ensemble.2"]  # the k snapshots averaged
+    store = artifact_store(tmp_path / "artifacts")
+    snapshots = []
+    for name in sorted(stored):
+        path = tmp_path / f"{name}.pt"
+        download_artifact(artifact_store=store, artifact_id=stored[name], file_path=str(path))
+        snapshots.append(load_model(path).eval())
+    # Averaging the stored snapshots' probabilities gives back the trial's ensemble error.
+    data = load_dataset("synthetic", shape=(1, 8, 8), n_train=96, n_val=48, n_test=48, num_classes=4, seed=0)
+    with torch.no_grad():
+        probs = sum(model(data.val.x).softmax(dim=1) for model in snapshots) / len(snapshots)
+    error = (probs.argmax(dim=1) != data.val.y).float().mean().item()
+    assert error == pytest.approx(trial.value)
+    last = tmp_path / "model.pt"
+    download_artifact(artifact_store=store, artifact_id=trial.user_attrs[ATTR_MODEL], file_path=str(last))
+    for a, b in zip(load_model(last).state_dict().values(), snapshots[-1].state_dict().values()):
+        assert torch.equal(a, b)  # the last snapshot is the trained model at the end of the budget

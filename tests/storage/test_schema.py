@@ -15,7 +15,7 @@ from automl.cli import main
 from automl.storage import schema
 from automl.storage.models import Base, StudySourceModel, session_scope
 
-HEAD = "v2_trial_cost"
+HEAD = "v3_reservations"
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -167,7 +167,7 @@ def test_the_models_describe_the_head_migration(sqlite_url):
 def test_every_revision_downgrades_and_upgrades_again(sqlite_url):
     from alembic import command
 
-    assert schema.revisions() == ["v1_initial", HEAD]
+    assert schema.revisions() == ["v1_initial", "v2_trial_cost", HEAD]
     schema.upgrade(sqlite_url)
     engine = sa.create_engine(sqlite_url)
     with engine.begin() as connection:
@@ -187,3 +187,36 @@ def test_queries_read_a_plain_optuna_database_without_creating_automl_tables(cap
     assert not {t for t in tables(sqlite_url) if t.startswith("automl_")}
     code, out, _ = run_cli(capsys, "db", "current", "--json", "--storage", sqlite_url)
     assert json.loads(out)["state"] == "empty"
+
+
+def test_upgrading_to_reservations_counts_each_studys_trials_less_its_retries(any_url):
+    url, _ = any_url
+    schema.upgrade(url, "v2_trial_cost")
+    study = optuna.create_study(study_name="old", storage=url)
+    trials = [study.ask() for _ in range(3)]
+    # Trial 2 re-ran trial 1 after its worker died (Optuna's mark on a retry).
+    study._storage.set_trial_system_attr(trials[2]._trial_id, "failed_trial", 1)
+    for trial in trials:
+        study.tell(trial, 1.0)
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO automl_budget_ledger (study_name, total_seconds, reserved_seconds, "
+                                   "spent_seconds, updated_at) VALUES ('old', NULL, 0, 3, '2026-01-02 03:04:05'), "
+                                   "('empty', NULL, 0, 0, '2026-01-02 03:04:05')"))
+        for number in range(3):
+            connection.execute(sa.text(
+                "INSERT INTO automl_trial_cost (study_name, trial_number, worker_id, device, reserved_seconds, "
+                "spent_seconds, state) VALUES ('old', :n, 'w', 'cpu', 1, 1, 'complete')"), {"n": number})
+    engine.dispose()
+    assert schema.upgrade(url)[1].current == HEAD
+    counts = dict(scalar_rows(url, "SELECT study_name, trials_started FROM automl_budget_ledger"))
+    assert counts == {"old": 2, "empty": 0}
+
+
+def scalar_rows(url: str, sql: str) -> list[tuple]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(sa.text(sql))]
+    finally:
+        engine.dispose()

@@ -30,17 +30,22 @@ def running_trial(url: str) -> int | None:
     return next((t.number for t in trials if t.state == TrialState.RUNNING and t.number >= 1), None)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request) -> str:
+    return request.getfixturevalue(f"{request.param}_url")
+
+
 @pytest.mark.slow
-def test_a_killed_worker_is_failed_settled_and_retried_once(write_study, sqlite_url, tmp_path, capsys):
+def test_a_killed_worker_is_failed_settled_and_retried_once(write_study, url, tmp_path, capsys):
     study = write_study(n_trials=3, trial_budget="2s")
     study.write_text(study.read_text().replace("seed = 0", "seed = 0\nheartbeat_interval = 1\ngrace_period = 2"))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH"))
                                                        if p))
-    worker = subprocess.Popen([sys.executable, "-m", "automl", "run", str(study), "--storage", sqlite_url],
+    worker = subprocess.Popen([sys.executable, "-m", "automl", "run", str(study), "--storage", url],
                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while (killed := running_trial(sqlite_url)) is None:
+        while (killed := running_trial(url)) is None:
             assert worker.poll() is None, worker.stderr.read()
             assert time.monotonic() < deadline, "no second trial started"
             time.sleep(0.2)
@@ -51,22 +56,23 @@ def test_a_killed_worker_is_failed_settled_and_retried_once(write_study, sqlite_
         if worker.poll() is None:
             worker.kill()
             worker.wait()
-    before = {t.number: t for t in optuna.load_study(study_name="tiny", storage=sqlite_url).trials}
+    before = {t.number: t for t in optuna.load_study(study_name="tiny", storage=url).trials}
     done_before = {n: t.value for n, t in before.items() if t.state == TrialState.COMPLETE}
     assert done_before and before[killed].state == TrialState.RUNNING
     time.sleep(2.5)  # the grace period passes: the killed worker's trial is stale
 
-    assert main(["run", str(study), "--storage", sqlite_url]) == 0, capsys.readouterr().err
-    trials = {t.number: t for t in optuna.load_study(study_name="tiny", storage=sqlite_url).trials}
+    assert main(["run", str(study), "--storage", url]) == 0, capsys.readouterr().err
+    trials = {t.number: t for t in optuna.load_study(study_name="tiny", storage=url).trials}
     assert {n: trials[n].value for n in done_before} == done_before  # no completed trial lost
     assert trials[killed].state == TrialState.FAIL
     retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == killed]
     assert len(retries) == 1  # retried once, with the same parameters
     (retry,) = retries
     assert retry.params == trials[killed].params and retry.state == TrialState.COMPLETE
+    assert retry.user_attrs["seed"] == trials[killed].user_attrs["seed"] != trials[killed - 1].user_attrs["seed"]
     assert sum(t.state == TrialState.COMPLETE for t in trials.values()) == 3  # n_trials configurations
 
-    engine = sa.create_engine(sqlite_url)
+    engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:
             rows = {r.trial_number: r for r in connection.execute(sa.select(TrialCostModel)).all()}
@@ -78,3 +84,4 @@ def test_a_killed_worker_is_failed_settled_and_retried_once(write_study, sqlite_
     assert set(rows) == set(trials)
     assert totals.reserved == pytest.approx(0.0, abs=1e-9)
     assert totals.spent == pytest.approx(sum(r.spent_seconds for r in rows.values()))
+    assert totals.trials == 3  # the retry took the killed trial's place
