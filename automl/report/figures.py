@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -45,10 +44,8 @@ class Figure:
 def draw_figures(study: optuna.Study, trials: Sequence[FrozenTrial], total_budget: float | None) -> list[Figure]:
     """Every figure of the report, in the order it shows them."""
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    with warnings.catch_warnings():  # Optuna calls its matplotlib plots experimental
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return [_history(study, complete), _budget(trials, total_budget), _importances(study, complete),
-                _intermediate(study, trials)]
+    return [_history(study, complete), _budget(trials, total_budget), _importances(study, complete),
+            _intermediate(study, trials)]
 
 
 def _history(study: optuna.Study, complete: list[FrozenTrial]) -> Figure:

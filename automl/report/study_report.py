@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +21,7 @@ from optuna.trial import TrialState
 from automl.errors import UserError
 from automl.report.figures import Figure, draw_figures
 from automl.report.tricks import TrickRow, trick_table
-from automl.storage.models import BudgetLedgerModel, session_scope
+from automl.storage.models import BudgetLedgerModel
 from automl.study.objective import ATTR_SPENT
 from automl.study.records import best_trials, trial_record, trick_params
 
@@ -53,6 +54,14 @@ class StudyReport:
 
 def build_report(study: optuna.Study, engine: sqlalchemy.Engine, shown_url: str) -> StudyReport:
     """Read the study once and draw every figure, in memory."""
+    with warnings.catch_warnings():
+        # Optuna marks its matplotlib plots and its retry helpers experimental: a notice for
+        # programmers using Optuna's API, not for the reader of a report.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _build(study, engine, shown_url)
+
+
+def _build(study: optuna.Study, engine: sqlalchemy.Engine, shown_url: str) -> StudyReport:
     trials = study.get_trials(deepcopy=False)
     total = total_budget(engine, study.study_name)
     best = best_trials(study, 1)
@@ -73,9 +82,11 @@ def total_budget(engine: sqlalchemy.Engine, study_name: str) -> float | None:
     """The study's total budget from automl's ledger; None without one (a plain Optuna database has no ledger)."""
     if not sqlalchemy.inspect(engine).has_table(BudgetLedgerModel.__tablename__):
         return None
-    with session_scope(engine) as session:
-        row = BudgetLedgerModel.find(session, study_name)
-        return row.total_seconds if row is not None else None
+    # Only the one column every revision of the ledger has: a report reads a database written by an
+    # older automl as it is, without asking for `automl db upgrade`.
+    query = sqlalchemy.select(BudgetLedgerModel.total_seconds).where(BudgetLedgerModel.study_name == study_name)
+    with engine.connect() as connection:
+        return connection.execute(query).scalar()
 
 
 def output_paths(output: str | None, png_dir: str | None) -> tuple[Path | None, Path | None]:

@@ -250,6 +250,23 @@ def test_report_of_a_study_run_by_automl(capsys, write_study, sqlite_url, tmp_pa
     assert len(page.images) == len(FIGURES)
 
 
+def test_a_database_written_by_an_older_automl_reports_without_an_upgrade(capsys, sqlite_url, tmp_path):
+    import sqlalchemy
+
+    from automl.storage.schema import upgrade
+
+    _study(sqlite_url, "ablation", TRIALS)
+    upgrade(sqlite_url, "v2_trial_cost")  # the ledger before it counted trials (v3)
+    with sqlalchemy.create_engine(sqlite_url).begin() as connection:
+        connection.execute(sqlalchemy.text(
+            "INSERT INTO automl_budget_ledger (study_name, total_seconds, reserved_seconds, spent_seconds, updated_at) "
+            "VALUES ('ablation', 45, 0, 12, '2026-11-21 00:00:00')"))
+    out = tmp_path / "report.html"
+    code, _, err = _report(capsys, "ablation", "--storage", sqlite_url, "-o", str(out))
+    assert code == 0, err
+    assert Page(out.read_text()).summary()["total budget (device-seconds)"] == "45.0"
+
+
 @pytest.mark.postgres
 def test_report_reads_a_postgresql_study_and_its_ledger(capsys, postgres_url, tmp_path):
     from automl.storage.ledger import Ledger
