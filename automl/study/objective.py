@@ -33,7 +33,7 @@ def original_number(trial: optuna.Trial) -> int:
     """The trial's own number, or for a retry (of a trial whose worker died) the number of the trial it
     re-runs, so the retry trains with the same seed as well as the same parameters."""
     frozen = trial.storage.get_trial(trial._trial_id)
-    history = optuna.storages.RetryFailedTrialCallback.retry_history(frozen)
+    history = frozen.system_attrs.get("retry_history", [])  # what Optuna's retry callback records
     return history[0] if history else trial.number
 
 

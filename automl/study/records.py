@@ -56,7 +56,7 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "end_reason": trial.user_attrs.get(ATTR_END, _default_reason(trial)),
         "end_detail": trial.user_attrs.get(ATTR_DETAIL) or trial.system_attrs.get("fail_reason"),
         "seed": trial.user_attrs.get(ATTR_SEED),
-        "retry_of": optuna.storages.RetryFailedTrialCallback.retried_trial_number(trial),
+        "retry_of": trial.system_attrs.get("failed_trial"),  # set by Optuna on the retry of a dead worker's trial
         "user_attrs": {k: v for k, v in trial.user_attrs.items()
                        if k not in (ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL, ATTR_SEED)},
     }
