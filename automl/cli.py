@@ -90,6 +90,25 @@ def build_parser() -> argparse.ArgumentParser:
     _storage_arg(report)
     _json_arg(report, "print the paths written as JSON")
     report.set_defaults(func=_cmd_report)
+    export = commands.add_parser("export", help="one trial of a study as a standalone run file for `automl train`")
+    export.add_argument("study")
+    export.add_argument("--trial", type=int, metavar="N", help="the trial to export (default: the best)")
+    export.add_argument("-o", "--out", metavar="RUN.toml", help="the run file (default: STUDY-trialN.toml)")
+    _storage_arg(export)
+    _plugin_arg(export)
+    _json_arg(export, "print what was written as JSON")
+    export.set_defaults(func=_cmd_export)
+
+    train = commands.add_parser("train", help="train an exported trial over seeds; validation and test error")
+    train.add_argument("run_file", metavar="RUN.toml")
+    train.add_argument("--budget", metavar="DUR", help="instead of the trial's budget: 90s, 5m, 30ep, 500steps")
+    train.add_argument("--seeds", type=_positive_int, default=1, metavar="K",
+                       help="train K times, seeds from the trial's own upwards (default 1)")
+    train.add_argument("-o", "--out", metavar="DIR", help="folder of the models (default: beside the run file)")
+    train.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    _plugin_arg(train)
+    _json_arg(train, "print every seed's errors, the mean and spread, and what was trained as JSON")
+    train.set_defaults(func=_cmd_train)
 
     db = commands.add_parser("db", help="automl's own tables in the study database: revision and upgrade")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
@@ -274,6 +293,47 @@ def _cmd_report(args: argparse.Namespace) -> int:
     for figure in report.figures:
         if figure.png is None:
             print(f"not drawn: {figure.name} ({figure.note})", file=sys.stderr)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from automl.storage import resolve_url
+    from automl.study.export import export_trial
+
+    _quiet_optuna()
+    exported = export_trial(resolve_url(args.storage), args.study, args.trial, _host(args.plugin), args.out)
+    if args.json:
+        _print_json(exported.as_dict())
+    else:
+        print(f"wrote {exported.path}: trial {exported.trial} of {exported.study}, validation error "
+              f"{exported.value:.4f}, tricks: {', '.join(exported.tricks) or '(none)'}; "
+              f"train it with: automl train {exported.path}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from automl.errors import TrialFailed
+    from automl.study.standalone import SeedProgress, prepare_run, record, results_table, train_seeds
+
+    host = _host(args.plugin)
+    prepared = prepare_run(args.run_file, host, seeds=args.seeds, budget=args.budget, device=args.device,
+                           out_dir=args.out)
+    for warning in prepared.replayed.warnings:
+        print(f"automl: warning: {warning}", file=sys.stderr)
+    try:
+        with SeedProgress(prepared.seeds, _stderr()) as progress:
+            runs = train_seeds(prepared, host, on_step=progress)
+    except TrialFailed as exc:
+        print(f"automl: error: training failed: {exc}", file=sys.stderr)
+        return 1
+    data = record(prepared, runs)
+    if args.json:
+        _print_json(data)
+    else:
+        console = _stdout()
+        console.print(results_table(data))
+        was = "" if data["trial_value"] is None else f"; the trial's validation error was {data['trial_value']:.4f}"
+        console.print(f"tricks: {', '.join(data['tricks']) or '(none)'}{was}", soft_wrap=True)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -134,16 +135,26 @@ def load_study_file(path: str | Path, variant: str | None = None) -> StudyFile:
         raise UserError(f"study file {str(path)!r} not found; the shipped ones are in studies/") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read study file {str(path)!r}: {exc}") from None
+    return parse_study_text(text, str(path), variant)
+
+
+def parse_study_text(text: str, path: str, variant: str | None = None) -> StudyFile:
+    """Validate the text of a study file (as read, or as stored with a study); ``path`` names it in errors."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: malformed TOML: {exc}") from None
-    raw = _apply_variant(path, raw, variant)
+    raw = _apply_variant(Path(path), raw, variant)
     try:
         config = StudyConfig.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(f"{path}: {_first_problem(exc)}") from None
-    return StudyFile(path=str(path), text=text, config=config)
+        raise UserError(f"{path}: {first_problem(exc)}") from None
+    return StudyFile(path=path, text=text, config=config)
+
+
+def config_digest(config: StudyConfig) -> str:
+    """The sha256 of a validated study config: which text (and variant) of a study file a trial ran with."""
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()
 
 
 def _apply_variant(path: Path, raw: dict[str, Any], variant: str | None) -> dict[str, Any]:
@@ -169,14 +180,15 @@ def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _first_problem(exc: ValidationError) -> str:
+def first_problem(exc: ValidationError, root: type[BaseModel] | None = None) -> str:
+    """The first error of a validation as one line: where (``[section] key:``), what, and the valid keys."""
     error = exc.errors(include_url=False)[0]
     loc = [str(part) for part in error["loc"] if not str(part).startswith(("function-", "union["))]
     kind = error["type"]
     where = _where(loc)
     if kind == "extra_forbidden":
         section, key = loc[:-1], loc[-1]
-        return f"{_where(section)}unknown key {key!r}; valid: {', '.join(_valid_keys(section))}".strip()
+        return f"{_where(section)}unknown key {key!r}; valid: {', '.join(_valid_keys(section, root or StudyConfig))}".strip()
     if kind == "missing":
         return f"{where}is required".strip()
     message = error["msg"].removeprefix("Value error, ")
@@ -193,8 +205,8 @@ def _where(loc: list[str]) -> str:
     return f"[{loc[0]}] {'.'.join(loc[1:])}: "
 
 
-def _valid_keys(section: list[str]) -> list[str]:
-    model: Any = StudyConfig
+def _valid_keys(section: list[str], root: type[BaseModel]) -> list[str]:
+    model: Any = root
     for part in section:
         field = model.model_fields.get(part)
         if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):

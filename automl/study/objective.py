@@ -15,7 +15,7 @@ from automl.budget import Budget
 from automl.errors import TrialFailed
 from automl.space import TrickSettings, select_tricks
 from automl.storage.artifacts import best_checkpoint, checkpoint, save_trial_model
-from automl.study.config import StudyConfig
+from automl.study.config import StudyConfig, config_digest
 from automl.train.data import Dataset
 from automl.train.loop import train
 from automl.train.models import build_model
@@ -27,6 +27,10 @@ ATTR_SPENT = "spent_seconds"
 ATTR_END = "end_reason"
 ATTR_DETAIL = "end_detail"
 ATTR_SEED = "seed"
+# What `automl export` needs to rebuild a trial: the budget it ran under (the command line may have
+# overridden the file's) and the digest of the study config it ran with (which stored text, which variant).
+ATTR_BUDGET = "budget"
+ATTR_CONFIG = "config_sha256"
 
 
 def original_number(trial: optuna.Trial) -> int:
@@ -59,6 +63,8 @@ class Objective:
         tricks = select_tricks(trial, self.tricks, self.settings, context)
         train_settings = self.config.train.resolve(trial)
         trial.set_user_attr(ATTR_TRICKS, [t.name for t in tricks])
+        trial.set_user_attr(ATTR_BUDGET, str(self.budget))
+        trial.set_user_attr(ATTR_CONFIG, config_digest(self.config))
         options = {t.name: dict(self.settings[t.name].options) for t in tricks
                    if t.name in self.settings and self.settings[t.name].options}
         if options:
