@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     _storage_arg(report)
     _json_arg(report, "print the paths written as JSON")
     report.set_defaults(func=_cmd_report)
+
     export = commands.add_parser("export", help="one trial of a study as a standalone run file for `automl train`")
     export.add_argument("study")
     export.add_argument("--trial", type=int, metavar="N", help="the trial to export (default: the best)")
