@@ -54,6 +54,8 @@ class Objective:
     artifacts: object
     """The artifact store that keeps each completed trial's model."""
     teacher_cache: Path
+    seed: int | None = None
+    """The study's seed when ``automl run --seed`` overrides ``[study] seed``; trials train with seed + number."""
 
     def __call__(self, trial: optuna.Trial) -> float:
         study = trial.study
@@ -69,7 +71,7 @@ class Objective:
                    if t.name in self.settings and self.settings[t.name].options}
         if options:
             trial.set_user_attr("options", options)
-        seed = self.config.study.seed + original_number(trial)
+        seed = (self.config.study.seed if self.seed is None else self.seed) + original_number(trial)
         trial.set_user_attr(ATTR_SEED, seed)
         torch.manual_seed(seed)
         task = self.config.task

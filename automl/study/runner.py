@@ -191,7 +191,8 @@ def run_study(prepared: PreparedStudy, study: optuna.Study | None = None, *,
     artifacts = Path(prepared.study_file.config.study.artifacts)
     objective = Objective(config=prepared.study_file.config, data=prepared.data, tricks=prepared.tricks,
                           settings=prepared.settings, device=prepared.device, budget=prepared.trial_budget,
-                          artifacts=artifact_store(artifacts), teacher_cache=artifacts / ".teachers")
+                          artifacts=artifact_store(artifacts), teacher_cache=artifacts / ".teachers",
+                          seed=prepared.seed)
     worker = Worker(study, Ledger(study_engine(study), study.study_name, device=str(prepared.device)),
                     prepared.trial_budget, prepared.n_trials)
     while (trial := worker.next_trial()) is not None:

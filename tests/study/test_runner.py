@@ -41,7 +41,7 @@ def test_cli_overrides_win_over_the_file(write_study, sqlite_url):
     study = run_study(prepared)
     assert study.study_name == "other" and len(study.trials) == 1
     assert study.trials[0].user_attrs["steps"] == 4
-    assert prepared.seed == 7
+    assert prepared.seed == 7 and study.trials[0].user_attrs["seed"] == 7  # trains with the seed too
 
 
 @pytest.fixture
