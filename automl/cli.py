@@ -111,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     _json_arg(train, "print every seed's errors, the mean and spread, and what was trained as JSON")
     train.set_defaults(func=_cmd_train)
 
+    new_trick = commands.add_parser("new-trick", help="write a working trick plugin, its test, and its entry point")
+    new_trick.add_argument("name", help="the trick's name, snake_case (also the module's)")
+    new_trick.add_argument("--dir", default=".", metavar="DIR", help="where to write NAME.py and test_NAME.py "
+                                                                     "(default: here)")
+    new_trick.add_argument("--force", action="store_true", help="overwrite files that exist")
+    _json_arg(new_trick, "print the files written and the entry point as JSON")
+    new_trick.set_defaults(func=_cmd_new_trick)
+
     db = commands.add_parser("db", help="automl's own tables in the study database: revision and upgrade")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     upgrade = db_commands.add_parser("upgrade", help="migrate automl's tables to this automl's revision, keeping rows")
@@ -335,6 +343,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
         console.print(results_table(data))
         was = "" if data["trial_value"] is None else f"; the trial's validation error was {data['trial_value']:.4f}"
         console.print(f"tricks: {', '.join(data['tricks']) or '(none)'}{was}", soft_wrap=True)
+    return 0
+
+
+def _cmd_new_trick(args: argparse.Namespace) -> int:
+    from automl.authoring import new_trick
+
+    created = new_trick(args.name, args.dir, installed=_host([]).tricks, force=args.force)
+    if args.json:
+        _print_json(created.as_dict())
+        return 0
+    print(f"wrote {created.module} and {created.test}\n"
+          f"  try it:   automl plugins show {created.name} --plugin {created.module}\n"
+          f"  test it:  python -m pytest {created.test}\n"
+          f"  use it:   automl run STUDY.toml --plugin {created.module}  (with {created.name!r} in [tricks] include)\n"
+          f"  ship it:  add to your package's pyproject.toml, with the module in your package:\n\n"
+          f"{created.entry_point}")
     return 0
 
 

@@ -1,14 +1,17 @@
-"""Helpers for testing tricks: tiny data and model, a short training run, and a recorder of every step."""
+"""Helpers for testing tricks: tiny data and model, a short training run (of a trick built through its
+search space, with :func:`try_trick`), and a recorder of every step."""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
+import optuna
 import torch
 from torch import nn
 
 from automl.budget import Budget
+from automl.space import TrickTrial, build_trick
 from automl.train.data import Dataset, InMemoryLoader, load_dataset
 from automl.train.loop import TrainResult, build_optimizer, train
 from automl.train.models import build_model
@@ -38,6 +41,33 @@ def train_tiny(tricks: Sequence[Trick] = (), budget: str = "40steps", *, data: D
     data = data or tiny_data()
     return train(model or tiny_model(data, seed), data, tiny_settings(**settings), Budget.parse(budget),
                  tricks=tricks, seed=seed)
+
+
+def try_trick(cls: type[Trick], budget: str = "20steps", *, params: Mapping[str, Any] | None = None,
+              options: Mapping[str, Any] | None = None, others: Sequence[Trick] = (), seed: int = 0,
+              data: Dataset | None = None, **settings: Any) -> tuple[Trick, TrainResult]:
+    """Build a trick class through its search space, as a study would, and train a tiny model with it on.
+
+    ``params`` fixes parameters by their own names (``{"sigma": 0.1}``); the others are sampled
+    from the trick's space with ``seed``. ``options`` are the keywords a study file sets and never
+    searches. Returns the trick, to inspect after training, and what the run measured.
+    """
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line per call
+    try:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    fixed = {f"{cls.name}.{key}": value for key, value in (params or {}).items()}
+    if fixed:
+        study.enqueue_trial(fixed)
+    trial = study.ask()
+    trick = build_trick(cls, TrickTrial(trial, cls.name), options)
+    unknown = sorted(set(fixed) - set(trial.params))
+    if unknown:
+        raise ValueError(f"{cls.__name__}.search_space suggests no {', '.join(unknown)}; "
+                         f"it suggests {', '.join(sorted(trial.params)) or 'nothing'}")
+    return trick, train_tiny([trick, *others], budget, data=data, seed=seed, **settings)
 
 
 def run_for(model: nn.Module, *, data: Dataset | None = None, autocast: dict[str, Any] | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from automl.testing import StepRecorder, one_thread, tiny_data, tiny_model, train_tiny
+from automl.testing import StepRecorder, one_thread, tiny_data, tiny_model, train_tiny, try_trick
 
 
 def test_tiny_data_shapes_and_determinism():
@@ -47,3 +47,18 @@ def test_one_thread_restores_the_thread_count_even_when_the_body_raises():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_try_trick_builds_the_trick_through_its_search_space_and_trains_with_it(one_thread):
+    from automl_plugins.label_smoothing import LabelSmoothing
+    from automl_plugins.warmup import Warmup
+
+    trick, result = try_trick(LabelSmoothing, "6steps", params={"epsilon": 0.15})
+    assert trick.epsilon == 0.15 and result.steps == 6
+    sampled = {try_trick(Warmup, "1steps", seed=seed)[0].fraction for seed in range(4)}
+    assert len(sampled) == 4 and all(0.01 <= f <= 0.3 for f in sampled)  # drawn from warmup's own range
+    recorded = StepRecorder()
+    try_trick(Warmup, "10steps", params={"fraction": 0.5}, others=[recorded], lr=0.1)
+    assert recorded.lrs[0] < recorded.lrs[4] < recorded.lrs[-1] == pytest.approx(0.1)  # warmed up while training
+    with pytest.raises(ValueError, match="suggests no label_smoothing.eps; it suggests label_smoothing.epsilon"):
+        try_trick(LabelSmoothing, params={"eps": 0.1})

@@ -1,0 +1,111 @@
+"""`automl new-trick`: the plugin it writes passes its own test, loads by path or as an installed package,
+and a study runs with it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from automl.cli import main
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def env_with(*paths: Path) -> dict[str, str]:
+    """This checkout first on the path, as the tests import it, then ``paths``."""
+    extra = [str(REPO_ROOT), *map(str, paths), os.environ.get("PYTHONPATH", "")]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in extra if p))
+
+
+@pytest.fixture
+def generated(tmp_path, capsys) -> Path:
+    code, out, err = run_cli(capsys, "new-trick", "input_noise", "--dir", str(tmp_path / "mine"), "--json")
+    assert code == 0, err
+    written = json.loads(out)
+    assert written["module"] == str(tmp_path / "mine" / "input_noise.py")
+    assert written["entry_point"] == '[project.entry-points.automl]\ninput_noise = "your_package.input_noise"'
+    return Path(written["module"])
+
+
+def test_the_generated_plugin_passes_its_own_test(generated):
+    test = generated.with_name("test_input_noise.py")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],
+                            cwd=generated.parent, env=env_with(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "5 passed" in result.stdout
+
+
+def test_a_study_runs_with_the_generated_trick_loaded_by_path(generated, write_study, sqlite_url, capsys):
+    code, out, _ = run_cli(capsys, "plugins", "show", "input_noise", "--plugin", str(generated), "--json")
+    assert code == 0
+    shown = json.loads(out)
+    assert shown["params"]["sigma"]["text"] == "[0.01, 0.3] log" and shown["source"] == str(generated)
+
+    study = write_study("""
+        [tricks]
+        include = ["input_noise"]
+        [tricks.input_noise]
+        enabled = true
+        """, n_trials=2)
+    code, _, err = run_cli(capsys, "run", str(study), "--storage", sqlite_url, "--plugin", str(generated))
+    assert code == 0, err
+    trials = optuna.load_study(study_name="tiny", storage=sqlite_url).trials
+    assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
+    for trial in trials:
+        assert trial.user_attrs["tricks"] == ["input_noise"]
+        assert 0.01 <= trial.params["input_noise.sigma"] <= 0.3
+
+
+@pytest.mark.slow
+def test_the_generated_trick_installed_as_a_package_is_found_through_its_entry_point(generated, tmp_path):
+    package = tmp_path / "pkg"
+    (package / "noise_tricks").mkdir(parents=True)
+    (package / "noise_tricks" / "__init__.py").write_text("")
+    (package / "noise_tricks" / "input_noise.py").write_text(generated.read_text())
+    snippet = json.loads(subprocess.run(
+        [sys.executable, "-m", "automl", "new-trick", "input_noise", "--dir", str(tmp_path / "again"), "--json"],
+        env=env_with(), capture_output=True, text=True, check=True).stdout)["entry_point"]
+    (package / "pyproject.toml").write_text(
+        '[project]\nname = "noise-tricks"\nversion = "0.1"\n\n'
+        + snippet.replace("your_package", "noise_tricks") + "\n")
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(site), str(package)], check=True, capture_output=True, timeout=300)
+    listed = subprocess.run([sys.executable, "-m", "automl", "plugins", "list", "--json"], env=env_with(site),
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    found = {t["name"]: t for t in json.loads(listed.stdout)["tricks"]}
+    assert found["input_noise"]["source"].startswith("noise-tricks 0.1")
+    assert "cosine" in found  # beside the built-in tricks
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["Input-Noise"], "trick name 'Input-Noise' must be a snake_case Python identifier"),
+    (["class"], "trick name 'class' must be a snake_case Python identifier"),
+    (["warmup"], "a trick named 'warmup' is already installed"),
+])
+def test_bad_names_are_one_line_and_write_nothing(capsys, tmp_path, argv, message):
+    code, out, err = run_cli(capsys, "new-trick", *argv, "--dir", str(tmp_path))
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_files_are_kept_unless_forced(capsys, generated):
+    generated.write_text("# my edits\n")
+    code, _, err = run_cli(capsys, "new-trick", "input_noise", "--dir", str(generated.parent))
+    assert code == 2 and err.count("\n") == 1
+    assert "already exist; pass --force to overwrite" in err and generated.read_text() == "# my edits\n"
+    assert run_cli(capsys, "new-trick", "input_noise", "--dir", str(generated.parent), "--force")[0] == 0
+    assert "class InputNoise(Trick)" in generated.read_text()
