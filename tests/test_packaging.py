@@ -31,7 +31,9 @@ def test_wheel_install_registers_the_builtin_plugins(tmp_path):
         "                  'failures': [str(f) for f in host.failures],\n"
         "                  'migrations': str(schema.script_location()), 'head': schema.head(),\n"
         "                  'report_template': importlib.resources.files('automl.report')\n"
-        "                      .joinpath('templates/report.html.j2').is_file()}))\n"
+        "                      .joinpath('templates/report.html.j2').is_file(),\n"
+        "                  'trick_templates': sorted(p.name for p in importlib.resources.files('automl')\n"
+        "                      .joinpath('templates').iterdir() if p.name.endswith('.j2'))}))\n"
     )
     # The wheel's copy comes first on the path, ahead of the editable install of this checkout.
     env = {**os.environ, "PYTHONPATH": str(site)}
@@ -43,6 +45,7 @@ def test_wheel_install_registers_the_builtin_plugins(tmp_path):
     assert {"warmup", "cosine", "label_smoothing"} <= set(found["tricks"])
     assert found["failures"] == []
     assert found["report_template"]  # automl report's Jinja template ships in the wheel
+    assert found["trick_templates"] == ["test_trick.py.j2", "trick.py.j2"]  # and automl new-trick's
     # automl's migrations travel inside the wheel, and `automl db upgrade` runs them from there.
     assert found["migrations"] == str(site / "automl" / "_migrations") and found["head"] == "v3_reservations"
     url = f"sqlite:///{tmp_path / 'wheel.db'}"
