@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import keyword
-import re
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -11,8 +13,7 @@ from typing import Iterable
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from automl.errors import UserError
-
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+from automl.host import _NAME, _RESERVED  # the host's own rule: a name it would refuse is no use
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,18 @@ def new_trick(name: str, directory: str | Path = ".", *, installed: Iterable[str
     """Write ``DIRECTORY/NAME.py`` and ``DIRECTORY/test_NAME.py``; ``installed`` are the trick names taken."""
     if not _NAME.match(name) or keyword.iskeyword(name):
         raise UserError(f"trick name {name!r} must be a snake_case Python identifier, such as 'input_noise'")
+    if name in _RESERVED:
+        raise UserError(f"trick name {name!r} is reserved: a study names its own parameters {name}.*; "
+                        "choose another name")
     if name in set(installed):
         raise UserError(f"a trick named {name!r} is already installed (automl plugins show {name}); "
                         "choose another name")
     folder = Path(directory)
     created = NewTrick(name, folder / f"{name}.py", folder / f"test_{name}.py")
+    shadowed = _module_elsewhere(name, created.module)
+    if shadowed:
+        raise UserError(f"trick name {name!r} is also the module {name} ({shadowed}), which {name}.py would "
+                        "hide from the generated test and the trick; choose another name")
     existing = [str(p) for p in (created.module, created.test) if p.exists()]
     if existing and not force:
         raise UserError(f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
@@ -51,10 +59,43 @@ def new_trick(name: str, directory: str | Path = ".", *, installed: Iterable[str
                             keep_trailing_newline=True)
     texts = {path: templates.get_template(template).render(values)
              for path, template in ((created.module, "trick.py.j2"), (created.test, "test_trick.py.j2"))}
-    folder.mkdir(parents=True, exist_ok=True)
-    for path, text in texts.items():
-        path.write_text(text)
+    _write_all(folder, texts)
     return created
+
+
+def _module_elsewhere(name: str, module: Path) -> str | None:
+    """Where an importable module called ``name`` lives, other than ``module``; None if there is none.
+
+    The generated test imports the trick by its module name, from the folder it is in, so
+    ``torch.py`` or ``json.py`` there would stand in for the real ``torch`` or ``json``.
+    """
+    if name in sys.stdlib_module_names:
+        return "standard library"
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    origin = spec.origin if spec else None
+    if origin in (None, "namespace", "built-in", "frozen") or Path(origin).resolve() == module.resolve():
+        return None
+    return origin
+
+
+def _write_all(folder: Path, texts: dict[Path, str]) -> None:
+    """Write every file or none: each goes to a temporary file beside it, then all are renamed."""
+    temporary: dict[Path, Path] = {}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for path, text in texts.items():
+            temporary[path] = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            temporary[path].write_text(text)
+        for path, tmp in temporary.items():
+            os.replace(tmp, path)
+    except OSError as exc:
+        for tmp in temporary.values():
+            tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write the trick into {str(folder)!r}: {exc.strerror or exc}; "
+                        "choose a --dir you can write to") from None
 
 
 __all__ = ["NewTrick", "new_trick"]

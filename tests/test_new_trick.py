@@ -95,11 +95,25 @@ def test_the_generated_trick_installed_as_a_package_is_found_through_its_entry_p
     (["Input-Noise"], "trick name 'Input-Noise' must be a snake_case Python identifier"),
     (["class"], "trick name 'class' must be a snake_case Python identifier"),
     (["warmup"], "a trick named 'warmup' is already installed"),
+    # The host refuses these names for a trick, so the plugin would never load.
+    (["train"], "trick name 'train' is reserved: a study names its own parameters train.*"),
+    (["owner"], "trick name 'owner' is reserved"),
+    # The generated test imports the module by name: json.py or optuna.py would hide the real one.
+    (["json"], "trick name 'json' is also the module json (standard library), which json.py would hide"),
+    (["optuna"], f"trick name 'optuna' is also the module optuna ({optuna.__file__})"),
 ])
 def test_bad_names_are_one_line_and_write_nothing(capsys, tmp_path, argv, message):
     code, out, err = run_cli(capsys, "new-trick", *argv, "--dir", str(tmp_path))
     assert code == 2 and out == "" and err.count("\n") == 1 and message in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dir_that_is_a_file_is_one_line_and_writes_nothing(capsys, tmp_path):
+    (tmp_path / "taken").write_text("")
+    code, out, err = run_cli(capsys, "new-trick", "input_noise", "--dir", str(tmp_path / "taken"))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"cannot write the trick into {str(tmp_path / 'taken')!r}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
 
 def test_existing_files_are_kept_unless_forced(capsys, generated):
@@ -109,3 +123,4 @@ def test_existing_files_are_kept_unless_forced(capsys, generated):
     assert "already exist; pass --force to overwrite" in err and generated.read_text() == "# my edits\n"
     assert run_cli(capsys, "new-trick", "input_noise", "--dir", str(generated.parent), "--force")[0] == 0
     assert "class InputNoise(Trick)" in generated.read_text()
+    assert sorted(p.name for p in generated.parent.iterdir()) == ["input_noise.py", "test_input_noise.py"]
