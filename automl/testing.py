@@ -1,5 +1,5 @@
 """Helpers for testing tricks: tiny data and model, a short training run (of a trick built through its
-search space, with :func:`try_trick`), and a recorder of every step."""
+search space, with :func:`try_trick`), and recorders of every step and every training batch."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import torch
 from torch import nn
 
 from automl.budget import Budget
+from automl.host import validate_trick
 from automl.space import TrickTrial, build_trick
 from automl.train.data import Dataset, InMemoryLoader, load_dataset
 from automl.train.loop import TrainResult, build_optimizer, train
 from automl.train.models import build_model
 from automl.train.settings import TrainSettings
-from automl.trick import Run, Trick
+from automl.trick import HOOKS, Run, Trick
 
 
 def tiny_data(**options: Any) -> Dataset:
@@ -48,10 +49,14 @@ def try_trick(cls: type[Trick], budget: str = "20steps", *, params: Mapping[str,
               data: Dataset | None = None, **settings: Any) -> tuple[Trick, TrainResult]:
     """Build a trick class through its search space, as a study would, and train a tiny model with it on.
 
+    The class is first checked as the host checks a plugin's tricks (ValueError says what is wrong).
     ``params`` fixes parameters by their own names (``{"sigma": 0.1}``); the others are sampled
     from the trick's space with ``seed``. ``options`` are the keywords a study file sets and never
-    searches. Returns the trick, to inspect after training, and what the run measured.
+    searches. ``others`` train beside it, after it (a :class:`StepRecorder`, a :class:`BatchRecorder`).
+    Training runs on one CPU thread. An exception raised in one of the trick's hooks carries a note
+    naming the hook and the step. Returns the trick, to inspect after training, and what the run measured.
     """
+    validate_trick(cls)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line per call
     try:
@@ -67,7 +72,29 @@ def try_trick(cls: type[Trick], budget: str = "20steps", *, params: Mapping[str,
     if unknown:
         raise ValueError(f"{cls.__name__}.search_space suggests no {', '.join(unknown)}; "
                          f"it suggests {', '.join(sorted(trial.params)) or 'nothing'}")
-    return trick, train_tiny([trick, *others], budget, data=data, seed=seed, **settings)
+    with one_thread():
+        try:
+            return trick, train_tiny([trick, *others], budget, data=data, seed=seed, **settings)
+        except Exception as exc:
+            where = _hook_that_raised(exc, trick)
+            if where:
+                exc.add_note(f"raised by {type(trick).__name__}.{where}, in try_trick")
+            raise
+
+
+def _hook_that_raised(exc: BaseException, trick: Trick) -> str | None:
+    """``hook at step N (progress P)`` for the outermost frame of the traceback in one of ``trick``'s hooks."""
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name in HOOKS and frame.f_locals.get("self") is trick:
+            run = frame.f_locals.get("run")
+            progress = run.progress if isinstance(run, Run) else frame.f_locals.get("progress")
+            step = f" at step {run.step}" if isinstance(run, Run) else ""
+            at = f" (progress {progress:.3f})" if isinstance(progress, float) else ""
+            return f"{frame.f_code.co_name}{step}{at}"
+        tb = tb.tb_next
+    return None
 
 
 def run_for(model: nn.Module, *, data: Dataset | None = None, autocast: dict[str, Any] | None = None,
@@ -104,6 +131,19 @@ class StepRecorder(Trick):
     def lrs(self) -> list[float]:
         """The LR of the first param group at each step."""
         return [s[3][0] for s in self.steps]
+
+
+class BatchRecorder(Trick):
+    """Records a copy of every training batch ``(x, y)`` as the tricks before it in the list left it."""
+
+    name = "batch_recorder"
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def transform_batch(self, run: Run, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.batches.append((x.detach().clone(), y.detach().clone()))
+        return x, y
 
 
 @contextlib.contextmanager
