@@ -237,6 +237,7 @@ def _cmd_plugins_show(args: argparse.Namespace) -> int:
     if record["doc"]:
         console.print(record["doc"])
     console.print(f"owns: {', '.join(record['owns']) or '-'}")
+    console.print(f"hooks: {', '.join(record['hooks']) or '-'}")
     console.print("parameters:" if record["params"] else "parameters: -")
     for name, space in record["params"].items():
         console.print(f"  {record['name']}.{name}  {space['text']}")
@@ -438,13 +439,17 @@ def _trick_record(info) -> dict[str, Any]:
     import inspect
 
     from automl.space import option_names
+    from automl.trick import HOOKS, Trick
 
     recorder = SpaceRecorder(info.name)
     returned = info.cls.search_space(recorder)
     signature = inspect.signature(info.cls.__init__).parameters
     options = {name: signature[name].default for name in option_names(info.cls, returned)}
     doc = (info.cls.__doc__ or sys.modules[info.cls.__module__].__doc__ or "").strip().splitlines()
-    return {"name": info.name, "owns": list(info.cls.owns), "plugin": info.plugin, "source": info.source,
+    # The hooks the trainer will call: a misspelt hook is not among them, and is never called.
+    hooks = [hook for hook in HOOKS if getattr(info.cls, hook) is not getattr(Trick, hook)]
+    return {"name": info.name, "owns": list(info.cls.owns), "hooks": hooks, "plugin": info.plugin,
+            "source": info.source,
             "params": {name: to_json(dist) for name, dist in recorder.params.items()},
             "options": {name: None if value is inspect.Parameter.empty else value for name, value in options.items()},
             "doc": doc[0] if doc else ""}

@@ -52,6 +52,7 @@ def test_a_study_runs_with_the_generated_trick_loaded_by_path(generated, write_s
     assert code == 0
     shown = json.loads(out)
     assert shown["params"]["sigma"]["text"] == "[0.01, 0.3] log" and shown["source"] == str(generated)
+    assert shown["hooks"] == ["transform_batch"] and shown["owns"] == [] and shown["options"] == {}
 
     study = write_study("""
         [tricks]
@@ -66,6 +67,18 @@ def test_a_study_runs_with_the_generated_trick_loaded_by_path(generated, write_s
     for trial in trials:
         assert trial.user_attrs["tricks"] == ["input_noise"]
         assert 0.01 <= trial.params["input_noise.sigma"] <= 0.3
+
+
+def test_plugins_show_lists_the_hooks_the_trainer_will_call(generated, capsys):
+    # A misspelt hook is an ordinary method the trainer never calls: show makes that visible.
+    generated.write_text(generated.read_text().replace("def transform_batch(", "def transform_batches("))
+    code, out, err = run_cli(capsys, "plugins", "show", "input_noise", "--plugin", str(generated))
+    assert code == 0, err
+    assert "hooks: -\n" in out and "input_noise.sigma  [0.01, 0.3] log" in out
+    code, out, _ = run_cli(capsys, "plugins", "list", "--plugin", str(generated), "--json")
+    hooks = {t["name"]: t["hooks"] for t in json.loads(out)["tricks"]}
+    assert hooks["input_noise"] == [] and hooks["warmup"] == ["lr_factor"]
+    assert hooks["swa"] == ["setup", "on_end", "on_step_end", "predict"]
 
 
 @pytest.mark.slow
