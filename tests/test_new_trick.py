@@ -3,13 +3,17 @@ and a study runs with it."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import optuna
+import pyflakes.api
+import pyflakes.reporter
 import pytest
 
 from automl.cli import main
@@ -39,12 +43,35 @@ def generated(tmp_path, capsys) -> Path:
     return Path(written["module"])
 
 
-def test_the_generated_plugin_passes_its_own_test(generated):
-    test = generated.with_name("test_input_noise.py")
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],
-                            cwd=generated.parent, env=env_with(), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 passed" in result.stdout
+def test_the_generated_files_are_lint_clean(generated):
+    for path in (generated, generated.with_name("test_input_noise.py")):
+        report = io.StringIO()
+        assert pyflakes.api.check(path.read_text(), str(path), pyflakes.reporter.Reporter(report, report)) == 0, \
+            report.getvalue()
+
+
+def test_the_generated_plugin_passes_its_own_test_which_fails_without_the_effect(generated, tmp_path, capsys):
+    # A second trick whose hook lost its effect: its generated test must notice, in training too.
+    code, _, err = run_cli(capsys, "new-trick", "lost_noise", "--dir", str(tmp_path / "lost"))
+    assert code == 0, err
+    lost = tmp_path / "lost" / "lost_noise.py"
+    effect = "        return add_noise(x, self.sigma), y\n"
+    assert effect in lost.read_text()
+    lost.write_text(lost.read_text().replace(effect, "        return x, y\n"))
+    report = tmp_path / "report.xml"
+    # One interpreter for both test files, to import torch once.
+    tests = [str(generated.with_name("test_input_noise.py")), str(lost.with_name("test_lost_noise.py"))]
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
+                             *tests], cwd=tmp_path, env=env_with(), capture_output=True, text=True, timeout=300)
+    outcomes: dict[str, dict[str, bool]] = {}
+    for case in ET.parse(report).iter("testcase"):
+        passed = case.find("failure") is None and case.find("error") is None and case.find("skipped") is None
+        outcomes.setdefault(case.get("classname").rsplit(".", 1)[-1], {})[case.get("name")] = passed
+    good, bad = outcomes["test_input_noise"], outcomes["test_lost_noise"]
+    assert len(good) == 5 and all(good.values()), result.stdout + result.stderr
+    assert sorted(name for name, passed in bad.items() if not passed) == [
+        "test_a_tiny_model_trains_on_noisy_batches", "test_training_batches_get_noise_and_keep_their_labels"]
+    assert bad.keys() == good.keys() and result.returncode == 1
 
 
 def test_a_study_runs_with_the_generated_trick_loaded_by_path(generated, write_study, sqlite_url, capsys):
