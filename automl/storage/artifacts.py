@@ -33,6 +33,11 @@ def checkpoint(model: nn.Module, name: str, model_args: dict[str, Any], in_chann
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
 
 
+def with_weights(ckpt: dict, state_dict: dict[str, torch.Tensor]) -> dict:
+    """``ckpt``'s architecture with other weights (a snapshot, an average), as a checkpoint of its own."""
+    return {**ckpt, "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}}
+
+
 def save_trial_model(trial: optuna.Trial, store: FileSystemArtifactStore, ckpt: dict,
                      weights: dict[str, dict[str, torch.Tensor]] | None = None) -> str:
     """Upload ``ckpt`` as the trial's model, and each of ``weights`` as a checkpoint of the same architecture;
@@ -44,8 +49,7 @@ def save_trial_model(trial: optuna.Trial, store: FileSystemArtifactStore, ckpt: 
             return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
 
         artifact_id = upload("model", ckpt)
-        extra = {name: upload(name, {**ckpt, "state_dict": {k: v.detach().cpu() for k, v in state.items()}})
-                 for name, state in (weights or {}).items()}
+        extra = {name: upload(name, with_weights(ckpt, state)) for name, state in (weights or {}).items()}
     trial.set_user_attr(ATTR_MODEL, artifact_id)
     if extra:
         trial.set_user_attr(ATTR_WEIGHTS, extra)

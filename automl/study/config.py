@@ -7,15 +7,18 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from torch import nn
 
 from automl.budget import Budget
 from automl.errors import UserError
 from automl.host import Host
 from automl.space import (Choices, Override, Pinned, Range, SpaceRecorder, TrickSettings, build_trick, option_names,
                           pinned_conflicts)
-from automl.train.data import DATASETS
-from automl.train.models import MODELS
+from automl.storage.artifacts import checkpoint
+from automl.train.data import DATASETS, Dataset, load_dataset
+from automl.train.models import MODELS, build_model
 from automl.train.settings import TrainSettings
 from automl.trick import Trick
 
@@ -75,6 +78,21 @@ class TaskSection(_Section):
     dataset_args: dict[str, Any] = {}
     model_args: dict[str, Any] = {}
 
+    def load_data(self, *, seed: int, device: torch.device) -> Dataset:
+        """The task's data on ``device``; ``seed`` splits train from val (the study's, so that every
+        trial and every retraining is scored on the same validation samples)."""
+        return load_dataset(self.dataset, root=self.data_root, val_fraction=self.val_fraction, seed=seed,
+                            device=device, download=self.download, verify=self.verify, **self.dataset_args)
+
+    def build_model(self, data: Dataset) -> nn.Module:
+        """A new model of the task's architecture for ``data``'s images and classes (seed torch first)."""
+        return build_model(self.model, in_channels=data.input_shape[0], num_classes=data.num_classes,
+                           **self.model_args)
+
+    def checkpoint(self, model: nn.Module, data: Dataset) -> dict[str, Any]:
+        """``model`` as a self-describing checkpoint that :func:`automl.storage.artifacts.load_model` rebuilds."""
+        return checkpoint(model, self.model, self.model_args, data.input_shape[0], data.num_classes)
+
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, value: str) -> str:
@@ -128,14 +146,18 @@ def load_study_file(path: str | Path, variant: str | None = None) -> StudyFile:
     same comparison on CPU digits and on GPU CIFAR-10, say); the study name gets ``-NAME``
     unless the variant sets its own.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"study file {str(path)!r} not found; the shipped ones are in studies/") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read study file {str(path)!r}: {exc}") from None
+    text = read_text(Path(path), "study file", "the shipped ones are in studies/")
     return parse_study_text(text, str(path), variant)
+
+
+def read_text(path: Path, kind: str, if_missing: str) -> str:
+    """The text of a ``kind`` of file; a missing or unreadable one is a one-line UserError (``if_missing``: the fix)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{kind} {str(path)!r} not found; {if_missing}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {kind} {str(path)!r}: {exc}") from None
 
 
 def parse_study_text(text: str, path: str, variant: str | None = None) -> StudyFile:

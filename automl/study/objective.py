@@ -14,11 +14,10 @@ import torch
 from automl.budget import Budget
 from automl.errors import TrialFailed
 from automl.space import TrickSettings, select_tricks
-from automl.storage.artifacts import best_checkpoint, checkpoint, save_trial_model
+from automl.storage.artifacts import best_checkpoint, save_trial_model
 from automl.study.config import StudyConfig, config_digest
 from automl.train.data import Dataset
 from automl.train.loop import train
-from automl.train.models import build_model
 from automl.trick import Trick, TrialContext
 
 # Trial user attributes, the record `automl trials` and `automl best` read back.
@@ -75,8 +74,7 @@ class Objective:
         trial.set_user_attr(ATTR_SEED, seed)
         torch.manual_seed(seed)
         task = self.config.task
-        model = build_model(task.model, in_channels=self.data.input_shape[0],
-                            num_classes=self.data.num_classes, **task.model_args)
+        model = task.build_model(self.data)
 
         def report(rung: int, progress: float, val_error: float) -> bool:
             trial.report(val_error, rung)
@@ -106,8 +104,6 @@ class Objective:
         if result.pruned:
             trial.set_user_attr(ATTR_END, "pruned")
             raise optuna.TrialPruned(f"pruned at progress {result.progress:.2f}")
-        save_trial_model(trial, self.artifacts, checkpoint(model, task.model, task.model_args,
-                                                           self.data.input_shape[0], self.data.num_classes),
-                         result.weights)
+        save_trial_model(trial, self.artifacts, task.checkpoint(model, self.data), result.weights)
         trial.set_user_attr(ATTR_END, "complete")
         return result.val_error

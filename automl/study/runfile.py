@@ -25,7 +25,8 @@ from automl.budget import Budget
 from automl.errors import UserError
 from automl.host import Host
 from automl.space import TrickSettings, select_tricks
-from automl.study.config import StudyConfig, StudyFile, StudySection, TaskSection, TricksSection, first_problem, study_tricks
+from automl.study.config import (StudyConfig, StudyFile, StudySection, TaskSection, TricksSection, first_problem,
+                                 read_text, study_tricks)
 from automl.train.settings import TrainSettings
 from automl.trick import Trick, TrialContext
 
@@ -113,12 +114,7 @@ class LoadedRun:
 def load_run_file(path: str | Path) -> LoadedRun:
     """Read and validate a run file; every problem is one line that names the file and the key."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"run file {str(path)!r} not found; write one with `automl export STUDY -o {path}`") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read run file {str(path)!r}: {exc}") from None
+    text = read_text(path, "run file", f"write one with `automl export STUDY -o {path}`")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

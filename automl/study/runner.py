@@ -26,7 +26,7 @@ from automl.storage.models import StudySourceModel, session_scope
 from automl.storage.schema import ensure_schema
 from automl.study.config import StudyFile, study_tricks
 from automl.study.objective import ATTR_SPENT, Objective
-from automl.train.data import Dataset, load_dataset
+from automl.train.data import Dataset
 from automl.trick import Trick
 
 
@@ -78,10 +78,7 @@ def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(
     if total_budget is not None and total_budget.unit != "seconds":
         raise UserError(f"--total-budget must be device time such as '10m', got '{total_budget}'")
     device = resolve_device(overrides.device or "auto")
-    task = config.task
-    data = load_dataset(task.dataset, root=task.data_root, val_fraction=task.val_fraction,
-                        seed=config.study.seed, device=torch.device("cpu") if data_on_cpu else device,
-                        download=task.download, verify=task.verify, **task.dataset_args)
+    data = config.task.load_data(seed=config.study.seed, device=torch.device("cpu") if data_on_cpu else device)
     return PreparedStudy(
         study_file=study_file, name=overrides.study_name or config.study.name,
         storage_url=resolve_url(overrides.storage, config.study.storage), tricks=tricks, settings=settings,

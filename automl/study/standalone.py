@@ -13,12 +13,11 @@ import torch
 from automl.budget import Budget
 from automl.errors import UserError
 from automl.host import Host
-from automl.storage.artifacts import checkpoint
+from automl.storage.artifacts import with_weights
 from automl.study.runfile import LoadedRun, Replayed, atomic_write, load_run_file, replay_run
 from automl.study.runner import resolve_device
-from automl.train.data import Dataset, load_dataset
+from automl.train.data import Dataset
 from automl.train.loop import TrainResult, train
-from automl.train.models import build_model
 from automl.trick import Run, Trick, TrialContext
 
 if TYPE_CHECKING:
@@ -70,8 +69,7 @@ def prepare_run(path: str | Path, host: Host, *, seeds: int = 1, budget: str | N
         raise UserError(f"-o {str(folder)!r} is a file; fix: give a folder for the models")
     task = run.task
     # The study's own seed splits train from val, so every seed is scored on the trial's val samples.
-    data = load_dataset(task.dataset, root=task.data_root, val_fraction=task.val_fraction, seed=run.run.data_seed,
-                        device=resolved, download=task.download, verify=task.verify, **task.dataset_args)
+    data = task.load_data(seed=run.run.data_seed, device=resolved)
     return PreparedRun(loaded, replayed, data, resolved, chosen,
                        [run.run.seed + k for k in range(seeds)], folder, context)
 
@@ -84,21 +82,20 @@ def train_seeds(prepared: PreparedRun, host: Host, on_step: Ticker | None = None
     for seed in prepared.seeds:
         replayed = replay_run(prepared.loaded, host, prepared.context)  # fresh trick objects: they keep state
         torch.manual_seed(seed)
-        model = build_model(task.model, in_channels=prepared.data.input_shape[0],
-                            num_classes=prepared.data.num_classes, **task.model_args)
+        model = task.build_model(prepared.data)
         display = [_Ticker(seed, on_step)] if on_step is not None else []
         result = train(model, prepared.data, replayed.train, prepared.budget, tricks=[*replayed.tricks, *display],
                        device=prepared.device, seed=seed, evaluate_test=True, context=prepared.context)
         if on_step is not None:
             on_step(seed, 1.0)
-        ckpt = checkpoint(model, task.model, task.model_args, prepared.data.input_shape[0], prepared.data.num_classes)
+        ckpt = task.checkpoint(model, prepared.data)
         path = prepared.model_path(seed)
         _save(path, ckpt)
         # The extra weights the tricks kept (snapshots, averages), as checkpoints of the same architecture.
         weights = {}
         for name, state in result.weights.items():
             weights[name] = path.with_name(f"{path.stem}-{name}.pt")
-            _save(weights[name], {**ckpt, "state_dict": {k: v.detach().cpu() for k, v in state.items()}})
+            _save(weights[name], with_weights(ckpt, state))
         runs.append(SeedRun(seed, replayed, result, path, weights))
     return runs
 
