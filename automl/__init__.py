@@ -3,7 +3,7 @@
 from automl.budget import Budget
 from automl.errors import TrialFailed, UserError
 from automl.hookspecs import hookimpl, hookspec
-from automl.trick import Run, Trick
+from automl.trick import INFERENCE_COST, Run, Trick
 
-__all__ = ["Budget", "Run", "Trick", "TrialFailed", "UserError", "hookimpl", "hookspec"]
+__all__ = ["INFERENCE_COST", "Budget", "Run", "Trick", "TrialFailed", "UserError", "hookimpl", "hookspec"]
 __version__ = "0.1.0"

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
+INFERENCE_COST = "inference_cost"
+"""The ``Run.attrs`` key of the forward passes one prediction costs (1 unless a trick ensembles)."""
+
 
 @dataclass(eq=False)
 class Run:
@@ -46,7 +49,7 @@ class Run:
     """A ``torch.amp.GradScaler`` the step uses for backward and optimizer step, when set."""
     attrs: dict[str, Any] = field(default_factory=dict)
     """JSON-able facts a trick wants stored with the trial (prefix keys with the trick's name).
-    ``inference_cost``: forward passes per prediction (1 unless a trick ensembles)."""
+    ``INFERENCE_COST`` (``"inference_cost"``): forward passes per prediction (1 unless a trick ensembles)."""
     weights: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     """Extra weights a trick wants kept with the trial in the artifact store, beside the trained model:
     name (prefixed with the trick's) to the ``state_dict`` of a model of the same architecture, such
