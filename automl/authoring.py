@@ -13,6 +13,7 @@ from typing import Iterable
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from automl.errors import UserError
+from automl.files import write_beside
 from automl.host import _NAME, _RESERVED  # the host's own rule: a name it would refuse is no use
 
 
@@ -87,8 +88,7 @@ def _write_all(folder: Path, texts: dict[Path, str]) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for path, text in texts.items():
-            temporary[path] = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            temporary[path].write_text(text)
+            temporary[path] = write_beside(path, text.encode("utf-8"))
         for path, tmp in temporary.items():
             os.replace(tmp, path)
     except OSError as exc:
