@@ -21,12 +21,10 @@ import optuna  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
-from automl.report.tricks import FINISHED  # noqa: E402
-from automl.study.objective import ATTR_SPENT  # noqa: E402
+from automl.study.records import ATTR_SPENT, FINISHED, STATE_NAMES  # noqa: E402
 
 TARGET = "validation error"
-STATES = {TrialState.COMPLETE: ("complete", "tab:green"), TrialState.PRUNED: ("pruned", "tab:orange"),
-          TrialState.FAIL: ("failed", "tab:red")}
+COLOURS = {TrialState.COMPLETE: "tab:green", TrialState.PRUNED: "tab:orange", TrialState.FAIL: "tab:red"}
 DPI = 100
 
 
@@ -70,10 +68,10 @@ def _budget(trials: Sequence[FrozenTrial], total: float | None) -> Figure:
     with plt.style.context("ggplot"):  # the look of Optuna's plots beside it
         fig, ax = plt.subplots(tight_layout=True)
         ax.step([0.0, *minutes], [0.0, *spent], where="post", color="0.35", linewidth=1, zorder=1)
-        for state, (label, colour) in STATES.items():
+        for state, colour in COLOURS.items():
             points = [(m, s) for m, s, t in zip(minutes, spent, done) if t.state == state]
             if points:
-                ax.scatter(*zip(*points), s=14, color=colour, zorder=2, label=f"{label} ({len(points)})")
+                ax.scatter(*zip(*points), s=14, color=colour, zorder=2, label=f"{STATE_NAMES[state]} ({len(points)})")
         if total:
             ax.axhline(total, color="tab:blue", linestyle="--", label=f"total budget ({total:g} s)")
         ax.set_title(title)

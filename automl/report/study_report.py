@@ -6,8 +6,6 @@ file in one rename, so a failed report leaves nothing half-written.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -16,18 +14,15 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.trial import TrialState
 
 from automl.errors import UserError
+from automl.files import atomic_write
 from automl.report.figures import Figure, draw_figures
 from automl.report.tricks import TrickRow, trick_table
 from automl.storage.models import BudgetLedgerModel
-from automl.study.objective import ATTR_SPENT
-from automl.study.records import best_trials, trial_record, trick_params
+from automl.study.records import ATTR_SPENT, STATE_NAMES, best_trials, trial_record, trick_params
 
 DEFAULT_HTML = "report.html"
-STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
-          TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
 
 
 @dataclass
@@ -72,7 +67,7 @@ def _build(study: optuna.Study, engine: sqlalchemy.Engine, shown_url: str) -> St
         study_name=study.study_name, storage=shown_url,
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         study_attrs=dict(study.user_attrs),
-        states={name: sum(t.state == state for t in trials) for state, name in STATES.items()},
+        states={name: sum(t.state == state for t in trials) for state, name in STATE_NAMES.items()},
         spent_seconds=sum(t.user_attrs.get(ATTR_SPENT, 0.0) for t in trials),
         total_budget=total, best=record, tricks=trick_table(trials),
         figures=draw_figures(study, trials, total))
@@ -118,22 +113,9 @@ def write_report(report: StudyReport, html: Path | None, png_dir: Path | None) -
                 path.write_bytes(figure.png)
                 written.append(path)
     if html is not None and text is not None:
-        _replace(html, text)
+        atomic_write(html, text)  # a browser reloading sees the old report or the new one
         written.append(html)
     return written
-
-
-def _replace(path: Path, text: str) -> None:
-    # A reader (or a browser reloading) sees the old report or the new one, never half of one.
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a report is for sharing
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 __all__ = ["DEFAULT_HTML", "StudyReport", "build_report", "output_paths", "total_budget", "write_report"]

@@ -19,9 +19,8 @@ from typing import Iterable, Sequence
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.space import OWNER_PREFIX
-from automl.study.objective import ATTR_TRICKS
+from automl.study.records import ATTR_TRICKS, FINISHED
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 ENABLED = "enabled"
 NO_OWNER = "none"  # the owner.<resource> choice that gives the resource to no trick
 

@@ -12,11 +12,9 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_
 from optuna.trial import TrialState
 from torch import nn
 
+from automl.study.records import ATTR_MODEL, ATTR_WEIGHTS, best_of
 from automl.train.models import build_model
 
-ATTR_MODEL = "model_artifact"
-ATTR_WEIGHTS = "weights_artifacts"
-"""``{name: artifact id}`` of the extra weights the trial's tricks kept (snapshots, averages)."""
 CHECKPOINT_FORMAT = 1
 
 
@@ -33,15 +31,20 @@ def checkpoint(model: nn.Module, name: str, model_args: dict[str, Any], in_chann
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
 
 
+def task_checkpoint(task: Any, model: nn.Module, data: Any) -> dict:
+    """``model`` of a study's ``[task]`` (its ``model`` and ``model_args``), trained on ``data``, as a checkpoint."""
+    return checkpoint(model, task.model, task.model_args, data.input_shape[0], data.num_classes)
+
+
 def with_weights(ckpt: dict, state_dict: dict[str, torch.Tensor]) -> dict:
     """``ckpt``'s architecture with other weights (a snapshot, an average), as a checkpoint of its own."""
     return {**ckpt, "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}}
 
 
 def save_trial_model(trial: optuna.Trial, store: FileSystemArtifactStore, ckpt: dict,
-                     weights: dict[str, dict[str, torch.Tensor]] | None = None) -> str:
+                     weights: dict[str, dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
     """Upload ``ckpt`` as the trial's model, and each of ``weights`` as a checkpoint of the same architecture;
-    the artifact ids are kept in the trial's user attributes. Returns the model's artifact id."""
+    returns the user attributes that keep their artifact ids."""
     with tempfile.TemporaryDirectory() as tmp:
         def upload(name: str, state: dict) -> str:
             path = Path(tmp) / f"trial-{trial.number}-{name}.pt"
@@ -50,19 +53,15 @@ def save_trial_model(trial: optuna.Trial, store: FileSystemArtifactStore, ckpt: 
 
         artifact_id = upload("model", ckpt)
         extra = {name: upload(name, with_weights(ckpt, state)) for name, state in (weights or {}).items()}
-    trial.set_user_attr(ATTR_MODEL, artifact_id)
-    if extra:
-        trial.set_user_attr(ATTR_WEIGHTS, extra)
-    return artifact_id
+    return {ATTR_MODEL: artifact_id, **({ATTR_WEIGHTS: extra} if extra else {})}
 
 
 def best_checkpoint(study: optuna.Study, store: FileSystemArtifactStore, into: Path) -> Path | None:
     """Download the model of the study's best completed trial that saved one; None when none did."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and ATTR_MODEL in t.user_attrs]
-    if not done:
+    best = best_of(t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                   if ATTR_MODEL in t.user_attrs)
+    if best is None:
         return None
-    best = min(done, key=lambda t: (t.value, t.number))
     path = into / f"best-trial-{best.number}.pt"
     if not path.exists():
         into.mkdir(parents=True, exist_ok=True)

@@ -23,12 +23,13 @@ from optuna.trial import FrozenTrial, TrialState
 from automl.errors import UserError
 from automl.host import Host
 from automl.storage import mask_url, open_storage
-from automl.storage.artifacts import ATTR_MODEL
+from automl.files import atomic_write
 from automl.storage.models import StudySourceModel, session_scope
-from automl.study.config import StudyFile, config_digest, parse_study_text, study_tricks
-from automl.study.objective import ATTR_BUDGET, ATTR_CONFIG, ATTR_SEED, ATTR_SPENT, ATTR_TRICKS
-from automl.study.records import load_study
-from automl.study.runfile import ReplayError, Replayed, atomic_write, replay, write_run_file
+from automl.study.config import StudyFile, config_digest, parse_study_text
+from automl.study.records import (ATTR_BUDGET, ATTR_CONFIG, ATTR_MODEL, ATTR_SEED, ATTR_SPENT, ATTR_STEPS, ATTR_TRICKS,
+                                  STUDY_DATASET, STUDY_MODEL, best_of, end_reason, load_study, ranked, training_seed)
+from automl.study.runfile import ReplayError, Replayed, replay, write_run_file
+from automl.study.tricks import study_tricks
 from automl.trick import Trick, TrialContext
 
 STUDY_BEST_SUFFIX = ".study-best.pt"
@@ -72,7 +73,7 @@ def export_trial(url: str, study_name: str, number: int | None, host: Host, out:
         rebuilt = _rebuild(trial, rows, study.user_attrs, host, context, best)
         config = rebuilt.study_file.config
         budget = trial.user_attrs.get(ATTR_BUDGET) or str(config.study.trial_budget)
-        seed = trial.user_attrs.get(ATTR_SEED, config.study.seed + trial.number)  # the objective's training seed
+        seed = trial.user_attrs.get(ATTR_SEED, training_seed(config.study.seed, trial.number))
         run: dict[str, Any] = {"budget": budget, "seed": seed, "data_seed": config.study.seed,
                                "tricks": list(trial.user_attrs.get(ATTR_TRICKS, []))}
         best_path = None
@@ -85,7 +86,7 @@ def export_trial(url: str, study_name: str, number: int | None, host: Host, out:
     row, names = rebuilt.row, sorted(rebuilt.tricks)
     source = {"study": study_name, "trial": trial.number, "value": trial.value, "storage": shown,
               "study_file": row.path, "sha256": row.sha256, "automl": __version__,
-              "steps": trial.user_attrs.get("steps"), "spent_seconds": trial.user_attrs.get(ATTR_SPENT),
+              "steps": trial.user_attrs.get(ATTR_STEPS), "spent_seconds": trial.user_attrs.get(ATTR_SPENT),
               "plugins": {p["trick"]: p["source"] for p in row.plugins if p["trick"] in names}}
     document = {
         "run": run,
@@ -110,20 +111,20 @@ def export_trial(url: str, study_name: str, number: int | None, host: Host, out:
 def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
     """Trial ``number``, or the best one; only a completed trial can be exported."""
     trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    listed = ", ".join(str(t.number) for t in complete) or "(none)"
+    complete = ranked(trials)
+    listed = ", ".join(str(t.number) for t in sorted(complete, key=lambda t: t.number)) or "(none)"
     if number is None:
         if not complete:
             raise UserError(f"study {study.study_name!r} has no completed trial to export yet; "
                             "fix: run it until one completes")
-        return min(complete, key=lambda t: (t.value, t.number))
+        return complete[0]
     found = [t for t in trials if t.number == number]
     if not found:
         raise UserError(f"study {study.study_name!r} has no trial {number} (it has {len(trials)}); "
                         f"completed trials: {listed}")
     trial = found[0]
     if trial.state != TrialState.COMPLETE:
-        why = trial.user_attrs.get("end_reason", trial.state.name.lower())
+        why = end_reason(trial)
         raise UserError(f"trial {number} of study {study.study_name!r} is {trial.state.name} ({why}), not complete; "
                         f"only a completed trial trained its whole budget; completed trials: {listed}")
     return trial
@@ -184,8 +185,8 @@ def _rebuild(trial: FrozenTrial, rows: list[StudySourceModel], study_attrs: dict
         started = _utc(trial.datetime_start)
         before = [c for c in candidates if started is None or c[1].created_at <= started]
         candidates = [c for c in before or candidates
-                      if study_attrs.get("dataset") in (None, c[0].config.task.dataset)
-                      and study_attrs.get("model") in (None, c[0].config.task.model)]
+                      if study_attrs.get(STUDY_DATASET) in (None, c[0].config.task.dataset)
+                      and study_attrs.get(STUDY_MODEL) in (None, c[0].config.task.model)]
     problem = f"no stored text of the study file rebuilds trial {trial.number}"
     for study_file, row in candidates:
         searched = [p["trick"] for p in row.plugins]
@@ -230,12 +231,11 @@ class StudyBestAt:
         if self.fetched is not None:
             return self.fetched
         started = self.trial.datetime_start
-        done = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.value is not None and ATTR_MODEL in t.user_attrs and started is not None
-                and t.datetime_complete is not None and t.datetime_complete <= started]
-        if not done:
+        best = best_of(t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                       if ATTR_MODEL in t.user_attrs and started is not None
+                       and t.datetime_complete is not None and t.datetime_complete <= started)
+        if best is None:
             return None
-        best = min(done, key=lambda t: (t.value, t.number))
         if self.store is None or not self.store.is_dir():
             raise UserError(f"trial {self.trial.number} was offered the model of trial {best.number}, kept in the "
                             f"artifact store {str(self.store)!r}, which is not here; fix: run the export from the "

@@ -10,9 +10,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from automl.storage import mask_url
-from automl.study.objective import ATTR_END, ATTR_SPENT, ATTR_TRICKS
 from automl.storage.ledger import Ledger
-from automl.study.runner import PreparedStudy, study_engine
+from automl.storage.optuna_adapter import study_engine
+from automl.study.records import ATTR_SPENT, ATTR_TRICKS, end_reason
+from automl.study.runner import PreparedStudy
 
 
 class RunDisplay:
@@ -47,7 +48,7 @@ class RunDisplay:
         tricks = ", ".join(trial.user_attrs.get(ATTR_TRICKS, [])) or "-"
         spent = trial.user_attrs.get(ATTR_SPENT, 0.0)
         self.progress.console.print(
-            f"trial {trial.number:>3}  {trial.user_attrs.get(ATTR_END, trial.state.name.lower()):<9} "
+            f"trial {trial.number:>3}  {end_reason(trial):<9} "
             f"error {value:<7} {spent:6.1f}s  {tricks}")
         try:
             best = f"{study.best_value:.4f} (#{study.best_trial.number})"

@@ -1,16 +1,87 @@
-"""Read studies back from storage as plain records: what `studies`, `trials` and `best` print."""
+"""What a trial records and how it reads back: the attribute keys, the state names, which trial is best.
+
+Everything that writes, shows or exports trials (the worker, the objective, the progress display,
+``automl studies|trials|best``, the report, export) takes its keys and rules from here.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.errors import UserError
-from automl.space import OWNER_PREFIX
-from automl.study.objective import ATTR_DETAIL, ATTR_END, ATTR_SEED, ATTR_SPENT, ATTR_TRICKS
-from automl.train.settings import SEARCH_PREFIX
+
+# -- the trial's user attributes -------------------------------------------------------------------
+ATTR_TRICKS = "tricks"
+ATTR_SPENT = "spent_seconds"
+ATTR_END = "end_reason"
+ATTR_DETAIL = "end_detail"
+ATTR_SEED = "seed"
+ATTR_OPTIONS = "options"
+"""The fixed options the study file gave each enabled trick."""
+ATTR_UNAVAILABLE = "unavailable"
+"""The tricks that could not be offered to the trial, and why."""
+# What `automl export` needs to rebuild a trial: the budget it ran under (the command line may have
+# overridden the file's) and the digest of the study config it ran with (which stored text, which variant).
+ATTR_BUDGET = "budget"
+ATTR_CONFIG = "config_sha256"
+ATTR_STEPS = "steps"
+ATTR_MODEL = "model_artifact"
+ATTR_WEIGHTS = "weights_artifacts"
+"""``{name: artifact id}`` of the extra weights the trial's tricks kept (snapshots, averages)."""
+
+# -- what Optuna records itself, in the system attributes ------------------------------------------
+SYS_RETRY_HISTORY = "retry_history"
+"""Set by Optuna's retry callback on a retry: the numbers of the trials it re-runs, the first first."""
+SYS_RETRY_OF = "failed_trial"
+SYS_FAIL_REASON = "fail_reason"
+
+# -- the study's user attributes -------------------------------------------------------------------
+STUDY_FILE, STUDY_DATASET, STUDY_MODEL = "study_file", "dataset", "model"
+
+STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
+               TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
+"""Every trial state as automl names it (the default ``end_reason`` of a trial that recorded none)."""
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def training_seed(study_seed: int, number: int) -> int:
+    """The seed a trial trains with: the study's seed plus the trial's (original) number."""
+    return study_seed + number
+
+
+def original_number(trial: FrozenTrial) -> int:
+    """The trial's own number, or for a retry (of a trial whose worker died) the number of the trial it
+    re-runs, so the retry trains with the same seed as well as the same parameters."""
+    history = trial.system_attrs.get(SYS_RETRY_HISTORY, [])
+    return history[0] if history else trial.number
+
+
+def best_key(trial: FrozenTrial) -> tuple[float, int]:
+    """The order of "best": lowest validation error, the earlier trial on a tie."""
+    return trial.value, trial.number
+
+
+def ranked(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The completed trials with a value, best first."""
+    return sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None), key=best_key)
+
+
+def best_of(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
+    """The best completed trial, or None when none has completed."""
+    done = ranked(trials)
+    return done[0] if done else None
+
+
+def best_trials(study: optuna.Study, top: int) -> list[FrozenTrial]:
+    return ranked(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))[:top]
+
+
+def end_reason(trial: FrozenTrial) -> str:
+    """Why the trial ended as it recorded it, else the name of its state."""
+    return trial.user_attrs.get(ATTR_END, STATE_NAMES[trial.state])
 
 
 def load_study(name: str, storage: optuna.storages.BaseStorage, shown_url: str) -> optuna.Study:
@@ -34,10 +105,14 @@ def study_record(summary: optuna.study.StudySummary, storage: optuna.storages.Ba
         "best_value": best.value if best else None,
         "best_trial": best.number if best else None,
         "spent_seconds": round(sum(t.user_attrs.get(ATTR_SPENT, 0.0) for t in trials), 3),
-        "dataset": summary.user_attrs.get("dataset"),
-        "model": summary.user_attrs.get("model"),
+        "dataset": summary.user_attrs.get(STUDY_DATASET),
+        "model": summary.user_attrs.get(STUDY_MODEL),
         "started": summary.datetime_start.isoformat(timespec="seconds") if summary.datetime_start else None,
     }
+
+
+_OWN_FIELDS = (ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL, ATTR_SEED)
+"""The user attributes a trial record shows as fields of their own, not under ``user_attrs``."""
 
 
 def trial_record(trial: FrozenTrial) -> dict[str, Any]:
@@ -46,38 +121,31 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
     for name, value in trial.params.items():
         group, _, param = name.partition(".")
         grouped.setdefault(group, {})[param or name] = value
+    spent = trial.user_attrs.get(ATTR_SPENT)
     return {
         "number": trial.number,
         "state": trial.state.name,
         "value": trial.value,
         "tricks": trial.user_attrs.get(ATTR_TRICKS, []),
         "params": grouped,
-        "spent_seconds": _round(trial.user_attrs.get(ATTR_SPENT)),
-        "end_reason": trial.user_attrs.get(ATTR_END, _default_reason(trial)),
-        "end_detail": trial.user_attrs.get(ATTR_DETAIL) or trial.system_attrs.get("fail_reason"),
+        "spent_seconds": None if spent is None else round(spent, 3),
+        "end_reason": end_reason(trial),
+        "end_detail": trial.user_attrs.get(ATTR_DETAIL) or trial.system_attrs.get(SYS_FAIL_REASON),
         "seed": trial.user_attrs.get(ATTR_SEED),
-        "retry_of": trial.system_attrs.get("failed_trial"),  # set by Optuna on the retry of a dead worker's trial
-        "user_attrs": {k: v for k, v in trial.user_attrs.items()
-                       if k not in (ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL, ATTR_SEED)},
+        "retry_of": trial.system_attrs.get(SYS_RETRY_OF),
+        "user_attrs": {k: v for k, v in trial.user_attrs.items() if k not in _OWN_FIELDS},
     }
 
 
-def best_trials(study: optuna.Study, top: int) -> list[FrozenTrial]:
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    return sorted(done, key=lambda t: (t.value, t.number))[:top]
-
-
 def trick_params(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The parameters of the enabled tricks only (a disabled trick keeps just its enabled flag)."""
-    return {group: {k: v for k, v in params.items() if k != "enabled"}
-            for group, params in record["params"].items()
-            if group in record["tricks"] or group in (SEARCH_PREFIX, OWNER_PREFIX)}
+    """The parameters of the enabled tricks only, with ``[train]``'s and the resource owners'.
 
-
-def _default_reason(trial: FrozenTrial) -> str:
-    return {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
-            TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}[trial.state]
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
+    A trick the trial left off suggested nothing but its enabled flag (parameters are define-by-run),
+    so a group with nothing beside that flag is shown only when its trick ran.
+    """
+    shown = {}
+    for group, params in record["params"].items():
+        rest = {k: v for k, v in params.items() if k != "enabled"}
+        if rest or group in record["tricks"]:
+            shown[group] = rest
+    return shown

@@ -6,8 +6,8 @@ import optuna
 import pytest
 import torch
 
-from automl.storage.artifacts import (ATTR_MODEL, artifact_store, best_checkpoint, checkpoint, load_model,
-                                      save_trial_model)
+from automl.storage.artifacts import artifact_store, best_checkpoint, checkpoint, load_model, save_trial_model
+from automl.study.records import ATTR_MODEL, ATTR_WEIGHTS
 from automl.testing import tiny_data, tiny_model
 
 
@@ -20,7 +20,11 @@ def test_the_best_completed_trial_with_a_model_is_the_one_loaded(tmp_path):
     for number, value in enumerate((0.3, 0.1, 0.2)):
         trial = study.ask()
         models[number] = tiny_model(data, seed=number)
-        save_trial_model(trial, store, checkpoint(models[number], "small_cnn", {"width": 0.25}, 1, data.num_classes))
+        attrs = save_trial_model(trial, store, checkpoint(models[number], "small_cnn", {"width": 0.25}, 1,
+                                                          data.num_classes))
+        assert list(attrs) == [ATTR_MODEL]  # no extra weights, so no record of them
+        for key, artifact in attrs.items():
+            trial.set_user_attr(key, artifact)
         study.tell(trial, value)
     pruned = study.ask()
     pruned.set_user_attr(ATTR_MODEL, "not-a-real-artifact")
@@ -48,7 +52,6 @@ def test_a_trials_snapshots_are_stored_beside_its_model_and_rebuild_its_ensemble
     from optuna.artifacts import download_artifact
 
     from automl.cli import main
-    from automl.storage.artifacts import ATTR_WEIGHTS
     from automl.train.data import load_dataset
 
     study_file = write_study("""
