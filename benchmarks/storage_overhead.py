@@ -47,7 +47,8 @@ dataset_args = { shape = [1, 8, 8], n_train = 32, n_val = 16, n_test = 16, num_c
 
 def _setup(folder: str):
     from automl.host import get_host
-    from automl.study.config import load_study_file, study_tricks
+    from automl.study.config import load_study_file
+    from automl.study.tricks import study_tricks
     from automl.trick import TrialContext
 
     path = Path(folder) / "study.toml"
@@ -67,11 +68,32 @@ def _setup(folder: str):
     return study_file, suggest
 
 
+class Suggesting:
+    """The worker's side of ``suggest``: the same suggestions in ``begin``, no training, nothing recorded."""
+
+    def __init__(self, suggest) -> None:
+        self.suggest = suggest
+
+    def begin(self, trial):
+        from automl.study.objective import TrialPlan
+
+        self.value = self.suggest(trial)
+        return TrialPlan(tricks=[], settings=None, seed=0, context=None, attrs={})
+
+    def train(self, trial, plan):
+        from optuna.trial import TrialState
+
+        from automl.study.objective import Outcome
+
+        return Outcome(TrialState.COMPLETE, 0.0, {}, value=self.value)
+
+
 def _worker(kind: str, url: str, name: str, trials: int, total: int, folder: str, start) -> None:
     import optuna
 
     from automl.storage import open_storage
-    from automl.study.runner import Worker, make_sampler
+    from automl.study.runner import make_sampler
+    from automl.study.worker import Worker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study_file, suggest = _setup(folder)
@@ -84,14 +106,15 @@ def _worker(kind: str, url: str, name: str, trials: int, total: int, folder: str
         return
     from automl.budget import Budget
     from automl.storage.ledger import Ledger
-    from automl.study.runner import SettleStaleTrial, study_engine
+    from automl.storage.optuna_adapter import study_engine
+    from automl.study.worker import SettleStaleTrial
 
     storage = open_storage(url, heartbeat_interval=30, heartbeat_stale_trial_callback=SettleStaleTrial())
     study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler("random", seed))
     worker = Worker(study, Ledger(study_engine(study), name), Budget(1, "steps"), total)
     start.wait()
     while (trial := worker.next_trial()) is not None:
-        worker.run(trial, suggest)
+        worker.run(trial, Suggesting(suggest))
 
 
 def measure(kind: str, url: str, workers: int, trials: int, folder: str) -> float:
@@ -100,7 +123,7 @@ def measure(kind: str, url: str, workers: int, trials: int, folder: str) -> floa
 
     from automl.storage.ledger import Ledger
     from automl.storage.schema import ensure_schema
-    from automl.study.runner import study_engine
+    from automl.storage.optuna_adapter import study_engine
 
     name = f"{kind}-{uuid.uuid4().hex[:8]}"
     ensure_schema(url)

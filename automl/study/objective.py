@@ -1,48 +1,70 @@
-"""One trial: choose tricks and hyperparameters, train under the trial budget, record what happened."""
+"""One trial: choose tricks and hyperparameters, train under the trial budget, and say how it ended.
+
+The objective writes nothing to the study: :meth:`Objective.begin` returns the trial's plan and
+:meth:`Objective.train` its :class:`Outcome`; the worker records both (see ``automl.study.worker``).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import optuna
 import torch
+from optuna.trial import TrialState
 
 from automl.budget import Budget
 from automl.errors import TrialFailed
 from automl.space import TrickSettings, select_tricks
-from automl.storage.artifacts import best_checkpoint, save_trial_model
+from automl.storage.artifacts import best_checkpoint, task_checkpoint
+from automl.storage.optuna_adapter import trial_id
+from automl.study import records
 from automl.study.config import StudyConfig, config_digest
 from automl.train.data import Dataset
-from automl.train.loop import train
+from automl.train.loop import TrainResult, train
+from automl.train.settings import TrainSettings
 from automl.trick import Trick, TrialContext
 
-# Trial user attributes, the record `automl trials` and `automl best` read back.
-ATTR_TRICKS = "tricks"
-ATTR_SPENT = "spent_seconds"
-ATTR_END = "end_reason"
-ATTR_DETAIL = "end_detail"
-ATTR_SEED = "seed"
-# What `automl export` needs to rebuild a trial: the budget it ran under (the command line may have
-# overridden the file's) and the digest of the study config it ran with (which stored text, which variant).
-ATTR_BUDGET = "budget"
-ATTR_CONFIG = "config_sha256"
+
+@dataclass
+class Outcome:
+    """How a trial ended: what the worker tells Optuna, records and settles in the ledger."""
+
+    state: TrialState
+    """COMPLETE, PRUNED or FAIL."""
+    spent_seconds: float
+    attrs: dict[str, Any]
+    """The user attributes to record (``spent_seconds`` and ``end_reason`` among them)."""
+    value: float | None = None
+    """The validation error of a completed trial."""
+    model: dict[str, Any] | None = None
+    """The trained model's checkpoint, to keep in the artifact store (completed trials only)."""
+    weights: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    """Extra weights the tricks kept (``Run.weights``), stored beside the model."""
+
+    @classmethod
+    def failed(cls, exc: TrialFailed, spent: float) -> "Outcome":
+        # What the run spent before it failed still counts against the study's budget.
+        attrs = {records.ATTR_SPENT: spent, records.ATTR_END: exc.reason, records.ATTR_DETAIL: exc.detail}
+        return cls(TrialState.FAIL, spent, attrs)
 
 
-def original_number(trial: optuna.Trial) -> int:
-    """The trial's own number, or for a retry (of a trial whose worker died) the number of the trial it
-    re-runs, so the retry trains with the same seed as well as the same parameters."""
-    frozen = trial.storage.get_trial(trial._trial_id)
-    history = frozen.system_attrs.get("retry_history", [])  # what Optuna's retry callback records
-    return history[0] if history else trial.number
+@dataclass
+class TrialPlan:
+    """What a trial will train with, decided before training; ``attrs`` record it with the trial."""
+
+    tricks: list[Trick]
+    settings: TrainSettings
+    seed: int
+    context: TrialContext
+    attrs: dict[str, Any]
 
 
 @dataclass
 class Objective:
-    """Callable for ``study.optimize``: returns the final validation error of one trial."""
+    """Plans and trains the trials of one study; the final validation error is the trial's value."""
 
     config: StudyConfig
     data: Dataset
@@ -52,58 +74,56 @@ class Objective:
     budget: Budget
     artifacts: object
     """The artifact store that keeps each completed trial's model."""
-    teacher_cache: Path
-    seed: int | None = None
-    """The study's seed when ``automl run --seed`` overrides ``[study] seed``; trials train with seed + number."""
+    best_model_cache: Path
+    """Where the study's best model is downloaded when a trick asks for it (``TrialContext.best_checkpoint``)."""
+    seed: int
+    """The study's seed (``[study] seed``, or ``automl run --seed``); trials train with seed + number."""
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def begin(self, trial: optuna.Trial) -> TrialPlan:
+        """Choose the trial's tricks, parameters and seed."""
         study = trial.study
         context = TrialContext(
             study_name=study.study_name, trial_number=trial.number,
-            best_checkpoint=lambda: best_checkpoint(study, self.artifacts, self.teacher_cache))
+            best_checkpoint=lambda: best_checkpoint(study, self.artifacts, self.best_model_cache))
         tricks = select_tricks(trial, self.tricks, self.settings, context)
-        train_settings = self.config.train.resolve(trial)
-        trial.set_user_attr(ATTR_TRICKS, [t.name for t in tricks])
-        trial.set_user_attr(ATTR_BUDGET, str(self.budget))
-        trial.set_user_attr(ATTR_CONFIG, config_digest(self.config))
+        settings = self.config.train.resolve(trial)
+        seed = records.training_seed(self.seed, records.original_number(trial.storage.get_trial(trial_id(trial))))
+        attrs: dict[str, Any] = {records.ATTR_TRICKS: [t.name for t in tricks], records.ATTR_BUDGET: str(self.budget),
+                                 records.ATTR_CONFIG: config_digest(self.config), records.ATTR_SEED: seed}
         options = {t.name: dict(self.settings[t.name].options) for t in tricks
                    if t.name in self.settings and self.settings[t.name].options}
         if options:
-            trial.set_user_attr("options", options)
-        seed = (self.config.study.seed if self.seed is None else self.seed) + original_number(trial)
-        trial.set_user_attr(ATTR_SEED, seed)
-        torch.manual_seed(seed)
-        task = self.config.task
-        model = task.build_model(self.data)
+            attrs[records.ATTR_OPTIONS] = options
+        return TrialPlan(tricks, settings, seed, context, attrs)
+
+    def train(self, trial: optuna.Trial, plan: TrialPlan) -> Outcome:
+        """Train the planned trial, reporting each rung to the pruner."""
 
         def report(rung: int, progress: float, val_error: float) -> bool:
             trial.report(val_error, rung)
             return trial.should_prune()
 
+        torch.manual_seed(plan.seed)
+        model = self.config.task.build_model(self.data)
         started = time.perf_counter()
         try:
-            result = train(model, self.data, train_settings, self.budget, tricks=tricks,
-                           device=self.device, seed=seed, report=report, context=context)
+            result = train(model, self.data, plan.settings, self.budget, tricks=plan.tricks, device=self.device,
+                           seed=plan.seed, report=report, context=plan.context)
         except TrialFailed as exc:
-            # What the run spent before it failed still counts against the study's budget.
-            trial.set_user_attr(ATTR_SPENT, time.perf_counter() - started)
-            trial.set_user_attr(ATTR_END, exc.reason)
-            trial.set_user_attr(ATTR_DETAIL, exc.detail)
-            raise
-        except BaseException:
-            with contextlib.suppress(Exception):  # the error that stopped the run is the one to raise
-                trial.set_user_attr(ATTR_SPENT, time.perf_counter() - started)
-            raise
-        for key, value in {
-            ATTR_SPENT: result.spent_seconds, "train_seconds": result.train_seconds,
-            "eval_seconds": result.eval_seconds, "steps": result.steps, "epochs": round(result.epochs, 4),
-            "progress": round(result.progress, 4), "train_loss": result.train_loss,
-            "val_error_model": result.val_error_model, **result.attrs,
-        }.items():
-            trial.set_user_attr(key, value)
+            return Outcome.failed(exc, time.perf_counter() - started)
+        attrs = measured(result)
         if result.pruned:
-            trial.set_user_attr(ATTR_END, "pruned")
-            raise optuna.TrialPruned(f"pruned at progress {result.progress:.2f}")
-        save_trial_model(trial, self.artifacts, task.checkpoint(model, self.data), result.weights)
-        trial.set_user_attr(ATTR_END, "complete")
-        return result.val_error
+            return Outcome(TrialState.PRUNED, result.spent_seconds, {**attrs, records.ATTR_END: "pruned"})
+        return Outcome(TrialState.COMPLETE, result.spent_seconds, {**attrs, records.ATTR_END: "complete"},
+                       value=result.val_error, model=task_checkpoint(self.config.task, model, self.data),
+                       weights=result.weights)
+
+
+def measured(result: TrainResult) -> dict[str, Any]:
+    """What a run measured, as the trial's user attributes (the tricks' own ``run.attrs`` included)."""
+    return {
+        records.ATTR_SPENT: result.spent_seconds, "train_seconds": result.train_seconds,
+        "eval_seconds": result.eval_seconds, records.ATTR_STEPS: result.steps, "epochs": round(result.epochs, 4),
+        "progress": round(result.progress, 4), "train_loss": result.train_loss,
+        "val_error_model": result.val_error_model, **result.attrs,
+    }

@@ -1,0 +1,66 @@
+"""Every place automl reaches past Optuna's public API, in one adapter.
+
+Checked against Optuna 4.0 and 5.0 (the range ``pyproject.toml`` allows starts at 4.0). Each function
+says what it relies on, and falls back to the public API where Optuna changes shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import optuna
+import sqlalchemy
+
+
+def rdb_storage(study: optuna.Study) -> optuna.storages.BaseStorage:
+    """The storage under a study, unwrapped: Optuna wraps an RDB storage given as a URL or an
+    ``RDBStorage`` in a private ``_CachedStorage`` (``study._storage._backend``)."""
+    storage = study._storage
+    return getattr(storage, "_backend", storage)
+
+
+def study_engine(study: optuna.Study) -> sqlalchemy.Engine:
+    """The SQLAlchemy engine of a study in an RDB storage (automl's own tables live beside Optuna's)."""
+    return rdb_storage(study).engine
+
+
+def trial_id(trial: optuna.Trial) -> int:
+    """The storage's id of a running trial (``Trial._trial_id``): heartbeats and attribute writes need it."""
+    return trial._trial_id
+
+
+def set_user_attrs(study: optuna.Study, trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
+    """Write a running trial's user attributes in one transaction, where Optuna's public API would take one
+    per key; refused like ``Trial.set_user_attr`` once the trial has finished.
+
+    Relies on ``RDBStorage``'s private per-attribute writer, which takes a session:
+    ``_set_trial_attr_without_commit(session, model, ...)`` in Optuna 5, ``_set_trial_user_attr_without_commit
+    (session, ...)`` in Optuna 4. Elsewhere (the in-memory storage, another Optuna) each key is its own write.
+    """
+    if not attrs:
+        return
+    storage = rdb_storage(study)
+    writer = _session_writer(storage)
+    if writer is None:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        return
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(storage.scoped_session, True) as session:
+        for key, value in attrs.items():
+            writer(session, trial_id(trial), key, value)
+
+
+def _session_writer(storage: optuna.storages.BaseStorage):
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        return None
+    if hasattr(storage, "_set_trial_attr_without_commit"):  # Optuna 5
+        from optuna.storages._rdb import models
+
+        return lambda session, tid, key, value: storage._set_trial_attr_without_commit(
+            session, models.TrialUserAttributeModel, tid, key, value)
+    return getattr(storage, "_set_trial_user_attr_without_commit", None)  # Optuna 4
+
+
+__all__ = ["rdb_storage", "set_user_attrs", "study_engine", "trial_id"]
