@@ -51,6 +51,13 @@ class Budget:
             raise UserError(f"budget {text!r} must be a whole number of steps")
         return cls(amount, unit)
 
+    def require_device_time(self, name: str) -> "Budget":
+        """This budget, if it is device time: a total over trials and workers adds up seconds, and
+        epochs or steps of trials that differ in speed do not add up to anything."""
+        if self.unit != "seconds":
+            raise UserError(f"{name} must be device time such as '10m', got '{self}'")
+        return self
+
     def __str__(self) -> str:
         if self.unit == "seconds":
             return f"{self.amount:g}s"

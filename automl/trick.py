@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
@@ -176,8 +177,9 @@ class Trick:
         return None
 
 
-HOOKS = ("setup", "on_end", "lr_factor", "on_epoch_start", "on_step_start", "transform_batch",
-         "on_step_end", "on_rung", "predict")
+HOOKS = tuple(name for name, value in vars(Trick).items() if inspect.isfunction(value) and not name.startswith("_"))
+"""The hooks, in the order ``Trick`` defines them: its public instance methods (search_space and unavailable
+are class methods, asked before a trial trains)."""
 
 
 def overridden(trick: Trick, hook: str) -> bool:

@@ -72,7 +72,8 @@ def build_study(folder: Path, url: str, n_trials: int, seed: int) -> str:
     from automl.storage import open_storage
     from automl.storage.models import BudgetLedgerModel, session_scope
     from automl.storage.schema import ensure_schema
-    from automl.study.config import load_study_file, study_tricks
+    from automl.study.config import load_study_file
+    from automl.study.tricks import study_tricks
     from automl.trick import TrialContext
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -89,7 +89,8 @@ def test_enabled_tricks_come_in_their_declared_order():
 def test_a_study_file_sets_options_and_rejects_unknown_ones(write_study, tmp_path):
     from automl.errors import UserError
     from automl.host import get_host
-    from automl.study.config import load_study_file, study_tricks
+    from automl.study.config import load_study_file
+    from automl.study.tricks import study_tricks
 
     plugin = tmp_path / "teacherless.py"
     plugin.write_text("from automl import hookimpl\nfrom tests.test_trick_api import Teacherless\n\n"

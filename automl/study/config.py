@@ -5,40 +5,51 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from torch import nn
 
 from automl.budget import Budget
 from automl.errors import UserError
-from automl.host import Host
-from automl.space import (Choices, Override, Pinned, Range, SpaceRecorder, TrickSettings, build_trick, option_names,
-                          pinned_conflicts)
-from automl.storage.artifacts import checkpoint
 from automl.train.data import DATASETS, Dataset, load_dataset
 from automl.train.models import MODELS, build_model
 from automl.train.settings import TrainSettings
-from automl.trick import Trick
 
 
+class Section(BaseModel):
+    """A table of a study or run file: unknown keys are errors, values are fixed once read."""
 
-class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class StudySection(_Section):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+def _budget(value: Any) -> Any:
+    if value is None or isinstance(value, Budget):
+        return value
+    try:
+        return Budget.parse(value)
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
+
+
+BudgetValue = Annotated[Budget, BeforeValidator(_budget)]
+"""A duration in a file (``"90s"``, ``"30ep"``, ``"500steps"``) as a :class:`Budget`."""
+StudyName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+"""A study's name: what `automl` commands and the file names they write are keyed by."""
+
+
+class StudySection(Section):
+    name: StudyName
     direction: Literal["minimize"] = "minimize"
     """The value is the validation error, so it is always minimised."""
     sampler: Literal["tpe", "random", "cmaes", "gp", "bruteforce"] = "tpe"
     """``bruteforce`` tries every combination once: for comparisons where all else is pinned."""
     pruner: Literal["median", "hyperband", "none"] = "median"
     n_trials: int | None = Field(None, gt=0)
-    total_budget: Budget | None = None
+    total_budget: BudgetValue | None = None
     """Device time of the whole study; only seconds, minutes or hours."""
-    trial_budget: Budget
+    trial_budget: BudgetValue
     storage: str | None = None
     artifacts: str = "artifacts"
     """Folder of the file-system artifact store that keeps each completed trial's model."""
@@ -48,26 +59,19 @@ class StudySection(_Section):
     grace_period: int | None = Field(None, gt=0)
     """Seconds without a heartbeat after which a trial's worker is taken for dead (default: 2 heartbeats)."""
 
-    @field_validator("total_budget", "trial_budget", mode="before")
-    @classmethod
-    def _parse_budget(cls, value: Any) -> Any:
-        if value is None or isinstance(value, Budget):
-            return value
-        try:
-            return Budget.parse(value)
-        except UserError as exc:
-            raise ValueError(str(exc)) from None
-
     @model_validator(mode="after")
     def _bounded(self) -> "StudySection":
-        if self.total_budget is not None and self.total_budget.unit != "seconds":
-            raise ValueError(f"total_budget must be device time such as '10m', got '{self.total_budget}'")
+        if self.total_budget is not None:
+            try:
+                self.total_budget.require_device_time("total_budget")
+            except UserError as exc:
+                raise ValueError(str(exc)) from None
         if self.total_budget is None and self.n_trials is None:
             raise ValueError("give total_budget (device time, e.g. '10m') or n_trials, or both")
         return self
 
 
-class TaskSection(_Section):
+class TaskSection(Section):
     dataset: str
     model: str
     val_fraction: float = Field(0.1, gt=0, lt=1)
@@ -88,10 +92,6 @@ class TaskSection(_Section):
         """A new model of the task's architecture for ``data``'s images and classes (seed torch first)."""
         return build_model(self.model, in_channels=data.input_shape[0], num_classes=data.num_classes,
                            **self.model_args)
-
-    def checkpoint(self, model: nn.Module, data: Dataset) -> dict[str, Any]:
-        """``model`` as a self-describing checkpoint that :func:`automl.storage.artifacts.load_model` rebuilds."""
-        return checkpoint(model, self.model, self.model_args, data.input_shape[0], data.num_classes)
 
     @field_validator("dataset")
     @classmethod
@@ -120,7 +120,7 @@ class TricksSection(BaseModel):
         return dict(self.model_extra or {})
 
 
-class StudyConfig(_Section):
+class StudyConfig(Section):
     study: StudySection
     task: TaskSection
     train: TrainSettings = TrainSettings()
@@ -235,77 +235,3 @@ def _valid_keys(section: list[str], root: type[BaseModel]) -> list[str]:
             break
         model = field.annotation
     return list(model.model_fields)
-
-
-# -------------------------------------------------------------------------------------
-# The tricks a study offers, checked against the plugins that are installed
-# -------------------------------------------------------------------------------------
-
-
-def study_tricks(study: StudyFile, host: Host) -> tuple[dict[str, type[Trick]], dict[str, TrickSettings]]:
-    """The trick classes this study searches over and what the file pins or overrides for each."""
-    section = study.config.tricks
-    names = sorted(host.tricks) if section.include == "*" else list(section.include)
-    for name in [*names, *section.exclude, *section.tables]:
-        if name not in host.tricks:
-            raise study.error("[tricks]", _unknown(host, name))
-    names = [n for n in names if n not in section.exclude]
-    for name in section.tables:
-        if name not in names:
-            raise study.error(f"[tricks.{name}]", f"configures a trick that is not included; add {name!r} to [tricks] include")
-    tricks = {n: host.tricks[n].cls for n in names}
-    settings = {n: _trick_settings(study, n, tricks[n], section.tables.get(n, {})) for n in names}
-    problems = pinned_conflicts(tricks, settings)
-    if problems:
-        raise study.error("[tricks]", problems[0])
-    return tricks, settings
-
-
-def _unknown(host: Host, name: str) -> str:
-    try:
-        host.trick(name)
-    except UserError as exc:
-        return str(exc)
-    return ""
-
-
-def _trick_settings(study: StudyFile, name: str, cls: type[Trick], table: Any) -> TrickSettings:
-    where = f"[tricks.{name}]"
-    if not isinstance(table, Mapping):
-        raise study.error(where, f"must be a table of parameters, got {table!r}")
-    declared = SpaceRecorder(name)
-    returned = cls.search_space(declared)
-    options_valid = option_names(cls, returned)
-    valid = ["enabled", *declared.params, *options_valid]
-    enabled = None
-    overrides: dict[str, Override] = {}
-    options: dict[str, Any] = {}
-    for key, value in table.items():
-        if key == "enabled":
-            if not isinstance(value, bool):
-                raise study.error(where, f"enabled must be true or false, got {value!r}")
-            enabled = value
-        elif key in declared.params:
-            overrides[key] = _override(study, f"{where} {key}", value)
-        elif key in options_valid:
-            options[key] = value
-        else:
-            raise study.error(where, f"unknown key {key!r}; valid: {', '.join(valid)}")
-    try:
-        build_trick(cls, SpaceRecorder(name, overrides), options)
-    except (ValueError, TypeError) as exc:
-        raise study.error(where, str(exc)) from None
-    return TrickSettings(enabled=enabled, overrides=overrides, options=options)
-
-
-def _override(study: StudyFile, where: str, value: Any) -> Override:
-    if not isinstance(value, Mapping):
-        return Pinned(value)
-    try:
-        return Choices.model_validate(value) if "choices" in value else Range.model_validate(value)
-    except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        key = ".".join(str(p) for p in error["loc"])
-        if error["type"] == "extra_forbidden":
-            raise study.error(where, f"has unknown key {key!r}; a range has low, high, log, step, or give choices") from None
-        raise study.error(where, f"{key}: {error['msg']}") from None

@@ -9,8 +9,6 @@ and a missing or extra param is an error.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import tomllib
 import warnings
 from dataclasses import dataclass, field
@@ -19,28 +17,26 @@ from typing import Any, Mapping
 
 import optuna
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError
 
-from automl.budget import Budget
 from automl.errors import UserError
+from automl.files import atomic_write
 from automl.host import Host
 from automl.space import TrickSettings, select_tricks
-from automl.study.config import (StudyConfig, StudyFile, StudySection, TaskSection, TricksSection, first_problem,
-                                 read_text, study_tricks)
+from automl.study.config import (BudgetValue, Section, StudyConfig, StudyFile, StudyName, StudySection, TaskSection,
+                                 TricksSection, first_problem, read_text)
+from automl.study.records import ATTR_UNAVAILABLE
+from automl.study.tricks import study_tricks
 from automl.train.settings import TrainSettings
 from automl.trick import Trick, TrialContext
 
 Param = bool | int | float | str
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RunSection(_Section):
+class RunSection(Section):
     """How to train: what the trial was given, and what it enabled."""
 
-    budget: Budget
+    budget: BudgetValue
     seed: int
     """The trial's training seed (model initialisation, batch order, augmentation)."""
     data_seed: int
@@ -51,21 +47,10 @@ class RunSection(_Section):
     """The study's best model when the trial started, as the trial's context offered it to the tricks
     (a path relative to the run file); absent when the study had none."""
 
-    @field_validator("budget", mode="before")
-    @classmethod
-    def _parse_budget(cls, value: Any) -> Any:
-        if isinstance(value, Budget):
-            return value
-        try:
-            return Budget.parse(value)
-        except UserError as exc:
-            raise ValueError(str(exc)) from None
-
-
-class SourceSection(_Section):
+class SourceSection(Section):
     """Where the run came from; provenance only, never read to train."""
 
-    study: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    study: StudyName
     trial: int = Field(ge=0)
     value: float | None = None
     storage: str = ""
@@ -78,7 +63,7 @@ class SourceSection(_Section):
     """Where each trick of the study came from, to name the fix when one is not installed."""
 
 
-class RunFile(_Section):
+class RunFile(Section):
     run: RunSection
     params: dict[str, Param] = {}
     task: TaskSection
@@ -138,18 +123,6 @@ def write_run_file(path: Path, document: dict[str, Any], header: str) -> None:
     """Write ``document`` as TOML under a comment ``header``, atomically: a failed write leaves nothing."""
     text = "".join(f"# {line}\n".replace("# \n", "#\n") for line in header.splitlines()) + "\n" + tomli_w.dumps(document)
     atomic_write(path, text.encode())
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -------------------------------------------------------------------------------------
@@ -223,7 +196,7 @@ def replay(params: Mapping[str, Any], tricks: Mapping[str, type[Trick]], setting
     extra = sorted(set(params) - set(trial.params))
     if extra:
         raise ReplayError(f"params {', '.join(map(repr, extra))} are not asked for by the tricks and [train]")
-    return Replayed(built, resolved, dict(trial.params), dict(trial.user_attrs.get("unavailable", {})),
+    return Replayed(built, resolved, dict(trial.params), dict(trial.user_attrs.get(ATTR_UNAVAILABLE, {})),
                     [str(w.message) for w in caught if issubclass(w.category, UserWarning)])
 
 

@@ -13,8 +13,9 @@ import torch
 from automl.budget import Budget
 from automl.errors import UserError
 from automl.host import Host
-from automl.storage.artifacts import with_weights
-from automl.study.runfile import LoadedRun, Replayed, atomic_write, load_run_file, replay_run
+from automl.storage.artifacts import task_checkpoint, with_weights
+from automl.files import atomic_write
+from automl.study.runfile import LoadedRun, Replayed, load_run_file, replay_run
 from automl.study.runner import resolve_device
 from automl.train.data import Dataset
 from automl.train.loop import TrainResult, train
@@ -88,7 +89,7 @@ def train_seeds(prepared: PreparedRun, host: Host, on_step: Ticker | None = None
                        device=prepared.device, seed=seed, evaluate_test=True, context=prepared.context)
         if on_step is not None:
             on_step(seed, 1.0)
-        ckpt = task.checkpoint(model, prepared.data)
+        ckpt = task_checkpoint(task, model, prepared.data)
         path = prepared.model_path(seed)
         _save(path, ckpt)
         # The extra weights the tricks kept (snapshots, averages), as checkpoints of the same architecture.

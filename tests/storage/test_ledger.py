@@ -1,4 +1,5 @@
-"""The budget ledger on PostgreSQL: racing workers never reserve more than the total, nor more trials than n_trials."""
+"""The budget ledger: what it counts and gives back, and on PostgreSQL, racing workers never reserve more than the
+total, nor more trials than n_trials."""
 
 from __future__ import annotations
 
@@ -8,8 +9,73 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from automl.storage.ledger import Ledger
+from automl.budget import Budget
+from automl.storage.ledger import Ledger, LedgerTotals
+from automl.storage.models import TrialCostModel
 from automl.storage.schema import ensure_schema
+
+
+@pytest.fixture
+def ledger(sqlite_url):
+    """A study's ledger in a fresh database at automl's head schema, with a total of 10 s."""
+    ensure_schema(sqlite_url)
+    engine = sa.create_engine(sqlite_url)
+    book = Ledger(engine, "budgeted")
+    book.open(10.0)
+    yield book
+    engine.dispose()
+
+
+def finish(book: Ledger, number: int, spent: float, state: str = "complete") -> None:
+    reservation = book.reserve(Budget(3, "seconds"))
+    assert reservation is not None
+    assert book.settle(reservation, number, spent, state)
+
+
+def test_the_ledger_counts_every_finished_trial(ledger):
+    for number, spent in enumerate((3.2, 3.1)):
+        finish(ledger, number, spent)
+    assert ledger.totals() == LedgerTotals(10.0, 0.0, pytest.approx(6.3), trials=2)
+    cost = ledger.estimate(Budget(3, "seconds"))
+    assert cost == pytest.approx(3.15)  # the budget plus the mean overhead of evaluation
+    reservation = ledger.reserve(cost)  # 3.7 left >= 3.15
+    assert reservation is not None
+    assert ledger.settle(reservation, 2, 1.0, "pruned")
+    assert not ledger.settle(reservation, 2, 1.0, "pruned")  # settled once
+    assert ledger.reserve(Budget(3, "seconds")) is None  # 2.7 left < a whole trial
+    assert ledger.totals() == LedgerTotals(10.0, 0.0, pytest.approx(7.3), trials=3)
+
+
+def test_step_budgets_are_estimated_from_the_trials_that_ran(ledger):
+    assert ledger.estimate(Budget(100, "steps")) == 0
+    ledger.settle(ledger.reserve(Budget(100, "steps")), 0, 6.0, "complete")
+    assert ledger.estimate(Budget(100, "steps")) == pytest.approx(6.0)
+    assert ledger.reserve(Budget(100, "steps")) is None  # 4 s left < 6 s
+
+
+def test_the_ledger_bounds_the_trial_count_and_gives_back_unused_reservations(ledger):
+    first, second = ledger.reserve(1.0, n_trials=2), ledger.reserve(1.0, n_trials=2)
+    assert None not in (first, second) and first != second
+    assert ledger.reserve(1.0, n_trials=2) is None  # two trials reserved of two
+    assert ledger.reserve(1.0, n_trials=3) is not None  # a larger n_trials (a resumed study) leaves room
+    assert ledger.release(second) and not ledger.release(second)  # given back once
+    assert ledger.totals() == LedgerTotals(10.0, 2.0, 0.0, trials=2)
+    ledger.heartbeat(first, 0, 1.5)  # then its worker died
+    assert ledger.settle_stale(0, retried=True)  # its retry takes its place among n_trials
+    assert not ledger.settle_stale(0, retried=True) and not ledger.settle(first, 0, 2.0, "complete")  # once
+    assert ledger.totals() == LedgerTotals(10.0, 1.0, 1.5, trials=1)
+
+
+def test_a_reservation_whose_trial_never_sent_a_heartbeat_is_reclaimed(ledger):
+    running, orphan = ledger.reserve(2.0), ledger.reserve(3.0)
+    ledger.heartbeat(running, 0, 0.5)
+    assert ledger.reclaim(older_than=60) == 0  # both were made just now
+    time.sleep(0.05)
+    assert ledger.reclaim(older_than=0.01) == 1  # the orphan; a reservation tied to its trial stays
+    assert ledger.totals() == LedgerTotals(10.0, 2.0, 0.0, trials=1)
+    with ledger.engine.connect() as connection:
+        rows = connection.execute(sa.select(TrialCostModel.id, TrialCostModel.state)).all()
+    assert rows == [(running, "running")] and orphan != running
 
 
 class CheckThenReserveLedger(Ledger):

@@ -11,7 +11,8 @@ from automl.budget import Budget
 from automl.errors import UserError
 from automl.host import get_host
 from automl.space import Pinned, Range
-from automl.study.config import load_study_file, study_tricks
+from automl.study.config import load_study_file
+from automl.study.tricks import study_tricks
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
