@@ -25,7 +25,7 @@ from automl.host import Host
 from automl.storage import mask_url, open_storage
 from automl.files import atomic_write
 from automl.storage.models import StudySourceModel, session_scope
-from automl.study.config import StudyFile, config_digest, parse_study_text
+from automl.study.config import StudyConfig, StudyFile, config_digest, parse_study_text
 from automl.study.records import (ATTR_BUDGET, ATTR_CONFIG, ATTR_MODEL, ATTR_SEED, ATTR_SPENT, ATTR_STEPS, ATTR_TRICKS,
                                   STUDY_DATASET, STUDY_MODEL, best_of, end_reason, load_study, ranked, training_seed)
 from automl.study.runfile import ReplayError, Replayed, replay, write_run_file
@@ -69,26 +69,34 @@ def export_trial(url: str, study_name: str, number: int | None, host: Host, out:
     rows = _sources(storage, study_name, shown)
     with tempfile.TemporaryDirectory() as tmp:
         best = StudyBestAt(study, trial, Path(tmp))
-        context = TrialContext(study_name, trial.number, best)
-        rebuilt = _rebuild(trial, rows, study.user_attrs, host, context, best)
-        config = rebuilt.study_file.config
-        budget = trial.user_attrs.get(ATTR_BUDGET) or str(config.study.trial_budget)
-        seed = trial.user_attrs.get(ATTR_SEED, training_seed(config.study.seed, trial.number))
-        run: dict[str, Any] = {"budget": budget, "seed": seed, "data_seed": config.study.seed,
-                               "tricks": list(trial.user_attrs.get(ATTR_TRICKS, []))}
+        rebuilt = _rebuild(trial, rows, study.user_attrs, host, TrialContext(study_name, trial.number, best), best)
+        run = _run_table(trial, rebuilt.study_file.config)
         best_path = None
         if best.fetched is not None:
             best_path = path.with_name(path.stem + STUDY_BEST_SUFFIX)
             run["study_best"] = best_path.name
             atomic_write(best_path, best.fetched.read_bytes())
+    write_run_file(path, _document(trial, rebuilt, run, shown), _header(trial, rebuilt, path, shown))
+    return Exported(path, study_name, trial.number, trial.value, rebuilt.replayed.names, dict(trial.params),
+                    run["budget"], run["seed"], best_path)
+
+
+def _run_table(trial: FrozenTrial, config: StudyConfig) -> dict[str, Any]:
+    """The run file's ``[run]``: the trial's budget, its training seed, the study's data seed, its tricks."""
+    return {"budget": trial.user_attrs.get(ATTR_BUDGET) or str(config.study.trial_budget),
+            "seed": trial.user_attrs.get(ATTR_SEED, training_seed(config.study.seed, trial.number)),
+            "data_seed": config.study.seed, "tricks": list(trial.user_attrs.get(ATTR_TRICKS, []))}
+
+
+def _document(trial: FrozenTrial, rebuilt: "_Rebuilt", run: dict[str, Any], shown: str) -> dict[str, Any]:
     from automl import __version__
 
-    row, names = rebuilt.row, sorted(rebuilt.tricks)
-    source = {"study": study_name, "trial": trial.number, "value": trial.value, "storage": shown,
+    config, row, names = rebuilt.study_file.config, rebuilt.row, sorted(rebuilt.tricks)
+    source = {"study": row.study_name, "trial": trial.number, "value": trial.value, "storage": shown,
               "study_file": row.path, "sha256": row.sha256, "automl": __version__,
               "steps": trial.user_attrs.get(ATTR_STEPS), "spent_seconds": trial.user_attrs.get(ATTR_SPENT),
               "plugins": {p["trick"]: p["source"] for p in row.plugins if p["trick"] in names}}
-    document = {
+    return {
         "run": run,
         "params": dict(sorted(trial.params.items())),
         "task": config.task.model_dump(mode="json", exclude_none=True),
@@ -96,16 +104,17 @@ def export_trial(url: str, study_name: str, number: int | None, host: Host, out:
         "tricks": {"include": names, **{n: t for n, t in config.tricks.tables.items() if n in names}},
         "source": {k: v for k, v in source.items() if v is not None},
     }
-    enabled = rebuilt.replayed.names
-    header = (f"Trial {trial.number} of study {study_name}: validation error {trial.value:.4f}, "
-              f"tricks: {', '.join(enabled) or '(none)'}.\n"
-              f"Exported by automl {__version__} from {shown}.\n"
-              f"`automl train {path.name}` trains it again: [params] are replayed through [train] and [tricks]\n"
-              "as the study did. [run] seed is the trial's own: the first of --seeds K, so with a budget in\n"
-              "steps or epochs, on the same device, the first run repeats the trial.")
-    write_run_file(path, document, header)
-    return Exported(path, study_name, trial.number, trial.value, enabled, dict(trial.params), budget, seed,
-                    best_path)
+
+
+def _header(trial: FrozenTrial, rebuilt: "_Rebuilt", path: Path, shown: str) -> str:
+    from automl import __version__
+
+    return (f"Trial {trial.number} of study {rebuilt.row.study_name}: validation error {trial.value:.4f}, "
+            f"tricks: {', '.join(rebuilt.replayed.names) or '(none)'}.\n"
+            f"Exported by automl {__version__} from {shown}.\n"
+            f"`automl train {path.name}` trains it again: [params] are replayed through [train] and [tricks]\n"
+            "as the study did. [run] seed is the trial's own: the first of --seeds K, so with a budget in\n"
+            "steps or epochs, on the same device, the first run repeats the trial.")
 
 
 def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
