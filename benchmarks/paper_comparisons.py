@@ -24,6 +24,8 @@ from pathlib import Path
 
 import optuna
 
+from automl.trick import INFERENCE_COST
+
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = ("snapshot-vs-single", "freezeout")
 
@@ -63,7 +65,7 @@ def table(study: str, names: list[str], storage: str) -> str:
     for arm, trials in sorted(arms.items(), key=lambda kv: statistics.fmean(t.value for t in kv[1])):
         lines.append(f"| {arm} | {fmt([t.value for t in trials])} "
                      f"| {fmt([t.user_attrs['val_error_model'] for t in trials])} "
-                     f"| {trials[0].user_attrs.get('inference_cost', 1)} "
+                     f"| {trials[0].user_attrs.get(INFERENCE_COST, 1)} "
                      f"| {fmt([t.user_attrs['steps'] for t in trials], scale=1.0, digits=0)} |")
     return "\n".join(lines)
 
