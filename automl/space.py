@@ -10,6 +10,7 @@ from typing import Any, Mapping, Sequence
 from pydantic import BaseModel, ConfigDict
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from automl.study.records import ATTR_UNAVAILABLE
 from automl.trick import Trick
 
 OWNER_PREFIX = "owner"
@@ -242,8 +243,22 @@ def select_tricks(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mappi
     unavailable = {n: reason for n in sorted(tricks)
                    if (reason := tricks[n].unavailable(context, dict(_options_of(settings, n))))}
     if unavailable:
-        trial.set_user_attr("unavailable", unavailable)
+        trial.set_user_attr(ATTR_UNAVAILABLE, unavailable)
     pinned_on = {n for n in tricks if _pin_of(settings, n)}
+    decided, owner_of = _share_multi_resource(trial, tricks, settings, pinned_on, unavailable)
+    decided.update(_choose_single_owners(trial, tricks, settings, pinned_on, unavailable, set(owner_of)))
+    for name, cls in tricks.items():
+        if name in unavailable or any(owner_of.get(r, name) != name for r in cls.owns):
+            decided[name] = False
+    enabled = _enabled_flags(trial, tricks, settings, decided)
+    built = [build_trick(tricks[n], TrickTrial(trial, n, _overrides_of(settings, n)), _options_of(settings, n))
+             for n in enabled]
+    return sorted(built, key=lambda t: (t.order, t.name))
+
+
+def _share_multi_resource(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mapping[str, TrickSettings],
+                          pinned_on: set[str], unavailable: Mapping[str, str]) -> tuple[dict[str, bool], dict[str, str]]:
+    """Decide the tricks that own several resources, in name order: (on or off by name, owner by resource)."""
     decided: dict[str, bool] = {}
     owner_of: dict[str, str] = {}
     for name in sorted(n for n in tricks if len(tricks[n].owns) > 1):
@@ -262,7 +277,14 @@ def select_tricks(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mappi
         decided[name] = on
         if on:
             owner_of.update((r, name) for r in owns)
-    for resource in sorted({r for cls in tricks.values() for r in cls.owns} - set(owner_of)):
+    return decided, owner_of
+
+
+def _choose_single_owners(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mapping[str, TrickSettings],
+                          pinned_on: set[str], unavailable: Mapping[str, str], taken: set[str]) -> dict[str, bool]:
+    """For each resource still free with several single owners, the one owner of this trial (or none)."""
+    decided: dict[str, bool] = {}
+    for resource in sorted({r for cls in tricks.values() for r in cls.owns} - taken):
         candidates = [n for n in sorted(tricks) if tricks[n].owns == (resource,) and _pin_of(settings, n) is not False]
         forced = [n for n in candidates if n in pinned_on]
         if len(forced) > 1:
@@ -275,9 +297,12 @@ def select_tricks(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mappi
             continue  # one possible owner: its own enabled flag decides
         for name in candidates:
             decided[name] = name == owner and name not in unavailable
-    for name, cls in tricks.items():
-        if name in unavailable or any(owner_of.get(r, name) != name for r in cls.owns):
-            decided[name] = False
+    return decided
+
+
+def _enabled_flags(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mapping[str, TrickSettings],
+                   decided: Mapping[str, bool]) -> list[str]:
+    """The names of the tricks this trial enables: those decided on, and those whose ``enabled`` flag says so."""
     enabled = []
     for name in sorted(tricks):
         on = decided.get(name, _pin_of(settings, name))
@@ -285,9 +310,7 @@ def select_tricks(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mappi
             on = trial.suggest_categorical(f"{name}.enabled", [True, False])
         if on:
             enabled.append(name)
-    built = [build_trick(tricks[n], TrickTrial(trial, n, _overrides_of(settings, n)), _options_of(settings, n))
-             for n in enabled]
-    return sorted(built, key=lambda t: (t.order, t.name))
+    return enabled
 
 
 def build_trick(cls: type[Trick], space: Any, options: Mapping[str, Any] | None = None) -> Trick:

@@ -13,8 +13,9 @@ from torch import nn
 
 from automl.budget import Budget
 from automl.errors import UserError
-from automl.train.data import DATASETS, Dataset, load_dataset
-from automl.train.models import MODELS, build_model
+from automl.train.datasets import (DEFAULT_DOWNLOAD, DEFAULT_VAL_FRACTION, DEFAULT_VERIFY, Dataset,
+                                   check_dataset_name, load_dataset)
+from automl.train.models import build_model, check_model_name
 from automl.train.settings import TrainSettings
 
 
@@ -74,10 +75,10 @@ class StudySection(Section):
 class TaskSection(Section):
     dataset: str
     model: str
-    val_fraction: float = Field(0.1, gt=0, lt=1)
+    val_fraction: float = Field(DEFAULT_VAL_FRACTION, gt=0, lt=1)
     data_root: str | None = None
-    download: bool = True
-    verify: bool = True
+    download: bool = DEFAULT_DOWNLOAD
+    verify: bool = DEFAULT_VERIFY
     """Check the dataset files' checksums (torchvision's own check)."""
     dataset_args: dict[str, Any] = {}
     model_args: dict[str, Any] = {}
@@ -96,16 +97,12 @@ class TaskSection(Section):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, value: str) -> str:
-        if value not in DATASETS:
-            raise ValueError(f"unknown dataset {value!r}; valid: {', '.join(sorted(DATASETS))}")
-        return value
+        return check_dataset_name(value)
 
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        if value not in MODELS:
-            raise ValueError(f"unknown model {value!r}; valid: {', '.join(sorted(MODELS))}")
-        return value
+        return check_model_name(value)
 
 
 class TricksSection(BaseModel):

@@ -14,7 +14,7 @@ import torch
 from optuna.trial import FrozenTrial
 
 from automl.budget import Budget
-from automl.errors import UserError
+from automl.devices import resolve_device
 from automl.host import Host
 from automl.space import TrickSettings
 from automl.storage import open_storage, resolve_url
@@ -91,21 +91,6 @@ def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(
         seed=config.study.seed if overrides.seed is None else overrides.seed,
         plugins=[{"trick": name, "plugin": host.tricks[name].plugin, "source": host.tricks[name].source}
                  for name in sorted(tricks)])
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is the first GPU when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} asked for, but no CUDA GPU is visible; use --device cpu")
-    if device.type not in ("cpu", "cuda"):
-        raise UserError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
-    return device
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from automl.budget import Budget
+from automl.devices import resolve_device
 from automl.errors import UserError
 from automl.host import Host
-from automl.storage.artifacts import task_checkpoint, with_weights
 from automl.files import atomic_write
+from automl.storage.artifacts import task_checkpoint, with_weights
 from automl.study.runfile import LoadedRun, Replayed, load_run_file, replay_run
-from automl.study.runner import resolve_device
 from automl.train.data import Dataset
 from automl.train.loop import TrainResult, train
 from automl.trick import Run, Trick, TrialContext

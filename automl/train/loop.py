@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
 from automl.budget import Budget, DeviceClock, Progress
 from automl.errors import TrialFailed
-from automl.train.data import Dataset, InMemoryLoader, Split
+from automl.train.loader import InMemoryLoader
 from automl.train.settings import TrainSettings
-from automl.trick import HOOKS, Run, Trick, TrialContext, overridden
+from automl.train.splits import Dataset, Split
+from automl.trick import HOOKS, INFERENCE_COST, Run, Trick, TrialContext, overridden
 
 # Reading the loss synchronises a GPU, so NaNs are looked for every this many steps.
 NAN_CHECK_EVERY = 32
@@ -86,107 +87,164 @@ def _train(model, data, settings, budget, tricks, device, seed, report, evaluate
     if settings.searched():
         raise ValueError(f"settings still hold search ranges {sorted(settings.searched())}; resolve them first")
     model.to(device)
-    padding = settings.crop_padding if settings.crop_padding is not None else max(1, data.input_shape[-1] // 8)
-    loader = InMemoryLoader(data.train, settings.batch_size, augment=settings.augment, flip=settings.flip,
-                            padding=padding, seed=seed)
-    make_optimizer = lambda params: build_optimizer(settings, params)  # noqa: E731
-    run = Run(model=model, optimizer=make_optimizer(model.parameters()), criterion=nn.CrossEntropyLoss(),
-              loader=loader, data=data, device=device, budget=budget, base_lr=settings.lr,
-              make_optimizer=make_optimizer, context=context, attrs={"inference_cost": 1})
-    hooks = {name: [getattr(t, name) for t in tricks if overridden(t, name)] for name in HOOKS}
-    for setup in hooks["setup"]:
+    run = _make_run(model, data, settings, budget, device, seed, context)
+    loop = _Loop(run, _Hooks(tricks), settings, report)
+    for setup in loop.hooks.setup:
         setup(run)
+    loop.train_clock.start()
+    for x, y in loop.batches():
+        loop.step(x, y)
+    loop.end()
+    test_errors = loop.evaluate_test() if evaluate_test else (None, None)
+    return loop.result(*test_errors)
 
-    progress = Progress(budget)
-    train_clock, eval_clock = DeviceClock(device), DeviceClock(device)
-    rung_points = [(k + 1) / settings.rungs for k in range(settings.rungs)]
-    history: list[tuple[float, float]] = []
-    errors = (math.nan, math.nan)
-    loss_sum = torch.zeros((), device=device)
-    p = epochs = 0.0
-    pruned = False
 
-    def evaluate_rung() -> None:
-        nonlocal errors
-        train_clock.stop()
-        eval_clock.start()
-        errors = evaluate(run, data.val, hooks["predict"], settings.eval_batch_size)
-        eval_clock.stop()
-        rung = len(history)
-        history.append((p, errors[0]))
-        for on_rung in hooks["on_rung"]:
-            on_rung(run, rung, errors[0])
+def _make_run(model, data, settings, budget, device, seed, context) -> Run:
+    """The run state handed to the tricks, with its loader, optimizer and loss."""
+    loader = InMemoryLoader(data.train, settings.batch_size, augment=settings.augment, flip=settings.flip,
+                            padding=settings.crop_padding, seed=seed)
+    make_optimizer = lambda params: build_optimizer(settings, params)  # noqa: E731
+    return Run(model=model, optimizer=make_optimizer(model.parameters()), criterion=nn.CrossEntropyLoss(),
+               loader=loader, data=data, device=device, budget=budget, base_lr=settings.lr,
+               make_optimizer=make_optimizer, context=context, attrs={INFERENCE_COST: 1})
 
-    train_clock.start()
-    while p < 1.0:
-        if run.epoch:
-            # A pass the budget has no room for is not started, so no trick is told of it.
-            p = progress.of(seconds=train_clock.read(), epochs=float(run.epoch), steps=run.step)
-            if p >= 1.0:
-                break
-            run.progress = p  # so a pass-level decision (a new batch size) sees where the run is now
-        for on_epoch_start in hooks["on_epoch_start"]:
-            on_epoch_start(run)
-        batches = len(loader)
-        if batches == 0:
-            raise ValueError("the training split is empty")
-        pass_batches = iter(loader)
-        for i in range(batches):
-            epochs = run.epoch + i / batches
-            p = progress.of(seconds=train_clock.read(), epochs=epochs, steps=run.step)
-            if len(history) < settings.rungs - 1 and p >= rung_points[len(history)]:
-                _check_finite(loss_sum, run.step)
-                evaluate_rung()
-                if report is not None and report(len(history) - 1, p, errors[0]):
-                    pruned = True
-                    break
-                train_clock.start()
-            if p >= 1.0:
-                break
-            x, y = next(pass_batches)  # drawn only once the budget allows the step
-            run.progress = p
-            run.lr = run.base_lr * math.prod(f(p) for f in hooks["lr_factor"])
-            for group in run.optimizer.param_groups:
-                group["lr"] = run.lr * group.get("lr_scale", 1.0)
-            for on_step_start in hooks["on_step_start"]:
-                on_step_start(run)
-            for transform in hooks["transform_batch"]:
-                x, y = transform(run, x, y)
-            loss = _step(run, x, y)
-            run.step += 1
-            run.samples += len(x)
-            loss_sum += loss.detach().float()
-            if run.step % NAN_CHECK_EVERY == 0:
-                _check_finite(loss_sum, run.step)
-            for on_step_end in hooks["on_step_end"]:
-                on_step_end(run, loss)
-        else:
+
+class _Hooks:
+    """The hooks the tricks override, one list of bound methods per hook in trick order; built once per run,
+    so that the loop never calls a no-op hook."""
+
+    __slots__ = HOOKS
+    setup: list[Callable]
+    on_end: list[Callable]
+    lr_factor: list[Callable]
+    on_epoch_start: list[Callable]
+    on_step_start: list[Callable]
+    transform_batch: list[Callable]
+    on_step_end: list[Callable]
+    on_rung: list[Callable]
+    predict: list[Callable]
+
+    def __init__(self, tricks: Sequence[Trick]) -> None:
+        for name in HOOKS:
+            setattr(self, name, [getattr(t, name) for t in tricks if overridden(t, name)])
+
+
+class _Loop:
+    """One budgeted run: the passes and steps the budget allows, the rung evaluations, and what they measured."""
+
+    def __init__(self, run: Run, hooks: _Hooks, settings: TrainSettings, report: Reporter | None) -> None:
+        self.run, self.hooks, self.settings, self.report = run, hooks, settings, report
+        # Taken before the tricks' setup, which may change what the run holds but not what the loop trains on.
+        self.loader, self.data = run.loader, run.data
+        self.progress = Progress(run.budget)
+        self.train_clock, self.eval_clock = DeviceClock(run.device), DeviceClock(run.device)
+        self.rung_points = [(k + 1) / settings.rungs for k in range(settings.rungs)]
+        self.history: list[tuple[float, float]] = []
+        self.errors = (math.nan, math.nan)
+        self.loss_sum = torch.zeros((), device=run.device)
+        self.p = self.epochs = 0.0
+        self.pruned = False
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Each (x, y) the budget has room for, pass after pass, evaluating the rungs on the way;
+        it ends once the budget is spent or the run is pruned."""
+        run, loader, progress, clock = self.run, self.loader, self.progress, self.train_clock
+        early_rungs = self.settings.rungs - 1  # the last rung is evaluated at the end
+        while self._start_pass():
+            batches = len(loader)
+            if batches == 0:
+                raise ValueError("the training split is empty")
+            pass_batches = iter(loader)
+            for i in range(batches):
+                self.epochs = epochs = run.epoch + i / batches
+                self.p = p = progress.of(seconds=clock.read(), epochs=epochs, steps=run.step)
+                if len(self.history) < early_rungs and p >= self.rung_points[len(self.history)]:
+                    if self._early_rung():
+                        return
+                if p >= 1.0:
+                    return
+                yield next(pass_batches)  # drawn only once the budget allows the step
             run.epoch += 1
-            epochs = float(run.epoch)
-            continue
-        break  # the budget is spent, or the run was pruned inside this pass
+            self.epochs = float(run.epoch)
 
-    _check_finite(loss_sum, run.step)
-    train_clock.stop()
-    run.progress = p
-    if not pruned:
-        for on_end in hooks["on_end"]:
-            on_end(run)
-        evaluate_rung()
-        if report is not None:
-            report(len(history) - 1, p, errors[0])
+    def _start_pass(self) -> bool:
+        """Tell the tricks of a new pass; False, and nobody told, when the budget has no room for one."""
+        run = self.run
+        if run.epoch:
+            self.p = self.progress.of(seconds=self.train_clock.read(), epochs=float(run.epoch), steps=run.step)
+            if self.p >= 1.0:
+                return False
+            run.progress = self.p  # so a pass-level decision (a new batch size) sees where the run is now
+        for on_epoch_start in self.hooks.on_epoch_start:
+            on_epoch_start(run)
+        return True
 
-    test_error = test_error_model = None
-    if evaluate_test:
-        eval_clock.start()
-        test_error, test_error_model = evaluate(run, data.test, hooks["predict"], settings.eval_batch_size)
-        eval_clock.stop()
-    return TrainResult(
-        val_error=errors[0], val_error_model=errors[1], train_seconds=train_clock.elapsed,
-        eval_seconds=eval_clock.elapsed, steps=run.step, epochs=epochs, progress=p, pruned=pruned,
-        train_loss=float(loss_sum) / max(1, run.step), history=history,
-        test_error=test_error, test_error_model=test_error_model, attrs=run.attrs,
-        weights=run.weights)
+    def _early_rung(self) -> bool:
+        """Evaluate a rung before the end and report it; True when the reporter prunes the run."""
+        _check_finite(self.loss_sum, self.run.step)
+        self._evaluate_rung()
+        if self.report is not None and self.report(len(self.history) - 1, self.p, self.errors[0]):
+            self.pruned = True
+            return True
+        self.train_clock.start()
+        return False
+
+    def _evaluate_rung(self) -> None:
+        self.train_clock.stop()
+        self.eval_clock.start()
+        self.errors = evaluate(self.run, self.data.val, self.hooks.predict, self.settings.eval_batch_size)
+        self.eval_clock.stop()
+        rung = len(self.history)
+        self.history.append((self.p, self.errors[0]))
+        for on_rung in self.hooks.on_rung:
+            on_rung(self.run, rung, self.errors[0])
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One training step at the current progress: the LR, the tricks' step hooks around the optimizer step."""
+        run, hooks = self.run, self.hooks
+        run.progress = p = self.p
+        run.lr = run.base_lr * math.prod(f(p) for f in hooks.lr_factor)
+        for group in run.optimizer.param_groups:
+            group["lr"] = run.lr * group.get("lr_scale", 1.0)
+        for on_step_start in hooks.on_step_start:
+            on_step_start(run)
+        for transform in hooks.transform_batch:
+            x, y = transform(run, x, y)
+        loss = _step(run, x, y)
+        run.step += 1
+        run.samples += len(x)
+        self.loss_sum += loss.detach().float()
+        if run.step % NAN_CHECK_EVERY == 0:
+            _check_finite(self.loss_sum, run.step)
+        for on_step_end in hooks.on_step_end:
+            on_step_end(run, loss)
+
+    def end(self) -> None:
+        """Stop training; unless pruned, tell the tricks and evaluate the last rung."""
+        _check_finite(self.loss_sum, self.run.step)
+        self.train_clock.stop()
+        self.run.progress = self.p
+        if self.pruned:
+            return
+        for on_end in self.hooks.on_end:
+            on_end(self.run)
+        self._evaluate_rung()
+        if self.report is not None:
+            self.report(len(self.history) - 1, self.p, self.errors[0])
+
+    def evaluate_test(self) -> tuple[float, float]:
+        self.eval_clock.start()
+        errors = evaluate(self.run, self.data.test, self.hooks.predict, self.settings.eval_batch_size)
+        self.eval_clock.stop()
+        return errors
+
+    def result(self, test_error: float | None, test_error_model: float | None) -> TrainResult:
+        run = self.run
+        return TrainResult(
+            val_error=self.errors[0], val_error_model=self.errors[1], train_seconds=self.train_clock.elapsed,
+            eval_seconds=self.eval_clock.elapsed, steps=run.step, epochs=self.epochs, progress=self.p,
+            pruned=self.pruned, train_loss=float(self.loss_sum) / max(1, run.step), history=self.history,
+            test_error=test_error, test_error_model=test_error_model, attrs=run.attrs, weights=run.weights)
 
 
 def _step(run: Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

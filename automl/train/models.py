@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from automl.errors import UserError
 
-__all__ = ["MODELS", "ResidualBlock", "ScaledLinear", "build_model"]
+__all__ = ["MODELS", "ResidualBlock", "ScaledLinear", "build_model", "check_model_name"]
 
 
 def _channels(c: int, width: float) -> int:
@@ -175,15 +175,23 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def check_model_name(name: str) -> str:
+    """``name`` if a model of that name is registered; else a ValueError listing the valid names."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid: {', '.join(sorted(MODELS))}")
+    return name
+
+
 def build_model(name: str, *, in_channels: int, num_classes: int, **kwargs: Any) -> nn.Module:
     """Build model ``name`` for ``in_channels``-channel images and ``num_classes`` classes.
 
     ``kwargs`` are the model's own options (every model takes ``width``, a
     multiplier on every channel count, default 1.0).
     """
-    builder = MODELS.get(name)
-    if builder is None:
-        raise UserError(f"unknown model {name!r}; valid: {', '.join(sorted(MODELS))}")
+    try:
+        builder = MODELS[check_model_name(name)]
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     valid = sorted(p for p in inspect.signature(builder).parameters if p not in ("in_channels", "num_classes"))
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:

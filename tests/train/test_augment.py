@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from automl.errors import UserError
-from automl.train.augment import augment_batch, random_crop, random_flip
+from automl.train.augment import augment_batch, default_padding, random_crop, random_flip
 
 
 def _batch(n: int = 64, c: int = 3, h: int = 8, w: int = 10, seed: int = 0) -> torch.Tensor:
@@ -97,3 +97,14 @@ def test_cpu_generator_drives_augmentation_of_a_cuda_batch():
     assert torch.equal(a.cpu(), b)
     cuda_gen = torch.Generator(device="cuda").manual_seed(7)
     assert augment_batch(x, padding=2, generator=cuda_gen).device == x.device
+
+
+def test_default_padding_is_an_eighth_of_the_side_and_at_least_one():
+    assert [default_padding(side) for side in (4, 8, 16, 32, 64)] == [1, 1, 2, 4, 8]
+
+
+def test_augment_batch_pads_by_the_default_rule_when_not_told():
+    x = _batch(w=32, h=32)
+    a = augment_batch(x, generator=torch.Generator().manual_seed(7))
+    b = augment_batch(x, padding=4, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)

@@ -11,7 +11,11 @@ import pytest
 import torch
 
 from automl.errors import UserError
-from automl.train.data import DATASETS, Dataset, InMemoryLoader, Split, load_dataset
+from automl.train import data
+from automl.train.augment import default_padding
+from automl.train.datasets import DATASETS, check_dataset_name, load_dataset
+from automl.train.loader import InMemoryLoader
+from automl.train.splits import Dataset, Split
 
 
 def _raw(ds: Dataset, split: Split) -> torch.Tensor:
@@ -35,6 +39,29 @@ def test_registry_lists_the_data_sets():
 def test_unknown_dataset_names_the_valid_ones():
     with pytest.raises(UserError, match=r"unknown dataset 'cifar11'; valid: cifar10, cifar100, digits, synthetic"):
         load_dataset("cifar11")
+
+
+def test_the_registry_check_is_a_value_error_for_validators():
+    assert check_dataset_name("digits") == "digits"
+    with pytest.raises(ValueError, match=r"unknown dataset 'cifar11'; valid: cifar10, cifar100, digits, synthetic"):
+        check_dataset_name("cifar11")
+
+
+def test_data_re_exports_the_names_older_importers_use():
+    assert (data.DATASETS, data.load_dataset, data.InMemoryLoader, data.Dataset, data.Split) == (
+        DATASETS, load_dataset, InMemoryLoader, Dataset, Split)
+
+
+def test_devices_are_parsed_by_the_one_device_parser():
+    assert load_dataset("digits", device=torch.device("cpu")).train.x.device.type == "cpu"
+    assert load_dataset("digits", device="auto").train.x.device.type in ("cpu", "cuda")
+    with pytest.raises(UserError, match=r"unknown device 'gpu0'; use auto, cpu, cuda or cuda:N"):
+        load_dataset("digits", device="gpu0")
+    with pytest.raises(UserError, match=r"device 'meta' is not supported; use auto, cpu, cuda or cuda:N"):
+        load_dataset("digits", device="meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="'cuda:0' asked for, but no CUDA GPU is visible"):
+            load_dataset("digits", device="cuda:0")
 
 
 def test_unknown_option_names_the_valid_ones():
@@ -288,6 +315,13 @@ def test_loader_drop_last_and_changed_batch_size():
 def test_loader_without_shuffle_keeps_order():
     order = torch.cat([yb for _, yb in InMemoryLoader(_indexed_split(), 8, shuffle=False, drop_last=False)])
     assert order.tolist() == list(range(50))
+
+
+def test_loader_pads_by_the_one_default_rule():
+    for side in (4, 8, 32):
+        split = Split(torch.zeros(2, 1, side, side), torch.zeros(2, dtype=torch.long))
+        assert InMemoryLoader(split, 2, augment=True).padding == default_padding(side)
+    assert InMemoryLoader(_indexed_split(), 8, padding=0).padding == 0
 
 
 def test_loader_augments_each_batch_without_mixing_samples():

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from automl.errors import UserError
-from automl.train.models import MODELS, ResidualBlock, build_model
+from automl.train.models import MODELS, ResidualBlock, build_model, check_model_name
 
 # resnet110 is only run on a batch of two, to keep the file fast.
 FAST = ["small_cnn", "resnet9", "resnet20", "resnet32", "resnet56"]
@@ -103,6 +103,12 @@ def test_unknown_model_or_option_names_the_valid_ones():
         build_model("resnet20", in_channels=3, num_classes=10, depth=3)
     with pytest.raises(UserError, match="width"):
         build_model("small_cnn", in_channels=3, num_classes=10, width=0)
+
+
+def test_the_registry_check_is_a_value_error_for_validators():
+    assert check_model_name("resnet9") == "resnet9"
+    with pytest.raises(ValueError, match=r"unknown model 'resnet18'; valid: resnet110, resnet20, .*small_cnn"):
+        check_model_name("resnet18")
 
 
 def test_small_cnn_learns_a_tiny_batch():

@@ -10,6 +10,7 @@ import torch
 from automl.budget import Budget
 from automl.errors import TrialFailed
 from automl.testing import StepRecorder, tiny_data, tiny_model, tiny_settings, train_tiny
+from automl.train.augment import default_padding
 from automl.train.loop import NAN_CHECK_EVERY, train
 from automl.trick import Trick
 
@@ -308,3 +309,22 @@ def test_evaluate_test_fills_test_errors(data):
     assert result.test_error == pytest.approx((data.test.y != 0).float().mean().item())
     assert result.test_error_model == pytest.approx(_error(model, data.test))
     assert result.eval_seconds > 0 and result.spent_seconds == result.train_seconds + result.eval_seconds
+
+
+# ---------------------------------------------------------------------------- crop padding
+
+
+class PaddingSeen(Trick):
+    name = "padding_seen"
+
+    def setup(self, run):
+        self.padding = run.loader.padding
+
+
+@pytest.mark.parametrize("side", [8, 16, 32])
+def test_crop_padding_defaults_to_the_augmentation_rule(side):
+    seen = PaddingSeen()
+    _train(tiny_data(shape=(1, side, side)), [seen], "1steps", augment=True)
+    assert seen.padding == default_padding(side)
+    _train(tiny_data(shape=(1, side, side)), [seen], "1steps", augment=True, crop_padding=3)
+    assert seen.padding == 3

@@ -1,0 +1,1 @@
+"""The budgeted training loop and what it trains on: data sets, loaders, augmentation, models, settings."""
