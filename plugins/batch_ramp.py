@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from automl import Trick, hookimpl
+from automl.checks import integer
 from automl_plugins.step_decay import DEFAULT_MILESTONES, check_milestones, decays_done
 
 MAX_BATCHES = [256, 512, 1024, 2048, 4096]
@@ -51,10 +52,8 @@ class BatchRamp(Trick):
                  milestones: Sequence[float] = DEFAULT_MILESTONES) -> None:
         """``factor``: batch multiplier at each milestone (Smith et al.: 5); ``max_batch``: the cap;
         ``milestones``: where step decay would decay the LR, as fractions of the budget."""
-        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
-            raise ValueError(f"batch_ramp factor must be an integer >= 2, got {factor=}")
-        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-            raise ValueError(f"batch_ramp max_batch must be a positive integer, got {max_batch=}")
+        integer(self.name, "factor", factor, at_least=2)
+        integer(self.name, "max_batch", max_batch, must="a positive integer")
         self.factor, self.max_batch = factor, max_batch
         self.milestones = check_milestones(milestones)
         self._initial: int | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 from automl import Trick, hookimpl
+from automl.checks import integer, one_of
 
 SIZES = [64, 128, 256, 512, 1024]
 RULES = ("linear", "sqrt")
@@ -44,12 +45,9 @@ class BatchSize(Trick):
     def __init__(self, size: int = 256, rule: str = "linear", reference: int = 256) -> None:
         """``size``: examples per step; ``rule``: ``"linear"`` or ``"sqrt"`` scaling of the LR;
         ``reference``: the batch the study's LR is given for (256 in Goyal et al.)."""
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"batch_size size must be a positive integer, got {size=}")
-        if rule not in RULES:
-            raise ValueError(f"batch_size rule must be one of {', '.join(RULES)}, got {rule=}")
-        if isinstance(reference, bool) or not isinstance(reference, int) or reference < 1:
-            raise ValueError(f"batch_size reference must be a positive integer, got {reference=}")
+        integer(self.name, "size", size, must="a positive integer")
+        one_of(self.name, "rule", rule, RULES, must=f"one of {', '.join(RULES)}")
+        integer(self.name, "reference", reference, must="a positive integer")
         self.size, self.rule, self.reference = size, rule, reference
 
     def setup(self, run) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from automl import Trick, hookimpl
+from automl.checks import number
 
 
 def cosine_factor(progress: float, final: float = 0.0) -> float:
@@ -26,8 +27,7 @@ class Cosine(Trick):
         return {"final": trial.suggest_float("final", 0.0, 0.1)}
 
     def __init__(self, final: float = 0.0) -> None:
-        if not 0 <= final <= 1:
-            raise ValueError(f"cosine final LR factor must be in [0, 1], got {final=}")
+        number(self.name, "final", final, low=0, high=1, label="final LR factor")
         self.final = final
 
     def lr_factor(self, progress: float) -> float:

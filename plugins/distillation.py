@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from automl import Trick, hookimpl
+from automl.checks import number
 from automl.storage.artifacts import load_model
 
 BEST = "best"
@@ -41,10 +42,8 @@ class Distillation(Trick):
                 "weight": trial.suggest_float("weight", 0.1, 0.9)}
 
     def __init__(self, temperature: float = 4.0, weight: float = 0.5, teacher: str = BEST) -> None:
-        if temperature <= 0:
-            raise ValueError(f"distillation temperature must be > 0, got {temperature=}")
-        if not 0 <= weight <= 1:
-            raise ValueError(f"distillation weight must be in [0, 1], got {weight=}")
+        number(self.name, "temperature", temperature, low=0, low_open=True)
+        number(self.name, "weight", weight, low=0, high=1)
         if teacher != BEST and not Path(teacher).is_file():
             raise ValueError(f"distillation teacher {teacher!r} is not a file; give a checkpoint path or 'best'")
         self.temperature = temperature

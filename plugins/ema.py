@@ -21,6 +21,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from automl import Trick, hookimpl
+from automl.checks import integer, number
 
 
 def ema_decay(advance: float, half_life: float) -> float:
@@ -39,10 +40,9 @@ class Ema(Trick):
     def __init__(self, half_life: float = 0.02, every: int = 1) -> None:
         """``half_life``: the share of the budget over which the weight of an update halves;
         ``every``: update the average after every this many steps (an option, not searched)."""
-        if not (isinstance(half_life, (int, float)) and math.isfinite(half_life) and half_life > 0):
-            raise ValueError(f"ema half_life must be a positive fraction of the budget, got {half_life=}")
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"ema every must be an integer >= 1, got {every=}")
+        number(self.name, "half_life", half_life, low=0, high=math.inf, low_open=True, high_open=True,
+               must="a positive fraction of the budget")
+        integer(self.name, "every", every)
         self.half_life = float(half_life)
         self.every = every
         self.averaged: AveragedModel | None = None

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from automl import Run, Trick, hookimpl
+from automl.checks import boolean, number, one_of
 
 SCHEDULES = {"linear": 1, "cubic": 3}
 """Each schedule's power of the linearly spaced times."""
@@ -49,10 +50,8 @@ def freeze_times(num_layers: int, t0: float, schedule: str = "cubic") -> list[fl
     """The progress ``t_i`` at which each of ``num_layers`` layers stops training; the last is 1."""
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
         raise ValueError(f"freezeout needs at least one layer, got {num_layers=}")
-    if not 0 < t0 <= 1:
-        raise ValueError(f"freezeout t0 must be in (0, 1], got {t0=}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"freezeout schedule must be one of {sorted(SCHEDULES)}, got {schedule=}")
+    number("freezeout", "t0", t0, low=0, high=1, low_open=True)
+    one_of("freezeout", "schedule", schedule, SCHEDULES)
     if num_layers == 1:
         return [1.0]
     power = SCHEDULES[schedule]
@@ -88,12 +87,9 @@ class FreezeOut(Trick):
 
     def __init__(self, t0: float = 0.8, schedule: str = "cubic", scale_lr: bool = True) -> None:
         """Defaults are the authors' code's: cubic, scaled, ``t0 = 0.8`` (first freeze at 0.512)."""
-        if isinstance(t0, bool) or not isinstance(t0, (int, float)) or not 0 < t0 <= 1:
-            raise ValueError(f"freezeout t0 must be in (0, 1], got {t0=}")
-        if schedule not in SCHEDULES:
-            raise ValueError(f"freezeout schedule must be one of {sorted(SCHEDULES)}, got {schedule=}")
-        if not isinstance(scale_lr, bool):
-            raise ValueError(f"freezeout scale_lr must be True or False, got {scale_lr=}")
+        number(self.name, "t0", t0, low=0, high=1, low_open=True)
+        one_of(self.name, "schedule", schedule, SCHEDULES)
+        boolean(self.name, "scale_lr", scale_lr)
         self.t0 = float(t0)
         self.schedule = schedule
         self.scale_lr = scale_lr

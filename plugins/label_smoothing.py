@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from automl import Trick, hookimpl
+from automl.checks import number
 
 
 def smooth_targets(targets: torch.Tensor, num_classes: int, epsilon: float) -> torch.Tensor:
@@ -29,8 +30,7 @@ class LabelSmoothing(Trick):
         return {"epsilon": trial.suggest_float("epsilon", 0.0, 0.2)}
 
     def __init__(self, epsilon: float = 0.1) -> None:
-        if not 0 <= epsilon < 1:
-            raise ValueError(f"label smoothing epsilon must be in [0, 1), got {epsilon=}")
+        number("label smoothing", "epsilon", epsilon, low=0, high=1, high_open=True)
         self.epsilon = epsilon
 
     def setup(self, run) -> None:

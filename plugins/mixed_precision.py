@@ -15,8 +15,11 @@ from typing import Any
 import torch
 
 from automl import Trick, hookimpl
+from automl.checks import boolean, one_of
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+OWNER = "mixed precision"
+"""How its error messages name the trick."""
 
 
 def autocast_settings(device: torch.device, dtype: str) -> tuple[dict[str, Any], bool]:
@@ -24,8 +27,7 @@ def autocast_settings(device: torch.device, dtype: str) -> tuple[dict[str, Any],
 
     fp16 is only used on CUDA; any other device gets bf16 instead.
     """
-    if dtype not in DTYPES:
-        raise ValueError(f"mixed precision dtype must be one of {sorted(DTYPES)}, got {dtype=}")
+    one_of(OWNER, "dtype", dtype, DTYPES)
     if dtype == "fp16" and device.type != "cuda":
         dtype = "bf16"
     return {"device_type": device.type, "dtype": DTYPES[dtype]}, dtype == "fp16"
@@ -42,10 +44,8 @@ class MixedPrecision(Trick):
                 "channels_last": trial.suggest_categorical("channels_last", [True, False])}
 
     def __init__(self, dtype: str = "bf16", channels_last: bool = False) -> None:
-        if dtype not in DTYPES:
-            raise ValueError(f"mixed precision dtype must be one of {sorted(DTYPES)}, got {dtype=}")
-        if not isinstance(channels_last, bool):
-            raise ValueError(f"mixed precision channels_last must be True or False, got {channels_last=}")
+        one_of(OWNER, "dtype", dtype, DTYPES)
+        boolean(OWNER, "channels_last", channels_last)
         self.dtype = dtype
         self.channels_last = channels_last
 

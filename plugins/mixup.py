@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from automl import Trick, hookimpl
+from automl.checks import integer, number
 
 
 def mixup(x: torch.Tensor, y: torch.Tensor, num_classes: int, lam: float,
@@ -40,10 +41,9 @@ class Mixup(Trick):
         ``seed``: of the draws of ``lam`` and the permutations; None takes ``torch.initial_seed()``
         at setup, which the study sets per trial, so runs are reproducible either way.
         """
-        if not alpha > 0:
-            raise ValueError(f"mixup alpha must be > 0, got {alpha=}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"mixup seed must be a non-negative integer or None, got {seed=}")
+        number(self.name, "alpha", alpha, low=0, low_open=True)
+        if seed is not None:
+            integer(self.name, "seed", seed, at_least=0, must="a non-negative integer or None")
         self.alpha = alpha
         self.seed = seed
         self.lam: float | None = None

@@ -9,6 +9,7 @@ reproduced: the momentum stays the optimizer's, and ``final`` sets where the des
 from __future__ import annotations
 
 from automl import Trick, hookimpl
+from automl.checks import number
 
 PAGE_PEAK = 5 / 24
 
@@ -31,12 +32,9 @@ class OneCycle(Trick):
     def __init__(self, peak: float = PAGE_PEAK, start: float = 0.0, final: float = 0.0) -> None:
         """``peak``: where the LR reaches the base LR, as a fraction of the budget, in (0, 1);
         ``start`` and ``final``: the LR factors at the first and at the end of the budget, in [0, 1]."""
-        if not 0 < peak < 1:
-            raise ValueError(f"one_cycle peak must be in (0, 1), got {peak=}")
-        if not 0 <= start <= 1:
-            raise ValueError(f"one_cycle start LR factor must be in [0, 1], got {start=}")
-        if not 0 <= final <= 1:
-            raise ValueError(f"one_cycle final LR factor must be in [0, 1], got {final=}")
+        number(self.name, "peak", peak, low=0, high=1, low_open=True, high_open=True)
+        number(self.name, "start", start, low=0, high=1, label="start LR factor")
+        number(self.name, "final", final, low=0, high=1, label="final LR factor")
         self.peak, self.start, self.final = float(peak), float(start), float(final)
 
     def lr_factor(self, progress: float) -> float:

@@ -16,6 +16,7 @@ import math
 import torch
 
 from automl import Trick, hookimpl
+from automl.checks import integer, number
 
 # Progress of a steps budget is step / N: a boundary that lands on a step may round to just below it.
 _BOUNDARY_SLACK = 1e-9
@@ -48,14 +49,11 @@ class SnapshotEnsemble(Trick):
     def __init__(self, cycles: int = 4, alpha0: float = 0.1, k: int | None = None) -> None:
         """``cycles``: restarts of the schedule (M); ``alpha0``: the LR each cycle starts at, which
         replaces the study's base LR; ``k``: the last snapshots averaged at inference (None: all)."""
-        if isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 1:
-            raise ValueError(f"snapshot_ensemble cycles must be an integer >= 1, got {cycles=}")
-        if not (isinstance(alpha0, (int, float)) and math.isfinite(alpha0) and alpha0 > 0):
-            raise ValueError(f"snapshot_ensemble alpha0 must be a positive LR, got {alpha0=}")
+        integer(self.name, "cycles", cycles)
+        number(self.name, "alpha0", alpha0, low=0, high=math.inf, low_open=True, high_open=True, must="a positive LR")
         if k is None:
             k = cycles
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= cycles:
-            raise ValueError(f"snapshot_ensemble k must be an integer in [1, cycles={cycles}], got {k=}")
+        integer(self.name, "k", k, at_most=cycles, must=f"an integer in [1, cycles={cycles}]")
         self.cycles = cycles
         self.alpha0 = float(alpha0)
         self.k = k

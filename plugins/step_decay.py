@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from automl import Trick, hookimpl
+from automl.checks import number
 
 DEFAULT_MILESTONES = (0.5, 0.75)
 
@@ -47,8 +48,7 @@ class StepDecay(Trick):
 
     def __init__(self, gamma: float = 0.1, milestones: Sequence[float] = DEFAULT_MILESTONES) -> None:
         """``gamma``: the LR factor at each milestone, in (0, 1]; ``milestones``: fractions of the budget."""
-        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma <= 1:
-            raise ValueError(f"step_decay gamma must be in (0, 1], got {gamma=}")
+        number(self.name, "gamma", gamma, low=0, high=1, low_open=True)
         self.gamma = float(gamma)
         self.milestones = check_milestones(milestones)
 

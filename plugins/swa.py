@@ -21,6 +21,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, update_bn
 
 from automl import Trick, hookimpl
+from automl.checks import integer, number
 
 # Progress of a steps budget is step / N: a start that lands on a step may round to just above it.
 _START_SLACK = 1e-9
@@ -42,10 +43,8 @@ class Swa(Trick):
     def __init__(self, fraction: float = 0.25, every: int = 1) -> None:
         """``fraction``: the share of the budget, at its end, whose weights are averaged;
         ``every``: average after every this many steps of it (an option, not searched)."""
-        if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
-            raise ValueError(f"swa fraction must be in (0, 1], got {fraction=}")
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"swa every must be an integer >= 1, got {every=}")
+        number(self.name, "fraction", fraction, low=0, high=1, low_open=True)
+        integer(self.name, "every", every)
         self.fraction = float(fraction)
         self.every = every
         self._reset()

@@ -8,6 +8,7 @@ Multiplies whatever LR schedule owns the run, so it composes with any of them.
 from __future__ import annotations
 
 from automl import Trick, hookimpl
+from automl.checks import number
 
 
 def warmup_factor(progress: float, fraction: float) -> float:
@@ -25,8 +26,7 @@ class Warmup(Trick):
         return {"fraction": trial.suggest_float("fraction", 0.01, 0.3, log=True)}
 
     def __init__(self, fraction: float = 0.05) -> None:
-        if not 0 <= fraction < 1:
-            raise ValueError(f"warmup fraction must be in [0, 1), got {fraction=}")
+        number(self.name, "fraction", fraction, low=0, high=1, high_open=True)
         self.fraction = fraction
 
     def lr_factor(self, progress: float) -> float:

@@ -58,7 +58,3 @@ def test_schedule_lands_on_the_end_of_the_budget(budget, batch_size):
 def test_constructor_rejects_out_of_range_final(final):
     with pytest.raises(ValueError, match="final"):
         Cosine(final=final)
-
-
-def test_owns_the_lr_schedule():
-    assert "lr_schedule" in Cosine.owns

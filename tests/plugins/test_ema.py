@@ -145,10 +145,6 @@ def test_constructor_rejects_bad_arguments(kwargs, name):
         Ema(**kwargs)
 
 
-def test_owns_inference():
-    assert Ema.owns == ("inference",)
-
-
 def test_search_space_builds_valid_tricks():
     from automl.space import SpaceRecorder, build_trick, option_names
 

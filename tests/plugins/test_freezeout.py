@@ -277,10 +277,6 @@ def test_constructor_rejects_bad_arguments(kwargs, match):
         FreezeOut(**kwargs)
 
 
-def test_owns_the_lr_schedule():
-    assert FreezeOut.owns == ("lr_schedule",)
-
-
 def test_search_space_builds_valid_tricks():
     from automl.space import SpaceRecorder, build_trick
 

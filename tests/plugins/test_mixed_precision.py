@@ -59,10 +59,30 @@ def test_training_and_evaluation_forward_in_bf16_on_cpu():
     assert plain.seen == {True: {torch.float32}, False: {torch.float32}}
 
 
+class DtypeProbe(Trick):
+    """The dtypes of the model's floating-point weights and of the optimizer's params, after every step."""
+
+    name = "dtype_probe"
+
+    def __init__(self):
+        self.seen = []
+
+    def on_step_end(self, run, loss):
+        self.seen.append((_float_dtypes(run.model), {p.dtype for g in run.optimizer.param_groups for p in g["params"]}))
+
+
+def _float_dtypes(model):
+    return {t.dtype for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()}
+
+
 def test_the_weights_stay_fp32():
-    # Master weights (Micikevicius et al.): autocast casts copies for the forward pass only.
-    _, model, _ = _run([MixedPrecision(dtype="bf16")])
-    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    # Master weights (Micikevicius et al.): autocast casts copies for the forward pass only, so the
+    # weights the optimizer updates are fp32 at every step, not only once training has ended.
+    probe = DtypeProbe()
+    result, model, convs = _run([MixedPrecision(dtype="bf16"), probe])
+    assert convs.seen[True] == {torch.bfloat16}  # the forward did run in bf16: fp32 weights alone prove nothing
+    assert probe.seen == [({torch.float32}, {torch.float32})] * result.steps
+    assert _float_dtypes(model) == {torch.float32}
 
 
 def test_fp16_on_cpu_falls_back_to_bf16_and_says_so():

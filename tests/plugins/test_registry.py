@@ -6,12 +6,15 @@ entry fails ``test_every_builtin_trick_has_test_settings`` (Composer's registry 
 
 from __future__ import annotations
 
+import collections
 import math
 
+import optuna
 import pytest
 import torch
 
 from automl.host import get_host
+from automl.space import select_tricks
 from automl.storage.artifacts import checkpoint
 from automl.testing import tiny_data, tiny_model, train_tiny
 
@@ -94,3 +97,41 @@ def test_trains_with_every_compatible_trick(name, teacher):
     assert len(names) >= 8  # a combination, not just the trick itself
     result = run_tiny([build(n, teacher) for n in names])
     assert result.steps == 8 and math.isfinite(result.train_loss) and 0 <= result.val_error <= 1
+
+
+# Resources and the built-in tricks that own them, exactly (tricks not named here may own them too).
+OWNED = {
+    "cosine": ("lr_schedule",),
+    "ema": ("inference",),
+    "freezeout": ("lr_schedule",),
+    "snapshot_ensemble": ("lr_schedule", "inference"),
+    "swa": ("inference",),
+}
+
+
+@pytest.mark.parametrize(("name", "owns"), sorted(OWNED.items()))
+def test_builtin_tricks_own_their_resources(name, owns):
+    assert HOST.tricks[name].cls.owns == owns
+
+
+def test_select_tricks_never_enables_two_owners_of_one_resource():
+    tricks = {name: HOST.tricks[name].cls for name in BUILTIN}
+    owners = collections.defaultdict(set)
+    for name, cls in tricks.items():
+        for resource in cls.owns:
+            owners[resource].add(name)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    ever_on, owned_by = set(), collections.defaultdict(set)
+    for _ in range(200):
+        trial = study.ask()
+        on = {trick.name for trick in select_tricks(trial, tricks, {})}
+        for resource, candidates in owners.items():
+            holders = on & candidates
+            assert len(holders) <= 1, f"trial {trial.number} enables {sorted(holders)}, all owning {resource!r}"
+            owned_by[resource] |= holders
+        ever_on |= on
+        study.tell(trial, 0.0)
+    # The test means something only if every resource had each of its rival owners, and every trick
+    # that needs no teacher (distillation, without a study) was on in some trial.
+    assert owned_by == owners
+    assert ever_on == set(tricks) - {"distillation"}

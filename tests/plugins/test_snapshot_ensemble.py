@@ -190,10 +190,6 @@ def test_k_defaults_to_every_cycle():
     assert SnapshotEnsemble(cycles=5).k == 5
 
 
-def test_owns_schedule_and_inference():
-    assert set(SnapshotEnsemble.owns) == {"lr_schedule", "inference"}
-
-
 @pytest.mark.parametrize("cycles", [2, 3, 8])
 def test_search_space_bounds_k_by_the_cycles(cycles):
     from automl.space import Pinned, SpaceRecorder, build_trick
