@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from automl import checks
 from automl.errors import UserError
 from automl.train.splits import Dataset, assemble, val_size
 
@@ -179,22 +180,19 @@ def load_synthetic(
 def _check_synthetic(
     num_classes: Any, shape: Any, n_train: Any, n_val: Any, n_test: Any, noise: Any
 ) -> tuple[int, int, int]:
-    def positive_int(key: str, value: Any, least: int = 1) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise UserError(f"synthetic option {key} must be an integer >= {least}, got {key}={value!r}")
-
-    positive_int("num_classes", num_classes, 2)
-    for key, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
-        positive_int(key, value)
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
-        raise UserError(f"synthetic option noise must be a number >= 0, got noise={noise!r}")
+    owner = "synthetic option"
+    try:
+        checks.integer(owner, "num_classes", num_classes, at_least=2)
+        for key, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+            checks.integer(owner, key, value)
+        checks.number(owner, "noise", noise, low=0, must="a number >= 0")  # infinite noise: valid, if useless
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     if (
         isinstance(shape, (str, bytes))
         or not isinstance(shape, Sequence)
         or len(shape) != 3
         or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)
     ):
-        raise UserError(
-            f"synthetic option shape must be three positive integers [C, H, W], got shape={shape!r}"
-        )
+        raise UserError(f"{owner} shape must be three positive integers [C, H, W], got shape={shape!r}")
     return (shape[0], shape[1], shape[2])
