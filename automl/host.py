@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import re
 import sys
@@ -10,14 +11,14 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import pluggy
 
 from automl import hookspecs
 from automl.errors import UserError
-from automl.space import OWNER_PREFIX, SpaceRecorder, build_trick
-from automl.trick import Trick
+from automl.space import OWNER_PREFIX, SpaceRecorder, build_trick, option_names, to_json
+from automl.trick import HOOKS, Trick
 
 GROUP = "automl"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -35,6 +36,23 @@ class TrickInfo:
     @property
     def name(self) -> str:
         return self.cls.name
+
+    def describe(self) -> dict[str, Any]:
+        """The trick as plain data (``automl plugins list|show``): its parameters and their spaces, the options a
+        study file may set, the resources it owns, the hooks the trainer will call, where it came from."""
+        recorder = SpaceRecorder(self.name)
+        returned = self.cls.search_space(recorder)
+        signature = inspect.signature(self.cls.__init__).parameters
+        options = {name: signature[name].default for name in option_names(self.cls, returned)}
+        doc = (self.cls.__doc__ or sys.modules[self.cls.__module__].__doc__ or "").strip().splitlines()
+        return {"name": self.name, "owns": list(self.cls.owns),
+                # A misspelt hook is not among them, and is never called.
+                "hooks": [hook for hook in HOOKS if getattr(self.cls, hook) is not getattr(Trick, hook)],
+                "plugin": self.plugin, "source": self.source,
+                "params": {name: to_json(dist) for name, dist in recorder.params.items()},
+                "options": {name: None if value is inspect.Parameter.empty else value
+                            for name, value in options.items()},
+                "doc": doc[0] if doc else ""}
 
 
 @dataclass(frozen=True)

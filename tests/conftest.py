@@ -90,3 +90,39 @@ def one_thread():
 
     with single():
         yield
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The checkout under test."""
+    return REPO_ROOT
+
+
+@pytest.fixture
+def child_env():
+    """The environment of an `automl` subprocess: this checkout first on the path, as the tests import it,
+    then any ``paths`` given."""
+
+    def env(*paths: Path) -> dict[str, str]:
+        extra = [str(REPO_ROOT), *map(str, paths), os.environ.get("PYTHONPATH", "")]
+        return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in extra if p))
+
+    return env
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """`automl` in-process: ``run_cli(*argv, expect=0)`` returns (code, stdout, stderr), and fails the test
+    unless the command exited with ``expect``, so that no call can ignore its exit code."""
+    from automl.cli import main
+
+    def run(*argv: object, expect: int = 0) -> tuple[int, str, str]:
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        assert code == expect, f"automl {' '.join(map(str, argv))} exited {code}, expected {expect}: {err}"
+        return code, out, err
+
+    return run

@@ -6,18 +6,15 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.mark.slow
-def test_wheel_install_registers_the_builtin_plugins(tmp_path):
+def test_wheel_install_registers_the_builtin_plugins(tmp_path, repo_root):
     wheels, site = tmp_path / "wheels", tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(wheels), str(ROOT)], check=True, capture_output=True)
+                    "-w", str(wheels), str(repo_root)], check=True, capture_output=True)
     (wheel,) = wheels.glob("automl-*.whl")
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
                    check=True, capture_output=True)

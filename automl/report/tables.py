@@ -1,4 +1,4 @@
-"""Rich tables for the records of studies, trials and plugins."""
+"""What the commands print: rich tables and lines for the records of studies, trials, plugins and retrainings."""
 
 from __future__ import annotations
 
@@ -56,3 +56,59 @@ def plugins_table(records: Iterable[dict[str, Any]]) -> Table:
         params = ", ".join(f"{k} {v['text']}" for k, v in r["params"].items()) or "-"
         table.add_row(r["name"], ", ".join(r["owns"]) or "-", params, r["source"])
     return table
+
+
+def trick_lines(record: dict[str, Any]) -> list[str]:
+    """``automl plugins show``: one trick described (``TrickInfo.describe``), line by line (rich markup)."""
+    lines = [f"[bold]{record['name']}[/bold]  ({record['source']})"]
+    if record["doc"]:
+        lines.append(record["doc"])
+    lines.append(f"owns: {', '.join(record['owns']) or '-'}")
+    lines.append(f"hooks: {', '.join(record['hooks']) or '-'}")
+    lines.append("parameters:" if record["params"] else "parameters: -")
+    lines += [f"  {record['name']}.{name}  {space['text']}" for name, space in record["params"].items()]
+    if record["options"]:
+        lines.append("options (set in the study file, never searched): "
+                     + ", ".join(f"{k} = {v!r}" for k, v in record["options"].items()))
+    return lines
+
+
+def best_lines(records: list[dict[str, Any]], study_name: str) -> list[Any]:
+    """``automl best``: per trial a line, its parameters grouped by trick, and its tricks."""
+    from automl.study.records import trick_params
+    from automl.trick import INFERENCE_COST
+
+    if not records:
+        return [f"study {study_name!r} has no completed trial yet"]
+    shown: list[Any] = []
+    for rank, record in enumerate(records, 1):
+        cost = record["user_attrs"].get(INFERENCE_COST, 1)
+        shown.append(f"#{rank}: trial {record['number']} of {study_name}: validation error "
+                     f"{record['value']:.4f} in {record['spent_seconds']}s"
+                     + (f", {cost} forward passes per prediction" if cost != 1 else ""))
+        shown.append(params_table(trick_params(record)))
+        shown.append(f"tricks: {', '.join(record['tricks']) or '(none)'}")
+    return shown
+
+
+def results_table(data: dict[str, Any]) -> Table:
+    """``automl train``: one row per seed, then mean ± std of the validation and test errors."""
+    table = Table(title=f"trial {data['trial']} of {data['study']}, {data['budget']} on {data['device']}")
+    for column in ("seed", "val error", "test error", "steps", "spent s", "model"):
+        table.add_column(column, justify="left" if column == "model" else "right", no_wrap=column != "model")
+    for r in data["runs"]:
+        table.add_row(str(r["seed"]), f"{r['val_error']:.4f}", f"{r['test_error']:.4f}", str(r["steps"]),
+                      f"{r['spent_seconds']:.2f}", r["model"])
+    table.add_section()
+    table.add_row("mean ± std", _mean_std(data["val_error"]), _mean_std(data["test_error"]), "", "", "")
+    return table
+
+
+def _mean_std(stats: dict[str, float | None]) -> str:
+    return f"{stats['mean']:.4f}" + ("" if stats["std"] is None else f" ± {stats['std']:.4f}")
+
+
+def trained_line(data: dict[str, Any]) -> str:
+    """``automl train``'s last line: the tricks, and the trial's own validation error beside the retrainings'."""
+    was = "" if data["trial_value"] is None else f"; the trial's validation error was {data['trial_value']:.4f}"
+    return f"tricks: {', '.join(data['tricks']) or '(none)'}{was}"

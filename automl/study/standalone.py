@@ -6,7 +6,7 @@ import io
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import torch
 
@@ -20,9 +20,6 @@ from automl.study.runfile import LoadedRun, Replayed, load_run_file, replay_run
 from automl.train.data import Dataset
 from automl.train.loop import TrainResult, train
 from automl.trick import Run, Trick, TrialContext
-
-if TYPE_CHECKING:
-    from rich.table import Table
 
 Ticker = Callable[[int, float], None]
 """(seed, progress) after each step, for a live display."""
@@ -152,50 +149,3 @@ def _run_record(run: SeedRun) -> dict[str, Any]:
         "trick_args": {t.name: {k: v for k, v in vars(t).items() if not k.startswith("_")} for t in run.replayed.tricks},
         "attrs": result.attrs,
     }
-
-
-# -------------------------------------------------------------------------------------
-# What the command shows
-# -------------------------------------------------------------------------------------
-
-
-def results_table(data: dict[str, Any]) -> "Table":
-    """One row per seed, then mean ± std of the validation and test errors."""
-    from rich.table import Table
-
-    table = Table(title=f"trial {data['trial']} of {data['study']}, {data['budget']} on {data['device']}")
-    for column in ("seed", "val error", "test error", "steps", "spent s", "model"):
-        table.add_column(column, justify="left" if column == "model" else "right", no_wrap=column != "model")
-    for r in data["runs"]:
-        table.add_row(str(r["seed"]), f"{r['val_error']:.4f}", f"{r['test_error']:.4f}", str(r["steps"]),
-                      f"{r['spent_seconds']:.2f}", r["model"])
-    table.add_section()
-    table.add_row("mean ± std", _mean_std(data["val_error"]), _mean_std(data["test_error"]), "", "", "")
-    return table
-
-
-def _mean_std(stats: dict[str, float | None]) -> str:
-    return f"{stats['mean']:.4f}" + ("" if stats["std"] is None else f" ± {stats['std']:.4f}")
-
-
-class SeedProgress:
-    """A progress bar per seed on ``console``, moved after each step."""
-
-    def __init__(self, seeds: list[int], console: Any) -> None:
-        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(TextColumn("[bold]seed {task.fields[seed]}"), BarColumn(), TaskProgressColumn(),
-                                 TimeElapsedColumn(), console=console)
-        self.tasks = {s: self.progress.add_task("train", total=1.0, seed=s, start=False) for s in seeds}
-
-    def __enter__(self) -> "SeedProgress":
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.progress.stop()
-
-    def __call__(self, seed: int, progress: float) -> None:
-        task = self.tasks[seed]
-        self.progress.start_task(task)  # the clock of a seed starts with its first step
-        self.progress.update(task, completed=progress)

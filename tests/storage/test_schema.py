@@ -11,17 +11,11 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from automl.cli import main
 from automl.storage import schema
 from automl.storage.models import Base, StudySourceModel, session_scope
 
 HEAD = "v3_reservations"
 
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def tables(url: str) -> set[str]:
@@ -61,21 +55,21 @@ def any_url(request) -> tuple[str, str]:
     return url, url.replace("s3cret-pw", "***")
 
 
-def test_automl_run_creates_the_tables_at_head_and_records_the_source(capsys, write_study, sqlite_url):
+def test_automl_run_creates_the_tables_at_head_and_records_the_source(run_cli, write_study, sqlite_url):
     study = write_study(n_trials=1)
-    code, _, err = run_cli(capsys, "run", str(study), "--storage", sqlite_url)
+    code, _, err = run_cli("run", str(study), "--storage", sqlite_url)
     assert code == 0, err
     assert {"automl_study_source", "automl_budget_ledger", "automl_trial_cost", "automl_alembic_version"} \
         <= tables(sqlite_url)
-    code, out, _ = run_cli(capsys, "db", "current", "--json", "--storage", sqlite_url)
+    code, out, _ = run_cli("db", "current", "--json", "--storage", sqlite_url)
     assert code == 0
     assert json.loads(out) == {"storage": sqlite_url, "current": HEAD, "head": HEAD, "state": "current"}
     assert optuna_version_is_optunas_own(sqlite_url)
 
     # Resuming with the same file adds nothing; an edited file is a new version beside the first.
-    assert run_cli(capsys, "run", str(study), "--storage", sqlite_url)[0] == 0
+    assert run_cli("run", str(study), "--storage", sqlite_url)[0] == 0
     edited = write_study(n_trials=2)
-    assert run_cli(capsys, "run", str(edited), "--storage", sqlite_url)[0] == 0
+    assert run_cli("run", str(edited), "--storage", sqlite_url)[0] == 0
     engine = sa.create_engine(sqlite_url)
     with session_scope(engine) as session:
         first, second = StudySourceModel.history(session, "tiny")
@@ -89,7 +83,7 @@ def test_automl_run_creates_the_tables_at_head_and_records_the_source(capsys, wr
     assert plugins["cosine"]["source"].startswith("automl ")  # distribution and version of the entry point
 
 
-def test_old_schema_is_refused_then_upgraded_keeping_its_rows(capsys, write_study, any_url):
+def test_old_schema_is_refused_then_upgraded_keeping_its_rows(run_cli, write_study, any_url):
     url, shown = any_url
     before, after = schema.upgrade(url, "v1_initial")
     assert (before.state, after.current) == ("empty", "v1_initial")
@@ -100,54 +94,54 @@ def test_old_schema_is_refused_then_upgraded_keeping_its_rows(capsys, write_stud
     engine.dispose()
 
     study = write_study(n_trials=1)
-    code, out, err = run_cli(capsys, "run", str(study), "--storage", url)
+    code, out, err = run_cli("run", str(study), "--storage", url, expect=2)
     assert code == 2
     assert err == (f"automl: error: the automl tables in {shown} are at v1_initial, this automl needs {HEAD}; "
                    f"run: automl db upgrade --storage {shown}\n")
     assert "studies" not in tables(url)  # stopped before Optuna wrote anything, so no study either
-    code, out2, _ = run_cli(capsys, "db", "current", "--storage", url)
+    code, out2, _ = run_cli("db", "current", "--storage", url)
     assert code == 0 and f"v1_initial (head {HEAD}): out of date; run: automl db upgrade --storage {shown}" in out2
 
-    code, out3, err3 = run_cli(capsys, "db", "upgrade", "--storage", url)
+    code, out3, err3 = run_cli("db", "upgrade", "--storage", url)
     assert code == 0, err3
     assert out3 == f"automl tables in {shown}: v1_initial -> {HEAD}\n"
     assert scalar(url, "SELECT spent_seconds FROM automl_budget_ledger WHERE study_name = 'old'") == 42.5
     assert scalar(url, f"SELECT version_num FROM {schema.VERSION_TABLE}") == HEAD
 
-    code, out4, err4 = run_cli(capsys, "run", str(study), "--storage", url)
+    code, out4, err4 = run_cli("run", str(study), "--storage", url)
     assert code == 0, err4
     assert len(optuna.load_study(study_name="tiny", storage=url).trials) == 1
     assert scalar(url, "SELECT total_seconds FROM automl_budget_ledger WHERE study_name = 'old'") == 100
     assert optuna_version_is_optunas_own(url)
-    code, out5, err5 = run_cli(capsys, "db", "upgrade", "--json", "--storage", url)
+    code, out5, err5 = run_cli("db", "upgrade", "--json", "--storage", url)
     assert json.loads(out5) == {"storage": shown, "from": HEAD, "to": HEAD, "head": HEAD}
     assert "s3cret-pw" not in out + err + out2 + out3 + err3 + out4 + err4 + out5 + err5
 
 
-def test_a_schema_from_a_newer_automl_is_refused(capsys, write_study, sqlite_url):
+def test_a_schema_from_a_newer_automl_is_refused(run_cli, write_study, sqlite_url):
     schema.upgrade(sqlite_url)
     engine = sa.create_engine(sqlite_url)
     with engine.begin() as connection:
         connection.execute(sa.text(f"UPDATE {schema.VERSION_TABLE} SET version_num = 'v9_future'"))
     engine.dispose()
     for argv in (["run", str(write_study(n_trials=1))], ["db", "upgrade"]):
-        code, _, err = run_cli(capsys, *argv, "--storage", sqlite_url)
+        code, _, err = run_cli(*argv, "--storage", sqlite_url, expect=2)
         assert code == 2 and err.count("\n") == 1, err
         assert "'v9_future'" in err and "written by a newer automl; upgrade automl" in err
     assert "studies" not in tables(sqlite_url)
-    code, out, _ = run_cli(capsys, "db", "current", "--json", "--storage", sqlite_url)
+    code, out, _ = run_cli("db", "current", "--json", "--storage", sqlite_url)
     assert code == 0 and json.loads(out)["state"] == "newer"
     assert scalar(sqlite_url, f"SELECT version_num FROM {schema.VERSION_TABLE}") == "v9_future"
 
 
 @pytest.mark.parametrize("command", ["current", "upgrade"])
-def test_unreachable_or_missing_database_is_one_line_exit_2(capsys, tmp_path, command):
-    code, out, err = run_cli(capsys, "db", command, "--storage", "postgresql://someone:hunter2@127.0.0.1:1/db")
+def test_unreachable_or_missing_database_is_one_line_exit_2(run_cli, tmp_path, command):
+    code, out, err = run_cli("db", command, "--storage", "postgresql://someone:hunter2@127.0.0.1:1/db", expect=2)
     assert code == 2 and err.count("\n") == 1 and out == ""
     assert err.startswith("automl: error: cannot open storage postgresql://someone:***@127.0.0.1:1/db")
     assert "hunter2" not in err
     if command == "current":  # a query never creates the database it was asked about
-        code, _, err = run_cli(capsys, "db", "current", "--storage", f"sqlite:///{tmp_path / 'absent.db'}")
+        code, _, err = run_cli("db", "current", "--storage", f"sqlite:///{tmp_path / 'absent.db'}", expect=2)
         assert code == 2 and "does not exist" in err
         assert not (tmp_path / "absent.db").exists()
 
@@ -177,15 +171,15 @@ def test_every_revision_downgrades_and_upgrades_again(sqlite_url):
     assert schema.upgrade(sqlite_url)[1].state == "current"
 
 
-def test_queries_read_a_plain_optuna_database_without_creating_automl_tables(capsys, sqlite_url):
+def test_queries_read_a_plain_optuna_database_without_creating_automl_tables(run_cli, sqlite_url):
     optuna.create_study(study_name="plain", storage=sqlite_url).optimize(lambda t: t.suggest_float("x", 0, 1),
                                                                             n_trials=2)
-    code, out, err = run_cli(capsys, "studies", "--json", "--storage", sqlite_url)
+    code, out, err = run_cli("studies", "--json", "--storage", sqlite_url)
     assert code == 0, err
     assert [s["name"] for s in json.loads(out)] == ["plain"]
-    assert run_cli(capsys, "trials", "plain", "--storage", sqlite_url)[0] == 0
+    assert run_cli("trials", "plain", "--storage", sqlite_url)[0] == 0
     assert not {t for t in tables(sqlite_url) if t.startswith("automl_")}
-    code, out, _ = run_cli(capsys, "db", "current", "--json", "--storage", sqlite_url)
+    code, out, _ = run_cli("db", "current", "--json", "--storage", sqlite_url)
     assert json.loads(out)["state"] == "empty"
 
 

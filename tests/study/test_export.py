@@ -13,7 +13,6 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore, download_artifact
 from optuna.trial import TrialState
 
-from automl.cli import main
 from automl.storage.artifacts import load_model
 from automl.train.data import load_dataset
 
@@ -31,11 +30,6 @@ enabled = true
 LR_RANGE = "lr = { low = 0.01, high = 0.3, log = true }"
 
 
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 def one_line_error(code: int, err: str) -> str:
     lines = err.strip().splitlines()
@@ -44,20 +38,20 @@ def one_line_error(code: int, err: str) -> str:
 
 
 @pytest.fixture
-def finished(capsys, write_study, sqlite_url, tmp_path):
+def finished(run_cli, write_study, sqlite_url, tmp_path):
     """A tiny study of 3 completed trials (searched LR and tricks), its file deleted afterwards."""
     path = write_study(TRICKS)
     path.write_text(path.read_text().replace("lr = 0.05", LR_RANGE))
-    code, _, err = run_cli(capsys, "run", str(path), "--storage", sqlite_url)
+    code, _, err = run_cli("run", str(path), "--storage", sqlite_url)
     assert code == 0, err
     path.unlink()  # the export must work from the text stored with the study
     return optuna.load_study(study_name="tiny", storage=sqlite_url)
 
 
-def test_export_the_best_trial_and_train_it_with_the_same_tricks_and_params(capsys, finished, sqlite_url, tmp_path):
+def test_export_the_best_trial_and_train_it_with_the_same_tricks_and_params(run_cli, finished, sqlite_url, tmp_path):
     best = finished.best_trial
     out = tmp_path / "run.toml"
-    code, printed, err = run_cli(capsys, "export", "tiny", "--storage", sqlite_url, "-o", str(out), "--json")
+    code, printed, err = run_cli("export", "tiny", "--storage", sqlite_url, "-o", str(out), "--json")
     assert code == 0, err
     assert json.loads(printed)["trial"] == best.number
 
@@ -70,7 +64,7 @@ def test_export_the_best_trial_and_train_it_with_the_same_tricks_and_params(caps
     assert exported["tricks"]["include"] == ["cosine", "ema", "label_smoothing", "warmup"]
     assert exported["tricks"]["warmup"] == {"enabled": True, "fraction": {"low": 0.1, "high": 0.3}}
 
-    code, printed, err = run_cli(capsys, "train", str(out), "--seeds", "2", "--json")
+    code, printed, err = run_cli("train", str(out), "--seeds", "2", "--json")
     assert code == 0, err
     result = json.loads(printed)
     seed = best.user_attrs["seed"]
@@ -110,32 +104,32 @@ def test_export_the_best_trial_and_train_it_with_the_same_tricks_and_params(caps
         assert wrong == pytest.approx(run["test_error_model"])
 
 
-def test_budget_and_output_folder_on_the_command_line(capsys, finished, sqlite_url, tmp_path):
+def test_budget_and_output_folder_on_the_command_line(run_cli, finished, sqlite_url, tmp_path):
     out = tmp_path / "run.toml"
-    assert run_cli(capsys, "export", "tiny", "--trial", "1", "--storage", sqlite_url, "-o", str(out))[0] == 0
-    code, printed, err = run_cli(capsys, "train", str(out), "--budget", "4steps", "-o", str(tmp_path / "models"))
+    assert run_cli("export", "tiny", "--trial", "1", "--storage", sqlite_url, "-o", str(out))[0] == 0
+    code, printed, err = run_cli("train", str(out), "--budget", "4steps", "-o", str(tmp_path / "models"))
     assert code == 0, err
     assert "mean" in printed and "test error" in printed
     assert (tmp_path / "models" / f"run-seed{finished.trials[1].user_attrs['seed']}.pt").is_file()
 
 
-def test_only_a_completed_trial_can_be_exported(capsys, finished, sqlite_url, tmp_path):
+def test_only_a_completed_trial_can_be_exported(run_cli, finished, sqlite_url, tmp_path):
     pruned, failed = finished.ask(), finished.ask()
     finished.tell(pruned, state=TrialState.PRUNED)
     finished.tell(failed, state=TrialState.FAIL)
     out = tmp_path / "run.toml"
     for number, expected in ((pruned.number, "is PRUNED"), (failed.number, "is FAIL"), (99, "has no trial 99")):
-        code, _, err = run_cli(capsys, "export", "tiny", "--trial", str(number), "--storage", sqlite_url,
-                               "-o", str(out))
+        code, _, err = run_cli("export", "tiny", "--trial", str(number), "--storage", sqlite_url,
+                               "-o", str(out), expect=2)
         line = one_line_error(code, err)
         assert expected in line and "completed trials: 0, 1, 2" in line
         assert not out.exists()
 
 
 @pytest.fixture
-def exported(capsys, finished, sqlite_url, tmp_path) -> Path:
+def exported(run_cli, finished, sqlite_url, tmp_path) -> Path:
     out = tmp_path / "run.toml"
-    assert run_cli(capsys, "export", "tiny", "--storage", sqlite_url, "-o", str(out))[0] == 0
+    assert run_cli("export", "tiny", "--storage", sqlite_url, "-o", str(out))[0] == 0
     return out
 
 
@@ -150,42 +144,42 @@ def exported(capsys, finished, sqlite_url, tmp_path) -> Path:
      "trick 'gone' is not installed"),
     (lambda t: t.replace("[run]\n", '[run]\nstudy_best = "nowhere.pt"\n'), "no file"),
 ])
-def test_a_bad_run_file_is_one_line_and_trains_nothing(capsys, exported, edit, expected):
+def test_a_bad_run_file_is_one_line_and_trains_nothing(run_cli, exported, edit, expected):
     exported.write_text(edit(exported.read_text()))
-    code, _, err = run_cli(capsys, "train", str(exported))
+    code, _, err = run_cli("train", str(exported), expect=2)
     assert expected in one_line_error(code, err)
     assert not list(exported.parent.glob("run-seed*.pt"))
 
 
-def test_tricks_that_no_longer_follow_from_the_params_are_refused(capsys, exported):
+def test_tricks_that_no_longer_follow_from_the_params_are_refused(run_cli, exported):
     exported.write_text(exported.read_text().replace("tricks = [\n", 'tricks = [\n    "cosine_in_name_only",\n', 1))
-    code, _, err = run_cli(capsys, "train", str(exported))
+    code, _, err = run_cli("train", str(exported), expect=2)
     assert "but the params enable" in one_line_error(code, err)
 
 
-def test_a_study_file_given_to_train_says_which_command(capsys, write_study):
-    code, _, err = run_cli(capsys, "train", str(write_study()))
+def test_a_study_file_given_to_train_says_which_command(run_cli, write_study):
+    code, _, err = run_cli("train", str(write_study()), expect=2)
     assert "is a study file, not a run file" in one_line_error(code, err)
 
 
-def test_the_trial_is_rebuilt_from_the_text_and_variant_it_ran_with(capsys, write_study, sqlite_url, tmp_path):
+def test_the_trial_is_rebuilt_from_the_text_and_variant_it_ran_with(run_cli, write_study, sqlite_url, tmp_path):
     path = write_study("""
         [variants.wide]
         task = { model_args = { width = 0.5 } }
         """, n_trials=1)
-    assert run_cli(capsys, "run", str(path), "--variant", "wide", "--storage", sqlite_url)[0] == 0
+    assert run_cli("run", str(path), "--variant", "wide", "--storage", sqlite_url)[0] == 0
     path.write_text(path.read_text().replace("lr = 0.05", "lr = 0.1").replace("n_trials = 1", "n_trials = 2"))
-    assert run_cli(capsys, "run", str(path), "--variant", "wide", "--storage", sqlite_url)[0] == 0
+    assert run_cli("run", str(path), "--variant", "wide", "--storage", sqlite_url)[0] == 0
     study = optuna.load_study(study_name="tiny-wide", storage=sqlite_url)
     for number, lr in ((0, 0.05), (1, 0.1)):
         out = tmp_path / f"run{number}.toml"
-        code, _, err = run_cli(capsys, "export", "tiny-wide", "--trial", str(number), "--storage", sqlite_url,
+        code, _, err = run_cli("export", "tiny-wide", "--trial", str(number), "--storage", sqlite_url,
                                "-o", str(out))
         assert code == 0, err
         exported = tomllib.loads(out.read_text())
         assert exported["task"]["model_args"] == {"width": 0.5}
         assert exported["train"]["lr"] == lr
-        code, printed, err = run_cli(capsys, "train", str(out), "--json")
+        code, printed, err = run_cli("train", str(out), "--json")
         assert code == 0, err
         assert json.loads(printed)["runs"][0]["val_error"] == study.trials[number].value
     # Trials recorded before the config's digest was: the text stored by the trial's start is the one.
@@ -195,12 +189,12 @@ def test_the_trial_is_rebuilt_from_the_text_and_variant_it_ran_with(capsys, writ
     engine.dispose()
     for number, lr in ((0, 0.05), (1, 0.1)):
         out = tmp_path / f"old{number}.toml"
-        assert run_cli(capsys, "export", "tiny-wide", "--trial", str(number), "--storage", sqlite_url,
+        assert run_cli("export", "tiny-wide", "--trial", str(number), "--storage", sqlite_url,
                        "-o", str(out))[0] == 0
         assert tomllib.loads(out.read_text())["train"]["lr"] == lr
 
 
-def test_a_trick_that_used_the_study_gets_the_same_context(capsys, write_study, sqlite_url, tmp_path):
+def test_a_trick_that_used_the_study_gets_the_same_context(run_cli, write_study, sqlite_url, tmp_path):
     """Distillation from the study's best model: trial 1 was taught by trial 0, and so is its export."""
     path = write_study("""
         [tricks]
@@ -208,14 +202,14 @@ def test_a_trick_that_used_the_study_gets_the_same_context(capsys, write_study, 
         [tricks.distillation]
         enabled = true
         """, n_trials=2)
-    assert run_cli(capsys, "run", str(path), "--storage", sqlite_url)[0] == 0
+    assert run_cli("run", str(path), "--storage", sqlite_url)[0] == 0
     study = optuna.load_study(study_name="tiny", storage=sqlite_url)
     assert study.trials[0].user_attrs["tricks"] == [] and study.trials[1].user_attrs["tricks"] == ["distillation"]
     out = tmp_path / "run.toml"
-    code, _, err = run_cli(capsys, "export", "tiny", "--trial", "1", "--storage", sqlite_url, "-o", str(out))
+    code, _, err = run_cli("export", "tiny", "--trial", "1", "--storage", sqlite_url, "-o", str(out))
     assert code == 0, err
     assert tomllib.loads(out.read_text())["run"]["study_best"] == "run.study-best.pt"
-    code, printed, err = run_cli(capsys, "train", str(out), "--json")
+    code, printed, err = run_cli("train", str(out), "--json")
     assert code == 0, err
     run = json.loads(printed)["runs"][0]
     assert run["tricks"] == ["distillation"] and run["attrs"]["distillation.teacher"] == "run.study-best.pt"

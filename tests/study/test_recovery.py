@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import optuna
 import pytest
@@ -17,8 +16,6 @@ from optuna.trial import TrialState
 from automl.cli import main
 from automl.storage.ledger import Ledger
 from automl.storage.models import TrialCostModel
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def running_trial(url: str) -> int | None:
@@ -36,11 +33,10 @@ def url(request) -> str:
 
 
 @pytest.mark.slow
-def test_a_killed_worker_is_failed_settled_and_retried_once(write_study, url, tmp_path, capsys):
+def test_a_killed_worker_is_failed_settled_and_retried_once(write_study, url, tmp_path, capsys, child_env):
     study = write_study(n_trials=3, trial_budget="2s")
     study.write_text(study.read_text().replace("seed = 0", "seed = 0\nheartbeat_interval = 1\ngrace_period = 2"))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH"))
-                                                       if p))
+    env = child_env()
     worker = subprocess.Popen([sys.executable, "-m", "automl", "run", str(study), "--storage", url],
                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

@@ -7,6 +7,7 @@ ledger), exactly as workers on other machines pointed at the same PostgreSQL URL
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -21,6 +22,26 @@ from automl.errors import UserError
 from automl.storage.urls import ENV_VAR
 
 POLL_SECONDS = 0.5
+SEED_STRIDE = 7919
+"""A prime: worker i samples with seed + SEED_STRIDE * (i + 1), far from the seeds trials train with."""
+
+
+def worker_seed(seed: int, worker: int) -> int:
+    """The sampler seed of worker ``worker`` (0-based) of ``--workers N``, so the workers sample different points."""
+    return seed + SEED_STRIDE * (worker + 1)
+
+
+def worker_argv(args: argparse.Namespace) -> list[str]:
+    """The parent's own ``automl run`` options, for its workers (storage and device are handed over apart)."""
+    argv = [args.study_file]
+    for flag, value in (("--variant", args.variant), ("--study-name", args.study_name),
+                        ("--n-trials", args.n_trials), ("--total-budget", args.total_budget),
+                        ("--trial-budget", args.trial_budget), ("--seed", args.seed)):
+        if value is not None:
+            argv += [flag, str(value)]
+    for path in args.plugin:
+        argv += ["--plugin", path]
+    return argv
 
 
 def check_workers(n: int, url: str) -> None:
@@ -79,4 +100,5 @@ def watch(study: optuna.Study, workers: list[subprocess.Popen],
     return next((w.returncode for w in workers if w.returncode), 0)
 
 
-__all__ = ["check_workers", "split_devices", "start_workers", "threads_per_worker", "watch"]
+__all__ = ["check_workers", "split_devices", "start_workers", "threads_per_worker", "watch", "worker_argv",
+           "worker_seed"]

@@ -1,4 +1,4 @@
-"""The live display of a running study: trials, best so far, budget left."""
+"""The live displays of long work: a running study (trials, best so far, budget left) and `automl train`'s seeds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from automl.storage import mask_url
 from automl.storage.ledger import Ledger
@@ -60,3 +60,24 @@ class RunDisplay:
             self.progress.update(self.task, completed=min(used, total), left=f"{max(0.0, total - used):.0f}s left", best=best)
         else:
             self.progress.update(self.task, completed=len(study.trials), left=f"{len(study.trials)} trials", best=best)
+
+
+class SeedProgress:
+    """A progress bar per seed on ``console``, moved after each step."""
+
+    def __init__(self, seeds: list[int], console: Any) -> None:
+        self.progress = Progress(TextColumn("[bold]seed {task.fields[seed]}"), BarColumn(), TaskProgressColumn(),
+                                 TimeElapsedColumn(), console=console)
+        self.tasks = {s: self.progress.add_task("train", total=1.0, seed=s, start=False) for s in seeds}
+
+    def __enter__(self) -> "SeedProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def __call__(self, seed: int, progress: float) -> None:
+        task = self.tasks[seed]
+        self.progress.start_task(task)  # the clock of a seed starts with its first step
+        self.progress.update(task, completed=progress)

@@ -1,0 +1,46 @@
+"""`automl plugins list|show`: the tricks the host found, their parameters, resources, hooks and sources."""
+
+from __future__ import annotations
+
+import argparse
+
+from automl.cli.options import host, json_option, plugin_option, print_json, stdout
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="plugins_command", required=True, metavar="COMMAND")
+    listing = commands.add_parser("list", help="every trick with its parameters")
+    plugin_option(listing)
+    json_option(listing)
+    listing.set_defaults(func=run_list)
+    show = commands.add_parser("show", help="one trick: parameters, ranges, owned resources, source")
+    show.add_argument("name")
+    plugin_option(show)
+    json_option(show)
+    show.set_defaults(func=run_show)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    found = host(args.plugin)
+    records = [info.describe() for info in sorted(found.tricks.values(), key=lambda i: i.name)]
+    if args.json:
+        failed = [{"plugin": f.plugin, "source": f.source, "reason": f.reason} for f in found.failures]
+        print_json({"tricks": records, "failed": failed})
+    else:
+        from automl.report.tables import plugins_table
+
+        stdout().print(plugins_table(records))
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    record = host(args.plugin).trick(args.name).describe()
+    if args.json:
+        print_json(record)
+        return 0
+    from automl.report.tables import trick_lines
+
+    console = stdout()
+    for line in trick_lines(record):
+        console.print(line, soft_wrap=True)
+    return 0

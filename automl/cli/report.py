@@ -1,0 +1,38 @@
+"""`automl report STUDY`: one self-contained HTML page on a study, and its figures as PNG files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from automl.cli.options import json_option, open_study_storage, print_json, storage_option
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study")
+    parser.add_argument("-o", "--output", metavar="FILE",
+                        help="the HTML file (default report.html; none when only --png is given)")
+    parser.add_argument("--png", metavar="DIR", help="write each figure as DIR/<name>.png")
+    storage_option(parser)
+    json_option(parser, "print the paths written as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from automl.report.study_report import build_report, output_paths, write_report
+    from automl.study.records import load_study
+
+    html, png_dir = output_paths(args.output, args.png)
+    storage, shown = open_study_storage(args.storage)
+    report = build_report(load_study(args.study, storage, shown), storage.engine, shown)
+    written = write_report(report, html, png_dir)
+    if args.json:
+        print_json({"html": str(html) if html else None, "png": [str(p) for p in written if p != html],
+                    "not_drawn": {f.name: f.note for f in report.figures if f.png is None}})
+        return 0
+    for path in written:
+        print(path)
+    for figure in report.figures:
+        if figure.png is None:
+            print(f"not drawn: {figure.name} ({figure.note})", file=sys.stderr)
+    return 0

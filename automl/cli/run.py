@@ -1,0 +1,79 @@
+"""`automl run STUDY.toml`: run or resume a tuning study, in this process or in worker processes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from automl.cli.options import (host, json_option, plugin_option, positive_int, print_best, quiet_optuna, stderr,
+                                storage_option)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study_file", metavar="STUDY.toml")
+    parser.add_argument("--variant", metavar="NAME", help="apply the file's [variants.NAME] table (e.g. cifar10)")
+    storage_option(parser)
+    parser.add_argument("--study-name", help="name in the database (default: [study] name)")
+    parser.add_argument("--n-trials", type=positive_int, help="stop after this many trials in the study")
+    parser.add_argument("--total-budget", metavar="DUR", help="device time of the whole study, e.g. 10m")
+    parser.add_argument("--trial-budget", metavar="DUR", help="budget of one trial: 90s, 5m, 30ep, 500steps")
+    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N; with --workers a list, e.g. "
+                                         "cuda:0,cuda:1, handed out to the workers in turn")
+    parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                        help="worker processes on this machine (default 1); more than one needs PostgreSQL")
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # this child's index among --workers N
+    parser.add_argument("--threads", type=positive_int, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, help="sampler and training seed (default: [study] seed)")
+    plugin_option(parser)
+    json_option(parser, "print the best trial as JSON at the end")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from automl.report.progress import RunDisplay
+    from automl.study.processes import start_workers, watch, worker_argv
+    from automl.study.runner import create_study, run_study
+
+    prepared, url, devices = _prepare(args)
+    study = create_study(prepared)
+    if args.worker is not None:
+        run_study(prepared, study)
+        return 0
+    with RunDisplay(prepared, stderr()) as display:
+        if args.workers > 1:
+            failed = watch(study, start_workers(worker_argv(args), url, devices), display.on_trial)
+        else:
+            study = run_study(prepared, study, on_trial=display.on_trial)
+            failed = 0
+    if failed:
+        print(f"automl: error: a worker exited with status {failed}; its error is above", file=sys.stderr)
+        return 1
+    return print_best(study, prepared.storage_url, top=1, as_json=args.json)
+
+
+def _prepare(args: argparse.Namespace):
+    """The study checked end to end before anything is written; the storage URL and each worker's device."""
+    from automl.devices import resolve_device
+    from automl.storage import resolve_url
+    from automl.study.config import load_study_file
+    from automl.study.processes import check_workers, split_devices, worker_seed
+    from automl.study.runner import Overrides, prepare
+
+    study_file = load_study_file(args.study_file, args.variant)
+    url = resolve_url(args.storage, study_file.config.study.storage)
+    check_workers(args.workers, url)
+    devices = split_devices(args.device, args.workers)
+    prepared = prepare(study_file, host(args.plugin), Overrides(
+        storage=url, study_name=args.study_name, n_trials=args.n_trials, total_budget=args.total_budget,
+        trial_budget=args.trial_budget, device=devices[0], seed=args.seed),
+        data_on_cpu=args.workers > 1 and args.worker is None)
+    for device in set(devices[1:]):
+        resolve_device(device)
+    if args.threads and prepared.device.type == "cpu":
+        import torch
+
+        torch.set_num_threads(args.threads)
+    quiet_optuna()
+    if args.worker is not None:
+        prepared.sampler_seed = worker_seed(prepared.seed, args.worker)
+    return prepared, url, devices
