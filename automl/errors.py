@@ -12,6 +12,11 @@ class UserError(Exception):
     exit_code = 2
 
 
+def unknown(kind: str, name: str, valid: object) -> str:
+    """The message for a name that is not one of ``valid``: ``unknown model 'x'; valid: a, b``."""
+    return f"unknown {kind} {name!r}; valid: {', '.join(sorted(valid)) or '(none)'}"
+
+
 class TrialFailed(Exception):
     """A trial that cannot go on (NaN loss, out of memory, no teacher, ...).
 

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 import pluggy
 
 from automl import hookspecs
-from automl.errors import UserError
+from automl.errors import UserError, unknown
 from automl.space import OWNER_PREFIX, SpaceRecorder, build_trick, option_names, to_json
 from automl.trick import HOOKS, Trick
 
@@ -78,7 +78,7 @@ class Host:
     def trick(self, name: str) -> TrickInfo:
         """The trick called ``name``; an unknown name raises with the valid ones."""
         if name not in self.tricks:
-            raise UserError(f"unknown trick {name!r}; valid: {', '.join(sorted(self.tricks)) or '(none)'}"
+            raise UserError(unknown("trick", name, self.tricks)
                             + self._failed_hint())
         return self.tricks[name]
 

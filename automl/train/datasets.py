@@ -10,7 +10,7 @@ from typing import Any, Callable
 import torch
 
 from automl.devices import resolve_device
-from automl.errors import UserError
+from automl.errors import UserError, unknown
 from automl.train.sources import data_root, load_cifar, load_digits, load_synthetic
 from automl.train.splits import Dataset, Split
 
@@ -46,7 +46,7 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 def check_dataset_name(name: str) -> str:
     """``name`` if a data set of that name is registered; else a ValueError listing the valid names."""
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(sorted(DATASETS))}")
+        raise ValueError(unknown("dataset", name, DATASETS))
     return name
 
 

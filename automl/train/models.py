@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from torch import Tensor, nn
 
-from automl.errors import UserError
+from automl.errors import UserError, unknown
 
 __all__ = ["MODELS", "ResidualBlock", "ScaledLinear", "build_model", "check_model_name"]
 
@@ -178,7 +178,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 def check_model_name(name: str) -> str:
     """``name`` if a model of that name is registered; else a ValueError listing the valid names."""
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid: {', '.join(sorted(MODELS))}")
+        raise ValueError(unknown("model", name, MODELS))
     return name
 
 
