@@ -58,7 +58,9 @@ class Worker:
 
     def next_trial(self) -> optuna.Trial | None:
         """The next trial, holding its reservation, or None when the study is done (n_trials or total budget)."""
-        optuna.storages.fail_stale_trials(self.study)
+        with warnings.catch_warnings():  # Optuna calls it experimental; it is the heartbeat's documented use
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self.study)
         reservation = self.ledger.reserve(self.trial_budget, self.n_trials)
         if reservation is None and self.orphan_after is not None and self.ledger.reclaim(self.orphan_after):
             reservation = self.ledger.reserve(self.trial_budget, self.n_trials)
