@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from automl.study.records import ATTR_UNAVAILABLE
-from automl.trick import Trick
+from automl.trick import Trick, TrickError
 
 OWNER_PREFIX = "owner"
 
@@ -228,7 +228,7 @@ def pinned_conflicts(tricks: Mapping[str, type[Trick]], settings: Mapping[str, T
 
 
 def select_tricks(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mapping[str, TrickSettings],
-                  context: Any = None) -> list[Trick]:
+                  context: Any = None, turned_off: Mapping[str, str] | None = None) -> list[Trick]:
     """Decide which tricks this trial enables and build them with their suggested parameters.
 
     Resources are shared out first. A trick that owns several resources (a batch ramp owns
@@ -238,10 +238,15 @@ def select_tricks(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mappi
     owners are off for the trial. Every remaining trick has ``<name>.enabled`` unless the
     study pins it. Choices never depend on earlier answers, as Optuna requires. A trick
     that says it is ``unavailable`` for this trial is off, and the reason is recorded in
-    the trial's ``unavailable`` attribute.
+    the trial's ``unavailable`` attribute; so is one the study has ``turned_off`` (name to reason), so
+    that the trial's distributions stay those of earlier trials.
+
+    Every enabled trick's space is suggested before any is built, so that the trial records all of its
+    parameters even when an ``__init__`` raises: that raises :class:`TrickError` naming the trick.
     """
+    off = turned_off or {}
     unavailable = {n: reason for n in sorted(tricks)
-                   if (reason := tricks[n].unavailable(context, dict(_options_of(settings, n))))}
+                   if (reason := off.get(n) or tricks[n].unavailable(context, dict(_options_of(settings, n))))}
     if unavailable:
         trial.set_user_attr(ATTR_UNAVAILABLE, unavailable)
     pinned_on = {n for n in tricks if _pin_of(settings, n)}
@@ -251,9 +256,16 @@ def select_tricks(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mappi
         if name in unavailable or any(owner_of.get(r, name) != name for r in cls.owns):
             decided[name] = False
     enabled = _enabled_flags(trial, tricks, settings, decided)
-    built = [build_trick(tricks[n], TrickTrial(trial, n, _overrides_of(settings, n)), _options_of(settings, n))
-             for n in enabled]
+    params = {n: tricks[n].search_space(TrickTrial(trial, n, _overrides_of(settings, n))) for n in enabled}
+    built = [_construct(tricks[n], params[n], _options_of(settings, n)) for n in enabled]
     return sorted(built, key=lambda t: (t.order, t.name))
+
+
+def _construct(cls: type[Trick], params: Mapping[str, Any], options: Mapping[str, Any]) -> Trick:
+    try:
+        return cls(**params, **options)
+    except Exception as exc:  # noqa: BLE001 - a trick's own error fails its trial, not the study
+        raise TrickError(cls.name, "__init__", None, exc) from exc
 
 
 def _share_multi_resource(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mapping[str, TrickSettings],

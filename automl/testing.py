@@ -17,7 +17,7 @@ from automl.train.data import Dataset, InMemoryLoader, load_dataset
 from automl.train.loop import TrainResult, build_optimizer, train
 from automl.train.models import build_model
 from automl.train.settings import TrainSettings
-from automl.trick import HOOKS, Run, Trick
+from automl.trick import Run, Trick, raised_in
 
 
 def tiny_data(**options: Any) -> Dataset:
@@ -84,17 +84,12 @@ def try_trick(cls: type[Trick], budget: str = "20steps", *, params: Mapping[str,
 
 def _hook_that_raised(exc: BaseException, trick: Trick) -> str | None:
     """``hook at step N (progress P)`` for the outermost frame of the traceback in one of ``trick``'s hooks."""
-    tb = exc.__traceback__
-    while tb is not None:
-        frame = tb.tb_frame
-        if frame.f_code.co_name in HOOKS and frame.f_locals.get("self") is trick:
-            run = frame.f_locals.get("run")
-            progress = run.progress if isinstance(run, Run) else frame.f_locals.get("progress")
-            step = f" at step {run.step}" if isinstance(run, Run) else ""
-            at = f" (progress {progress:.3f})" if isinstance(progress, float) else ""
-            return f"{frame.f_code.co_name}{step}{at}"
-        tb = tb.tb_next
-    return None
+    where = raised_in(exc, trick)
+    if where is None or where.hook == "__init__":
+        return None
+    step = f" at step {where.step}" if where.hook_has_run else ""
+    at = f" (progress {where.progress:.3f})" if where.progress is not None else ""
+    return f"{where.hook}{step}{at}"
 
 
 def run_for(model: nn.Module, *, data: Dataset | None = None, autocast: dict[str, Any] | None = None,

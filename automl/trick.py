@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 from torch import nn
+
+from automl.errors import TrialFailed
 
 if TYPE_CHECKING:
     from automl.budget import Budget
@@ -18,6 +22,45 @@ Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 INFERENCE_COST = "inference_cost"
 """The ``Run.attrs`` key of the forward passes one prediction costs (1 unless a trick ensembles)."""
+
+RESOURCES = {
+    "lr_schedule": "the LR factor of every step (cosine, step decay, one-cycle, ...)",
+    "batch_size": "the loader's batch size",
+    "inference": "the scores evaluation uses (predict): an average, an ensemble",
+    "step": "the whole training step, forward to optimizer step (train_step)",
+    "optimizer": "the kind of optimizer, replaced through Run.replace_optimizer",
+}
+"""The resources a trick may own (``Trick.owns``), with what owning each means."""
+
+ENDINGS = ("complete", "pruned", "failed")
+"""How a trial can end, as ``Trick.on_trial_end`` is told (the names ``automl.study.records`` gives the states)."""
+
+TRICK_ERROR = "trick_error"
+"""The ``end_reason`` of a trial failed by an exception from one of its tricks."""
+
+
+class Attrs(dict):
+    """``Run.attrs``: a dict that refuses, when it is set, a value the trial could not store as JSON."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        self.update(*args, **kwargs)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"run.attrs[{key!r}] = {value!r} cannot be stored with the trial as JSON ({exc})") from None
+        super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
 
 
 @dataclass(eq=False)
@@ -48,8 +91,9 @@ class Run:
     """Keyword arguments of ``torch.autocast`` for forward passes, or None for full precision."""
     grad_scaler: Any = None
     """A ``torch.amp.GradScaler`` the step uses for backward and optimizer step, when set."""
-    attrs: dict[str, Any] = field(default_factory=dict)
-    """JSON-able facts a trick wants stored with the trial (prefix keys with the trick's name).
+    attrs: dict[str, Any] = field(default_factory=Attrs)
+    """JSON-able facts a trick wants stored with the trial (prefix keys with the trick's name); a value that
+    is not JSON is refused when it is set (TypeError naming the key).
     ``INFERENCE_COST`` (``"inference_cost"``): forward passes per prediction (1 unless a trick ensembles)."""
     weights: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     """Extra weights a trick wants kept with the trial in the artifact store, beside the trained model:
@@ -57,6 +101,12 @@ class Run:
     as an ensemble's snapshots or an average. Set them in ``on_end``."""
     context: "TrialContext | None" = None
     """What the study knows beyond this run (e.g. its best model so far); None outside a study."""
+    after_backward_hooks: list[Callable[["Run"], None]] = field(default_factory=list, repr=False)
+    """The tricks' ``after_backward`` hooks, which ``step_optimizer`` calls; set by the trainer."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.attrs, Attrs):
+            self.attrs = Attrs(self.attrs)
 
     def amp(self) -> contextlib.AbstractContextManager:
         """The autocast context of this run's forward passes (a no-op in full precision)."""
@@ -69,6 +119,44 @@ class Run:
         """
         with torch.no_grad(), self.amp():
             return model.eval()(x)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backward through ``loss``, scaled by the run's ``grad_scaler`` when there is one."""
+        (loss if self.grad_scaler is None else self.grad_scaler.scale(loss)).backward()
+
+    def step_optimizer(self) -> None:
+        """Apply the gradients the params hold: unscaled, then shown to every ``after_backward`` hook, then
+        stepped (through the ``grad_scaler`` when there is one). A trick that owns the step calls it once."""
+        scaler = self.grad_scaler
+        if self.after_backward_hooks:
+            if scaler is not None:
+                scaler.unscale_(self.optimizer)  # so the hooks see the true gradients
+            for hook in self.after_backward_hooks:
+                hook(self)
+        if scaler is None:
+            self.optimizer.step()
+        else:
+            scaler.step(self.optimizer)
+            scaler.update()
+
+    def wrap_criterion(self, wrap: Callable[[Criterion], Criterion]) -> None:
+        """Replace the loss by ``wrap(criterion)``, a criterion built around the current one.
+
+        Called in ``setup``: tricks that wrap the loss compose in their ``order``, the latest outermost.
+        """
+        self.criterion = wrap(self.criterion)
+
+    def replace_optimizer(self, make: Callable[[Any], torch.optim.Optimizer]) -> None:
+        """Use ``make(params or param groups)`` as this run's optimizer from now on, ``regroup`` included.
+
+        For a trick that owns ``"optimizer"``, in ``setup``. The current param groups are kept with the
+        options tricks gave them (``weight_decay``, ``lr_scale``, ...) but not the old kind's defaults.
+        """
+        defaults = self.optimizer.defaults
+        groups = [{k: v for k, v in group.items() if k == "params" or k not in defaults or v != defaults[k]}
+                  for group in self.optimizer.param_groups]
+        self.make_optimizer = make
+        self.optimizer = make(groups)
 
     def regroup(self, options_of: Callable[[str, nn.Parameter], dict[str, Any]]) -> None:
         """Split every param group by ``options_of(name, param)`` and rebuild the optimizer.
@@ -112,7 +200,7 @@ class Trick:
 
     name: ClassVar[str]
     owns: ClassVar[tuple[str, ...]] = ()
-    """Resources this trick controls exclusively (``"lr_schedule"``, ``"batch_size"``, ...).
+    """Resources this trick controls exclusively, from ``RESOURCES`` (``"lr_schedule"``, ``"step"``, ...).
     Where several enabled tricks own one resource the host lets each trial pick one."""
     order: ClassVar[int] = 0
     """Where this trick's hooks run among the enabled ones, lowest first (ties by name):
@@ -148,7 +236,11 @@ class Trick:
         """After the model, optimizer and criterion are built, before the first step."""
 
     def on_end(self, run: Run) -> None:
-        """After the last step, before the final evaluation."""
+        """After the last step, before the final evaluation (not for a pruned or failed run)."""
+
+    def on_trial_end(self, run: Run, ended: str) -> None:
+        """Once at every end of a run that started training: ``ended`` is ``"complete"``, ``"pruned"`` or
+        ``"failed"`` (``ENDINGS``). Attrs set here are recorded, except for a failed trial; clean up here."""
 
     # -- every step ---------------------------------------------------------------------
     def lr_factor(self, progress: float) -> float:
@@ -164,6 +256,24 @@ class Trick:
     def transform_batch(self, run: Run, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the batch to train on; targets may become soft (N, classes) distributions."""
         return x, y
+
+    def train_step(self, run: Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The whole step in place of the trainer's, for the one trick that owns ``"step"`` (SAM's two passes).
+
+        Forward under ``run.amp()`` with ``run.criterion``, ``run.optimizer.zero_grad``, ``run.backward(loss)``
+        and, once, ``run.step_optimizer()`` (which runs the ``after_backward`` hooks); return the loss tensor.
+        Only called when overridden: here as the reference the trainer's own step matches.
+        """
+        with run.amp():
+            loss = run.criterion(run.model(x), y)
+        run.optimizer.zero_grad(set_to_none=True)
+        run.backward(loss)
+        run.step_optimizer()
+        return loss
+
+    def after_backward(self, run: Run) -> None:
+        """Between backward and the optimizer step, with the gradients unscaled even under a ``GradScaler``:
+        the gradients in ``p.grad`` may be changed in place (clipping, noise)."""
 
     def on_step_end(self, run: Run, loss: torch.Tensor) -> None:
         """After the optimizer step; ``loss`` is still on the device (reading it synchronises)."""
@@ -185,3 +295,51 @@ are class methods, asked before a trial trains)."""
 def overridden(trick: Trick, hook: str) -> bool:
     """Whether ``trick`` implements ``hook`` itself, so the trainer skips the no-op ones."""
     return getattr(type(trick), hook) is not getattr(Trick, hook)
+
+
+class TrickError(TrialFailed):
+    """An exception from a trick's hook or ``__init__`` during a trial: that trial fails, the study goes on."""
+
+    def __init__(self, trick: str, hook: str, step: int | None, error: BaseException) -> None:
+        at = "before training" if step is None else f"at step {step}"
+        super().__init__(TRICK_ERROR, f"{trick}.{hook} {at}: {type(error).__name__}: {error}")
+        self.trick, self.hook, self.step, self.error = trick, hook, step, error
+
+
+@dataclass(frozen=True)
+class RaisedIn:
+    """Where in a trick an exception was raised: the trick, its hook, and the run's step and progress then."""
+
+    trick: Trick
+    hook: str
+    step: int | None
+    progress: float | None
+    hook_has_run: bool
+    """Whether the hook was given the run (``lr_factor`` is not: its step is the loop's)."""
+
+    def error(self, exc: BaseException) -> TrickError:
+        return TrickError(self.trick.name, self.hook, self.step, exc)
+
+
+def raised_in(exc: BaseException, trick: Trick | None = None) -> RaisedIn | None:
+    """The outermost hook (or ``__init__``) of a trick (of ``trick``, if given) in ``exc``'s traceback, or None.
+
+    Read from the traceback, so that calling a hook costs nothing extra; the step is that of the nearest
+    ``run`` among the frames, also for a hook that is not given one.
+    """
+    frames = list(_frames(exc.__traceback__))
+    for i, frame in enumerate(frames):
+        owner, local = frame.f_locals.get("self"), frame.f_locals
+        if frame.f_code.co_name in (*HOOKS, "__init__") and isinstance(owner, Trick) and trick in (None, owner):
+            runs = [f.f_locals["run"] for f in reversed(frames[:i + 1]) if isinstance(f.f_locals.get("run"), Run)]
+            own = isinstance(local.get("run"), Run)
+            progress = local["run"].progress if own else local.get("progress")
+            return RaisedIn(owner, frame.f_code.co_name, runs[0].step if runs else None,
+                            progress if isinstance(progress, float) else None, own)
+    return None
+
+
+def _frames(tb: TracebackType | None):
+    while tb is not None:
+        yield tb.tb_frame
+        tb = tb.tb_next

@@ -40,8 +40,8 @@ class OnlyStep(Trick):
 
 def test_hooks_are_the_documented_ones_in_lifecycle_order():
     # Derived from Trick's methods: a helper method added to Trick would become a hook, and this says so.
-    assert HOOKS == ("setup", "on_end", "lr_factor", "on_epoch_start", "on_step_start", "transform_batch",
-                     "on_step_end", "on_rung", "predict")
+    assert HOOKS == ("setup", "on_end", "on_trial_end", "lr_factor", "on_epoch_start", "on_step_start",
+                     "transform_batch", "train_step", "after_backward", "on_step_end", "on_rung", "predict")
     assert all(callable(getattr(Trick, hook)) for hook in HOOKS)
 
 

@@ -103,3 +103,60 @@ def test_a_study_file_sets_options_and_rejects_unknown_ones(write_study, tmp_pat
     bad = load_study_file(write_study('[tricks]\ninclude = ["teacherless"]\n[tricks.teacherless]\nsorce = 1\n'))
     with pytest.raises(UserError, match="unknown key 'sorce'; valid: enabled, rate, source, strict"):
         study_tricks(bad, host)
+
+
+def test_replace_optimizer_keeps_the_groups_options_and_a_later_regroup_keeps_the_kind():
+    import torch
+
+    model = tiny_model(tiny_data())
+    run = _run(model)
+    run.regroup(lambda name, p: {"weight_decay": 0.0} if p.ndim <= 1 else {})
+    run.replace_optimizer(lambda params: torch.optim.Adam(params, lr=0.01, weight_decay=1e-4))
+    assert isinstance(run.optimizer, torch.optim.Adam)
+    # The group a trick gave no decay keeps it; the other takes the new kind's own default, not SGD's.
+    assert sorted(g["weight_decay"] for g in run.optimizer.param_groups) == [0.0, 1e-4]
+    assert all("nesterov" not in g for g in run.optimizer.param_groups)
+    run.regroup(lambda name, p: {"lr_scale": 0.5} if name.startswith("0.") else {})
+    assert isinstance(run.optimizer, torch.optim.Adam) and len(run.optimizer.param_groups) > 2
+    assert sum(len(g["params"]) for g in run.optimizer.param_groups) == len(list(model.parameters()))
+
+
+def test_wrap_criterion_composes_in_order_the_latest_outermost():
+    import torch
+
+    run = _run(tiny_model(tiny_data()))
+    run.criterion = lambda out, y: torch.tensor(1.0)
+    run.wrap_criterion(lambda inner: lambda out, y: inner(out, y) * 3)
+    run.wrap_criterion(lambda inner: lambda out, y: inner(out, y) + 1)
+    assert run.criterion(None, None).item() == 4.0
+
+
+def test_attrs_refuse_a_value_that_is_not_json_when_set_naming_the_key():
+    run = _run(tiny_model(tiny_data()))
+    run.attrs["ok.value"] = {"a": [1, 2.5, None, "x"]}
+    with pytest.raises(TypeError, match=r"run.attrs\['bad.model'\] = .* cannot be stored with the trial as JSON"):
+        run.attrs["bad.model"] = object()
+    with pytest.raises(TypeError, match=r"run.attrs\['bad.set'\]"):
+        run.attrs.update({"bad.set": {1, 2}})
+    with pytest.raises(TypeError, match=r"run.attrs\['bad.default'\]"):
+        run.attrs.setdefault("bad.default", object())
+    assert dict(run.attrs) == {"ok.value": {"a": [1, 2.5, None, "x"]}}
+
+
+def test_trick_errors_name_the_trick_hook_and_step():
+    from automl.testing import train_tiny
+    from automl.trick import raised_in
+
+    class Breaks(Trick):
+        name = "breaks"
+
+        def lr_factor(self, progress):
+            if progress > 0.4:
+                raise ZeroDivisionError("no")
+            return 1.0
+
+    with pytest.raises(ZeroDivisionError) as caught:
+        train_tiny([Breaks()], "10steps")
+    where = raised_in(caught.value)
+    assert (where.hook, where.step, where.hook_has_run) == ("lr_factor", 5, False)
+    assert str(where.error(caught.value)) == "trick_error: breaks.lr_factor at step 5: ZeroDivisionError: no"

@@ -7,6 +7,8 @@ The objective writes nothing to the study: :meth:`Objective.begin` returns the t
 from __future__ import annotations
 
 import time
+import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,7 +27,11 @@ from automl.study.config import StudyConfig, config_digest
 from automl.train.data import Dataset
 from automl.train.loop import TrainResult, train
 from automl.train.settings import TrainSettings
-from automl.trick import Trick, TrialContext
+from automl.trick import Trick, TrickError, TrialContext, raised_in
+
+TURN_OFF_AFTER = 3
+"""A trick whose own exceptions fail this many of the trials that enable it in a row, on one worker, is turned
+off for the rest of the study (one warning): three, so that one unlucky sample of its space is not enough."""
 
 
 @dataclass
@@ -60,6 +66,8 @@ class TrialPlan:
     seed: int
     context: TrialContext
     attrs: dict[str, Any]
+    failure: TrickError | None = None
+    """A trick's ``__init__`` refused its parameters: the trial fails without training."""
 
 
 @dataclass
@@ -78,6 +86,10 @@ class Objective:
     """Where the study's best model is downloaded when a trick asks for it (``TrialContext.best_checkpoint``)."""
     seed: int
     """The study's seed (``[study] seed``, or ``automl run --seed``); trials train with seed + number."""
+    turned_off: dict[str, str] = field(default_factory=dict)
+    """The tricks this worker has turned off (see ``TURN_OFF_AFTER``), with the reason each trial records."""
+    failed_in_a_row: Counter = field(default_factory=Counter)
+    """By trick, how many of the last trials that enabled it its own exceptions failed."""
 
     def begin(self, trial: optuna.Trial) -> TrialPlan:
         """Choose the trial's tricks, parameters and seed."""
@@ -85,7 +97,10 @@ class Objective:
         context = TrialContext(
             study_name=study.study_name, trial_number=trial.number,
             best_checkpoint=lambda: best_checkpoint(study, self.artifacts, self.best_model_cache))
-        tricks = select_tricks(trial, self.tricks, self.settings, context)
+        try:
+            tricks, failure = select_tricks(trial, self.tricks, self.settings, context, self.turned_off), None
+        except TrickError as exc:
+            tricks, failure = [], exc
         settings = self.config.train.resolve(trial)
         seed = records.training_seed(self.seed, records.original_number(trial.storage.get_trial(trial_id(trial))))
         attrs: dict[str, Any] = {records.ATTR_TRICKS: [t.name for t in tricks], records.ATTR_BUDGET: str(self.budget),
@@ -94,7 +109,7 @@ class Objective:
                    if t.name in self.settings and self.settings[t.name].options}
         if options:
             attrs[records.ATTR_OPTIONS] = options
-        return TrialPlan(tricks, settings, seed, context, attrs)
+        return TrialPlan(tricks, settings, seed, context, attrs, failure)
 
     def train(self, trial: optuna.Trial, plan: TrialPlan) -> Outcome:
         """Train the planned trial, reporting each rung to the pruner."""
@@ -103,6 +118,8 @@ class Objective:
             trial.report(val_error, rung)
             return trial.should_prune()
 
+        if plan.failure is not None:
+            return self._failed(plan, plan.failure, 0.0)
         torch.manual_seed(plan.seed)
         model = self.config.task.build_model(self.data)
         started = time.perf_counter()
@@ -110,13 +127,36 @@ class Objective:
             result = train(model, self.data, plan.settings, self.budget, tricks=plan.tricks, device=self.device,
                            seed=plan.seed, report=report, context=plan.context)
         except TrialFailed as exc:
-            return Outcome.failed(exc, time.perf_counter() - started)
+            return self._failed(plan, exc, time.perf_counter() - started)
+        except Exception as exc:
+            where = raised_in(exc)
+            if where is None:
+                raise  # the engine's own error: not the trial's to absorb
+            return self._failed(plan, where.error(exc), time.perf_counter() - started)
+        self._tally(plan, None)
         attrs = measured(result)
         if result.pruned:
             return Outcome(TrialState.PRUNED, result.spent_seconds, {**attrs, records.ATTR_END: "pruned"})
         return Outcome(TrialState.COMPLETE, result.spent_seconds, {**attrs, records.ATTR_END: "complete"},
                        value=result.val_error, model=task_checkpoint(self.config.task, model, self.data),
                        weights=result.weights)
+
+    def _failed(self, plan: TrialPlan, exc: TrialFailed, spent: float) -> Outcome:
+        self._tally(plan, exc.trick if isinstance(exc, TrickError) else None)
+        return Outcome.failed(exc, spent)
+
+    def _tally(self, plan: TrialPlan, failed_by: str | None) -> None:
+        """Count the trials a trick's own errors failed in a row; turn it off at ``TURN_OFF_AFTER``."""
+        for trick in plan.tricks:
+            if trick.name != failed_by:
+                self.failed_in_a_row[trick.name] = 0
+        if failed_by is None:
+            return
+        self.failed_in_a_row[failed_by] += 1
+        if self.failed_in_a_row[failed_by] >= TURN_OFF_AFTER and failed_by not in self.turned_off:
+            self.turned_off[failed_by] = f"turned off after its errors failed {TURN_OFF_AFTER} trials in a row"
+            warnings.warn(f"trick {failed_by!r} is turned off for the rest of this study: its errors failed "
+                          f"{TURN_OFF_AFTER} trials in a row (see their end_detail)", RuntimeWarning, stacklevel=2)
 
 
 def measured(result: TrainResult) -> dict[str, Any]:

@@ -68,11 +68,26 @@ def train(model: nn.Module, data: Dataset, settings: TrainSettings, budget: Budg
     """Train ``model`` on ``data.train`` until ``budget`` is spent; the value is the final validation error.
 
     Only the training steps count towards the budget (and so towards progress);
-    evaluation is timed apart and added to the device-seconds spent.
+    evaluation is timed apart and added to the device-seconds spent. Every trick's
+    ``on_trial_end`` is called once, however the run ends; an exception is raised as it came.
     """
+    if settings.searched():
+        raise ValueError(f"settings still hold search ranges {sorted(settings.searched())}; resolve them first")
+    loop = _out_of_memory_fails(_make_loop, model, data, settings, budget, tricks, torch.device(device), seed,
+                                report, context)
     try:
-        return _train(model, data, settings, budget, tricks, torch.device(device), seed, report, evaluate_test,
-                      context)
+        result = _out_of_memory_fails(_train, loop, evaluate_test)
+    except BaseException as exc:
+        loop.end_trial("failed", exc)
+        raise
+    loop.end_trial("pruned" if result.pruned else "complete")
+    return result
+
+
+def _out_of_memory_fails(train_run: Callable[..., TrainResult], *args: Any) -> TrainResult:
+    """``train_run(*args)``, with running out of device memory as a failed trial."""
+    try:
+        return train_run(*args)
     except torch.OutOfMemoryError as exc:
         _release_memory()
         raise TrialFailed("oom", str(exc).splitlines()[0]) from exc
@@ -83,20 +98,20 @@ def train(model: nn.Module, data: Dataset, settings: TrainSettings, budget: Budg
         raise
 
 
-def _train(model, data, settings, budget, tricks, device, seed, report, evaluate_test, context) -> TrainResult:
-    if settings.searched():
-        raise ValueError(f"settings still hold search ranges {sorted(settings.searched())}; resolve them first")
-    model.to(device)
-    run = _make_run(model, data, settings, budget, device, seed, context)
-    loop = _Loop(run, _Hooks(tricks), settings, report)
+def _train(loop: "_Loop", evaluate_test: bool) -> TrainResult:
     for setup in loop.hooks.setup:
-        setup(run)
+        setup(loop.run)
     loop.train_clock.start()
     for x, y in loop.batches():
         loop.step(x, y)
     loop.end()
     test_errors = loop.evaluate_test() if evaluate_test else (None, None)
     return loop.result(*test_errors)
+
+
+def _make_loop(model, data, settings, budget, tricks, device, seed, report, context) -> "_Loop":
+    model.to(device)
+    return _Loop(_make_run(model, data, settings, budget, device, seed, context), _Hooks(tricks), settings, report)
 
 
 def _make_run(model, data, settings, budget, device, seed, context) -> Run:
@@ -116,10 +131,13 @@ class _Hooks:
     __slots__ = HOOKS
     setup: list[Callable]
     on_end: list[Callable]
+    on_trial_end: list[Callable]
     lr_factor: list[Callable]
     on_epoch_start: list[Callable]
     on_step_start: list[Callable]
     transform_batch: list[Callable]
+    train_step: list[Callable]
+    after_backward: list[Callable]
     on_step_end: list[Callable]
     on_rung: list[Callable]
     predict: list[Callable]
@@ -127,6 +145,9 @@ class _Hooks:
     def __init__(self, tricks: Sequence[Trick]) -> None:
         for name in HOOKS:
             setattr(self, name, [getattr(t, name) for t in tricks if overridden(t, name)])
+        if len(self.train_step) > 1:
+            owners = [t.name for t in tricks if overridden(t, "train_step")]
+            raise ValueError(f"tricks {' and '.join(owners)} each replace the training step; one may own 'step'")
 
 
 class _Loop:
@@ -136,6 +157,8 @@ class _Loop:
         self.run, self.hooks, self.settings, self.report = run, hooks, settings, report
         # Taken before the tricks' setup, which may change what the run holds but not what the loop trains on.
         self.loader, self.data = run.loader, run.data
+        run.after_backward_hooks = hooks.after_backward
+        self.train_step = hooks.train_step[0] if hooks.train_step else _step
         self.progress = Progress(run.budget)
         self.train_clock, self.eval_clock = DeviceClock(run.device), DeviceClock(run.device)
         self.rung_points = [(k + 1) / settings.rungs for k in range(settings.rungs)]
@@ -210,7 +233,7 @@ class _Loop:
             on_step_start(run)
         for transform in hooks.transform_batch:
             x, y = transform(run, x, y)
-        loss = _step(run, x, y)
+        loss = self.train_step(run, x, y)
         run.step += 1
         run.samples += len(x)
         self.loss_sum += loss.detach().float()
@@ -232,6 +255,20 @@ class _Loop:
         if self.report is not None:
             self.report(len(self.history) - 1, self.p, self.errors[0])
 
+    def end_trial(self, ended: str, error: BaseException | None = None) -> None:
+        """Tell every trick how the run ended, each once. When it failed, a hook that raises too adds a note to
+        the ``error`` that failed it; otherwise the first such exception is raised once all were told."""
+        raised = None
+        for on_trial_end in self.hooks.on_trial_end:
+            try:
+                on_trial_end(self.run, ended)
+            except Exception as exc:  # noqa: BLE001 - the other tricks are still told
+                if error is not None:
+                    error.add_note(f"{on_trial_end.__self__.name}.on_trial_end raised too: {exc!r}")
+                raised = raised or exc
+        if raised is not None and error is None:
+            raise raised
+
     def evaluate_test(self) -> tuple[float, float]:
         self.eval_clock.start()
         errors = evaluate(self.run, self.data.test, self.hooks.predict, self.settings.eval_batch_size)
@@ -248,17 +285,12 @@ class _Loop:
 
 
 def _step(run: Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """One optimizer step; returns the loss tensor without reading it."""
+    """One optimizer step (``Trick.train_step`` is its reference); returns the loss tensor without reading it."""
     with run.amp():
         loss = run.criterion(run.model(x), y)
     run.optimizer.zero_grad(set_to_none=True)
-    if run.grad_scaler is not None:
-        run.grad_scaler.scale(loss).backward()
-        run.grad_scaler.step(run.optimizer)
-        run.grad_scaler.update()
-    else:
-        loss.backward()
-        run.optimizer.step()
+    run.backward(loss)
+    run.step_optimizer()
     return loss
 
 

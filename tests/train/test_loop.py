@@ -328,3 +328,87 @@ def test_crop_padding_defaults_to_the_augmentation_rule(side):
     assert seen.padding == default_padding(side)
     _train(tiny_data(shape=(1, side, side)), [seen], "1steps", augment=True, crop_padding=3)
     assert seen.padding == 3
+
+
+class Ending(Trick):
+    """Records every on_trial_end call, and writes an attr there."""
+
+    name = "ending"
+
+    def __init__(self, raise_at: int | None = None):
+        self.ended: list[str] = []
+        self.raise_at = raise_at
+
+    def on_step_end(self, run, loss):
+        if run.step == self.raise_at:
+            raise RuntimeError("boom")
+
+    def on_trial_end(self, run, ended):
+        self.ended.append(ended)
+        run.attrs["ending.ended"] = ended
+
+
+def test_on_trial_end_is_called_once_when_the_run_completes_and_its_attrs_are_kept(data):
+    trick = Ending()
+    result = _train(data, [trick], "6steps")
+    assert trick.ended == ["complete"] and result.attrs["ending.ended"] == "complete"
+
+
+def test_on_trial_end_is_called_once_when_the_run_is_pruned_and_its_attrs_are_kept(data):
+    trick, recorder = Ending(), Recorder()
+    result = train(tiny_model(data), data, _settings(), Budget.parse("40steps"), tricks=[trick, recorder],
+                   report=lambda rung, p, err: True)
+    assert result.pruned and recorder.ended == 0  # on_end is for runs that trained to the end
+    assert trick.ended == ["pruned"] and result.attrs["ending.ended"] == "pruned"
+
+
+@pytest.mark.parametrize("failing", ["own_hook", "other_trick", "nan"])
+def test_on_trial_end_is_called_once_when_the_run_fails(data, failing):
+    trick = Ending(raise_at=3 if failing == "own_hook" else None)
+    others = {"own_hook": [], "other_trick": [Ending(raise_at=2)], "nan": [Poison(start=1)]}[failing]
+    with pytest.raises((RuntimeError, TrialFailed)):
+        _train(data, [trick, *others], "40steps")
+    assert trick.ended == ["failed"]
+
+
+def test_a_failing_on_trial_end_notes_itself_on_the_error_that_failed_the_run(data):
+    class AlsoBreaks(Ending):
+        name = "also_breaks"
+
+        def on_trial_end(self, run, ended):
+            raise ValueError("cleanup failed")
+
+    with pytest.raises(RuntimeError, match="boom") as caught:
+        _train(data, [Ending(raise_at=2), AlsoBreaks()], "40steps")
+    assert caught.value.__notes__ == ["also_breaks.on_trial_end raised too: ValueError('cleanup failed')"]
+
+
+class TwoSteps(Trick):
+    """Owns the step: the trainer's step written out, counted, so the loop's own step is provably not run."""
+
+    name = "two_steps"
+    owns = ("step",)
+
+    def __init__(self):
+        self.calls = 0
+
+    def train_step(self, run, x, y):
+        self.calls += 1
+        return super().train_step(run, x, y)
+
+
+def test_the_owner_of_the_step_replaces_the_trainers_step_with_the_same_result(data):
+    owner = TwoSteps()
+    model_a, model_b = tiny_model(data), tiny_model(data)
+    a = _train(data, [owner], "6steps", model=model_a)
+    b = _train(data, [], "6steps", model=model_b)
+    assert owner.calls == a.steps == 6 and a.train_loss == b.train_loss
+    assert all(torch.equal(p, q) for p, q in zip(model_a.parameters(), model_b.parameters()))
+
+
+def test_two_owners_of_the_step_are_refused(data):
+    class Other(TwoSteps):
+        name = "other_steps"
+
+    with pytest.raises(ValueError, match="two_steps and other_steps each replace the training step"):
+        _train(data, [TwoSteps(), Other()], "2steps")
