@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -14,7 +15,8 @@ from automl.errors import UserError
 Unit = Literal["seconds", "epochs", "steps"]
 
 _SECONDS_PER = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]+)\s*$")
+# A sign is matched so that "-3s" is told it must be positive rather than that it is not a duration.
+_PATTERN = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*([a-z]+)\s*$")
 _FORMS = "'90s', '5m', '2h', '30ep' or '500steps'"
 
 
@@ -31,7 +33,7 @@ class Budget:
         if isinstance(text, bool):
             raise UserError(f"budget {text!r} is not a duration; use {_FORMS}")
         if isinstance(text, (int, float)):
-            amount, unit = float(text), "seconds"
+            amount, unit = (float(text) if abs(text) < 1e300 else math.copysign(math.inf, text)), "seconds"
         else:
             match = _PATTERN.match(str(text).lower())
             if not match:
@@ -45,6 +47,8 @@ class Budget:
                 unit = "steps"
             else:
                 raise UserError(f"budget {text!r} has unknown unit {suffix!r}; use {_FORMS}")
+        if not math.isfinite(amount):
+            raise UserError(f"budget {text!r} must be finite; use {_FORMS}")
         if amount <= 0:
             raise UserError(f"budget {text!r} must be positive")
         if unit == "steps" and amount != int(amount):
@@ -56,6 +60,14 @@ class Budget:
         epochs or steps of trials that differ in speed do not add up to anything."""
         if self.unit != "seconds":
             raise UserError(f"{name} must be device time such as '10m', got '{self}'")
+        return self
+
+    def require_within(self, total: "Budget | None", names: tuple[str, str]) -> "Budget":
+        """This trial budget, if it fits in ``total`` (when both are device time): a trial longer than the
+        whole study could never start. ``names`` are (this, total) as the user wrote them."""
+        if total is not None and self.unit == total.unit == "seconds" and self.amount > total.amount:
+            raise UserError(f"{names[0]} '{self}' is longer than {names[1]} '{total}'; "
+                            f"make {names[0]} at most {names[1]}")
         return self
 
     def __str__(self) -> str:

@@ -119,7 +119,7 @@ def _register(host: Host, name: str, source: str, load) -> None:
     """Load one plugin and collect its tricks; any failure drops this plugin alone."""
     try:
         module = load()
-    except Exception as exc:  # a broken plugin must not take the others down
+    except (Exception, SystemExit) as exc:  # a broken plugin must not take the others down, nor end automl
         host.failures.append(PluginFailure(name, source, f"failed to import: {type(exc).__name__}: {exc}"))
         return
     if host.pm.get_plugin(name) is not None:

@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Iterator
 
+import optuna.storages._rdb
 import sqlalchemy
 import sqlalchemy.exc
 from alembic import command
@@ -25,6 +26,8 @@ from automl.storage.urls import make_engine, mask_url, unreachable
 
 VERSION_TABLE = "automl_alembic_version"
 """automl's own version table, so Optuna's ``alembic_version`` is never touched."""
+OPTUNA_VERSION_TABLE = "alembic_version"
+_OPTUNA_MIGRATIONS = Path(optuna.storages._rdb.__file__).parent / "alembic"
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 _LOCK_KEY = 0x6175746F6D6C  # "automl": PostgreSQL advisory lock around creating and upgrading the tables
@@ -93,6 +96,7 @@ def ensure_schema(url: str, *, create: bool = True) -> SchemaStatus:
     shown = mask_url(url)
     with _transaction(url, create=create) as connection:
         found = _status(connection, shown)
+        _refuse_other_optuna(connection, shown)
         if found.state == "empty" and create:
             command.upgrade(alembic_config(connection), "head")
             return _status(connection, shown)
@@ -147,6 +151,28 @@ def _status(connection: sqlalchemy.Connection, shown: str) -> SchemaStatus:
     else:
         state = "newer"
     return SchemaStatus(storage=shown, current=current, head=newest, state=state)
+
+
+@cache
+def _optuna_scripts() -> ScriptDirectory:
+    return ScriptDirectory(str(_OPTUNA_MIGRATIONS))
+
+
+def _refuse_other_optuna(connection: sqlalchemy.Connection, shown: str) -> None:
+    """Refuse a database whose Optuna tables this Optuna cannot use, before automl creates its own there
+    (Optuna itself would refuse only after they were made)."""
+    context = MigrationContext.configure(connection, opts={"version_table": OPTUNA_VERSION_TABLE})
+    found = context.get_current_revision()
+    scripts = _optuna_scripts()
+    needed = scripts.get_current_head()
+    if found is None or found == needed:
+        return
+    if found in {r.revision for r in scripts.walk_revisions()}:
+        fix = f"run: optuna storage upgrade --storage {shown}"
+    else:
+        fix = "they were written by a newer Optuna; upgrade it (pip install -U optuna)"
+    raise UserError(f"the Optuna tables in {shown} are at {found}, this Optuna ({optuna.__version__}) needs "
+                    f"{needed}; {fix}")
 
 
 def _refuse_newer(found: SchemaStatus) -> None:

@@ -25,11 +25,22 @@ def resolve_url(cli: str | None = None, study_file: str | None = None,
 
 
 def mask_url(url: str) -> str:
-    """The URL as it may be printed: the password replaced by ``***``."""
+    """The URL as it may be printed: the password replaced by ``***``, whether the URL parses or not."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        return "<unparsable storage URL>"
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return _mask_unparsed(url)
+
+
+def _mask_unparsed(url: str) -> str:
+    """Everything after the first ``:`` of the user part (before the last ``@``) masked: a URL that does
+    not parse may lack its ``://``, so the user part is found from the ``@`` back."""
+    head, at, tail = url.rpartition("@")
+    if not at:
+        return url
+    start = head.rfind("//") + 2 if "//" in head else 0
+    user, colon, _ = head[start:].partition(":")
+    return f"{head[:start]}{user}{colon}***@{tail}" if colon else url
 
 
 def open_storage(url: str, *, create: bool = True, **heartbeat: Any) -> optuna.storages.RDBStorage:
@@ -67,24 +78,54 @@ def make_engine(url: str, *, create: bool = True) -> sqlalchemy.Engine:
 def unreachable(shown: str, exc: BaseException) -> UserError:
     """The one-line error for a database that would not open; ``shown`` is the masked URL."""
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    return UserError(f"cannot open storage {shown}: {reason}; check the URL and that the server is up")
+    fix = "check the URL and the file" if shown.startswith("sqlite") else "check the URL and that the server is up"
+    return UserError(f"cannot open storage {shown}: {reason}; {fix}")
+
+
+_EXAMPLES = "use e.g. sqlite:///automl.db or postgresql://user@host/db"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def _check(url: str, *, create: bool) -> sqlalchemy.URL:
+    """The parsed URL, once its scheme is known and (for SQLite) its file can be opened as asked."""
     shown = mask_url(url)
     try:
         parsed = make_url(url)
-    except sqlalchemy.exc.ArgumentError:
-        raise UserError(f"storage {url!r} is not a database URL; use e.g. sqlite:///automl.db "
-                        "or postgresql://user@host/db") from None
+        parsed.get_dialect()
+    except sqlalchemy.exc.NoSuchModuleError:
+        raise UserError(f"storage {shown}: unknown database scheme {url.partition(':')[0]!r}; "
+                        f"{_EXAMPLES}") from None
+    except (sqlalchemy.exc.ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        why = " (its port must be a number)" if isinstance(exc, ValueError) else ""
+        raise UserError(f"storage {shown!r} is not a database URL{why}; {_EXAMPLES}") from None
+    except ImportError as exc:
+        raise _missing_driver(shown, exc) from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        path = Path(parsed.database)
-        if not create and not path.exists():
-            raise UserError(f"no database at {shown} (file {str(path)!r} does not exist); "
-                            "give the right --storage or run a study first")
-        if not path.parent.exists():
-            raise UserError(f"cannot create {shown}: folder {str(path.parent)!r} does not exist")
+        _check_sqlite_file(Path(parsed.database), shown, create=create)
     return parsed
+
+
+def _check_sqlite_file(path: Path, shown: str, *, create: bool) -> None:
+    """A SQLite file that will not open as asked, said in its own words (SQLite says "unable to open")."""
+    if not create and not path.exists():
+        raise UserError(f"no database at {shown} (file {str(path)!r} does not exist); "
+                        "give the right --storage or run a study first")
+    if path.is_dir():
+        raise UserError(f"cannot open storage {shown}: {str(path)!r} is a directory; give a file in it, "
+                        f"e.g. sqlite:///{(path / 'automl.db').as_posix()}")
+    if not path.parent.is_dir():
+        raise UserError(f"cannot create {shown}: folder {str(path.parent)!r} does not exist")
+    if path.is_file():
+        with path.open("rb") as file:
+            start = file.read(len(_SQLITE_MAGIC))
+        if start and start != _SQLITE_MAGIC:
+            raise UserError(f"cannot open storage {shown}: file {str(path)!r} is not a SQLite database; "
+                            "give another file name")
+    # SQLite writes a journal beside the file, so the folder must be writable as well as the file.
+    read_only = [p for p in (path, path.parent) if p.exists() and not os.access(p, os.W_OK)]
+    if create and read_only:
+        raise UserError(f"cannot write storage {shown}: {str(read_only[0])!r} is read-only; "
+                        "make it writable or give another --storage")
 
 
 def _missing_driver(shown: str, exc: ImportError) -> UserError:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Iterable, Literal
 
 import torch
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from optuna.storages._rdb.models import MAX_INDEXED_STRING_LENGTH
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError,
+                      field_validator, model_validator)
 from torch import nn
 
 from automl.budget import Budget
@@ -34,10 +37,54 @@ def _budget(value: Any) -> Any:
         raise ValueError(str(exc)) from None
 
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
+_STEM_MAX = 200
+"""File names are at most 255 bytes on most file systems; the rest is for suffixes such as ``-trial12.toml``."""
+
+
+def _study_name(value: str) -> str:
+    if len(value) > MAX_INDEXED_STRING_LENGTH:  # Optuna's column for study names; longer fails on PostgreSQL
+        raise ValueError(f"is {len(value)} characters long; the database keeps at most "
+                         f"{MAX_INDEXED_STRING_LENGTH}, so give a shorter name")
+    if not _NAME.match(value):
+        raise ValueError(f"{value!r} must start with a letter or digit and hold only letters, digits, "
+                         "'_', '.' and '-'")
+    return value
+
+
+def file_stem(name: str) -> str:
+    """A study's name as the stem of a file in the working folder, whatever the name (a study made by Optuna
+    alone need not follow :data:`StudyName`): never a path, never hidden."""
+    return _NOT_IN_NAME.sub("_", name).lstrip(".-")[:_STEM_MAX] or "study"
+
+
 BudgetValue = Annotated[Budget, BeforeValidator(_budget)]
 """A duration in a file (``"90s"``, ``"30ep"``, ``"500steps"``) as a :class:`Budget`."""
-StudyName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+StudyName = Annotated[str, AfterValidator(_study_name)]
 """A study's name: what `automl` commands and the file names they write are keyed by."""
+SEED_LIMIT = 2**31
+Seed = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]
+"""A study's or a trial's seed. Optuna's samplers take numpy seeds below 2**32, and workers and trials add
+offsets to the study's seed, so half that range is left for them."""
+LISTED = 10
+"""How many valid names an error lists before it gives the count of the rest."""
+
+
+def listing(names: Iterable[str]) -> str:
+    """Valid ``names`` for an error message, sorted; a long list is cut and says how many there are."""
+    names = sorted(names)
+    if len(names) > LISTED:
+        return f"{', '.join(names[:LISTED])}, ... ({len(names)} in all)"
+    return ", ".join(names) or "(none)"
+
+
+def check_option(kind: Any, value: Any, flag: str) -> Any:
+    """``value`` of a command-line ``flag`` checked as the same ``kind`` a file's key is (a name, a seed)."""
+    try:
+        return TypeAdapter(kind).validate_python(value)
+    except ValidationError as exc:
+        raise UserError(f"{flag} {first_problem(exc)}") from None
 
 
 class StudySection(Section):
@@ -54,7 +101,7 @@ class StudySection(Section):
     storage: str | None = None
     artifacts: str = "artifacts"
     """Folder of the file-system artifact store that keeps each completed trial's model."""
-    seed: int = 0
+    seed: Seed = 0
     heartbeat_interval: int = Field(30, gt=0)
     """Seconds between a running trial's heartbeats."""
     grace_period: int | None = Field(None, gt=0)
@@ -62,11 +109,12 @@ class StudySection(Section):
 
     @model_validator(mode="after")
     def _bounded(self) -> "StudySection":
-        if self.total_budget is not None:
-            try:
+        try:
+            if self.total_budget is not None:
                 self.total_budget.require_device_time("total_budget")
-            except UserError as exc:
-                raise ValueError(str(exc)) from None
+            self.trial_budget.require_within(self.total_budget, ("trial_budget", "total_budget"))
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
         if self.total_budget is None and self.n_trials is None:
             raise ValueError("give total_budget (device time, e.g. '10m') or n_trials, or both")
         return self
@@ -112,6 +160,15 @@ class TricksSection(BaseModel):
     include: Literal["*"] | list[str] = "*"
     exclude: list[str] = []
 
+    @field_validator("include", mode="before")
+    @classmethod
+    def _all_or_list(cls, value: Any) -> Any:
+        # Said here: pydantic's own message names the '*' literal only, not the list that was meant.
+        if isinstance(value, str) and value != "*":
+            raise ValueError(f'must be "*" (every installed trick) or a list of trick names such as '
+                             f'[{value!r}], got {value!r}')
+        return value
+
     @property
     def tables(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -147,6 +204,17 @@ def load_study_file(path: str | Path, variant: str | None = None) -> StudyFile:
     return parse_study_text(text, str(path), variant)
 
 
+def parse_toml(text: str, path: str | Path) -> dict[str, Any]:
+    """The TOML ``text`` of the file at ``path``; malformed or too deeply nested text is a one-line UserError."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: malformed TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per level of nesting
+        raise UserError(f"{path}: malformed TOML: arrays or tables nested too deeply; "
+                        "flatten the file") from None
+
+
 def read_text(path: Path, kind: str, if_missing: str) -> str:
     """The text of a ``kind`` of file; a missing or unreadable one is a one-line UserError (``if_missing``: the fix)."""
     try:
@@ -159,15 +227,13 @@ def read_text(path: Path, kind: str, if_missing: str) -> str:
 
 def parse_study_text(text: str, path: str, variant: str | None = None) -> StudyFile:
     """Validate the text of a study file (as read, or as stored with a study); ``path`` names it in errors."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: malformed TOML: {exc}") from None
-    raw = _apply_variant(Path(path), raw, variant)
+    raw = _apply_variant(Path(path), parse_toml(text, path), variant)
     try:
         config = StudyConfig.model_validate(raw)
     except ValidationError as exc:
         raise UserError(f"{path}: {first_problem(exc)}") from None
+    except RecursionError:
+        raise UserError(f"{path}: values nested too deeply; flatten the file") from None
     return StudyFile(path=path, text=text, config=config)
 
 
@@ -178,17 +244,35 @@ def config_digest(config: StudyConfig) -> str:
 
 def _apply_variant(path: Path, raw: dict[str, Any], variant: str | None) -> dict[str, Any]:
     variants = raw.pop("variants", {})
-    if not isinstance(variants, dict):
-        raise UserError(f"{path}: [variants] must hold one table per variant, got {variants!r}")
+    _check_variants(path, raw, variants)
     if variant is None:
         return raw
     if variant not in variants:
-        raise UserError(f"{path}: no variant {variant!r}; valid: {', '.join(sorted(variants)) or '(none)'}")
+        raise UserError(f"{path}: no variant {variant!r}; valid: {listing(variants)}")
     overlay = variants[variant]
     merged = _merge(raw, overlay)
     if "name" not in overlay.get("study", {}) and isinstance(merged.get("study"), dict) and "name" in merged["study"]:
         merged["study"]["name"] = f"{merged['study']['name']}-{variant}"
     return merged
+
+
+def _check_variants(path: Path, raw: dict[str, Any], variants: Any) -> None:
+    """Every variant, selected or not, is a table whose keys are tables where the file's are."""
+    if not isinstance(variants, dict):
+        raise UserError(f"{path}: [variants] must hold one table per variant, got {_short(variants)}")
+    for name, overlay in variants.items():
+        if not isinstance(overlay, dict):
+            raise UserError(f"{path}: [variants] {name} must be a table ([variants.{name}]) of the keys it "
+                            f"changes, got {_short(overlay)}")
+        for key, value in overlay.items():
+            if isinstance(raw.get(key, {}), dict) and not isinstance(value, dict):
+                raise UserError(f"{path}: [variants.{name}] {key} must be a table like [{key}], "
+                                f"got {_short(value)}")
+
+
+def _short(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:

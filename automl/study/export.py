@@ -9,7 +9,6 @@ the export is refused unless they rebuild exactly the tricks the trial enabled.
 from __future__ import annotations
 
 import tempfile
-import tomllib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +24,7 @@ from automl.host import Host
 from automl.storage import mask_url, open_storage
 from automl.files import atomic_write
 from automl.storage.models import StudySourceModel, session_scope
-from automl.study.config import StudyConfig, StudyFile, config_digest, parse_study_text
+from automl.study.config import StudyConfig, StudyFile, config_digest, file_stem, parse_study_text, parse_toml
 from automl.study.records import (ATTR_BUDGET, ATTR_CONFIG, ATTR_MODEL, ATTR_SEED, ATTR_SPENT, ATTR_STEPS, ATTR_TRICKS,
                                   STUDY_DATASET, STUDY_MODEL, best_of, end_reason, load_study, ranked, training_seed)
 from automl.study.runfile import ReplayError, Replayed, replay, write_run_file
@@ -61,7 +60,7 @@ def export_trial(url: str, study_name: str, number: int | None, host: Host, out:
     storage = open_storage(url, create=False)
     study = load_study(study_name, storage, shown)
     trial = pick_trial(study, number)
-    path = Path(out) if out is not None else Path(f"{study_name}-trial{trial.number}.toml")
+    path = Path(out) if out is not None else default_run_file(study_name, trial.number)
     if path.is_dir() or not path.parent.is_dir():
         raise UserError(f"cannot write run file {str(path)!r}: "
                         + ("it is a folder" if path.is_dir() else f"folder {str(path.parent)!r} does not exist")
@@ -79,6 +78,11 @@ def export_trial(url: str, study_name: str, number: int | None, host: Host, out:
     write_run_file(path, _document(trial, rebuilt, run, shown), _header(trial, rebuilt, path, shown))
     return Exported(path, study_name, trial.number, trial.value, rebuilt.replayed.names, dict(trial.params),
                     run["budget"], run["seed"], best_path)
+
+
+def default_run_file(study_name: str, number: int) -> Path:
+    """``STUDY-trialN.toml`` in the working folder, for any study name."""
+    return Path(f"{file_stem(study_name)}-trial{number}.toml")
 
 
 def _run_table(trial: FrozenTrial, config: StudyConfig) -> dict[str, Any]:
@@ -157,8 +161,8 @@ def _candidates(rows: list[StudySourceModel], study_name: str) -> list[tuple[Stu
     found = []
     for row in reversed(rows):
         try:
-            variants = tomllib.loads(row.text).get("variants", {})
-        except tomllib.TOMLDecodeError:
+            variants = parse_toml(row.text, row.path).get("variants", {})
+        except UserError:
             continue
         configs = []
         for variant in [None, *(sorted(variants) if isinstance(variants, dict) else [])]:

@@ -9,7 +9,6 @@ and a missing or extra param is an error.
 
 from __future__ import annotations
 
-import tomllib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,8 @@ from automl.errors import UserError
 from automl.files import atomic_write
 from automl.host import Host
 from automl.space import TrickSettings, select_tricks
-from automl.study.config import (BudgetValue, Section, StudyConfig, StudyFile, StudyName, StudySection, TaskSection,
-                                 TricksSection, first_problem, read_text)
+from automl.study.config import (SEED_LIMIT, BudgetValue, Section, Seed, StudyConfig, StudyFile, StudyName,
+                                 StudySection, TaskSection, TricksSection, first_problem, parse_toml, read_text)
 from automl.study.records import ATTR_UNAVAILABLE
 from automl.study.tricks import study_tricks
 from automl.train.settings import TrainSettings
@@ -37,9 +36,10 @@ class RunSection(Section):
     """How to train: what the trial was given, and what it enabled."""
 
     budget: BudgetValue
-    seed: int
-    """The trial's training seed (model initialisation, batch order, augmentation)."""
-    data_seed: int
+    seed: int = Field(ge=0, lt=2 * SEED_LIMIT)
+    """The trial's training seed (model initialisation, batch order, augmentation): the study's seed plus the
+    trial's number."""
+    data_seed: Seed
     """The study's seed, which chose the samples of the validation split."""
     tricks: list[str]
     """The tricks the trial enabled; the replayed params must enable exactly these."""
@@ -100,10 +100,7 @@ def load_run_file(path: str | Path) -> LoadedRun:
     """Read and validate a run file; every problem is one line that names the file and the key."""
     path = Path(path)
     text = read_text(path, "run file", f"write one with `automl export STUDY -o {path}`")
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: malformed TOML: {exc}") from None
+    raw = parse_toml(text, path)
     if "run" not in raw and "study" in raw:
         raise UserError(f"{path}: is a study file, not a run file; run it with `automl run {path}`, "
                         f"or export a trial with `automl export STUDY -o run.toml`")
@@ -141,21 +138,23 @@ class ReplayTrial(optuna.trial.FixedTrial):
         super().__init__(dict(params), number)
         self.given = dict(params)
 
-    def _need(self, name: str) -> None:
+    def _given(self, name: str, suggest: Any, *args: Any, **kwargs: Any) -> Any:
+        """``suggest(name, ...)`` of the given value; Optuna's refusal of a value does not name the param."""
         if name not in self.given:
             raise _Missing(name)
+        try:
+            return suggest(name, *args, **kwargs)
+        except ValueError as exc:
+            raise ValueError(f"param {name!r} = {self.given[name]!r} does not fit: {exc}") from None
 
     def suggest_float(self, name: str, *args: Any, **kwargs: Any) -> float:
-        self._need(name)
-        return super().suggest_float(name, *args, **kwargs)
+        return self._given(name, super().suggest_float, *args, **kwargs)
 
     def suggest_int(self, name: str, *args: Any, **kwargs: Any) -> int:
-        self._need(name)
-        return super().suggest_int(name, *args, **kwargs)
+        return self._given(name, super().suggest_int, *args, **kwargs)
 
     def suggest_categorical(self, name: str, choices: Any) -> Any:
-        self._need(name)
-        return super().suggest_categorical(name, choices)
+        return self._given(name, super().suggest_categorical, choices)
 
 
 @dataclass

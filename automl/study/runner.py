@@ -3,6 +3,7 @@ budget or n_trials is spent."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from optuna.trial import FrozenTrial
 
 from automl.budget import Budget
 from automl.devices import resolve_device
+from automl.errors import UserError
 from automl.host import Host
 from automl.space import TrickSettings
 from automl.storage import open_storage, resolve_url
@@ -24,7 +26,7 @@ from automl.storage.models import StudySourceModel, session_scope
 from automl.storage.optuna_adapter import study_engine
 from automl.storage.schema import ensure_schema
 from automl.study import records
-from automl.study.config import StudyFile
+from automl.study.config import Seed, StudyFile, StudyName, StudySection, check_option
 from automl.study.objective import Objective
 from automl.study.tricks import study_tricks
 from automl.study.worker import SettleStaleTrial, Worker
@@ -78,19 +80,63 @@ def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(
     """
     config = study_file.config
     tricks, settings = study_tricks(study_file, host)
-    trial_budget = Budget.parse(overrides.trial_budget) if overrides.trial_budget else config.study.trial_budget
-    total_budget = (Budget.parse(overrides.total_budget).require_device_time("--total-budget")
-                    if overrides.total_budget else config.study.total_budget)
+    name = config.study.name if overrides.study_name is None else check_option(StudyName, overrides.study_name,
+                                                                                "--study-name")
+    seed = config.study.seed if overrides.seed is None else check_option(Seed, overrides.seed, "--seed")
+    trial_budget, total_budget = _budgets(config.study, overrides)
+    _check_artifacts(study_file)
     device = resolve_device(overrides.device or "auto")
     data = config.task.load_data(seed=config.study.seed, device=torch.device("cpu") if data_on_cpu else device)
+    _check_model(study_file, data)
     return PreparedStudy(
-        study_file=study_file, name=overrides.study_name or config.study.name,
+        study_file=study_file, name=name,
         storage_url=resolve_url(overrides.storage, config.study.storage), tricks=tricks, settings=settings,
         data=data, device=device, trial_budget=trial_budget, total_budget=total_budget,
-        n_trials=overrides.n_trials or config.study.n_trials,
-        seed=config.study.seed if overrides.seed is None else overrides.seed,
+        n_trials=overrides.n_trials or config.study.n_trials, seed=seed,
         plugins=[{"trick": name, "plugin": host.tricks[name].plugin, "source": host.tricks[name].source}
                  for name in sorted(tricks)])
+
+
+def _budgets(study: StudySection, overrides: Overrides) -> tuple[Budget, Budget | None]:
+    """The trial and total budgets, the command line's over the file's; a trial must fit in the total."""
+    trial = _option_budget(overrides.trial_budget, "--trial-budget") or study.trial_budget
+    total = _option_budget(overrides.total_budget, "--total-budget")
+    total = total.require_device_time("--total-budget") if total is not None else study.total_budget
+    names = ("--trial-budget" if overrides.trial_budget else "trial_budget",
+             "--total-budget" if overrides.total_budget else "total_budget")
+    return trial.require_within(total, names), total
+
+
+def _option_budget(text: str | None, flag: str) -> Budget | None:
+    if not text:
+        return None
+    try:
+        return Budget.parse(text)
+    except UserError as exc:
+        raise UserError(f"{flag}: {exc}") from None
+
+
+def _check_artifacts(study_file: StudyFile) -> None:
+    """The artifact store's folder can be made and written: the first completed trial writes there."""
+    folder = Path(study_file.config.study.artifacts)
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise study_file.error("[study] artifacts", f"{str(folder)!r}: {str(existing)!r} is not a folder; "
+                               "give a folder (it is made when missing)")
+    if not os.access(existing, os.W_OK):
+        raise study_file.error("[study] artifacts", f"{str(folder)!r}: {str(existing)!r} is read-only; "
+                               "give a folder you can write")
+
+
+def _check_model(study_file: StudyFile, data: Dataset) -> None:
+    """Build the task's model once, so a wrong ``model_args`` is refused before the study is created."""
+    with torch.random.fork_rng(devices=[]):  # trials seed torch themselves; this build leaves no trace
+        try:
+            study_file.config.task.build_model(data)
+        except UserError as exc:
+            raise study_file.error("[task]", str(exc)) from None
+        except (TypeError, ValueError) as exc:
+            raise study_file.error("[task] model_args:", str(exc)) from None
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -126,6 +172,7 @@ def create_study(prepared: PreparedStudy) -> optuna.Study:
     storage = open_storage(prepared.storage_url, heartbeat_interval=config.study.heartbeat_interval,
                            grace_period=config.study.grace_period,
                            heartbeat_stale_trial_callback=SettleStaleTrial())
+    _refuse_another_task(storage, prepared)
     study = optuna.create_study(
         storage=storage, study_name=prepared.name, direction="minimize", load_if_exists=True,
         sampler=make_sampler(config.study.sampler,
@@ -144,6 +191,21 @@ def create_study(prepared: PreparedStudy) -> optuna.Study:
     Ledger(storage.engine, prepared.name).open(
         prepared.total_budget.amount if prepared.total_budget is not None else None)
     return study
+
+
+def _refuse_another_task(storage: optuna.storages.BaseStorage, prepared: PreparedStudy) -> None:
+    """A study that exists keeps its data set and model: trials of two tasks in one study compare nothing."""
+    try:
+        attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(prepared.name))
+    except KeyError:
+        return
+    task = prepared.study_file.config.task
+    for kind, key, now in (("data set", records.STUDY_DATASET, task.dataset), ("model", records.STUDY_MODEL, task.model)):
+        before = attrs.get(key)
+        if before is not None and before != now:
+            raise UserError(f"study {prepared.name!r} was run with {kind} {before!r}, but "
+                            f"{prepared.study_file.path} has {now!r}; give it another [study] name or "
+                            "--study-name to start a new study")
 
 
 def run_study(prepared: PreparedStudy, study: optuna.Study | None = None, *,
