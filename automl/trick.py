@@ -178,6 +178,17 @@ class Run:
         self.optimizer = self.make_optimizer(groups)
 
 
+def default_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The trainer's step when no trick owns ``"step"``: forward, backward, optimizer step (with the
+    ``after_backward`` hooks); returns the loss tensor without reading it (reading it synchronises)."""
+    with run.amp():
+        loss = run.criterion(run.model(x), y)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.backward(loss)
+    run.step_optimizer()
+    return loss
+
+
 @dataclass(frozen=True)
 class TrialContext:
     """The study around one trial, as tricks may need it (a teacher for distillation, say)."""
@@ -262,14 +273,9 @@ class Trick:
 
         Forward under ``run.amp()`` with ``run.criterion``, ``run.optimizer.zero_grad``, ``run.backward(loss)``
         and, once, ``run.step_optimizer()`` (which runs the ``after_backward`` hooks); return the loss tensor.
-        Only called when overridden: here as the reference the trainer's own step matches.
+        Only called when overridden; :func:`default_step`, the trainer's own, is the reference.
         """
-        with run.amp():
-            loss = run.criterion(run.model(x), y)
-        run.optimizer.zero_grad(set_to_none=True)
-        run.backward(loss)
-        run.step_optimizer()
-        return loss
+        return default_step(run, x, y)
 
     def after_backward(self, run: Run) -> None:
         """Between backward and the optimizer step, with the gradients unscaled even under a ``GradScaler``:

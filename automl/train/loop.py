@@ -14,7 +14,7 @@ from automl.errors import TrialFailed
 from automl.train.loader import InMemoryLoader
 from automl.train.settings import TrainSettings
 from automl.train.splits import Dataset, Split
-from automl.trick import HOOKS, INFERENCE_COST, Run, Trick, TrialContext, overridden
+from automl.trick import HOOKS, INFERENCE_COST, Run, Trick, TrialContext, default_step, overridden
 
 # Reading the loss synchronises a GPU, so NaNs are looked for every this many steps.
 NAN_CHECK_EVERY = 32
@@ -158,7 +158,7 @@ class _Loop:
         # Taken before the tricks' setup, which may change what the run holds but not what the loop trains on.
         self.loader, self.data = run.loader, run.data
         run.after_backward_hooks = hooks.after_backward
-        self.train_step = hooks.train_step[0] if hooks.train_step else _step
+        self.train_step = hooks.train_step[0] if hooks.train_step else default_step
         self.progress = Progress(run.budget)
         self.train_clock, self.eval_clock = DeviceClock(run.device), DeviceClock(run.device)
         self.rung_points = [(k + 1) / settings.rungs for k in range(settings.rungs)]
@@ -282,16 +282,6 @@ class _Loop:
             eval_seconds=self.eval_clock.elapsed, steps=run.step, epochs=self.epochs, progress=self.p,
             pruned=self.pruned, train_loss=float(self.loss_sum) / max(1, run.step), history=self.history,
             test_error=test_error, test_error_model=test_error_model, attrs=run.attrs, weights=run.weights)
-
-
-def _step(run: Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """One optimizer step (``Trick.train_step`` is its reference); returns the loss tensor without reading it."""
-    with run.amp():
-        loss = run.criterion(run.model(x), y)
-    run.optimizer.zero_grad(set_to_none=True)
-    run.backward(loss)
-    run.step_optimizer()
-    return loss
 
 
 @torch.no_grad()
