@@ -267,3 +267,28 @@ def test_four_workers_share_a_study_on_postgresql(write_study, postgres_url, tmp
     assert totals.spent == pytest.approx(sum(r.spent_seconds for r in rows))
     assert totals.spent == pytest.approx(sum(t.user_attrs["spent_seconds"] for t in trials))
     assert totals.spent <= totals.total == 600
+
+
+def test_help_and_version_load_no_storage_or_display_library(child_env):
+    # The command line parses before it imports what its commands need: `--help` pays for none of it.
+    probe = ("import sys\nfrom automl.cli import main\n"
+             "for argv in (['--help'], ['--version'], ['run', '--help']):\n"
+             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+             "print(sorted(m for m in ('optuna', 'rich', 'sqlalchemy') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=child_env(),
+                            check=True, timeout=120)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_every_command_in_the_table_is_listed_and_has_its_help(capsys):
+    from automl.cli import COMMANDS, main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    listing = " ".join(capsys.readouterr().out.split())
+    for name, (_, summary) in COMMANDS.items():
+        assert name in listing and " ".join(summary.split()) in listing, name
+        with pytest.raises(SystemExit) as exited:
+            main([name, "--help"])
+        assert exited.value.code == 0, name
