@@ -23,8 +23,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("db", "automl's own tables in the study database: revision and upgrade"),
 }
 
-EXIT_INTERRUPTED = 130
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``automl`` and ``python -m automl``; returns the exit code."""
@@ -34,9 +32,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"automl: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("automl: interrupted; run the same command again to resume the study", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        from automl.interrupts import exit_code, signal_name
+
+        print(f"automl: interrupted by {signal_name(exc)}; run the same command again to resume "
+              "(a study retries its interrupted trials)", file=sys.stderr)
+        return exit_code(exc)
 
 
 def build_parser() -> argparse.ArgumentParser:

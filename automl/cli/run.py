@@ -7,6 +7,7 @@ import sys
 
 from automl.cli.options import (host, json_option, plugin_option, positive_int, print_best, quiet_optuna, stderr,
                                 storage_option)
+from automl.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,33 +23,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
                         help="worker processes on this machine (default 1); more than one needs PostgreSQL")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # this child's index among --workers N
+    parser.add_argument("--session", type=int, help=argparse.SUPPRESS)  # its parent's session of the study
     parser.add_argument("--threads", type=positive_int, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help="sampler and training seed (default: [study] seed)")
+    parser.add_argument("--accept-task-change", action="store_true",
+                        help="resume a study although the file now names another data set or model (their "
+                             "trials are then mixed in one study)")
     plugin_option(parser)
     json_option(parser, "print the best trial as JSON at the end")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from automl.interrupts import stop_on_signals
     from automl.report.progress import RunDisplay
-    from automl.study.processes import start_workers, watch, worker_argv
+    from automl.study.processes import start_workers, watch, worker_argv, worker_failure
     from automl.study.runner import create_study, run_study
 
+    stop_on_signals()  # SIGTERM (schedulers, docker stop, timeout) stops a study as Ctrl-C does
     prepared, url, devices = _prepare(args)
-    study = create_study(prepared)
     if args.worker is not None:
-        run_study(prepared, study)
-        return 0
+        return _run_worker(args, prepared)
+    study = create_study(prepared)
     with RunDisplay(prepared, stderr()) as display:
         if args.workers > 1:
-            failed = watch(study, start_workers(worker_argv(args), url, devices), display.on_trial)
+            status = watch(study, start_workers(worker_argv(args, prepared.session), url, devices),
+                           display.on_trial)
         else:
             study = run_study(prepared, study, on_trial=display.on_trial)
-            failed = 0
-    if failed:
-        print(f"automl: error: a worker exited with status {failed}; its error is above", file=sys.stderr)
+            status = 0
+    if status:
+        print(f"automl: error: {worker_failure(status)}", file=sys.stderr)
         return 1
     return print_best(study, prepared.storage_url, top=1, as_json=args.json)
+
+
+def _run_worker(args: argparse.Namespace, prepared) -> int:
+    """One of ``--workers N``: stops with its parent; an interruption is its parent's to report."""
+    import os
+
+    from automl.interrupts import PARENT_PID_VAR, exit_code, stop_with_parent
+    from automl.study.runner import create_study, run_study
+
+    if args.session is None:
+        raise UserError("--worker needs --session: worker processes are started by automl run --workers N")
+    stop_with_parent(int(os.environ.get(PARENT_PID_VAR, os.getppid())))
+    prepared.session, prepared.worker = args.session, args.worker
+    try:
+        run_study(prepared, create_study(prepared, new_session=False))
+    except KeyboardInterrupt as exc:
+        return exit_code(exc)
+    return 0
 
 
 def _prepare(args: argparse.Namespace):
@@ -56,7 +81,7 @@ def _prepare(args: argparse.Namespace):
     from automl.devices import resolve_device
     from automl.storage import resolve_url
     from automl.study.config import load_study_file
-    from automl.study.processes import check_workers, split_devices, worker_seed
+    from automl.study.processes import check_workers, split_devices
     from automl.study.runner import Overrides, prepare
 
     study_file = load_study_file(args.study_file, args.variant)
@@ -65,7 +90,8 @@ def _prepare(args: argparse.Namespace):
     devices = split_devices(args.device, args.workers)
     prepared = prepare(study_file, host(args.plugin), Overrides(
         storage=url, study_name=args.study_name, n_trials=args.n_trials, total_budget=args.total_budget,
-        trial_budget=args.trial_budget, device=devices[0], seed=args.seed),
+        trial_budget=args.trial_budget, device=devices[0], seed=args.seed,
+        accept_task_change=args.accept_task_change),
         data_on_cpu=args.workers > 1 and args.worker is None)
     for device in set(devices[1:]):
         resolve_device(device)
@@ -74,6 +100,4 @@ def _prepare(args: argparse.Namespace):
 
         torch.set_num_threads(args.threads)
     quiet_optuna()
-    if args.worker is not None:
-        prepared.sampler_seed = worker_seed(prepared.seed, args.worker)
     return prepared, url, devices

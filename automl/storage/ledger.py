@@ -19,7 +19,9 @@ import sqlalchemy.exc
 from sqlalchemy import Engine
 
 from automl.budget import Budget
+from automl.storage.clock import database_now, utc_now
 from automl.storage.models import BudgetLedgerModel, TrialCostModel, session_scope, utcnow
+from automl.storage.retry import retrying
 
 RESERVED = "reserved"
 RUNNING = "running"
@@ -69,22 +71,32 @@ class Ledger:
                 row = session.get(BudgetLedgerModel, self.study_name, with_for_update=True)
                 if row is None:
                     session.add(BudgetLedgerModel(study_name=self.study_name, total_seconds=total_seconds,
-                                                  reserved_seconds=0.0, spent_seconds=0.0))
+                                                  reserved_seconds=0.0, spent_seconds=0.0, sessions_started=0))
                 elif row.total_seconds != total_seconds:
                     row.total_seconds = total_seconds
         except sa.exc.IntegrityError:
             self.open(total_seconds)  # another worker created the row first: now it exists
 
-    def reserve(self, cost: float | Budget, n_trials: int | None = None) -> int | None:
+    def start_session(self) -> int:
+        """The number of this ``automl run`` among the study's (0 for the first), taken atomically."""
+        with self.engine.begin() as connection:
+            return connection.execute(sa.update(BudgetLedgerModel).where(
+                BudgetLedgerModel.study_name == self.study_name,
+            ).values(sessions_started=BudgetLedgerModel.sessions_started + 1)
+                .returning(BudgetLedgerModel.sessions_started)).scalar_one() - 1
+
+    def reserve(self, cost: float | Budget, n_trials: int | None = None, *,
+                first_estimate: float = 0.0) -> int | None:
         """Reserve a trial's device time and its place among ``n_trials``; the reservation's id, or None
         (nothing reserved) when the total budget or the trial count would be exceeded.
 
         One transaction: one conditional UPDATE of the study's ledger row (which also serialises
         racing workers) and the reservation's cost row, so no reservation exists without its row.
-        ``cost`` is seconds, or a trial budget to :meth:`estimate` in the same transaction.
+        ``cost`` is seconds, or a trial budget to :meth:`estimate` in the same transaction
+        (``first_estimate`` while no trial has completed).
         """
         with self.engine.begin() as connection:
-            seconds = cost if not isinstance(cost, Budget) else self._estimate(connection, cost)
+            seconds = cost if not isinstance(cost, Budget) else self._estimate(connection, cost, first_estimate)
             now = utcnow()
             reserve = _RESERVE + (_WITHIN_N_TRIALS if n_trials is not None else "")
             params = {"r": seconds, "s": self.study_name, "now": now}
@@ -95,7 +107,7 @@ class Ledger:
                 return None
             return connection.execute(sa.insert(TrialCostModel).values(
                 study_name=self.study_name, trial_number=None, worker_id=self.worker, device=self.device,
-                reserved_seconds=seconds, spent_seconds=0.0, heartbeat_at=now, state=RESERVED,
+                reserved_seconds=seconds, spent_seconds=0.0, heartbeat_at=utc_now(), state=RESERVED,
             ).returning(TrialCostModel.id)).scalar_one()
 
     def release(self, reservation: int) -> bool:
@@ -106,8 +118,8 @@ class Ledger:
     def reclaim(self, older_than: float) -> int:
         """Give back the reservations that never got their trial, ``older_than`` seconds after they were made
         (their worker died between reserving and creating the trial); how many."""
-        cutoff = utcnow() - timedelta(seconds=older_than)
         with self.engine.begin() as connection:
+            cutoff = database_now(connection) - timedelta(seconds=older_than)
             stale = connection.scalars(sa.select(TrialCostModel.id).where(
                 TrialCostModel.study_name == self.study_name, TrialCostModel.state == RESERVED,
                 TrialCostModel.heartbeat_at < cutoff)).all()
@@ -123,34 +135,78 @@ class Ledger:
                                    "now": utcnow()})
         return True
 
-    def heartbeat(self, reservation: int, trial_number: int, spent: float) -> None:
-        """Trial ``trial_number``, which holds ``reservation``, is alive and has spent ``spent`` seconds so far
-        (what it is settled to if its worker dies).
+    def attach(self, reservation: int, trial_number: int) -> bool:
+        """Tie ``reservation`` to the trial Optuna has just created for it, with its first heartbeat;
+        False when it was given back first (its worker was taken for dead before it got its trial), or
+        the trial was taken for an orphan and given a cost row of its own."""
+        try:
+            with self.engine.begin() as connection:
+                return connection.execute(sa.update(TrialCostModel).where(
+                    TrialCostModel.id == reservation, TrialCostModel.state == RESERVED,
+                ).values(trial_number=trial_number, state=RUNNING, heartbeat_at=utc_now())).rowcount == 1
+        except sa.exc.IntegrityError:
+            return False
 
-        The first heartbeat also ties the reservation to its trial: a trial that ends before its first
-        heartbeat is settled by its reservation, and one whose worker dies before it is given back
-        with its reservation by :meth:`reclaim` (spent 0, as no heartbeat recorded more).
-        """
+    def heartbeat(self, reservation: int, spent: float) -> bool:
+        """The trial holding ``reservation`` is alive and has spent ``spent`` seconds so far (what it is
+        settled to if its worker dies); False when it is no longer running (taken for dead, or settled)."""
         with self.engine.begin() as connection:
-            connection.execute(sa.update(TrialCostModel).where(
-                TrialCostModel.id == reservation, TrialCostModel.state.in_((RESERVED, RUNNING)),
-            ).values(trial_number=trial_number, state=RUNNING, spent_seconds=spent, heartbeat_at=utcnow()))
+            return connection.execute(sa.update(TrialCostModel).where(
+                TrialCostModel.id == reservation, TrialCostModel.state == RUNNING,
+            ).values(spent_seconds=spent, heartbeat_at=utc_now())).rowcount == 1
 
-    def settle(self, reservation: int, trial_number: int, spent: float, state: str) -> bool:
+    def stale(self, older_than: float) -> list[int]:
+        """The trials whose worker has sent no heartbeat for ``older_than`` seconds, by the database's clock."""
+        with self.engine.begin() as connection:
+            cutoff = database_now(connection) - timedelta(seconds=older_than)
+            return list(connection.scalars(sa.select(TrialCostModel.trial_number).where(
+                TrialCostModel.study_name == self.study_name, TrialCostModel.state == RUNNING,
+                TrialCostModel.heartbeat_at < cutoff)))
+
+    def attached(self) -> set[int]:
+        """The trial numbers that hold a cost row, settled or not."""
+        with self.engine.connect() as connection:
+            return set(connection.scalars(sa.select(TrialCostModel.trial_number).where(
+                TrialCostModel.study_name == self.study_name, TrialCostModel.trial_number.is_not(None))))
+
+    def waiting_for_trial(self, younger_than: float) -> int:
+        """Reservations made in the last ``younger_than`` seconds that have no trial yet (their worker is
+        between reserving and creating it)."""
+        with self.engine.begin() as connection:
+            cutoff = database_now(connection) - timedelta(seconds=younger_than)
+            return connection.execute(sa.select(sa.func.count()).select_from(TrialCostModel).where(
+                TrialCostModel.study_name == self.study_name, TrialCostModel.state == RESERVED,
+                TrialCostModel.heartbeat_at >= cutoff)).scalar_one()
+
+    def record_unreserved(self, trial_number: int, state: str) -> bool:
+        """A cost row for a trial that ran without one (its worker died before tying its reservation to
+        it, and the reservation was given back): nothing reserved, nothing shown spent."""
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(sa.insert(TrialCostModel).values(
+                    study_name=self.study_name, trial_number=trial_number, worker_id="(unknown)",
+                    device="(unknown)", reserved_seconds=0.0, spent_seconds=0.0, heartbeat_at=utc_now(),
+                    state=state))
+            return True
+        except sa.exc.IntegrityError:  # recorded already
+            return False
+
+    def settle(self, reservation: int, trial_number: int, spent: float, state: str, *, retried: bool = False) -> bool:
         """Turn this worker's reservation into the ``spent`` seconds of trial ``trial_number``, which ended in ``state``.
 
+        ``retried``: the trial will run again as a new trial, which takes its place among ``n_trials``.
         Settles once: False when the reservation is no longer held (a worker that took this one for
         dead settled it first).
         """
-        return self._settle(TrialCostModel.id == reservation, (RESERVED, RUNNING), trial_number, spent, state)
+        return self._settle(TrialCostModel.id == reservation, (RESERVED, RUNNING), trial_number, spent, state,
+                            uncount=int(retried))
 
-    def settle_stale(self, trial_number: int, *, retried: bool) -> bool:
-        """Settle the trial of a dead worker as failed, to the seconds its last heartbeat recorded.
+    def settle_stale(self, trial_number: int, state: str = "failed", *, retried: bool) -> bool:
+        """Settle the trial of a dead worker, ended in ``state``, to the seconds its last heartbeat recorded.
 
-        ``retried``: the trial will run again as a new trial, which takes its place among ``n_trials``.
-        False when it holds no reservation (already settled, or never beaten: then :meth:`reclaim`'s).
+        False when it holds no running reservation (already settled, or never tied to its trial).
         """
-        return self._settle(TrialCostModel.trial_number == trial_number, (RUNNING,), trial_number, None, "failed",
+        return self._settle(TrialCostModel.trial_number == trial_number, (RUNNING,), trial_number, None, state,
                             uncount=int(retried))
 
     def _settle(self, which: sa.ColumnElement[bool], held: tuple[str, ...], trial_number: int,
@@ -166,20 +222,21 @@ class Ledger:
             spent = row.spent_seconds if spent is None else spent
             now = utcnow()
             done = connection.execute(sa.update(TrialCostModel).where(held_row).values(
-                trial_number=trial_number, state=state, spent_seconds=spent, heartbeat_at=now))
+                trial_number=trial_number, state=state, spent_seconds=spent, heartbeat_at=utc_now()))
             if done.rowcount != 1:  # settled by another worker between the two statements
                 return False
             connection.execute(_MOVE, {"r": row.reserved_seconds, "spent": spent, "uncount": uncount,
                                        "s": self.study_name, "now": now})
             return True
 
-    def estimate(self, trial_budget: Budget) -> float:
+    def estimate(self, trial_budget: Budget, first_estimate: float = 0.0) -> float:
         """What the next trial will cost: a time budget plus the mean evaluation overhead of the completed
-        trials, or for a budget in steps or epochs the mean cost of the completed trials (0 before any)."""
+        trials, or for a budget in steps or epochs the mean cost of the completed trials
+        (``first_estimate`` before any has completed)."""
         with self.engine.connect() as connection:
-            return self._estimate(connection, trial_budget)
+            return self._estimate(connection, trial_budget, first_estimate)
 
-    def _estimate(self, connection: sa.Connection, trial_budget: Budget) -> float:
+    def _estimate(self, connection: sa.Connection, trial_budget: Budget, first_estimate: float = 0.0) -> float:
         complete = sa.and_(TrialCostModel.study_name == self.study_name, TrialCostModel.state == "complete")
         if trial_budget.unit == "seconds":
             over = sa.case((TrialCostModel.spent_seconds > trial_budget.amount,
@@ -187,8 +244,17 @@ class Ledger:
             query = sa.select(sa.func.avg(over)).where(complete)
         else:
             query = sa.select(sa.func.avg(TrialCostModel.spent_seconds)).where(complete)
-        mean = connection.execute(query).scalar() or 0.0
-        return (trial_budget.amount if trial_budget.unit == "seconds" else 0.0) + float(mean)
+        mean = connection.execute(query).scalar()
+        if trial_budget.unit == "seconds":
+            return trial_budget.amount + float(mean or 0.0)
+        return first_estimate if mean is None else float(mean)
+
+    def completed_mean(self) -> float | None:
+        """The mean cost of the study's completed trials; None before any has completed."""
+        with self.engine.connect() as connection:
+            value = connection.execute(sa.select(sa.func.avg(TrialCostModel.spent_seconds)).where(
+                TrialCostModel.study_name == self.study_name, TrialCostModel.state == "complete")).scalar()
+        return None if value is None else float(value)
 
     def totals(self) -> LedgerTotals:
         with session_scope(self.engine) as session:
@@ -196,6 +262,13 @@ class Ledger:
             if row is None:
                 return LedgerTotals(None, 0.0, 0.0)
             return LedgerTotals(row.total_seconds, row.reserved_seconds, row.spent_seconds, row.trials_started)
+
+
+# Every call is one transaction of its own: on a transient error it is run again (automl.storage.retry).
+for _name in ("open", "start_session", "reserve", "release", "reclaim", "attach", "heartbeat", "stale", "attached",
+              "waiting_for_trial", "record_unreserved", "settle", "settle_stale", "estimate", "completed_mean",
+              "totals"):
+    setattr(Ledger, _name, retrying(getattr(Ledger, _name)))
 
 
 __all__ = ["Ledger", "LedgerTotals", "RESERVED", "RUNNING", "SETTLED_STATES", "worker_id"]

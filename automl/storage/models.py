@@ -78,7 +78,9 @@ class BudgetLedgerModel(Base):
     spent_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     trials_started: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """Trials that count towards ``n_trials``: reservations made, less those released unused and
-    those of dead workers' trials that Optuna retries (the retry takes their place)."""
+    those of trials that are retried (the retry takes their place)."""
+    sessions_started: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    """``automl run`` invocations on the study so far; each seeds its sampler by its own number."""
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
     @classmethod

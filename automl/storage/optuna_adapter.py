@@ -29,9 +29,10 @@ def trial_id(trial: optuna.Trial) -> int:
     return trial._trial_id
 
 
-def set_user_attrs(study: optuna.Study, trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
+def set_user_attrs(study: optuna.Study, trial: optuna.Trial | int, attrs: Mapping[str, Any]) -> None:
     """Write a running trial's user attributes in one transaction, where Optuna's public API would take one
-    per key; refused like ``Trial.set_user_attr`` once the trial has finished.
+    per key; refused like ``Trial.set_user_attr`` once the trial has finished. ``trial`` may be the
+    storage's trial id; a transient database error is retried (``automl.storage.retry``).
 
     Relies on ``RDBStorage``'s private per-attribute writer, which takes a session:
     ``_set_trial_attr_without_commit(session, model, ...)`` in Optuna 5, ``_set_trial_user_attr_without_commit
@@ -40,16 +41,44 @@ def set_user_attrs(study: optuna.Study, trial: optuna.Trial, attrs: Mapping[str,
     if not attrs:
         return
     storage = rdb_storage(study)
+    tid = trial if isinstance(trial, int) else trial_id(trial)
     writer = _session_writer(storage)
     if writer is None:
         for key, value in attrs.items():
-            trial.set_user_attr(key, value)
+            storage.set_trial_user_attr(tid, key, value)
         return
+    from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    with _create_scoped_session(storage.scoped_session, True) as session:
-        for key, value in attrs.items():
-            writer(session, trial_id(trial), key, value)
+    from automl.storage.retry import with_retry
+
+    def write() -> None:
+        with _create_scoped_session(storage.scoped_session, True) as session:
+            # A trial another worker has failed meanwhile (this one was paused) refuses the write.
+            storage.check_trial_is_updatable(tid, models.TrialModel.find_or_raise_by_id(tid, session).state)
+            for key, value in attrs.items():
+                writer(session, tid, key, value)
+
+    with_retry(write)
+
+
+def fail_if_waiting(study: optuna.Study, tid: int) -> bool:
+    """Fail trial ``tid`` only if it is still WAITING (no worker has taken it); whether it did.
+
+    Optuna's ``set_trial_state_values`` would fail a trial a worker has just started, so this is one
+    conditional UPDATE of Optuna's ``trials`` table (its ``state`` column holds the state's name).
+    """
+    from datetime import datetime
+
+    from automl.storage.retry import with_retry
+
+    def update() -> bool:
+        with study_engine(study).begin() as connection:
+            return connection.execute(sqlalchemy.text(
+                "UPDATE trials SET state = 'FAIL', datetime_complete = :now "
+                "WHERE trial_id = :id AND state = 'WAITING'"), {"now": datetime.now(), "id": tid}).rowcount == 1
+
+    return with_retry(update)
 
 
 def _session_writer(storage: optuna.storages.BaseStorage):
@@ -63,4 +92,4 @@ def _session_writer(storage: optuna.storages.BaseStorage):
     return getattr(storage, "_set_trial_user_attr_without_commit", None)  # Optuna 4
 
 
-__all__ = ["rdb_storage", "set_user_attrs", "study_engine", "trial_id"]
+__all__ = ["fail_if_waiting", "rdb_storage", "set_user_attrs", "study_engine", "trial_id"]

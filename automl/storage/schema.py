@@ -22,6 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from automl.errors import UserError
+from automl.storage.locks import SCHEMA_LOCK, lock_key
 from automl.storage.urls import make_engine, mask_url, unreachable
 
 VERSION_TABLE = "automl_alembic_version"
@@ -30,7 +31,6 @@ OPTUNA_VERSION_TABLE = "alembic_version"
 _OPTUNA_MIGRATIONS = Path(optuna.storages._rdb.__file__).parent / "alembic"
 
 _PACKAGE = Path(__file__).resolve().parents[1]
-_LOCK_KEY = 0x6175746F6D6C  # "automl": PostgreSQL advisory lock around creating and upgrading the tables
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def _transaction(url: str, *, create: bool) -> Iterator[sqlalchemy.Connection]:
             raise unreachable(mask_url(url), exc) from None
         with connection, connection.begin():
             if connection.dialect.name == "postgresql":
-                connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(SCHEMA_LOCK)})
             yield connection
     finally:
         engine.dispose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -43,20 +42,26 @@ def _mask_unparsed(url: str) -> str:
     return f"{head[:start]}{user}{colon}***@{tail}" if colon else url
 
 
-def open_storage(url: str, *, create: bool = True, **heartbeat: Any) -> optuna.storages.RDBStorage:
-    """An Optuna RDB storage at ``url``; an unreachable, malformed or missing database is a UserError.
+def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage at ``url`` whose calls retry transient errors; an unreachable, malformed or
+    missing database is a UserError.
 
     With ``create=False`` (queries) a SQLite file that does not exist is an error instead
-    of an empty new database. ``heartbeat`` holds RDBStorage's ``heartbeat_interval``, ``grace_period``
-    and ``heartbeat_stale_trial_callback``.
+    of an empty new database. On PostgreSQL, Optuna creates its tables under the schema lock, so
+    two runs starting at once on a new database do not race to create them.
     """
+    from automl.storage.locks import SCHEMA_LOCK, advisory_lock
+    from automl.storage.retry import RetryingStorage
+
     shown = mask_url(url)
     parsed = _check(url, create=create)
     try:
-        with warnings.catch_warnings():  # Optuna calls heartbeats experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(parsed.get_backend_name()),
-                                              **heartbeat)
+        engine = sqlalchemy.create_engine(url, **_engine_kwargs(parsed.get_backend_name()))
+        try:
+            with advisory_lock(engine, SCHEMA_LOCK):
+                return RetryingStorage(url, engine_kwargs=_engine_kwargs(parsed.get_backend_name()))
+        finally:
+            engine.dispose()
     except ImportError as exc:
         raise _missing_driver(shown, exc) from None
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:

@@ -117,7 +117,17 @@ class StudySection(Section):
             raise ValueError(str(exc)) from None
         if self.total_budget is None and self.n_trials is None:
             raise ValueError("give total_budget (device time, e.g. '10m') or n_trials, or both")
+        if self.grace_period is not None and self.grace_period <= self.heartbeat_interval:
+            # A worker beats once an interval: a shorter grace takes every live worker for dead.
+            raise ValueError(f"grace_period ({self.grace_period}) must be longer than heartbeat_interval "
+                             f"({self.heartbeat_interval}); give at least {2 * self.heartbeat_interval}, or leave "
+                             "it out (two heartbeats)")
         return self
+
+    @property
+    def grace(self) -> float:
+        """Seconds without a heartbeat after which a trial's worker is taken for dead."""
+        return float(self.grace_period or 2 * self.heartbeat_interval)
 
 
 class TaskSection(Section):

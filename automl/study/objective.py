@@ -29,6 +29,10 @@ from automl.train.loop import TrainResult, train
 from automl.train.settings import TrainSettings
 from automl.trick import Trick, TrickError, TrialContext, raised_in
 
+CALIBRATION_STEPS = 5
+"""Steps timed, once per worker, to estimate a trial in steps or epochs before any trial has completed."""
+ESTIMATE_MARGIN = 2.0
+"""The timed steps train the plain model; a trial's tricks may double a step (sam's two passes)."""
 TURN_OFF_AFTER = 3
 """A trick whose own exceptions fail this many of the trials that enable it in a row, on one worker, is turned
 off for the rest of the study (one warning): three, so that one unlucky sample of its space is not enough."""
@@ -140,6 +144,21 @@ class Objective:
         return Outcome(TrialState.COMPLETE, result.spent_seconds, {**attrs, records.ATTR_END: "complete"},
                        value=result.val_error, model=task_checkpoint(self.config.task, model, self.data),
                        weights=result.weights)
+
+    def first_estimate(self) -> float:
+        """Device seconds a trial of this study's budget in steps or epochs may take, from a few timed steps
+        of the plain model (no tricks) with its rung evaluations, times ``ESTIMATE_MARGIN``."""
+        with torch.random.fork_rng(devices=[]):  # leaves no trace in the trials' random streams
+            torch.manual_seed(self.seed)
+            settings = self.config.train.resolve(optuna.create_study().ask())  # a range: any of its values
+            model = self.config.task.build_model(self.data)
+            timed = train(model, self.data, settings, Budget(CALIBRATION_STEPS, "steps"), device=self.device,
+                          seed=self.seed)
+        per_step = timed.train_seconds / max(timed.steps, 1)
+        steps = self.budget.amount
+        if self.budget.unit == "epochs":
+            steps *= timed.steps / max(timed.epochs, 1e-9)
+        return ESTIMATE_MARGIN * (per_step * steps + timed.eval_seconds)
 
     def _failed(self, plan: TrialPlan, exc: TrialFailed, spent: float) -> Outcome:
         self._tally(plan, exc.trick if isinstance(exc, TrickError) else None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,21 +20,19 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from automl.errors import UserError
+from automl.interrupts import PARENT_PID_VAR
+from automl.storage.retry import DatabaseLost
 from automl.storage.urls import ENV_VAR
 
 POLL_SECONDS = 0.5
-SEED_STRIDE = 7919
-"""A prime: worker i samples with seed + SEED_STRIDE * (i + 1), far from the seeds trials train with."""
+STOP_SECONDS = 30.0
+"""How long stopped workers have to fail and settle their trials before they are killed."""
 
 
-def worker_seed(seed: int, worker: int) -> int:
-    """The sampler seed of worker ``worker`` (0-based) of ``--workers N``, so the workers sample different points."""
-    return seed + SEED_STRIDE * (worker + 1)
-
-
-def worker_argv(args: argparse.Namespace) -> list[str]:
-    """The parent's own ``automl run`` options, for its workers (storage and device are handed over apart)."""
-    argv = [args.study_file]
+def worker_argv(args: argparse.Namespace, session: int) -> list[str]:
+    """The parent's own ``automl run`` options, for its workers (storage and device are handed over apart);
+    they share the parent's ``session`` of the study, and sample apart by their index."""
+    argv = [args.study_file, "--session", str(session)]
     for flag, value in (("--variant", args.variant), ("--study-name", args.study_name),
                         ("--n-trials", args.n_trials), ("--total-budget", args.total_budget),
                         ("--trial-budget", args.trial_budget), ("--seed", args.seed)):
@@ -41,6 +40,8 @@ def worker_argv(args: argparse.Namespace) -> list[str]:
             argv += [flag, str(value)]
     for path in args.plugin:
         argv += ["--plugin", path]
+    if args.accept_task_change:
+        argv.append("--accept-task-change")
     return argv
 
 
@@ -64,7 +65,7 @@ def threads_per_worker(n: int) -> int:
 def start_workers(argv: Sequence[str], url: str, devices: Sequence[str]) -> list[subprocess.Popen]:
     """Start one ``automl run --worker`` per device; the storage URL goes through the environment,
     so its password is never on a command line."""
-    env = dict(os.environ, **{ENV_VAR: url})
+    env = dict(os.environ, **{ENV_VAR: url, PARENT_PID_VAR: str(os.getpid())})
     # The child imports the same automl as this process, installed or from a checkout.
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
@@ -77,28 +78,56 @@ def start_workers(argv: Sequence[str], url: str, devices: Sequence[str]) -> list
 def watch(study: optuna.Study, workers: list[subprocess.Popen],
           on_trial: Callable[[optuna.Study, FrozenTrial], object]) -> int:
     """Show each trial as it finishes (read from the database) until every worker has exited;
-    returns the first non-zero exit code of a worker, else 0."""
+    returns the first non-zero exit status of a worker, else 0.
+
+    Interrupted (Ctrl-C, SIGTERM), the workers are told to stop (SIGTERM: each fails its running
+    trial as interrupted and settles it), given ``STOP_SECONDS`` to do so, then killed.
+    """
     shown: set[int] = set()
 
     def report() -> None:
-        for trial in study.get_trials(deepcopy=False):
-            if trial.state.is_finished() and trial.number not in shown:
-                shown.add(trial.number)
-                on_trial(study, trial)
+        try:
+            trials = study.get_trials(deepcopy=False)
+            for trial in trials:
+                if trial.state.is_finished() and trial.number not in shown:
+                    on_trial(study, trial)
+                    shown.add(trial.number)
+        except DatabaseLost:
+            pass  # the display waits for the database as the workers do; they decide whether to stop
 
     try:
         while any(w.poll() is None for w in workers):
             report()
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            w.wait()
+        stop(workers)
         raise
     report()
     return next((w.returncode for w in workers if w.returncode), 0)
 
 
-__all__ = ["check_workers", "split_devices", "start_workers", "threads_per_worker", "watch", "worker_argv",
-           "worker_seed"]
+def stop(workers: list[subprocess.Popen]) -> None:
+    """SIGTERM the workers still running, wait ``STOP_SECONDS`` for them, then kill the rest."""
+    for w in workers:
+        if w.poll() is None:
+            w.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    for w in workers:
+        try:
+            w.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            w.kill()
+            w.wait()
+
+
+def worker_failure(status: int) -> str:
+    """What a worker's non-zero exit status says, for the parent's one line."""
+    if status < 0:
+        name = signal.Signals(-status).name if -status in signal.valid_signals() else f"signal {-status}"
+        return (f"a worker was killed by {name}; its running trial is retried by the next run of the same "
+                "command")
+    return f"a worker exited with status {status}; its error is above"
+
+
+__all__ = ["check_workers", "split_devices", "start_workers", "stop", "threads_per_worker", "watch", "worker_argv",
+           "worker_failure"]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import optuna
 import sqlalchemy.exc
 import torch
@@ -29,7 +30,7 @@ from automl.study import records
 from automl.study.config import Seed, StudyFile, StudyName, StudySection, check_option
 from automl.study.objective import Objective
 from automl.study.tricks import study_tricks
-from automl.study.worker import SettleStaleTrial, Worker
+from automl.study.worker import Worker
 from automl.train.data import Dataset
 from automl.trick import Trick
 
@@ -48,6 +49,7 @@ class Overrides:
     trial_budget: str | None = None
     device: str | None = None
     seed: int | None = None
+    accept_task_change: bool = False
 
 
 @dataclass
@@ -67,8 +69,12 @@ class PreparedStudy:
     seed: int
     plugins: list[dict[str, str]] = field(default_factory=list)
     """Where each of the study's tricks came from, recorded with the study's source."""
-    sampler_seed: int | None = None
-    """The sampler's seed when not ``seed`` (each worker of ``--workers N`` has its own)."""
+    session: int = 0
+    """This ``automl run``'s number among the study's runs (set by ``create_study``, or handed to workers)."""
+    worker: int | None = None
+    """This process's index among ``--workers N``; None for a run in one process."""
+    accept_task_change: bool = False
+    """Resume the study although its file now names another data set or model."""
 
 
 def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(), *,
@@ -93,6 +99,7 @@ def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(
         storage_url=resolve_url(overrides.storage, config.study.storage), tricks=tricks, settings=settings,
         data=data, device=device, trial_budget=trial_budget, total_budget=total_budget,
         n_trials=overrides.n_trials or config.study.n_trials, seed=seed,
+        accept_task_change=overrides.accept_task_change,
         plugins=[{"trick": name, "plugin": host.tricks[name].plugin, "source": host.tricks[name].source}
                  for name in sorted(tricks)])
 
@@ -164,19 +171,24 @@ def make_pruner(name: str, rungs: int) -> optuna.pruners.BasePruner:
     }[name]()
 
 
-def create_study(prepared: PreparedStudy) -> optuna.Study:
+def create_study(prepared: PreparedStudy, *, new_session: bool = True) -> optuna.Study:
     """Create or resume the study; automl's tables are checked (or created) before anything is written,
-    and the study's ledger row is opened with its total budget."""
+    and the study's ledger row is opened with its total budget.
+
+    ``new_session``: this is an ``automl run`` of its own (not one of its ``--workers``), which takes the
+    study's next session number (``prepared.session``); the sampler is seeded by it (see ``sampler_seed``).
+    """
     ensure_schema(prepared.storage_url)
     config = prepared.study_file.config
-    storage = open_storage(prepared.storage_url, heartbeat_interval=config.study.heartbeat_interval,
-                           grace_period=config.study.grace_period,
-                           heartbeat_stale_trial_callback=SettleStaleTrial())
+    storage = open_storage(prepared.storage_url)
     _refuse_another_task(storage, prepared)
+    ledger = Ledger(storage.engine, prepared.name)
+    ledger.open(prepared.total_budget.amount if prepared.total_budget is not None else None)
+    if new_session:
+        prepared.session = ledger.start_session()
     study = optuna.create_study(
         storage=storage, study_name=prepared.name, direction="minimize", load_if_exists=True,
-        sampler=make_sampler(config.study.sampler,
-                             prepared.seed if prepared.sampler_seed is None else prepared.sampler_seed),
+        sampler=make_sampler(config.study.sampler, sampler_seed(prepared.seed, prepared.session, prepared.worker)),
         pruner=make_pruner(config.study.pruner, config.train.rungs))
     if records.STUDY_FILE not in study.user_attrs:
         study.set_user_attr(records.STUDY_FILE, prepared.study_file.path)
@@ -188,9 +200,19 @@ def create_study(prepared: PreparedStudy) -> optuna.Study:
                                     prepared.plugins)
     except sqlalchemy.exc.IntegrityError:
         pass  # another worker starting the same study recorded the same text first
-    Ledger(storage.engine, prepared.name).open(
-        prepared.total_budget.amount if prepared.total_budget is not None else None)
     return study
+
+
+def sampler_seed(seed: int, session: int, worker: int | None) -> int:
+    """The sampler's seed for session ``session`` of a study, worker ``worker`` of ``--workers N`` (None: the
+    one process): the study's seed itself for its first single-process run, so a study run once
+    from start to end samples as its seed says; otherwise a seed drawn from all three (numpy's
+    ``SeedSequence``), so a resumed study, a second machine and each worker draw new points, and a
+    study resumed the same way reproduces its draws."""
+    if session == 0 and worker is None:
+        return seed
+    entropy = [seed % 2**64, session, 0 if worker is None else worker + 1]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def _refuse_another_task(storage: optuna.storages.BaseStorage, prepared: PreparedStudy) -> None:
@@ -199,13 +221,15 @@ def _refuse_another_task(storage: optuna.storages.BaseStorage, prepared: Prepare
         attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(prepared.name))
     except KeyError:
         return
+    if prepared.accept_task_change:
+        return
     task = prepared.study_file.config.task
     for kind, key, now in (("data set", records.STUDY_DATASET, task.dataset), ("model", records.STUDY_MODEL, task.model)):
         before = attrs.get(key)
         if before is not None and before != now:
             raise UserError(f"study {prepared.name!r} was run with {kind} {before!r}, but "
                             f"{prepared.study_file.path} has {now!r}; give it another [study] name or "
-                            "--study-name to start a new study")
+                            "--study-name to start a new study (or --accept-task-change to mix them)")
 
 
 def run_study(prepared: PreparedStudy, study: optuna.Study | None = None, *,
@@ -217,8 +241,10 @@ def run_study(prepared: PreparedStudy, study: optuna.Study | None = None, *,
     objective = Objective(config=prepared.study_file.config, data=prepared.data, tricks=prepared.tricks,
                           settings=prepared.settings, device=prepared.device, budget=prepared.trial_budget,
                           artifacts=store, best_model_cache=artifacts / BEST_MODEL_CACHE, seed=prepared.seed)
+    study_section = prepared.study_file.config.study
     worker = Worker(study, Ledger(study_engine(study), study.study_name, device=str(prepared.device)),
-                    prepared.trial_budget, prepared.n_trials, artifacts=store)
+                    prepared.trial_budget, prepared.n_trials, interval=study_section.heartbeat_interval,
+                    grace=study_section.grace, artifacts=store, first_estimate=objective.first_estimate)
     while (trial := worker.next_trial()) is not None:
         frozen = worker.run(trial, objective)
         if on_trial is not None:
@@ -226,4 +252,5 @@ def run_study(prepared: PreparedStudy, study: optuna.Study | None = None, *,
     return study
 
 
-__all__ = ["Overrides", "PreparedStudy", "create_study", "make_pruner", "make_sampler", "prepare", "run_study"]
+__all__ = ["Overrides", "PreparedStudy", "create_study", "make_pruner", "make_sampler", "prepare", "run_study",
+           "sampler_seed"]

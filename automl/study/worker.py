@@ -1,13 +1,12 @@
-"""One worker's loop around a study: reserve, ask, run, record, tell, settle; with its heartbeat and the
-callback that settles and retries a dead worker's trial."""
+"""One worker's loop around a study: recover, reserve, ask, run, record, tell, settle; with its heartbeat."""
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
-import warnings
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
@@ -15,10 +14,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl.budget import Budget
 from automl.storage.artifacts import save_trial_model
+from automl.interrupts import signal_name
 from automl.storage.ledger import Ledger
-from automl.storage.optuna_adapter import rdb_storage, set_user_attrs, study_engine, trial_id
+from automl.storage.optuna_adapter import set_user_attrs, trial_id
+from automl.storage.retry import DatabaseLost
 from automl.study.objective import Outcome, TrialPlan
-from automl.study.records import ATTR_SPENT, FINISHED, STATE_NAMES, SYS_RETRY_HISTORY
+from automl.study.records import ATTR_DETAIL, ATTR_END, ATTR_SPENT, FINISHED, STATE_NAMES
+from automl.study.recovery import INTERRUPTED, Recovery
 
 
 class TrialObjective(Protocol):
@@ -34,76 +36,118 @@ class Worker:
 
     The trial's device time and its place among ``n_trials`` are reserved in the ledger, in one
     conditional UPDATE, before Optuna creates the trial: a trial that would not fit is never
-    started, and racing workers on any machine never take the study past either bound.
+    started, and racing workers on any machine never take the study past either bound. The
+    reservation is tied to the trial the moment Optuna has created it; from then on the ledger's
+    heartbeat says whether the trial's worker is alive (see ``automl.study.recovery``).
     """
 
-    def __init__(self, study: optuna.Study, ledger: Ledger, trial_budget: Budget, n_trials: int | None,
-                 artifacts: FileSystemArtifactStore | None = None) -> None:
+    def __init__(self, study: optuna.Study, ledger: Ledger, trial_budget: Budget, n_trials: int | None, *,
+                 interval: float, grace: float, artifacts: FileSystemArtifactStore | None = None,
+                 first_estimate: Callable[[], float] | None = None) -> None:
         self.study = study
         self.ledger = ledger
         self.trial_budget = trial_budget
         self.n_trials = n_trials
+        self.interval = interval
+        """Seconds between the running trial's heartbeats."""
         self.artifacts = artifacts
         """Where completed trials' models go; None keeps none."""
-        self.storage = rdb_storage(study)
-        self.interval = getattr(self.storage, "heartbeat_interval", None)
-        # A reservation not yet tied to its trial by a heartbeat after the grace period belongs to a worker
-        # that died before its trial's first heartbeat. Without heartbeats, trials are tied when asked.
-        self.orphan_after: float | None = None
-        if self.interval:
-            self.orphan_after = float(self.storage.grace_period or 2 * self.interval)
-            self.ledger.reclaim(self.orphan_after)
+        self.recovery = Recovery(study, ledger, grace)
+        self.first_estimate = first_estimate
+        """What a trial in steps or epochs costs before any has completed (a timed calibration)."""
         self.reservations: dict[int, int] = {}
         """The reservation each of this worker's trials holds, by trial number."""
 
     def next_trial(self) -> optuna.Trial | None:
         """The next trial, holding its reservation, or None when the study is done (n_trials or total budget)."""
-        with warnings.catch_warnings():  # Optuna calls it experimental; it is the heartbeat's documented use
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(self.study)
-        reservation = self.ledger.reserve(self.trial_budget, self.n_trials)
-        if reservation is None and self.orphan_after is not None and self.ledger.reclaim(self.orphan_after):
-            reservation = self.ledger.reserve(self.trial_budget, self.n_trials)
+        self.recovery.run()
+        reservation = self.ledger.reserve(self.trial_budget, self.n_trials, first_estimate=self._first_estimate())
         if reservation is None:
+            self.recovery.close_waiting()
             return None
         try:
-            with warnings.catch_warnings():  # automl's loop sends the heartbeats study.optimize would
-                warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
-                trial = self.study.ask()
+            trial = self.study.ask()
         except BaseException:
             self.ledger.release(reservation)
             raise
+        if not self.ledger.attach(reservation, trial.number):
+            # This worker was paused past the grace period before it got its trial: its reservation was
+            # given back, so the trial runs on no reservation; fail it untrained (nothing to retry).
+            self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            print(f"automl: trial {trial.number} dropped: this worker was paused for longer than the grace "
+                  "period before it started", file=sys.stderr)
+            return self.next_trial()
         self.reservations[trial.number] = reservation
-        if not self.interval:
-            self.ledger.heartbeat(reservation, trial.number, 0.0)
         return trial
+
+    def _first_estimate(self) -> float:
+        """A trial in steps or epochs has no duration of its own: before any has completed, reserve a timed
+        estimate, so that a total budget bounds the first trials too (measured once, only when needed)."""
+        if self.first_estimate is None or self.trial_budget.unit == "seconds":
+            return 0.0
+        if self.ledger.completed_mean() is not None or self.ledger.totals().total is None:
+            return 0.0
+        estimate, self.first_estimate = self.first_estimate(), None
+        self._first_estimate = lambda: estimate
+        return estimate
 
     def run(self, trial: optuna.Trial, objective: TrialObjective) -> FrozenTrial:
         """Run one trial, record it, tell Optuna how it ended and settle its reservation; an error other than
         a failed trial fails the trial and is raised, as in ``study.optimize``."""
         started = time.perf_counter()
         outcome, error = None, None
-        with _Heartbeat(self, trial, started):
+        with _Heartbeat(self, trial, started) as heartbeat:
             try:
                 plan = objective.begin(trial)
                 self.record(trial, plan.attrs)
                 outcome = objective.train(trial, plan)
                 self.record(trial, self._with_artifacts(trial, outcome))
+            except optuna.exceptions.UpdateFinishedTrialError:
+                heartbeat.taken_over = True
+            except DatabaseLost:
+                raise  # nothing can be recorded: the trial is recovered like a dead worker's
             except BaseException as exc:  # noqa: BLE001 - told as FAIL, then raised
                 error = exc
-        if outcome is None or error is not None:
-            # The objective's own clock stopped with it: what the worker saw is what the trial spent.
-            outcome = Outcome(TrialState.FAIL, time.perf_counter() - started, {})
-            with contextlib.suppress(Exception):  # the error that stopped the trial is the one to raise
-                self.record(trial, {ATTR_SPENT: outcome.spent_seconds})
-        frozen = self.study.tell(trial, outcome.value if outcome.state == TrialState.COMPLETE else None,
-                                 state=outcome.state, skip_if_finished=True)
+        if heartbeat.taken_over:
+            return self._taken_over(trial)
+        outcome = self._failure(trial, error, time.perf_counter() - started) if outcome is None or error else outcome
+        retried = isinstance(error, KeyboardInterrupt)
+        reservation = self.reservations.pop(trial.number)
+        # What the trial spent, in its cost row before Optuna is told: a worker that dies between the
+        # two leaves a finished trial whose row the next recovery settles to exactly this.
+        self.ledger.heartbeat(reservation, outcome.spent_seconds)
+        try:
+            frozen = self.study.tell(trial, outcome.value if outcome.state == TrialState.COMPLETE else None,
+                                     state=outcome.state, skip_if_finished=True)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return self._taken_over(trial)
         state = frozen.state if frozen.state in FINISHED else TrialState.FAIL
-        self.ledger.settle(self.reservations.pop(trial.number), trial.number, outcome.spent_seconds,
-                           STATE_NAMES[state])
+        self.ledger.settle(reservation, trial.number, outcome.spent_seconds, STATE_NAMES[state], retried=retried)
         if error is not None:
             raise error
         return frozen
+
+    def _failure(self, trial: optuna.Trial, error: BaseException | None, spent: float) -> Outcome:
+        """The outcome of a trial the objective did not finish: interrupted (retried by the next run), or
+        failed by an error that is then raised. The objective's own clock stopped with it: what the
+        worker saw is what the trial spent."""
+        attrs: dict[str, Any] = {ATTR_SPENT: spent}
+        if isinstance(error, KeyboardInterrupt):
+            attrs.update({ATTR_END: INTERRUPTED, ATTR_DETAIL: f"stopped by {signal_name(error)}; the next "
+                                                              "`automl run` retries it with the same parameters"})
+        elif error is not None:
+            attrs[ATTR_DETAIL] = f"{type(error).__name__}: {error}"[:500]
+        with contextlib.suppress(Exception):  # the error that stopped the trial is the one to raise
+            self.record(trial, attrs)
+        return Outcome(TrialState.FAIL, spent, attrs)
+
+    def _taken_over(self, trial: optuna.Trial) -> FrozenTrial:
+        """Another worker took this one for dead (it was paused past the grace period) and ended its trial:
+        drop this result, leave the ledger as that worker settled it, and go on."""
+        self.reservations.pop(trial.number, None)
+        print(f"automl: trial {trial.number} was taken over by another worker while this one was paused; "
+              "its result here is dropped", file=sys.stderr)
+        return self.study._storage.get_trial(trial_id(trial))
 
     def record(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
         """Write the trial's user attributes, all in one transaction."""
@@ -116,18 +160,20 @@ class Worker:
 
 
 class _Heartbeat:
-    """While a trial runs: Optuna's heartbeat (so a dead worker's trial is failed) and the ledger's
-    (what the trial has spent so far, what it is settled to if its worker dies)."""
+    """While a trial runs, the ledger's heartbeat: the trial is alive, and has spent this much so far (what it
+    is settled to if its worker dies). A beat that finds the trial no longer running means another
+    worker took this one for dead."""
 
     def __init__(self, worker: Worker, trial: optuna.Trial, started: float) -> None:
         self.worker, self.trial, self.started = worker, trial, started
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
+        self.taken_over = False
 
     def beat(self) -> None:
-        self.worker.storage.record_heartbeat(trial_id(self.trial))
-        self.worker.ledger.heartbeat(self.worker.reservations[self.trial.number], self.trial.number,
-                                     time.perf_counter() - self.started)
+        reservation = self.worker.reservations[self.trial.number]
+        if not self.worker.ledger.heartbeat(reservation, time.perf_counter() - self.started):
+            self.taken_over = True
 
     def loop(self) -> None:
         while not self.stop.wait(self.worker.interval):
@@ -135,33 +181,13 @@ class _Heartbeat:
                 self.beat()
 
     def __enter__(self) -> "_Heartbeat":
-        if self.worker.interval:
-            self.worker.storage.record_heartbeat(trial_id(self.trial))
-            self.thread = threading.Thread(target=self.loop, name="automl-heartbeat", daemon=True)
-            self.thread.start()
+        self.thread = threading.Thread(target=self.loop, name="automl-heartbeat", daemon=True)
+        self.thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.thread is not None:
-            self.stop.set()
-            self.thread.join()
+        self.stop.set()
+        self.thread.join()
 
 
-class SettleStaleTrial:
-    """Optuna's callback for a trial whose worker stopped sending heartbeats: settle its reservation to
-    what its last heartbeat recorded, then retry it once with the same parameters."""
-
-    def __init__(self, max_retry: int = 1) -> None:
-        self.max_retry = max_retry
-        with warnings.catch_warnings():  # Optuna calls it experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        # Optuna's rule: a trial is retried while its retry history is shorter than max_retry.
-        retried = len(trial.system_attrs.get(SYS_RETRY_HISTORY, [])) < self.max_retry
-        Ledger(study_engine(study), study.study_name).settle_stale(trial.number, retried=retried)
-        self.retry(study, trial)
-
-
-__all__ = ["SettleStaleTrial", "TrialObjective", "Worker"]
+__all__ = ["TrialObjective", "Worker"]

@@ -47,9 +47,12 @@ def test_the_ledger_counts_every_finished_trial(ledger):
 
 
 def test_step_budgets_are_estimated_from_the_trials_that_ran(ledger):
-    assert ledger.estimate(Budget(100, "steps")) == 0
-    ledger.settle(ledger.reserve(Budget(100, "steps")), 0, 6.0, "complete")
-    assert ledger.estimate(Budget(100, "steps")) == pytest.approx(6.0)
+    assert ledger.estimate(Budget(100, "steps")) == 0 and ledger.completed_mean() is None
+    assert ledger.estimate(Budget(100, "steps"), first_estimate=4.0) == 4.0  # a timed guess before any completes
+    assert ledger.reserve(Budget(100, "steps"), first_estimate=11.0) is None  # the guess alone is over the 10 s
+    ledger.settle(ledger.reserve(Budget(100, "steps"), first_estimate=4.0), 0, 6.0, "complete")
+    assert ledger.totals() == LedgerTotals(10.0, 0.0, 6.0, trials=1)
+    assert ledger.estimate(Budget(100, "steps"), first_estimate=1.0) == pytest.approx(6.0)  # measured wins
     assert ledger.reserve(Budget(100, "steps")) is None  # 4 s left < 6 s
 
 
@@ -60,7 +63,7 @@ def test_the_ledger_bounds_the_trial_count_and_gives_back_unused_reservations(le
     assert ledger.reserve(1.0, n_trials=3) is not None  # a larger n_trials (a resumed study) leaves room
     assert ledger.release(second) and not ledger.release(second)  # given back once
     assert ledger.totals() == LedgerTotals(10.0, 2.0, 0.0, trials=2)
-    ledger.heartbeat(first, 0, 1.5)  # then its worker died
+    assert ledger.attach(first, 0) and ledger.heartbeat(first, 1.5)  # then its worker died
     assert ledger.settle_stale(0, retried=True)  # its retry takes its place among n_trials
     assert not ledger.settle_stale(0, retried=True) and not ledger.settle(first, 0, 2.0, "complete")  # once
     assert ledger.totals() == LedgerTotals(10.0, 1.0, 1.5, trials=1)
@@ -68,14 +71,39 @@ def test_the_ledger_bounds_the_trial_count_and_gives_back_unused_reservations(le
 
 def test_a_reservation_whose_trial_never_sent_a_heartbeat_is_reclaimed(ledger):
     running, orphan = ledger.reserve(2.0), ledger.reserve(3.0)
-    ledger.heartbeat(running, 0, 0.5)
+    assert ledger.attach(running, 0) and ledger.heartbeat(running, 0.5)
     assert ledger.reclaim(older_than=60) == 0  # both were made just now
+    assert ledger.waiting_for_trial(younger_than=60) == 1  # the orphan, for all anyone knows yet
     time.sleep(0.05)
     assert ledger.reclaim(older_than=0.01) == 1  # the orphan; a reservation tied to its trial stays
+    assert not ledger.attach(orphan, 1)  # given back: its worker, were it only paused, gets no trial on it
     assert ledger.totals() == LedgerTotals(10.0, 2.0, 0.0, trials=1)
     with ledger.engine.connect() as connection:
         rows = connection.execute(sa.select(TrialCostModel.id, TrialCostModel.state)).all()
     assert rows == [(running, "running")] and orphan != running
+
+
+def test_liveness_is_read_on_the_databases_clock(ledger):
+    reservation = ledger.reserve(2.0)
+    assert ledger.attach(reservation, 0)
+    assert ledger.stale(older_than=60) == []
+    with ledger.engine.begin() as connection:  # the last heartbeat a minute ago, by the database's clock
+        connection.execute(sa.text("UPDATE automl_trial_cost SET heartbeat_at = datetime('now', '-61 seconds')"))
+    assert ledger.stale(older_than=60) == [0]
+    assert ledger.heartbeat(reservation, 1.0) and ledger.stale(older_than=60) == []  # beating again
+    assert ledger.settle_stale(0, "complete", retried=False) and not ledger.heartbeat(reservation, 2.0)
+    assert ledger.totals() == LedgerTotals(10.0, 0.0, 1.0, trials=1)
+
+
+def test_a_trial_without_a_reservation_gets_one_settled_cost_row(ledger):
+    assert ledger.record_unreserved(3, "failed") and not ledger.record_unreserved(3, "failed")  # once
+    assert ledger.attached() == {3} and ledger.totals() == LedgerTotals(10.0, 0.0, 0.0, trials=0)
+
+
+def test_each_run_of_a_study_takes_the_next_session_number(ledger):
+    assert [ledger.start_session() for _ in range(3)] == [0, 1, 2]
+    ledger.open(12.0)  # a resumed study's new total keeps the count
+    assert ledger.start_session() == 3
 
 
 class CheckThenReserveLedger(Ledger):

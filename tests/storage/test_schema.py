@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from automl.storage import schema
 from automl.storage.models import Base, StudySourceModel, session_scope
 
-HEAD = "v3_reservations"
+HEAD = "v4_sessions"
 
 
 
@@ -161,7 +161,7 @@ def test_the_models_describe_the_head_migration(sqlite_url):
 def test_every_revision_downgrades_and_upgrades_again(sqlite_url):
     from alembic import command
 
-    assert schema.revisions() == ["v1_initial", "v2_trial_cost", HEAD]
+    assert schema.revisions() == ["v1_initial", "v2_trial_cost", "v3_reservations", HEAD]
     schema.upgrade(sqlite_url)
     engine = sa.create_engine(sqlite_url)
     with engine.begin() as connection:
@@ -214,3 +214,17 @@ def scalar_rows(url: str, sql: str) -> list[tuple]:
             return [tuple(row) for row in connection.execute(sa.text(sql))]
     finally:
         engine.dispose()
+
+
+def test_upgrading_to_sessions_counts_an_existing_study_as_run_once(sqlite_url):
+    schema.upgrade(sqlite_url, "v3_reservations")
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO automl_budget_ledger (study_name, total_seconds, reserved_seconds, "
+                                   "spent_seconds, trials_started, updated_at) "
+                                   "VALUES ('old', NULL, 0, 3, 3, '2026-01-02 03:04:05')"))
+    schema.upgrade(sqlite_url)
+    from automl.storage.ledger import Ledger
+
+    assert Ledger(engine, "old").start_session() == 1  # its next run samples apart from the first
+    engine.dispose()

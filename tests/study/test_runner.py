@@ -79,15 +79,15 @@ def test_devices():
 
 def test_a_dead_workers_reservation_is_reclaimed_and_the_study_still_runs_n_trials(write_study, sqlite_url):
     path = write_study(n_trials=3)
-    path.write_text(path.read_text().replace("seed = 0", "seed = 0\nheartbeat_interval = 1\ngrace_period = 1"))
+    path.write_text(path.read_text().replace("seed = 0", "seed = 0\nheartbeat_interval = 1\ngrace_period = 2"))
     prepared = prepare(load_study_file(path), get_host(), Overrides(storage=sqlite_url))
     study = create_study(prepared)
-    # What a worker killed before its trial's first heartbeat leaves behind, two seconds ago.
+    # What a worker killed before its trial's first heartbeat leaves behind, three seconds ago.
     book = Ledger(study_engine(study), "tiny")
     orphan = book.reserve(5.0, n_trials=3)
     with study_engine(study).begin() as connection:
         connection.execute(sa.update(TrialCostModel).where(TrialCostModel.id == orphan).values(
-            heartbeat_at=sa.func.datetime("now", "-2 seconds")))
+            heartbeat_at=sa.func.datetime("now", "-3 seconds")))
     run_study(prepared, study)
     assert len(study.trials) == 3
     assert book.totals().reserved == pytest.approx(0.0, abs=1e-9) and book.totals().trials == 3

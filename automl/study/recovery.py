@@ -1,0 +1,138 @@
+"""Recovery of the trials whose worker died or was stopped: fail them, settle their time, retry them once.
+
+Every worker runs :meth:`Recovery.run` before it reserves its next trial. Each step reads the state it
+mends before it mends it, so a recovery that dies half-way is finished by the next one, and running
+it twice changes nothing; on PostgreSQL one worker at a time runs it (an advisory lock, released
+with its connection if its holder dies). Liveness is the ledger's: a trial is alive while its cost
+row's heartbeat, dated by the database's clock, is younger than the grace period.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from automl.storage.ledger import Ledger
+from automl.storage.locks import advisory_lock
+from automl.storage.optuna_adapter import fail_if_waiting, set_user_attrs, study_engine, trial_id
+from automl.study.records import ATTR_DETAIL, ATTR_END, STATE_NAMES, SYS_RETRY_HISTORY, SYS_RETRY_OF, end_reason
+
+WORKER_DIED = "worker_died"
+"""The ``end_reason`` of a trial whose worker stopped sending heartbeats (killed, crashed, frozen)."""
+INTERRUPTED = "interrupted"
+"""The ``end_reason`` of a trial stopped by Ctrl-C or SIGTERM: always retried by the next run."""
+NOT_RETRIED = "not_retried"
+"""The ``end_reason`` of a retry that could not run: the study's budget was spent first."""
+MAX_RETRY = 1
+"""A dead worker's trial is retried once (the trial itself may be what kills its worker); an
+interrupted one every time, as stopping it said nothing about it."""
+
+
+def retry_chain(trial: FrozenTrial) -> list[int]:
+    """The trials ``trial`` re-runs, the first first (empty for a trial that is no retry)."""
+    return list(trial.system_attrs.get(SYS_RETRY_HISTORY, []))
+
+
+def will_retry(trial: FrozenTrial) -> bool:
+    """Whether a failed trial is run again with the same parameters and seed."""
+    reason = end_reason(trial)
+    return reason == INTERRUPTED or (reason == WORKER_DIED and len(retry_chain(trial)) < MAX_RETRY)
+
+
+class Recovery:
+    """The recovery of one study, as run by one of its workers."""
+
+    def __init__(self, study: optuna.Study, ledger: Ledger, grace: float) -> None:
+        self.study, self.ledger, self.grace = study, ledger, grace
+
+    def run(self) -> None:
+        """Fail the dead workers' trials, settle every cost row left open, and enqueue the retries."""
+        with advisory_lock(study_engine(self.study), f"automl-recovery:{self.study.study_name}"):
+            self.ledger.reclaim(self.grace)
+            self._settle_dead()
+            self._fail_orphans()
+            self._enqueue_retries()
+
+    def _settle_dead(self) -> None:
+        """Cost rows whose heartbeat stopped: fail their trial if it still runs, then settle the row.
+
+        A worker that died after telling Optuna but before settling left a finished trial: it is
+        settled in the state it ended in, to the seconds the worker recorded just before telling.
+        """
+        for number in self.ledger.stale(self.grace):
+            trial = self._trial(number)
+            if trial.state == TrialState.RUNNING:
+                trial = self._fail(trial, WORKER_DIED, f"its worker sent no heartbeat for {self.grace:g} s "
+                                                       "(killed, crashed or frozen)")
+            state = trial.state if trial.state in STATE_NAMES else TrialState.FAIL
+            self.ledger.settle_stale(number, STATE_NAMES[state],
+                                     retried=state == TrialState.FAIL and will_retry(trial))
+
+    def _fail_orphans(self) -> None:
+        """RUNNING trials that no reservation was ever tied to: their worker died between creating the
+        trial and its first heartbeat. Only when no worker is between those two steps right now."""
+        # In this order: a live worker that created one of these trials either holds a fresh reservation
+        # still (then wait), or had tied it to its trial before `attached` is read.
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not running or self.ledger.waiting_for_trial(self.grace):
+            return
+        attached = self.ledger.attached()
+        for trial in running:
+            # The cost row is the claim: one recovery fails each orphan, and no worker can tie it after.
+            if trial.number not in attached and self.ledger.record_unreserved(trial.number, "failed"):
+                self._fail(trial, WORKER_DIED, "its worker died before the trial's first heartbeat")
+
+    def _enqueue_retries(self) -> None:
+        trials = self.study.get_trials(deepcopy=False)
+        retried = {t.system_attrs.get(SYS_RETRY_OF) for t in trials}
+        for trial in trials:
+            if trial.state == TrialState.FAIL and trial.number not in retried and will_retry(trial):
+                self._enqueue(trial)
+
+    def _enqueue(self, trial: FrozenTrial) -> None:
+        """Queue ``trial`` again, as Optuna's heartbeat retry does: same parameters, and the chain of
+        trials it re-runs (the first of which gives the retry its training seed)."""
+        distributions: dict[str, BaseDistribution] = trial.distributions
+        self.study.add_trial(optuna.trial.create_trial(
+            state=TrialState.WAITING, params=trial.params, distributions=distributions,
+            system_attrs={SYS_RETRY_OF: trial.number, SYS_RETRY_HISTORY: [*retry_chain(trial), trial.number]}))
+
+    def close_waiting(self) -> list[int]:
+        """The study is over (no budget for another trial, nothing running): the retries still waiting will
+        never run, so fail them with the reason; the numbers of those failed."""
+        if self.ledger.totals().reserved > 0:
+            return []  # a running trial may leave room for them: its worker closes them when it is done
+        closed = []
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if SYS_RETRY_OF not in trial.system_attrs:
+                continue
+            set_user_attrs(self.study, trial_id(trial), {
+                ATTR_END: NOT_RETRIED,
+                ATTR_DETAIL: f"retry of trial {trial.system_attrs[SYS_RETRY_OF]} not run: the study's budget "
+                             "was spent first; raise total_budget or n_trials and run again to run it"})
+            if fail_if_waiting(self.study, trial_id(trial)):
+                closed.append(trial.number)
+                self.ledger.record_unreserved(trial.number, "failed")
+        if closed:
+            print(f"automl: retries {', '.join(map(str, closed))} were not run: the study's budget was spent "
+                  "first", file=sys.stderr)
+        return closed
+
+    def _trial(self, number: int) -> FrozenTrial:
+        storage = self.study._storage
+        return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number))
+
+    def _fail(self, trial: FrozenTrial, reason: str, detail: str) -> FrozenTrial:
+        """Fail a RUNNING trial with its reason; the trial as it is now (another worker may have ended it)."""
+        try:
+            set_user_attrs(self.study, trial_id(trial), {ATTR_END: reason, ATTR_DETAIL: detail})
+            self.study.tell(trial.number, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # its worker came back and ended it first
+        return self._trial(trial.number)
+
+
+__all__ = ["INTERRUPTED", "MAX_RETRY", "NOT_RETRIED", "Recovery", "WORKER_DIED", "retry_chain", "will_retry"]
