@@ -12,7 +12,8 @@ import os
 import signal
 import sys
 import threading
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 PARENT_POLL_SECONDS = 1.0
 PARENT_PID_VAR = "AUTOML_PARENT_PID"
@@ -40,19 +41,59 @@ def signal_name(exc: KeyboardInterrupt) -> str:
     return signal.Signals(exc.signum).name if isinstance(exc, Interrupted) else "SIGINT"
 
 
-def stop_on_signals() -> None:
-    """Raise :class:`Interrupted` in the main thread at the first SIGINT or SIGTERM; later ones are ignored,
-    so that failing and settling the running trial is not itself cut short."""
-    stopping = threading.Event()
+class _Stop:
+    """The first stop signal received, and whether it is to be raised at once or at the next checkpoint."""
+
+    signum: int | None = None
+    deferred = False
+
+
+_stop = _Stop()
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """In the block, SIGINT and SIGTERM raise :class:`Interrupted` in the main thread (the first of them: later
+    ones are ignored, so that failing and settling the running trial is not itself cut short). The
+    handlers before it are put back after it (a no-op outside the main thread, where none can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
     def handler(signum: int, frame: Any) -> None:
-        if stopping.is_set():
+        if _stop.signum is not None:
             return
-        stopping.set()
-        raise Interrupted(signum)
+        _stop.signum = signum
+        if not _stop.deferred:
+            raise Interrupted(signum)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, handler)
+    before = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        _stop.signum = None
+        for signum, previous in before.items():
+            signal.signal(signum, previous)
+
+
+@contextmanager
+def at_checkpoints() -> Iterator[None]:
+    """In the block, a stop signal is raised only where :func:`checkpoint` is called (a training step, the
+    next trial): raised from a handler, it could land in a garbage collector's callback, which
+    swallows it, or half-way through writing a trial's record."""
+    before, _stop.deferred = _stop.deferred, True
+    try:
+        yield
+    finally:
+        _stop.deferred = before
+    if _stop.signum is not None:  # came after the block's last checkpoint
+        raise Interrupted(_stop.signum)
+
+
+def checkpoint() -> None:
+    """Raise :class:`Interrupted` if a stop signal has come (a no-op, one attribute read, otherwise)."""
+    if _stop.signum is not None and _stop.deferred:
+        raise Interrupted(_stop.signum)
 
 
 def stop_with_parent(parent: int) -> None:
@@ -73,4 +114,5 @@ def _watch_parent(parent: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-__all__ = ["PARENT_PID_VAR", "Interrupted", "exit_code", "signal_name", "stop_on_signals", "stop_with_parent"]
+__all__ = ["PARENT_PID_VAR", "Interrupted", "at_checkpoints", "checkpoint", "exit_code", "signal_name", "stop_on_signals",
+           "stop_with_parent"]

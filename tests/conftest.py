@@ -83,6 +83,12 @@ def postgres_url():
         admin.close()
 
 
+@pytest.fixture
+def pg_server(postgres_url) -> str:
+    """The PostgreSQL server's admin URL, beside a fresh database of its own (``postgres_url``)."""
+    return PG_SERVER
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Train on one thread for the whole module (see automl.testing.one_thread)."""

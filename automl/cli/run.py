@@ -36,11 +36,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from automl.interrupts import stop_on_signals
+
+    with stop_on_signals():  # SIGTERM (schedulers, docker stop, timeout) stops a study as Ctrl-C does
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from automl.report.progress import RunDisplay
     from automl.study.processes import start_workers, watch, worker_argv, worker_failure
     from automl.study.runner import create_study, run_study
 
-    stop_on_signals()  # SIGTERM (schedulers, docker stop, timeout) stops a study as Ctrl-C does
     prepared, url, devices = _prepare(args)
     if args.worker is not None:
         return _run_worker(args, prepared)

@@ -26,6 +26,8 @@ ENV_RETRY_SECONDS = "AUTOML_DB_RETRY_SECONDS"
 FIRST_WAIT, LONGEST_WAIT = 0.1, 5.0
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08001", "08003", "08004", "08006"}
 """Serialisation failure, deadlock, server shutting down or restarting, connection exceptions."""
+_PERMANENT_CLASSES = ("28", "3D")
+"""SQLSTATE classes of invalid authorisation and of an unknown database."""
 
 T = TypeVar("T")
 
@@ -58,9 +60,12 @@ def _transient_dbapi(exc: sqlalchemy.exc.DBAPIError) -> bool:
     if type(exc.orig).__module__.startswith("sqlite3"):
         # A read-only or missing file is an OperationalError too, and no retry mends it.
         return "database is locked" in str(exc.orig)
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    # No SQLSTATE on an OperationalError: the connection itself failed (refused, reset, closed).
-    return sqlstate in _TRANSIENT_SQLSTATES or (sqlstate is None and isinstance(exc, sqlalchemy.exc.OperationalError))
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    if sqlstate in _TRANSIENT_SQLSTATES:
+        return True
+    # An OperationalError is the connection or the server failing (refused, reset, closed, not accepting
+    # connections now), except a refused login or a database that does not exist: no wait mends those.
+    return isinstance(exc, sqlalchemy.exc.OperationalError) and not sqlstate.startswith(_PERMANENT_CLASSES)
 
 
 def with_retry(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:

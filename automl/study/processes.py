@@ -20,7 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from automl.errors import UserError
-from automl.interrupts import PARENT_PID_VAR
+from automl.interrupts import PARENT_PID_VAR, at_checkpoints, checkpoint
 from automl.storage.retry import DatabaseLost
 from automl.storage.urls import ENV_VAR
 
@@ -96,9 +96,11 @@ def watch(study: optuna.Study, workers: list[subprocess.Popen],
             pass  # the display waits for the database as the workers do; they decide whether to stop
 
     try:
-        while any(w.poll() is None for w in workers):
-            report()
-            time.sleep(POLL_SECONDS)
+        with at_checkpoints():
+            while any(w.poll() is None for w in workers):
+                report()
+                checkpoint()
+                time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
         stop(workers)
         raise

@@ -19,6 +19,7 @@ from automl.budget import Budget
 from automl.devices import resolve_device
 from automl.errors import UserError
 from automl.host import Host
+from automl.interrupts import at_checkpoints
 from automl.space import TrickSettings
 from automl.storage import open_storage, resolve_url
 from automl.storage.artifacts import artifact_store
@@ -245,10 +246,11 @@ def run_study(prepared: PreparedStudy, study: optuna.Study | None = None, *,
     worker = Worker(study, Ledger(study_engine(study), study.study_name, device=str(prepared.device)),
                     prepared.trial_budget, prepared.n_trials, interval=study_section.heartbeat_interval,
                     grace=study_section.grace, artifacts=store, first_estimate=objective.first_estimate)
-    while (trial := worker.next_trial()) is not None:
-        frozen = worker.run(trial, objective)
-        if on_trial is not None:
-            on_trial(study, frozen)
+    with at_checkpoints():  # a stop signal is raised between steps and trials, never inside a record
+        while (trial := worker.next_trial()) is not None:
+            frozen = worker.run(trial, objective)
+            if on_trial is not None:
+                on_trial(study, frozen)
     return study
 
 

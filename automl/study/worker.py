@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl.budget import Budget
 from automl.storage.artifacts import save_trial_model
-from automl.interrupts import signal_name
+from automl.interrupts import checkpoint, signal_name
 from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import set_user_attrs, trial_id
 from automl.storage.retry import DatabaseLost
@@ -60,6 +60,7 @@ class Worker:
 
     def next_trial(self) -> optuna.Trial | None:
         """The next trial, holding its reservation, or None when the study is done (n_trials or total budget)."""
+        checkpoint()
         self.recovery.run()
         reservation = self.ledger.reserve(self.trial_budget, self.n_trials, first_estimate=self._first_estimate())
         if reservation is None:

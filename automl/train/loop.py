@@ -11,6 +11,7 @@ from torch import nn
 
 from automl.budget import Budget, DeviceClock, Progress
 from automl.errors import TrialFailed
+from automl.interrupts import checkpoint
 from automl.train.loader import InMemoryLoader
 from automl.train.settings import TrainSettings
 from automl.train.splits import Dataset, Split
@@ -186,6 +187,7 @@ class _Loop:
                         return
                 if p >= 1.0:
                     return
+                checkpoint()  # a stop signal (Ctrl-C, SIGTERM) is raised here, between two steps
                 yield next(pass_batches)  # drawn only once the budget allows the step
             run.epoch += 1
             self.epochs = float(run.epoch)

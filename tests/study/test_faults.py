@@ -1,0 +1,207 @@
+"""What dead, interrupted and resumed workers leave behind is recovered: each test builds, in a real study
+database, the exact state a worker that died at one moment leaves, then lets the next worker run.
+
+Issue 11, items 1, 2, 4, 10, 11 and 12 (the signals and cut connections are in test_fault_signals.py).
+"""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import sqlalchemy as sa
+from optuna.trial import TrialState
+
+from automl.host import get_host
+from automl.storage.ledger import Ledger
+from automl.storage.models import TrialCostModel
+from automl.storage.optuna_adapter import study_engine
+from automl.study.config import load_study_file
+from automl.study.recovery import NOT_RETRIED, WORKER_DIED, Recovery
+from automl.study.runner import Overrides, create_study, prepare, run_study
+
+SEARCHED = "lr = { low = 0.01, high = 0.5, log = true }\n"
+GRACE = 2.0
+
+
+@pytest.fixture
+def faulty(write_study, sqlite_url):
+    """A tiny study with a continuous search space and a 1 s heartbeat, prepared and created."""
+
+    def make(n_trials: int = 3, url: str = sqlite_url, extra: str = ""):
+        path = write_study(n_trials=n_trials)
+        text = path.read_text().replace("seed = 0", "seed = 0\nheartbeat_interval = 1\ngrace_period = 2")
+        path.write_text(text.replace("lr = 0.05\n", SEARCHED) + extra)
+        prepared = prepare(load_study_file(path), get_host(), Overrides(storage=url))
+        return prepared, create_study(prepared)
+
+    return make
+
+
+def backdate(study: optuna.Study, seconds: float) -> None:
+    """Every heartbeat and reservation ``seconds`` older, by the database's own clock."""
+    engine = study_engine(study)
+    with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.execute(sa.text("UPDATE automl_trial_cost SET heartbeat_at = "
+                                       "datetime(heartbeat_at, :shift)"), {"shift": f"-{seconds} seconds"})
+        else:
+            connection.execute(sa.text("UPDATE automl_trial_cost SET heartbeat_at = heartbeat_at - "
+                                       "make_interval(secs => :s)"), {"s": seconds})
+
+
+def cost_rows(study: optuna.Study) -> dict[int | None, TrialCostModel]:
+    with study_engine(study).connect() as connection:
+        return {r.trial_number: r for r in connection.execute(sa.select(TrialCostModel)).all()}
+
+
+def assert_balanced(study: optuna.Study, n_trials: int) -> None:
+    """Exactly ``n_trials`` configurations (a retry chain counts once), none left RUNNING or WAITING, the
+    ledger's spent the sum of the cost rows, nothing reserved, every trial with its cost row."""
+    trials = study.get_trials(deepcopy=False)
+    assert not [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    retries = [t for t in trials if "failed_trial" in t.system_attrs]
+    assert len(trials) - len(retries) == n_trials
+    rows = cost_rows(study)
+    assert set(rows) == {t.number for t in trials}
+    totals = Ledger(study_engine(study), study.study_name).totals()
+    assert totals.reserved == pytest.approx(0.0, abs=1e-9)
+    assert totals.spent == pytest.approx(sum(r.spent_seconds for r in rows.values()))
+    params = [tuple(sorted(t.params.items())) for t in trials if "failed_trial" not in t.system_attrs]
+    assert len(set(params)) == len(params)  # no repeated draw outside a retry chain
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_retried(faulty):
+    prepared, study = faulty()
+    ledger = Ledger(study_engine(study), study.study_name)
+    # The worker reserved, Optuna created its trial, and it died before tying them (item 1).
+    ledger.reserve(5.0, n_trials=3)
+    orphan = study.ask()
+    orphan.suggest_float("train.lr", 0.01, 0.5, log=True)
+    backdate(study, GRACE + 1)
+    run_study(prepared, study)
+    trials = study.get_trials(deepcopy=False)
+    assert trials[orphan.number].state == TrialState.FAIL
+    assert trials[orphan.number].user_attrs["end_reason"] == WORKER_DIED
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == orphan.number]
+    # What the orphan had drawn is kept; the rest of a define-by-run space is drawn as the retry runs.
+    assert trials[orphan.number].params.items() <= retry.params.items() and retry.state == TrialState.COMPLETE
+    assert retry.user_attrs["seed"] == prepared.seed + orphan.number  # the orphan's seed
+    assert_balanced(study, 3)
+
+
+def test_a_live_workers_trial_is_not_taken_for_an_orphan(faulty):
+    _, study = faulty()
+    ledger = Ledger(study_engine(study), study.study_name)
+    reservation = ledger.reserve(5.0, n_trials=3)
+    trial = study.ask()  # between ask and tying its reservation: a fresh reservation says a worker is there
+    Recovery(study, ledger, GRACE).run()
+    assert study.get_trials(deepcopy=False)[trial.number].state == TrialState.RUNNING
+    assert ledger.attach(reservation, trial.number)
+    Recovery(study, ledger, GRACE).run()
+    assert study.get_trials(deepcopy=False)[trial.number].state == TrialState.RUNNING
+
+
+def test_a_resumed_study_draws_new_points(faulty):
+    prepared, study = faulty(n_trials=3)
+    run_study(prepared, study)
+    prepared.n_trials = 6  # the same file run again with a larger n_trials (item 2)
+    run_study(prepared, create_study(prepared))
+    lrs = [t.params["train.lr"] for t in study.get_trials(deepcopy=False)]
+    assert len(lrs) == 6 and len(set(lrs)) == 6
+    assert prepared.session == 1
+
+
+def test_a_study_run_once_in_one_process_samples_as_its_seed_says(faulty, tmp_path):
+    draws = []
+    for name in ("a", "b"):
+        prepared, study = faulty(n_trials=2, url=f"sqlite:///{tmp_path / name}.db")
+        run_study(prepared, study)
+        draws.append([t.params["train.lr"] for t in study.trials])
+    assert draws[0] == draws[1]
+
+
+def test_a_step_budget_reserves_a_timed_estimate_before_any_trial_has_completed(faulty):
+    prepared, study = faulty(extra="")
+    ledger = Ledger(study_engine(study), study.study_name)
+    ledger.open(3600.0)  # a total budget: the first trials in steps must be bounded by it (item 4)
+    from automl.study.worker import Worker
+
+    estimates = []
+    worker = Worker(study, ledger, prepared.trial_budget, 3, interval=1, grace=GRACE,
+                    first_estimate=lambda: estimates.append(1) or 2.5)
+    trial = worker.next_trial()
+    assert ledger.totals().reserved == pytest.approx(2.5)
+    worker.next_trial()
+    assert ledger.totals().reserved == pytest.approx(5.0) and estimates == [1]  # timed once per worker
+    assert trial is not None
+
+
+def test_the_timed_estimate_grows_with_the_trial_budget(faulty):
+    prepared, _ = faulty(n_trials=1)
+    from automl.budget import Budget
+    from automl.study.objective import Objective
+
+    def estimate(steps: int) -> float:
+        return Objective(config=prepared.study_file.config, data=prepared.data, tricks=prepared.tricks,
+                         settings=prepared.settings, device=prepared.device, budget=Budget(steps, "steps"),
+                         artifacts=None, best_model_cache=None, seed=prepared.seed).first_estimate()
+
+    assert 0 < estimate(6) < estimate(6000)
+
+
+def test_a_stale_trial_failed_before_its_settlement_is_settled_and_retried_by_the_next_worker(faulty):
+    prepared, study = faulty()
+    ledger = Ledger(study_engine(study), study.study_name)
+    reservation = ledger.reserve(5.0, n_trials=3)
+    trial = study.ask({"train.lr": optuna.distributions.FloatDistribution(0.01, 0.5, log=True)})
+    assert ledger.attach(reservation, trial.number) and ledger.heartbeat(reservation, 1.25)
+    # A worker found it stale and failed it, and died before settling or retrying it (item 10).
+    study._storage.set_trial_user_attr(trial._trial_id, "end_reason", WORKER_DIED)
+    study.tell(trial, state=TrialState.FAIL)
+    backdate(study, GRACE + 1)
+    recovery = Recovery(study, ledger, GRACE)
+    recovery.run()
+    recovery.run()  # once more, as a second worker would: nothing changes
+    assert cost_rows(study)[trial.number].state == "failed"
+    assert cost_rows(study)[trial.number].spent_seconds == pytest.approx(1.25)  # its last heartbeat's
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert [t.system_attrs["failed_trial"] for t in waiting] == [trial.number]
+    run_study(prepared, study)
+    assert_balanced(study, 3)
+
+
+def test_a_worker_that_died_between_telling_and_settling_is_settled_to_what_it_recorded(faulty):
+    prepared, study = faulty()
+    ledger = Ledger(study_engine(study), study.study_name)
+    reservation = ledger.reserve(5.0, n_trials=3)
+    trial = study.ask({"train.lr": optuna.distributions.FloatDistribution(0.01, 0.5, log=True)})
+    assert ledger.attach(reservation, trial.number)
+    ledger.heartbeat(reservation, 0.75)  # the worker's last write before telling Optuna
+    study.tell(trial, 0.5)  # ... and it died before settling
+    backdate(study, GRACE + 1)
+    run_study(prepared, study)
+    row = cost_rows(study)[trial.number]
+    assert (row.state, row.spent_seconds) == ("complete", pytest.approx(0.75))
+    assert not [t for t in study.trials if t.system_attrs.get("failed_trial") == trial.number]  # not re-run
+    assert_balanced(study, 3)
+
+
+def test_a_retry_with_no_budget_left_is_settled_and_reported_not_left_waiting(faulty, capsys):
+    prepared, study = faulty(n_trials=2)
+    run_study(prepared, study)
+    ledger = Ledger(study_engine(study), study.study_name)
+    ledger.open(ledger.totals().spent + 0.001)  # the total budget is now spent
+    # A third trial whose worker died (run with a larger n_trials), with a retry due (item 11).
+    reservation = ledger.reserve(0.0, n_trials=3)
+    trial = study.ask({"train.lr": optuna.distributions.FloatDistribution(0.01, 0.5, log=True)})
+    assert ledger.attach(reservation, trial.number)
+    backdate(study, GRACE + 1)
+    prepared.n_trials = 3
+    run_study(prepared, study)
+    trials = study.get_trials(deepcopy=False)
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == trial.number]
+    assert retry.state == TrialState.FAIL and retry.user_attrs["end_reason"] == NOT_RETRIED
+    assert "budget was spent" in capsys.readouterr().err
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert set(cost_rows(study)) == {t.number for t in trials}
+    assert ledger.totals().reserved == pytest.approx(0.0, abs=1e-9)
