@@ -29,6 +29,7 @@ TEST_SETTINGS: dict[str, dict] = {
     "batch_ramp": {"factor": 2, "max_batch": 64},
     "batch_size": {"size": 32},
     "cosine": {},
+    "cutout": {"size": 0.5, "p": 0.5},
     "distillation": {"teacher": TEACHER, "temperature": 2.0, "weight": 0.5},
     "ema": {"half_life": 0.1},
     "freezeout": {"t0": 0.5, "schedule": "cubic"},
