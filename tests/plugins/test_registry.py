@@ -32,9 +32,11 @@ TEST_SETTINGS: dict[str, dict] = {
     "cutout": {"size": 0.5, "p": 0.5},
     "distillation": {"teacher": TEACHER, "temperature": 2.0, "weight": 0.5},
     "ema": {"half_life": 0.1},
+    "exp_decay": {"final": 0.01},
     "freezeout": {"t0": 0.5, "schedule": "cubic"},
     "grad_clip": {"max_norm": 0.5},
     "label_smoothing": {"epsilon": 0.1},
+    "linear_decay": {},
     "mixed_precision": {"dtype": "bf16", "channels_last": True},
     "mixup": {"alpha": 0.2},
     "no_bias_decay": {},
@@ -106,7 +108,9 @@ def test_trains_with_every_compatible_trick(name, teacher):
 OWNED = {
     "cosine": ("lr_schedule",),
     "ema": ("inference",),
+    "exp_decay": ("lr_schedule",),
     "freezeout": ("lr_schedule",),
+    "linear_decay": ("lr_schedule",),
     "snapshot_ensemble": ("lr_schedule", "inference"),
     "swa": ("inference",),
 }
