@@ -31,6 +31,7 @@ MESSAGES = [
     ("freezeout", {"t0": 0}, "freezeout t0 must be in (0, 1], got t0=0"),
     ("freezeout", {"schedule": "squared"}, "freezeout schedule must be one of ['cubic', 'linear'], got schedule='squared'"),
     ("freezeout", {"scale_lr": 1}, "freezeout scale_lr must be True or False, got scale_lr=1"),
+    ("ghost_batch_norm", {"size": 1}, "ghost_batch_norm size must be an integer >= 2, got size=1"),
     ("label_smoothing", {"epsilon": 1.0}, "label smoothing epsilon must be in [0, 1), got epsilon=1.0"),
     ("linear_decay", {"final": 1}, "linear_decay final LR factor must be in [0, 1), got final=1"),
     ("mixed_precision", {"dtype": "fp8"}, "mixed precision dtype must be one of ['bf16', 'fp16'], got dtype='fp8'"),

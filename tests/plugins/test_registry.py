@@ -34,6 +34,7 @@ TEST_SETTINGS: dict[str, dict] = {
     "ema": {"half_life": 0.1},
     "exp_decay": {"final": 0.01},
     "freezeout": {"t0": 0.5, "schedule": "cubic"},
+    "ghost_batch_norm": {"size": 8},
     "grad_clip": {"max_norm": 0.5},
     "label_smoothing": {"epsilon": 0.1},
     "linear_decay": {},
