@@ -33,6 +33,7 @@ MESSAGES = [
     ("freezeout", {"scale_lr": 1}, "freezeout scale_lr must be True or False, got scale_lr=1"),
     ("ghost_batch_norm", {"size": 1}, "ghost_batch_norm size must be an integer >= 2, got size=1"),
     ("label_smoothing", {"epsilon": 1.0}, "label smoothing epsilon must be in [0, 1), got epsilon=1.0"),
+    ("lars", {"trust": 0}, "lars trust must be a positive number, got trust=0"),
     ("linear_decay", {"final": 1}, "linear_decay final LR factor must be in [0, 1), got final=1"),
     ("mixed_precision", {"dtype": "fp8"}, "mixed precision dtype must be one of ['bf16', 'fp16'], got dtype='fp8'"),
     ("mixed_precision", {"channels_last": "yes"},
