@@ -47,6 +47,7 @@ TEST_SETTINGS: dict[str, dict] = {
     "snapshot_ensemble": {"cycles": 2, "alpha0": 0.1},
     "step_decay": {"gamma": 0.1},
     "swa": {"fraction": 0.5},
+    "tta_flip": {},
     "warmup": {"fraction": 0.2},
     "zero_gamma": {},
 }
