@@ -67,10 +67,10 @@ def build(name: str, teacher: str):
     return HOST.tricks[name].cls(**params)
 
 
-def compatible_with(name: str) -> list[str]:
-    """``name`` and, in name order, every trick that owns none of the resources already taken."""
+def compatible_with(name: str, reverse: bool = False) -> list[str]:
+    """``name`` and, in name order (or its reverse), every trick that owns none of the resources already taken."""
     chosen, taken = [name], set(HOST.tricks[name].cls.owns)
-    for other in BUILTIN:
+    for other in sorted(BUILTIN, reverse=reverse):
         owns = set(HOST.tricks[other].cls.owns)
         if other != name and not owns & taken:
             chosen.append(other)
@@ -87,9 +87,11 @@ def run_tiny(tricks):
 
 def test_every_builtin_trick_has_test_settings():
     assert HOST.failures == []
-    assert len(BUILTIN) >= 16
+    assert len(BUILTIN) >= 24
     missing = sorted(set(BUILTIN) - set(TEST_SETTINGS))
     assert not missing, f"add test settings for {missing} to TEST_SETTINGS"
+    gone = sorted(set(TEST_SETTINGS) - set(BUILTIN))
+    assert not gone, f"{gone} in TEST_SETTINGS are not built-in tricks (any more)"
 
 
 @pytest.mark.parametrize("name", BUILTIN)
@@ -99,9 +101,12 @@ def test_trains_alone(name, teacher):
     assert math.isfinite(result.train_loss) and 0 <= result.val_error <= 1
 
 
+# Two combinations per trick: with the first owner of each other resource in name order, and with the last,
+# so that a trick also meets other owners of the resources it does not own (tta_flip both ema and swa).
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("name", BUILTIN)
-def test_trains_with_every_compatible_trick(name, teacher):
-    names = compatible_with(name)
+def test_trains_with_every_compatible_trick(name, reverse, teacher):
+    names = compatible_with(name, reverse)
     assert len(names) >= 8  # a combination, not just the trick itself
     result = run_tiny([build(n, teacher) for n in names])
     assert result.steps == 8 and math.isfinite(result.train_loss) and 0 <= result.val_error <= 1
@@ -115,8 +120,11 @@ OWNED = {
     "freezeout": ("lr_schedule",),
     "lars": ("optimizer",),
     "linear_decay": ("lr_schedule",),
+    "sam": ("step",),
     "snapshot_ensemble": ("lr_schedule", "inference"),
+    "step_decay": ("lr_schedule",),
     "swa": ("inference",),
+    "tta_flip": (),  # changes inference through predict, and yields to the owners of inference
 }
 
 
