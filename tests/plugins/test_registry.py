@@ -29,11 +29,16 @@ TEST_SETTINGS: dict[str, dict] = {
     "batch_ramp": {"factor": 2, "max_batch": 64},
     "batch_size": {"size": 32},
     "cosine": {},
+    "cutout": {"size": 0.5, "p": 0.5},
     "distillation": {"teacher": TEACHER, "temperature": 2.0, "weight": 0.5},
     "ema": {"half_life": 0.1},
+    "exp_decay": {"final": 0.01},
     "freezeout": {"t0": 0.5, "schedule": "cubic"},
+    "ghost_batch_norm": {"size": 8},
     "grad_clip": {"max_norm": 0.5},
     "label_smoothing": {"epsilon": 0.1},
+    "lars": {"trust": 0.02},
+    "linear_decay": {},
     "mixed_precision": {"dtype": "bf16", "channels_last": True},
     "mixup": {"alpha": 0.2},
     "no_bias_decay": {},
@@ -42,6 +47,7 @@ TEST_SETTINGS: dict[str, dict] = {
     "snapshot_ensemble": {"cycles": 2, "alpha0": 0.1},
     "step_decay": {"gamma": 0.1},
     "swa": {"fraction": 0.5},
+    "tta_flip": {},
     "warmup": {"fraction": 0.2},
     "zero_gamma": {},
 }
@@ -61,10 +67,10 @@ def build(name: str, teacher: str):
     return HOST.tricks[name].cls(**params)
 
 
-def compatible_with(name: str) -> list[str]:
-    """``name`` and, in name order, every trick that owns none of the resources already taken."""
+def compatible_with(name: str, reverse: bool = False) -> list[str]:
+    """``name`` and, in name order (or its reverse), every trick that owns none of the resources already taken."""
     chosen, taken = [name], set(HOST.tricks[name].cls.owns)
-    for other in BUILTIN:
+    for other in sorted(BUILTIN, reverse=reverse):
         owns = set(HOST.tricks[other].cls.owns)
         if other != name and not owns & taken:
             chosen.append(other)
@@ -81,9 +87,11 @@ def run_tiny(tricks):
 
 def test_every_builtin_trick_has_test_settings():
     assert HOST.failures == []
-    assert len(BUILTIN) >= 16
+    assert len(BUILTIN) >= 24
     missing = sorted(set(BUILTIN) - set(TEST_SETTINGS))
     assert not missing, f"add test settings for {missing} to TEST_SETTINGS"
+    gone = sorted(set(TEST_SETTINGS) - set(BUILTIN))
+    assert not gone, f"{gone} in TEST_SETTINGS are not built-in tricks (any more)"
 
 
 @pytest.mark.parametrize("name", BUILTIN)
@@ -93,9 +101,12 @@ def test_trains_alone(name, teacher):
     assert math.isfinite(result.train_loss) and 0 <= result.val_error <= 1
 
 
+# Two combinations per trick: with the first owner of each other resource in name order, and with the last,
+# so that a trick also meets other owners of the resources it does not own (tta_flip both ema and swa).
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("name", BUILTIN)
-def test_trains_with_every_compatible_trick(name, teacher):
-    names = compatible_with(name)
+def test_trains_with_every_compatible_trick(name, reverse, teacher):
+    names = compatible_with(name, reverse)
     assert len(names) >= 8  # a combination, not just the trick itself
     result = run_tiny([build(n, teacher) for n in names])
     assert result.steps == 8 and math.isfinite(result.train_loss) and 0 <= result.val_error <= 1
@@ -105,9 +116,15 @@ def test_trains_with_every_compatible_trick(name, teacher):
 OWNED = {
     "cosine": ("lr_schedule",),
     "ema": ("inference",),
+    "exp_decay": ("lr_schedule",),
     "freezeout": ("lr_schedule",),
+    "lars": ("optimizer",),
+    "linear_decay": ("lr_schedule",),
+    "sam": ("step",),
     "snapshot_ensemble": ("lr_schedule", "inference"),
+    "step_decay": ("lr_schedule",),
     "swa": ("inference",),
+    "tta_flip": (),  # changes inference through predict, and yields to the owners of inference
 }
 
 
