@@ -29,15 +29,33 @@ def advisory_lock(engine: sa.Engine, name: str) -> Iterator[None]:
     if engine.dialect.name != "postgresql":
         yield
         return
+    from automl.storage.retry import is_transient, with_retry
+
     key = lock_key(name)
-    with engine.connect() as connection:
-        connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
-        connection.commit()
+    connection = with_retry(_locked, engine, key)
+    try:
+        yield
+    finally:
         try:
-            yield
-        finally:
             connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
             connection.commit()
+        except sa.exc.DBAPIError as exc:
+            if not is_transient(exc):
+                raise
+            # The connection was cut: the server released the lock with it.
+        finally:
+            connection.close()
+
+
+def _locked(engine: sa.Engine, key: int) -> sa.Connection:
+    connection = engine.connect()
+    try:
+        connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        connection.commit()
+    except BaseException:
+        connection.close()
+        raise
+    return connection
 
 
 __all__ = ["SCHEMA_LOCK", "advisory_lock", "lock_key"]

@@ -107,6 +107,8 @@ _STORAGE_CALLS = ("create_new_study", "delete_study", "get_all_studies", "get_al
                   "set_study_system_attr", "set_study_user_attr", "set_trial_intermediate_value",
                   "set_trial_param", "set_trial_system_attr", "set_trial_user_attr")
 """The storage calls Optuna makes for a study (each one transaction of its own), retried as they are."""
+_PRIVATE_CALLS = ("_create_new_trial", "_get_best_trial_id", "_get_trials", "_set_trial_param")
+"""What Optuna's own cache in front of an RDB storage (``_CachedStorage``) calls instead of the public ones."""
 
 
 class RetryingStorage(optuna.storages.RDBStorage):
@@ -122,9 +124,10 @@ class RetryingStorage(optuna.storages.RDBStorage):
             raise
 
 
-for _name in _STORAGE_CALLS:
-    setattr(RetryingStorage, _name, retrying(getattr(optuna.storages.RDBStorage, _name)))
+for _name in _STORAGE_CALLS + _PRIVATE_CALLS:
+    if hasattr(optuna.storages.RDBStorage, _name):  # the private ones as Optuna 4 and 5 have them
+        setattr(RetryingStorage, _name, retrying(getattr(optuna.storages.RDBStorage, _name)))
 
 
-__all__ = ["RetryingStorage", "DatabaseLost", "ENV_RETRY_SECONDS", "RETRY_SECONDS", "is_transient", "retry_seconds", "retrying",
-           "with_retry"]
+__all__ = ["DatabaseLost", "ENV_RETRY_SECONDS", "RETRY_SECONDS", "RetryingStorage", "is_transient", "retry_seconds",
+           "retrying", "with_retry"]
