@@ -125,7 +125,8 @@ class Objective:
         started = time.perf_counter()
         try:
             result = train(model, self.data, plan.settings, self.budget, tricks=plan.tricks, device=self.device,
-                           seed=plan.seed, report=report, context=plan.context)
+                           seed=plan.seed, report=report, context=plan.context,
+                           build_model=lambda: self.config.task.build_model(self.data))
         except TrialFailed as exc:
             return self._failed(plan, exc, time.perf_counter() - started)
         except Exception as exc:

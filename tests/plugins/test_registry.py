@@ -33,6 +33,7 @@ TEST_SETTINGS: dict[str, dict] = {
     "ema": {"half_life": 0.1},
     "freezeout": {"t0": 0.5, "schedule": "cubic"},
     "grad_clip": {"max_norm": 0.5},
+    "independent_ensemble": {"members": 2, "alpha0": 0.1},
     "label_smoothing": {"epsilon": 0.1},
     "mixed_precision": {"dtype": "bf16", "channels_last": True},
     "mixup": {"alpha": 0.2},
