@@ -15,6 +15,11 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def interval(ci: list[float] | tuple[float, float] | None) -> str:
+    """A 95% interval as ``[low, high]``, or ``-`` when there is none."""
+    return "-" if ci is None else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
 def studies_table(records: Iterable[dict[str, Any]]) -> Table:
     table = Table(title="studies")
     for column in ("name", "trials", "complete", "pruned", "failed", "best", "spent s", "dataset", "model"):
@@ -27,11 +32,13 @@ def studies_table(records: Iterable[dict[str, Any]]) -> Table:
 
 def trials_table(records: Iterable[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
-    for column in ("#", "state", "val error", "spent s", "ended", "tricks"):
+    for column in ("#", "state", "val error", "95% interval", "spent s", "ended", "tricks"):
         table.add_column(column, justify="right" if column in ("#", "val error", "spent s") else "left")
     for r in records:
-        table.add_row(str(r["number"]), r["state"], _fmt(r["value"]), _fmt(r["spent_seconds"]),
+        table.add_row(str(r["number"]), r["state"], _fmt(r["value"]), interval(r["val_ci"]), _fmt(r["spent_seconds"]),
                       r["end_reason"], ", ".join(r["tricks"]) or "-")
+    if any(r["val_ci"] is not None for r in records):
+        table.caption = "95% interval: Wilson's, from the number of validation images"
     return table
 
 
@@ -84,11 +91,28 @@ def best_lines(records: list[dict[str, Any]], study_name: str) -> list[Any]:
     for rank, record in enumerate(records, 1):
         cost = record["user_attrs"].get(INFERENCE_COST, 1)
         shown.append(f"#{rank}: trial {record['number']} of {study_name}: validation error "
-                     f"{record['value']:.4f} in {record['spent_seconds']}s"
-                     + (f", {cost} forward passes per prediction" if cost != 1 else ""))
+                     f"{record['value']:.4f}{_noise(record)} in {record['spent_seconds']}s"
+                     + (f", {cost} forward passes per prediction" if cost != 1 else "")
+                     + (", tied with #1" if record.get("tied_with_best") else ""))
+        if rank == 1 and record.get("tied_trials") is not None:
+            shown.append(ties_line(record["tied_trials"]))
         shown.append(params_table(trick_params(record)))
         shown.append(f"tricks: {', '.join(record['tricks']) or '(none)'}")
     return shown
+
+
+def _noise(record: dict[str, Any]) -> str:
+    ci, n = record.get("val_ci"), record.get("val_size")
+    return "" if ci is None else f" (95% interval {interval(ci)} over {n} validation images)"
+
+
+def ties_line(tied: list[int]) -> str:
+    """What ``automl best`` and the report say of the trials that cannot be told from the best one."""
+    if not tied:
+        return "no other completed trial's 95% interval overlaps this one's"
+    shown = ", ".join(str(n) for n in tied[:20]) + (", ..." if len(tied) > 20 else "")
+    return (f"tied with {len(tied)} other trial{'s' if len(tied) != 1 else ''} whose 95% interval overlaps "
+            f"this one's: {shown}")
 
 
 def results_table(data: dict[str, Any]) -> Table:

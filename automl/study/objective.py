@@ -104,7 +104,8 @@ class Objective:
         settings = self.config.train.resolve(trial)
         seed = records.training_seed(self.seed, records.original_number(trial.storage.get_trial(trial_id(trial))))
         attrs: dict[str, Any] = {records.ATTR_TRICKS: [t.name for t in tricks], records.ATTR_BUDGET: str(self.budget),
-                                 records.ATTR_CONFIG: config_digest(self.config), records.ATTR_SEED: seed}
+                                 records.ATTR_CONFIG: config_digest(self.config), records.ATTR_SEED: seed,
+                                 records.ATTR_VAL_SIZE: len(self.data.val)}
         options = {t.name: dict(self.settings[t.name].options) for t in tricks
                    if t.name in self.settings and self.settings[t.name].options}
         if options:
