@@ -7,7 +7,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from automl.report.tables import ties_line
+from automl.report.tables import inference_text, ties_line
 
 TEMPLATE = "report.html.j2"
 
@@ -29,6 +29,7 @@ def _environment() -> Environment:
     env.filters["number"] = _number
     env.filters["interval"] = _interval
     env.globals["ties_line"] = ties_line
+    env.globals["inference_text"] = inference_text
     env.filters["base64"] = lambda data: base64.b64encode(data).decode("ascii")
     return env
 

@@ -163,9 +163,14 @@ class Objective:
 
 def measured(result: TrainResult) -> dict[str, Any]:
     """What a run measured, as the trial's user attributes (the tricks' own ``run.attrs`` included)."""
-    return {
+    attrs = {
         records.ATTR_SPENT: result.spent_seconds, "train_seconds": result.train_seconds,
         "eval_seconds": result.eval_seconds, records.ATTR_STEPS: result.steps, "epochs": round(result.epochs, 4),
         "progress": round(result.progress, 4), "train_loss": result.train_loss,
         "val_error_model": result.val_error_model, **result.attrs,
     }
+    if result.inference is not None:
+        attrs.update({records.ATTR_INFERENCE_MS: result.inference.ms_per_1000,
+                      records.ATTR_INFERENCE_FLOPS: result.inference.flops_per_image,
+                      records.ATTR_INFERENCE_DEVICE: result.inference.device})
+    return attrs

@@ -11,6 +11,7 @@ from torch import nn
 
 from automl.budget import Budget, DeviceClock, Progress
 from automl.errors import TrialFailed
+from automl.train.cost import InferenceCost, measure_inference
 from automl.train.loader import InMemoryLoader
 from automl.train.settings import TrainSettings
 from automl.train.splits import Dataset, Split
@@ -45,6 +46,9 @@ class TrainResult:
     attrs: dict[str, Any] = field(default_factory=dict)
     weights: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     """The extra weights the tricks kept (see ``Run.weights``)."""
+    inference: InferenceCost | None = None
+    """The measured cost of one prediction of the trained run; None when it was pruned (or has no validation
+    images). Measured after training and evaluation, on neither's clock."""
 
     @property
     def spent_seconds(self) -> float:
@@ -108,7 +112,10 @@ def _train(loop: "_Loop", evaluate_test: bool) -> TrainResult:
         loop.step(x, y)
     loop.end()
     test_errors = loop.evaluate_test() if evaluate_test else (None, None)
-    return loop.result(*test_errors)
+    result = loop.result(*test_errors)
+    if not result.pruned and len(loop.data.val):
+        result.inference = measure_inference(loop.run, loop.data.val, loop.hooks.predict)
+    return result
 
 
 def _make_loop(model, data, settings, budget, tricks, device, seed, report, context, build_model) -> "_Loop":
