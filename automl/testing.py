@@ -4,7 +4,7 @@ search space, with :func:`try_trick`), and recorders of every step and every tra
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import optuna
 import torch
@@ -28,7 +28,12 @@ def tiny_data(**options: Any) -> Dataset:
 def tiny_model(data: Dataset, seed: int = 0, model: str = "small_cnn", width: float = 0.25) -> nn.Module:
     """A small model for ``data`` whose initial weights depend only on ``seed``."""
     torch.manual_seed(seed)
-    return build_model(model, in_channels=data.input_shape[0], num_classes=data.num_classes, width=width)
+    return tiny_builder(data, model, width)()
+
+
+def tiny_builder(data: Dataset, model: str = "small_cnn", width: float = 0.25) -> Callable[[], nn.Module]:
+    """Builds ``tiny_model``'s architecture from torch's global RNG (the trainer's ``build_model``)."""
+    return lambda: build_model(model, in_channels=data.input_shape[0], num_classes=data.num_classes, width=width)
 
 
 def tiny_settings(**overrides: Any) -> TrainSettings:
@@ -37,11 +42,17 @@ def tiny_settings(**overrides: Any) -> TrainSettings:
 
 
 def train_tiny(tricks: Sequence[Trick] = (), budget: str = "40steps", *, data: Dataset | None = None,
-               model: nn.Module | None = None, seed: int = 0, **settings: Any) -> TrainResult:
-    """Train a tiny model with ``tricks`` for a short budget on the CPU."""
+               model: nn.Module | None = None, seed: int = 0,
+               build_model: Callable[[], nn.Module] | None = None, **settings: Any) -> TrainResult:
+    """Train a tiny model with ``tricks`` for a short budget on the CPU.
+
+    Without ``model``, it is ``tiny_model(data, seed)`` and ``build_model`` defaults to its builder.
+    """
     data = data or tiny_data()
-    return train(model or tiny_model(data, seed), data, tiny_settings(**settings), Budget.parse(budget),
-                 tricks=tricks, seed=seed)
+    if model is None:
+        model, build_model = tiny_model(data, seed), build_model or tiny_builder(data)
+    return train(model, data, tiny_settings(**settings), Budget.parse(budget), tricks=tricks, seed=seed,
+                 build_model=build_model)
 
 
 def try_trick(cls: type[Trick], budget: str = "20steps", *, params: Mapping[str, Any] | None = None,

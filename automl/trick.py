@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import json
 from dataclasses import dataclass, field
@@ -101,6 +102,11 @@ class Run:
     as an ensemble's snapshots or an average. Set them in ``on_end``."""
     context: "TrialContext | None" = None
     """What the study knows beyond this run (e.g. its best model so far); None outside a study."""
+    seed: int = 0
+    """The run's training seed (the trial's): a trick that draws weights of its own derives its seeds from it."""
+    build_model: Callable[[], nn.Module] | None = field(default=None, repr=False)
+    """Builds a new model of this run's architecture from torch's global RNG, as the run's own model was built;
+    None where the run was handed only a model (``fresh_model`` then re-initialises a copy)."""
     after_backward_hooks: list[Callable[["Run"], None]] = field(default_factory=list, repr=False)
     """The tricks' ``after_backward`` hooks, which ``step_optimizer`` calls; set by the trainer."""
 
@@ -119,6 +125,26 @@ class Run:
         """
         with torch.no_grad(), self.amp():
             return model.eval()(x)
+
+    def fresh_model(self, seed: int) -> nn.Module:
+        """A new model of this run's architecture, on its device, with the initial weights ``seed`` draws.
+
+        Built as the run's own model was (``build_model`` under ``torch.manual_seed(seed)``), so a custom
+        initialisation is kept; without a builder, a copy of the model whose every module with
+        ``reset_parameters`` is re-initialised. Torch's global RNG is left as it was.
+        """
+        with torch.random.fork_rng(devices=[]):  # models are built on the CPU, then moved
+            torch.manual_seed(seed)
+            if self.build_model is not None:
+                model = self.build_model()
+            else:
+                model = copy.deepcopy(self.model)
+                for module in model.modules():
+                    if hasattr(module, "reset_parameters"):
+                        module.reset_parameters()
+                    if hasattr(module, "reset_running_stats"):
+                        module.reset_running_stats()
+        return model.to(self.device)
 
     def backward(self, loss: torch.Tensor) -> None:
         """Backward through ``loss``, scaled by the run's ``grad_scaler`` when there is one."""

@@ -5,6 +5,8 @@ the schedule is that of Loshchilov & Hutter 2017, "SGDR: Stochastic Gradient Des
 The budget is cut into ``cycles`` equal parts of progress; in each the LR falls from ``alpha0`` to
 about zero along a cosine, and the weights at the end of each part are kept. Inference averages
 the softmax of the last ``k`` of them, so it costs ``k`` forward passes (``inference_cost``).
+With ``start``, the first cycle takes that fraction of the budget and the others share the rest, so
+that cycling begins only after coarse training (as the paper's critics suggested).
 """
 
 from __future__ import annotations
@@ -22,15 +24,30 @@ from automl.checks import integer, number
 _BOUNDARY_SLACK = 1e-9
 
 
-def cycle_of(progress: float, cycles: int) -> int:
+def cycle_bounds(cycles: int, start: float | None = None) -> list[float]:
+    """The progress at which each cycle starts, then 1: equal cycles, or a first one of ``start``."""
+    if start is None:
+        return [c / cycles for c in range(cycles)] + [1.0]
+    return [0.0] + [start + (1 - start) * c / (cycles - 1) for c in range(cycles - 1)] + [1.0]
+
+
+def cycle_of(progress: float, cycles: int, start: float | None = None) -> int:
     """The index (0 .. cycles - 1) of the cycle that ``progress`` in [0, 1] falls in."""
-    return min(cycles - 1, max(0, math.floor(progress * cycles + _BOUNDARY_SLACK)))
+    if start is None:
+        return min(cycles - 1, max(0, math.floor(progress * cycles + _BOUNDARY_SLACK)))
+    bounds = cycle_bounds(cycles, start)
+    return sum(1 for b in bounds[1:-1] if progress + _BOUNDARY_SLACK >= b)
 
 
-def snapshot_lr_factor(progress: float, cycles: int) -> float:
+def snapshot_lr_factor(progress: float, cycles: int, start: float | None = None) -> float:
     """``(cos(pi * t) + 1) / 2`` where ``t`` in [0, 1) is the position within the current cycle."""
-    within = max(0.0, progress * cycles - cycle_of(progress, cycles))
-    return 0.5 * (math.cos(math.pi * min(within, 1.0)) + 1.0)
+    cycle = cycle_of(progress, cycles, start)
+    if start is None:
+        within = progress * cycles - cycle
+    else:
+        bounds = cycle_bounds(cycles, start)
+        within = (progress - bounds[cycle]) / (bounds[cycle + 1] - bounds[cycle])
+    return 0.5 * (math.cos(math.pi * min(max(within, 0.0), 1.0)) + 1.0)
 
 
 class SnapshotEnsemble(Trick):
@@ -46,10 +63,17 @@ class SnapshotEnsemble(Trick):
             "k": trial.suggest_int("k", 1, cycles),
         }
 
-    def __init__(self, cycles: int = 4, alpha0: float = 0.1, k: int | None = None) -> None:
+    def __init__(self, cycles: int = 4, alpha0: float = 0.1, k: int | None = None,
+                 start: float | None = None) -> None:
         """``cycles``: restarts of the schedule (M); ``alpha0``: the LR each cycle starts at, which
-        replaces the study's base LR; ``k``: the last snapshots averaged at inference (None: all)."""
+        replaces the study's base LR; ``k``: the last snapshots averaged at inference (None: all);
+        ``start``: the fraction of the budget the first cycle takes, above an equal share (None: equal)."""
         integer(self.name, "cycles", cycles)
+        if start is not None:
+            integer(self.name, "cycles", cycles, at_least=2, must="at least 2 when start is set")
+            number(self.name, "start", start, low=1 / cycles, high=1, high_open=True,
+                   must=f"a fraction of the budget in [1/cycles = {1 / cycles:.4g}, 1)")
+        self.start = None if start is None else float(start)
         number(self.name, "alpha0", alpha0, low=0, high=math.inf, low_open=True, high_open=True, must="a positive LR")
         if k is None:
             k = cycles
@@ -71,10 +95,10 @@ class SnapshotEnsemble(Trick):
         run.base_lr = self.alpha0
 
     def lr_factor(self, progress: float) -> float:
-        return snapshot_lr_factor(progress, self.cycles)
+        return snapshot_lr_factor(progress, self.cycles, self.start)
 
     def on_step_start(self, run) -> None:
-        cycle = cycle_of(run.progress, self.cycles)
+        cycle = cycle_of(run.progress, self.cycles, self.start)
         if cycle > self._cycle:
             # No step of the new cycle has run yet: these weights end the previous one.
             self._snapshot(run)

@@ -113,3 +113,40 @@ def test_repr_shows_public_params():
             self._cache = []
 
     assert repr(WithParams(0.2)) == "WithParams(rate=0.2)"
+
+
+def test_fresh_model_draws_the_weights_its_seed_gives_as_the_run_built_its_own(data):
+    from automl.testing import run_for, tiny_builder
+
+    builder = tiny_builder(data, model="resnet20")
+    run = run_for(tiny_model(data, seed=0, model="resnet20"), build_model=builder)
+    before = torch.random.get_rng_state()
+    fresh = run.fresh_model(7)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the run's own draws are left alone
+    # Built by the run's builder, custom initialisation (resnet20's kaiming normal) included.
+    expected = tiny_model(data, seed=7, model="resnet20").state_dict()
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in expected.items())
+    assert fresh is not run.model
+    # Without a builder: a copy of the model with every module re-initialised, as the seed draws it.
+    bare = run_for(tiny_model(data, seed=0))
+    a, b, c = bare.fresh_model(7), bare.fresh_model(7), bare.fresh_model(8)
+    weight = "5.weight"
+    assert torch.equal(a.state_dict()[weight], b.state_dict()[weight])
+    assert not torch.equal(a.state_dict()[weight], c.state_dict()[weight])
+    assert not torch.equal(a.state_dict()[weight], bare.model.state_dict()[weight])
+
+
+def test_the_trainer_hands_the_run_its_seed_and_builder(data):
+    from automl.testing import tiny_builder
+
+    seen = {}
+
+    class Looks(Trick):
+        name = "looks"
+
+        def setup(self, run):
+            seen["seed"], seen["build"] = run.seed, run.build_model
+
+    builder = tiny_builder(data)
+    train(tiny_model(data), data, SETTINGS, BUDGET, tricks=[Looks()], seed=11, build_model=builder)
+    assert seen == {"seed": 11, "build": builder}

@@ -76,9 +76,11 @@ def print_best(study: Any, shown_url: str, *, top: int, as_json: bool) -> int:
     """The ``top`` best trials of ``study``, as `automl best` and the end of `automl run` show them."""
     from automl.report.tables import best_lines
     from automl.storage import mask_url
-    from automl.study.records import best_trials, trial_record
+    from automl.study.records import mark_ties, ranked, trial_record
 
-    records = [trial_record(t) for t in best_trials(study, top)]
+    completed = [trial_record(t) for t in ranked(study.get_trials(deepcopy=False))]
+    records = completed[:top]
+    mark_ties(records, completed)
     if as_json:
         print_json(records[0] if top == 1 and records else records if records else None)
         return 0

@@ -7,11 +7,18 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from automl.report.tables import inference_text, ties_line
+
 TEMPLATE = "report.html.j2"
 
 
 def _number(value: Any, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _interval(ci: Any) -> str:
+    """`` [low, high]`` after a number, or nothing when it has no interval."""
+    return "" if ci is None else f" [{ci[0]:.4f}, {ci[1]:.4f}]"
 
 
 def _environment() -> Environment:
@@ -20,6 +27,9 @@ def _environment() -> Environment:
     env = Environment(loader=PackageLoader("automl.report", "templates"), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["number"] = _number
+    env.filters["interval"] = _interval
+    env.globals["ties_line"] = ties_line
+    env.globals["inference_text"] = inference_text
     env.filters["base64"] = lambda data: base64.b64encode(data).decode("ascii")
     return env
 

@@ -12,7 +12,8 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from automl.storage import mask_url
 from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import study_engine
-from automl.study.records import ATTR_SPENT, ATTR_TRICKS, end_reason
+from automl.report.tables import interval
+from automl.study.records import ATTR_SPENT, ATTR_TRICKS, ATTR_VAL_SIZE, end_reason, val_interval
 from automl.study.runner import PreparedStudy
 
 
@@ -44,12 +45,13 @@ class RunDisplay:
         self.progress.stop()
 
     def on_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        value = "-" if trial.value is None else f"{trial.value:.4f}"
+        ci = val_interval(trial.value, trial.user_attrs.get(ATTR_VAL_SIZE))
+        value = "-" if trial.value is None else f"{trial.value:.4f}" + ("" if ci is None else f" {interval(ci)}")
         tricks = ", ".join(trial.user_attrs.get(ATTR_TRICKS, [])) or "-"
         spent = trial.user_attrs.get(ATTR_SPENT, 0.0)
         self.progress.console.print(
             f"trial {trial.number:>3}  {end_reason(trial):<9} "
-            f"error {value:<7} {spent:6.1f}s  {tricks}")
+            f"error {value:<24} {spent:6.1f}s  {tricks}")
         try:
             best = f"{study.best_value:.4f} (#{study.best_trial.number})"
         except ValueError:

@@ -20,7 +20,7 @@ from automl.files import atomic_write
 from automl.report.figures import Figure, draw_figures
 from automl.report.tricks import TrickRow, trick_table
 from automl.storage.models import BudgetLedgerModel
-from automl.study.records import ATTR_SPENT, STATE_NAMES, best_trials, trial_record, trick_params
+from automl.study.records import ATTR_SPENT, STATE_NAMES, mark_ties, ranked, trial_record, trick_params
 
 DEFAULT_HTML = "report.html"
 
@@ -38,7 +38,7 @@ class StudyReport:
     total_budget: float | None
     """The ledger's total budget in device-seconds; None when the study has none (or no ledger)."""
     best: dict[str, Any] | None
-    """``automl best``'s record of the best trial, with ``trick_params`` beside it."""
+    """``automl best``'s record of the best trial (its interval and ties marked), with ``trick_params`` beside it."""
     tricks: list[TrickRow]
     figures: list[Figure] = field(default_factory=list)
 
@@ -59,9 +59,10 @@ def build_report(study: optuna.Study, engine: sqlalchemy.Engine, shown_url: str)
 def _build(study: optuna.Study, engine: sqlalchemy.Engine, shown_url: str) -> StudyReport:
     trials = study.get_trials(deepcopy=False)
     total = total_budget(engine, study.study_name)
-    best = best_trials(study, 1)
-    record = trial_record(best[0]) if best else None
+    completed = [trial_record(t) for t in ranked(trials)]
+    record = completed[0] if completed else None
     if record is not None:
+        mark_ties([record], completed)
         record["trick_params"] = trick_params(record)
     return StudyReport(
         study_name=study.study_name, storage=shown_url,

@@ -15,6 +15,11 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def interval(ci: list[float] | tuple[float, float] | None) -> str:
+    """A 95% interval as ``[low, high]``, or ``-`` when there is none."""
+    return "-" if ci is None else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
 def studies_table(records: Iterable[dict[str, Any]]) -> Table:
     table = Table(title="studies")
     for column in ("name", "trials", "complete", "pruned", "failed", "best", "spent s", "dataset", "model"):
@@ -25,13 +30,44 @@ def studies_table(records: Iterable[dict[str, Any]]) -> Table:
     return table
 
 
+def _si(value: float) -> str:
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}"
+    return f"{value:.3g} "
+
+
+def inference_text(attrs: dict[str, Any], short: bool = False) -> str:
+    """The cost of one prediction from a trial's user attributes: forward passes, then, where measured, the
+    latency per 1000 images on its device and the FLOPs per image (``short``: for a table cell)."""
+    from automl.study.records import ATTR_INFERENCE_DEVICE, ATTR_INFERENCE_FLOPS, ATTR_INFERENCE_MS
+    from automl.trick import INFERENCE_COST
+
+    passes = attrs.get(INFERENCE_COST, 1)
+    ms, flops = attrs.get(ATTR_INFERENCE_MS), attrs.get(ATTR_INFERENCE_FLOPS)
+    if short:
+        return " ".join([f"{passes}x", *([f"{ms:.3g} ms/1k"] if ms is not None else []),
+                         *([f"{_si(flops)}FLOP"] if flops is not None else [])])
+    parts = [f"{passes} forward pass{'' if passes == 1 else 'es'} per prediction"]
+    if ms is not None:
+        parts.append(f"{ms:.3g} ms per 1000 images on {attrs.get(ATTR_INFERENCE_DEVICE)}")
+    if flops is not None:
+        parts.append(f"{_si(flops)}FLOPs per image")
+    return ", ".join(parts)
+
+
 def trials_table(records: Iterable[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
-    for column in ("#", "state", "val error", "spent s", "ended", "tricks"):
-        table.add_column(column, justify="right" if column in ("#", "val error", "spent s") else "left")
+    for column in ("#", "state", "val error", "95% interval", "inference", "spent s", "ended", "tricks"):
+        # An interval cut over two lines reads as two numbers: narrow terminals wrap the words instead.
+        table.add_column(column, justify="right" if column in ("#", "val error", "spent s") else "left",
+                         no_wrap=column == "95% interval")
     for r in records:
-        table.add_row(str(r["number"]), r["state"], _fmt(r["value"]), _fmt(r["spent_seconds"]),
-                      r["end_reason"], ", ".join(r["tricks"]) or "-")
+        cost = inference_text(r["user_attrs"], short=True) if r["state"] == "COMPLETE" else "-"
+        table.add_row(str(r["number"]), r["state"], _fmt(r["value"]), interval(r["val_ci"]), cost,
+                      _fmt(r["spent_seconds"]), r["end_reason"], ", ".join(r["tricks"]) or "-")
+    if any(r["val_ci"] is not None for r in records):
+        table.caption = "95% interval: Wilson's, from the number of validation images"
     return table
 
 
@@ -76,19 +112,34 @@ def trick_lines(record: dict[str, Any]) -> list[str]:
 def best_lines(records: list[dict[str, Any]], study_name: str) -> list[Any]:
     """``automl best``: per trial a line, its parameters grouped by trick, and its tricks."""
     from automl.study.records import trick_params
-    from automl.trick import INFERENCE_COST
 
     if not records:
         return [f"study {study_name!r} has no completed trial yet"]
     shown: list[Any] = []
     for rank, record in enumerate(records, 1):
-        cost = record["user_attrs"].get(INFERENCE_COST, 1)
         shown.append(f"#{rank}: trial {record['number']} of {study_name}: validation error "
-                     f"{record['value']:.4f} in {record['spent_seconds']}s"
-                     + (f", {cost} forward passes per prediction" if cost != 1 else ""))
+                     f"{record['value']:.4f}{_noise(record)} in {record['spent_seconds']}s"
+                     + (", tied with #1" if record.get("tied_with_best") else ""))
+        if rank == 1 and record.get("tied_trials") is not None:
+            shown.append(ties_line(record["tied_trials"]))
+        shown.append(f"inference: {inference_text(record['user_attrs'])}")
         shown.append(params_table(trick_params(record)))
         shown.append(f"tricks: {', '.join(record['tricks']) or '(none)'}")
     return shown
+
+
+def _noise(record: dict[str, Any]) -> str:
+    ci, n = record.get("val_ci"), record.get("val_size")
+    return "" if ci is None else f" (95% interval {interval(ci)} over {n} validation images)"
+
+
+def ties_line(tied: list[int]) -> str:
+    """What ``automl best`` and the report say of the trials that cannot be told from the best one."""
+    if not tied:
+        return "no other completed trial's 95% interval overlaps this one's"
+    shown = ", ".join(str(n) for n in tied[:20]) + (", ..." if len(tied) > 20 else "")
+    return (f"tied with {len(tied)} other trial{'s' if len(tied) != 1 else ''} whose 95% interval overlaps "
+            f"this one's: {shown}")
 
 
 def results_table(data: dict[str, Any]) -> Table:

@@ -7,7 +7,8 @@ or being some resource's owner).
 
 What counts: finished trials only (complete, pruned or failed; running and waiting ones are left
 out). ``trials`` counts them all; ``best`` and ``median`` are over the completed ones, because a
-pruned trial's last value is an error at less progress, not comparable with a final one.
+pruned trial's last value is an error at less progress, not comparable with a final one. Each carries
+the Wilson 95% interval of an error rate of that size over the validation images the trials counted.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Iterable, Sequence
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.space import OWNER_PREFIX
-from automl.study.records import ATTR_TRICKS, FINISHED
+from automl.study.records import ATTR_TRICKS, ATTR_VAL_SIZE, FINISHED, val_interval
 
 ENABLED = "enabled"
 NO_OWNER = "none"  # the owner.<resource> choice that gives the resource to no trick
@@ -35,6 +36,10 @@ class Side:
     best: float | None
     """Lowest validation error of the completed ones (None when there is none)."""
     median: float | None
+    best_ci: list[float] | None = None
+    """The Wilson 95% interval of ``best`` over its trial's validation images (None when unknown)."""
+    median_ci: list[float] | None = None
+    """The same for ``median``, when the completed trials all counted the same number of images."""
 
 
 @dataclass(frozen=True)
@@ -76,9 +81,15 @@ def trick_table(trials: Sequence[FrozenTrial]) -> list[TrickRow]:
 
 
 def _side(trials: list[FrozenTrial]) -> Side:
-    errors = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    return Side(trials=len(trials), complete=len(errors), best=min(errors) if errors else None,
-                median=statistics.median(errors) if errors else None)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if not complete:
+        return Side(trials=len(trials), complete=0, best=None, median=None)
+    best = min(complete, key=lambda t: t.value)
+    median = statistics.median(t.value for t in complete)
+    sizes = {t.user_attrs.get(ATTR_VAL_SIZE) for t in complete}
+    return Side(trials=len(trials), complete=len(complete), best=best.value, median=median,
+                best_ci=val_interval(best.value, best.user_attrs.get(ATTR_VAL_SIZE)),
+                median_ci=val_interval(median, sizes.pop()) if len(sizes) == 1 else None)
 
 
 __all__ = ["FINISHED", "Side", "TrickRow", "is_on", "trick_names", "trick_table"]

@@ -108,7 +108,8 @@ class Objective:
         settings = self.config.train.resolve(trial)
         seed = records.training_seed(self.seed, records.original_number(trial.storage.get_trial(trial_id(trial))))
         attrs: dict[str, Any] = {records.ATTR_TRICKS: [t.name for t in tricks], records.ATTR_BUDGET: str(self.budget),
-                                 records.ATTR_CONFIG: config_digest(self.config), records.ATTR_SEED: seed}
+                                 records.ATTR_CONFIG: config_digest(self.config), records.ATTR_SEED: seed,
+                                 records.ATTR_VAL_SIZE: len(self.data.val)}
         options = {t.name: dict(self.settings[t.name].options) for t in tricks
                    if t.name in self.settings and self.settings[t.name].options}
         if options:
@@ -129,7 +130,8 @@ class Objective:
         started = time.perf_counter()
         try:
             result = train(model, self.data, plan.settings, self.budget, tricks=plan.tricks, device=self.device,
-                           seed=plan.seed, report=report, context=plan.context)
+                           seed=plan.seed, report=report, context=plan.context,
+                           build_model=lambda: self.config.task.build_model(self.data))
         except TrialFailed as exc:
             return self._failed(plan, exc, time.perf_counter() - started)
         except Exception as exc:
@@ -180,9 +182,14 @@ class Objective:
 
 def measured(result: TrainResult) -> dict[str, Any]:
     """What a run measured, as the trial's user attributes (the tricks' own ``run.attrs`` included)."""
-    return {
+    attrs = {
         records.ATTR_SPENT: result.spent_seconds, "train_seconds": result.train_seconds,
         "eval_seconds": result.eval_seconds, records.ATTR_STEPS: result.steps, "epochs": round(result.epochs, 4),
         "progress": round(result.progress, 4), "train_loss": result.train_loss,
         "val_error_model": result.val_error_model, **result.attrs,
     }
+    if result.inference is not None:
+        attrs.update({records.ATTR_INFERENCE_MS: result.inference.ms_per_1000,
+                      records.ATTR_INFERENCE_FLOPS: result.inference.flops_per_image,
+                      records.ATTR_INFERENCE_DEVICE: result.inference.device})
+    return attrs

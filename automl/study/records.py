@@ -31,6 +31,12 @@ ATTR_STEPS = "steps"
 ATTR_MODEL = "model_artifact"
 ATTR_WEIGHTS = "weights_artifacts"
 """``{name: artifact id}`` of the extra weights the trial's tricks kept (snapshots, averages)."""
+ATTR_INFERENCE_MS = "inference_ms_per_1000"
+"""Measured milliseconds to predict 1000 images on ``ATTR_INFERENCE_DEVICE``, ensembles' every pass included."""
+ATTR_INFERENCE_FLOPS = "inference_flops_per_image"
+ATTR_INFERENCE_DEVICE = "inference_device"
+ATTR_VAL_SIZE = "val_size"
+"""The images of the validation split the trial's value counts its errors over: the n of its Wilson interval."""
 
 # -- what Optuna records itself, in the system attributes ------------------------------------------
 SYS_RETRY_HISTORY = "retry_history"
@@ -111,7 +117,7 @@ def study_record(summary: optuna.study.StudySummary, storage: optuna.storages.Ba
     }
 
 
-_OWN_FIELDS = (ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL, ATTR_SEED)
+_OWN_FIELDS = (ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL, ATTR_SEED, ATTR_VAL_SIZE)
 """The user attributes a trial record shows as fields of their own, not under ``user_attrs``."""
 
 
@@ -134,7 +140,40 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "seed": trial.user_attrs.get(ATTR_SEED),
         "retry_of": trial.system_attrs.get(SYS_RETRY_OF),
         "user_attrs": {k: v for k, v in trial.user_attrs.items() if k not in _OWN_FIELDS},
+        "val_size": trial.user_attrs.get(ATTR_VAL_SIZE),
+        "val_ci": val_interval(trial.value, trial.user_attrs.get(ATTR_VAL_SIZE)),
     }
+
+
+def val_interval(value: float | None, val_size: int | None) -> list[float] | None:
+    """The Wilson 95% interval of a validation error over ``val_size`` images, as [low, high]; None when
+    either is unknown (a trial without a value, or recorded before automl kept the split's size)."""
+    if value is None or not val_size:
+        return None
+    from automl.stats import error_interval
+
+    return list(error_interval(value, val_size))
+
+
+def mark_ties(records: list[dict[str, Any]], completed: Iterable[dict[str, Any]]) -> None:
+    """Set ``tied_with_best`` on each of ``records`` (best first) and ``tied_trials`` on the first one: the
+    other ``completed`` trials whose validation interval overlaps the best one's, so that no data tells
+    them from it. Without the best one's interval, nothing is marked tied (``tied_trials`` is None)."""
+    from automl.stats import overlap
+
+    if not records:
+        return
+    best = records[0]
+
+    def tied(record: dict[str, Any]) -> bool:
+        return (record["number"] != best["number"] and best["val_ci"] is not None
+                and record["val_ci"] is not None and overlap(record["val_ci"], best["val_ci"]))
+
+    for record in records:
+        record["tied_with_best"] = tied(record)
+        record["tied_trials"] = None
+    if best["val_ci"] is not None:
+        best["tied_trials"] = [r["number"] for r in completed if tied(r)]
 
 
 def trick_params(record: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -83,7 +83,8 @@ def train_seeds(prepared: PreparedRun, host: Host, on_step: Ticker | None = None
         model = task.build_model(prepared.data)
         display = [_Ticker(seed, on_step)] if on_step is not None else []
         result = train(model, prepared.data, replayed.train, prepared.budget, tricks=[*replayed.tricks, *display],
-                       device=prepared.device, seed=seed, evaluate_test=True, context=prepared.context)
+                       device=prepared.device, seed=seed, evaluate_test=True, context=prepared.context,
+                       build_model=lambda: task.build_model(prepared.data))
         if on_step is not None:
             on_step(seed, 1.0)
         ckpt = task_checkpoint(task, model, prepared.data)

@@ -12,6 +12,7 @@ from torch import nn
 from automl.budget import Budget, DeviceClock, Progress
 from automl.errors import TrialFailed
 from automl.interrupts import checkpoint
+from automl.train.cost import InferenceCost, measure_inference
 from automl.train.loader import InMemoryLoader
 from automl.train.settings import TrainSettings
 from automl.train.splits import Dataset, Split
@@ -46,6 +47,9 @@ class TrainResult:
     attrs: dict[str, Any] = field(default_factory=dict)
     weights: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     """The extra weights the tricks kept (see ``Run.weights``)."""
+    inference: InferenceCost | None = None
+    """The measured cost of one prediction of the trained run; None when it was pruned (or has no validation
+    images). Measured after training and evaluation, on neither's clock."""
 
     @property
     def spent_seconds(self) -> float:
@@ -65,8 +69,10 @@ def build_optimizer(settings: TrainSettings, params: Any) -> torch.optim.Optimiz
 def train(model: nn.Module, data: Dataset, settings: TrainSettings, budget: Budget, *,
           tricks: Sequence[Trick] = (), device: torch.device | str = "cpu", seed: int = 0,
           report: Reporter | None = None, evaluate_test: bool = False,
-          context: TrialContext | None = None) -> TrainResult:
+          context: TrialContext | None = None, build_model: Callable[[], nn.Module] | None = None) -> TrainResult:
     """Train ``model`` on ``data.train`` until ``budget`` is spent; the value is the final validation error.
+
+    ``build_model`` builds another model like ``model`` from torch's global RNG (``Run.fresh_model``).
 
     Only the training steps count towards the budget (and so towards progress);
     evaluation is timed apart and added to the device-seconds spent. Every trick's
@@ -75,7 +81,7 @@ def train(model: nn.Module, data: Dataset, settings: TrainSettings, budget: Budg
     if settings.searched():
         raise ValueError(f"settings still hold search ranges {sorted(settings.searched())}; resolve them first")
     loop = _out_of_memory_fails(_make_loop, model, data, settings, budget, tricks, torch.device(device), seed,
-                                report, context)
+                                report, context, build_model)
     try:
         result = _out_of_memory_fails(_train, loop, evaluate_test)
     except BaseException as exc:
@@ -107,12 +113,17 @@ def _train(loop: "_Loop", evaluate_test: bool) -> TrainResult:
         loop.step(x, y)
     loop.end()
     test_errors = loop.evaluate_test() if evaluate_test else (None, None)
-    return loop.result(*test_errors)
+    result = loop.result(*test_errors)
+    if not result.pruned and len(loop.data.val):
+        result.inference = measure_inference(loop.run, loop.data.val, loop.hooks.predict)
+    return result
 
 
-def _make_loop(model, data, settings, budget, tricks, device, seed, report, context) -> "_Loop":
+def _make_loop(model, data, settings, budget, tricks, device, seed, report, context, build_model) -> "_Loop":
     model.to(device)
-    return _Loop(_make_run(model, data, settings, budget, device, seed, context), _Hooks(tricks), settings, report)
+    run = _make_run(model, data, settings, budget, device, seed, context)
+    run.seed, run.build_model = seed, build_model
+    return _Loop(run, _Hooks(tricks), settings, report)
 
 
 def _make_run(model, data, settings, budget, device, seed, context) -> Run:

@@ -36,6 +36,7 @@ TEST_SETTINGS: dict[str, dict] = {
     "freezeout": {"t0": 0.5, "schedule": "cubic"},
     "ghost_batch_norm": {"size": 8},
     "grad_clip": {"max_norm": 0.5},
+    "independent_ensemble": {"members": 2, "alpha0": 0.1},
     "label_smoothing": {"epsilon": 0.1},
     "lars": {"trust": 0.02},
     "linear_decay": {},

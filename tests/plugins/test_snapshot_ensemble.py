@@ -218,3 +218,31 @@ def test_predict_runs_under_the_run_s_autocast():
     assert low.dtype == full.dtype == torch.float32
     assert torch.allclose(low, full, atol=0.05)
     assert not torch.equal(low, full)
+
+
+def test_start_makes_the_first_cycle_longer_and_the_others_share_the_rest():
+    from automl_plugins.snapshot_ensemble import cycle_bounds
+
+    assert cycle_bounds(3, 0.5) == pytest.approx([0, 0.5, 0.75, 1])
+    assert cycle_bounds(4, None) == pytest.approx([0, 0.25, 0.5, 0.75, 1])
+    # start = 1 / cycles is the equal cut.
+    for p in np.linspace(0, 1, 101):
+        assert snapshot_lr_factor(p, 4, 0.25) == pytest.approx(snapshot_lr_factor(p, 4))
+        assert cycle_of(p, 4, 0.25) == cycle_of(p, 4)
+    data = tiny_data()
+    model = tiny_model(data)
+    trick = SnapshotEnsemble(cycles=3, alpha0=0.2, start=0.5)
+    rec, steps = WeightRecorder(trick), StepRecorder()
+    train_tiny([trick, rec, steps], "40steps", data=data, model=model)
+    lrs = np.array(steps.lrs)
+    jumps = list(np.flatnonzero(np.diff(lrs) > 0) + 1)
+    assert jumps == [20, 30]  # cycles of 20, 10 and 10 of the 40 steps
+    for start, end in zip([0, 20, 30], [20, 30, 40]):
+        cycle = lrs[start:end]
+        assert cycle[0] == pytest.approx(0.2)
+        assert all(a > b for a, b in zip(cycle, cycle[1:]))
+        assert cycle == pytest.approx([0.2 * 0.5 * (math.cos(math.pi * i / (end - start)) + 1)
+                                       for i in range(end - start)])
+    assert trick.taken == 3
+    assert _same(trick.snapshots[0], rec.before[20]) and _same(trick.snapshots[1], rec.before[30])
+    assert _same(trick.snapshots[2], model.state_dict())
