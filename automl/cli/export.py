@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from automl.study.export import export_trial
 
     quiet_optuna()
-    exported = export_trial(resolve_url(args.storage), args.study, args.trial, host(args.plugin), args.out)
+    exported = export_trial(resolve_url(args.storage), args.study, args.trial, host(args.plugin, args.traceback), args.out)
     if args.json:
         print_json(exported.as_dict())
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -16,7 +17,9 @@ def storage_option(parser: argparse.ArgumentParser) -> None:
 
 def plugin_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugin", action="append", default=[], metavar="PATH",
-                        help="load a trick plugin from a Python file (repeatable)")
+                        help="load a trick plugin from a Python file or a package folder (repeatable)")
+    parser.add_argument("--traceback", action="store_true", default=None,
+                        help="show the traceback of a plugin that fails to load (or set AUTOML_TRACEBACK=1)")
 
 
 def json_option(parser: argparse.ArgumentParser, text: str = "print JSON instead of a table") -> None:
@@ -30,13 +33,23 @@ def positive_int(text: str) -> int:
     return value
 
 
-def host(plugin_paths: list[str]):
-    """The plugin host, each plugin that failed to load told as a warning."""
+def host(plugin_paths: list[str], traceback: bool | None = None):
+    """The plugin host, each plugin that failed to load, each blocked trick name and each near miss of a hook
+    told as a warning; with ``traceback`` (default: ``AUTOML_TRACEBACK=1``) a failure's traceback too."""
     from automl.host import get_host
 
     found = get_host(plugin_paths)
+    if traceback is None:
+        traceback = os.environ.get("AUTOML_TRACEBACK", "") not in ("", "0")
     for failure in found.failures:
         print(f"automl: warning: {failure}", file=sys.stderr)
+        if traceback and failure.traceback:
+            print(failure.traceback, end="", file=sys.stderr)
+    clashes = [found.blocked[name] for name, infos in sorted(found.providers.items()) if len(infos) > 1]
+    for reason in clashes:
+        print(f"automl: warning: {reason}; the studies and commands that use it stop until then", file=sys.stderr)
+    for warning in found.warnings:
+        print(f"automl: warning: {warning}", file=sys.stderr)
     return found
 
 
