@@ -41,6 +41,9 @@ def worker_argv(args: argparse.Namespace) -> list[str]:
             argv += [flag, str(value)]
     for path in args.plugin:
         argv += ["--plugin", path]
+    for flag, on in (("--traceback", args.traceback), ("--accept-plugin-change", args.accept_plugin_change)):
+        if on:
+            argv.append(flag)
     return argv
 
 

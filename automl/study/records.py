@@ -40,6 +40,9 @@ SYS_FAIL_REASON = "fail_reason"
 
 # -- the study's user attributes -------------------------------------------------------------------
 STUDY_FILE, STUDY_DATASET, STUDY_MODEL = "study_file", "dataset", "model"
+STUDY_PLUGINS = "plugins"
+"""``{trick: source}``: where each trick the study has searched came from (``"<distribution> <version>:
+<module>"`` or a file path), so that a resume with a trick from elsewhere is refused (see ``automl run``)."""
 
 STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
                TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}

@@ -48,6 +48,8 @@ class Overrides:
     trial_budget: str | None = None
     device: str | None = None
     seed: int | None = None
+    accept_plugin_change: bool = False
+    """Resume even when a trick now comes from another plugin or version than the study's trials had it from."""
 
 
 @dataclass
@@ -69,6 +71,7 @@ class PreparedStudy:
     """Where each of the study's tricks came from, recorded with the study's source."""
     sampler_seed: int | None = None
     """The sampler's seed when not ``seed`` (each worker of ``--workers N`` has its own)."""
+    accept_plugin_change: bool = False
 
 
 def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(), *,
@@ -93,6 +96,7 @@ def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(
         storage_url=resolve_url(overrides.storage, config.study.storage), tricks=tricks, settings=settings,
         data=data, device=device, trial_budget=trial_budget, total_budget=total_budget,
         n_trials=overrides.n_trials or config.study.n_trials, seed=seed,
+        accept_plugin_change=overrides.accept_plugin_change,
         plugins=[{"trick": name, "plugin": host.tricks[name].plugin, "source": host.tricks[name].source}
                  for name in sorted(tricks)])
 
@@ -173,6 +177,7 @@ def create_study(prepared: PreparedStudy) -> optuna.Study:
                            grace_period=config.study.grace_period,
                            heartbeat_stale_trial_callback=SettleStaleTrial())
     _refuse_another_task(storage, prepared)
+    sources = _plugin_sources(storage, prepared)
     study = optuna.create_study(
         storage=storage, study_name=prepared.name, direction="minimize", load_if_exists=True,
         sampler=make_sampler(config.study.sampler,
@@ -182,6 +187,8 @@ def create_study(prepared: PreparedStudy) -> optuna.Study:
         study.set_user_attr(records.STUDY_FILE, prepared.study_file.path)
         study.set_user_attr(records.STUDY_DATASET, config.task.dataset)
         study.set_user_attr(records.STUDY_MODEL, config.task.model)
+    if study.user_attrs.get(records.STUDY_PLUGINS) != sources:
+        study.set_user_attr(records.STUDY_PLUGINS, sources)
     try:
         with session_scope(storage.engine) as session:
             StudySourceModel.record(session, prepared.name, prepared.study_file.path, prepared.study_file.text,
@@ -206,6 +213,33 @@ def _refuse_another_task(storage: optuna.storages.BaseStorage, prepared: Prepare
             raise UserError(f"study {prepared.name!r} was run with {kind} {before!r}, but "
                             f"{prepared.study_file.path} has {now!r}; give it another [study] name or "
                             "--study-name to start a new study")
+
+
+def _plugin_sources(storage: optuna.storages.BaseStorage, prepared: PreparedStudy) -> dict[str, str]:
+    """Where the study's tricks come from, the earlier ones kept; a trick that now comes from another plugin
+    or version than the study's trials had it from is refused unless ``accept_plugin_change``."""
+    before = _recorded_sources(storage, prepared.name)
+    now = {p["trick"]: p["source"] for p in prepared.plugins}
+    changed = sorted(n for n in now if n in before and before[n] != now[n])
+    if changed and not prepared.accept_plugin_change:
+        name = changed[0]
+        more = f" (and {', '.join(map(repr, changed[1:]))})" if changed[1:] else ""
+        raise UserError(f"study {prepared.name!r} ran trick {name!r} from {before[name]}, but it now comes from "
+                        f"{now[name]}{more}: the same parameters may mean another thing; install the plugin it ran "
+                        "with, or pass --accept-plugin-change to go on with the new one")
+    return {**before, **now}
+
+
+def _recorded_sources(storage: optuna.storages.BaseStorage, name: str) -> dict[str, str]:
+    """``{trick: source}`` the study recorded; for a study from before that record, its source rows'."""
+    try:
+        attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(name))
+    except KeyError:
+        return {}
+    if records.STUDY_PLUGINS in attrs:
+        return dict(attrs[records.STUDY_PLUGINS])
+    with session_scope(storage.engine) as session:
+        return {p["trick"]: p["source"] for row in StudySourceModel.history(session, name) for p in row.plugins}
 
 
 def run_study(prepared: PreparedStudy, study: optuna.Study | None = None, *,
