@@ -44,13 +44,15 @@ class TrickInfo:
 
     def describe(self) -> dict[str, Any]:
         """The trick as plain data (``automl plugins list|show``): its parameters and their spaces, the options a
-        study file may set, the resources it owns, the hooks the trainer will call, where it came from."""
+        study file may set, the resources it owns (and declares), its ``order``, the hooks the trainer will call,
+        where it came from."""
         recorder = SpaceRecorder(self.name)
         returned = self.cls.search_space(recorder)
         signature = inspect.signature(self.cls.__init__).parameters
         options = {name: signature[name].default for name in option_names(self.cls, returned)}
         doc = (self.cls.__doc__ or sys.modules[self.cls.__module__].__doc__ or "").strip().splitlines()
-        return {"name": self.name, "owns": list(self.cls.owns),
+        return {"name": self.name, "owns": list(self.cls.owns), "declares": list(self.cls.declares),
+                "order": self.cls.order,
                 # A misspelt hook is not among them, and is never called.
                 "hooks": [hook for hook in HOOKS if getattr(self.cls, hook) is not getattr(Trick, hook)],
                 "plugin": self.plugin, "source": self.source,

@@ -198,6 +198,22 @@ def suggest(trial: Any, name: str, dist: BaseDistribution) -> Any:
     return trial.suggest_categorical(name, dist.choices)
 
 
+def contains(dist: BaseDistribution, value: Any) -> bool:
+    """Whether a trial could suggest ``value`` from ``dist`` (within the bounds, on the step, one of the choices)."""
+    if isinstance(dist, CategoricalDistribution):
+        return any(value == c and isinstance(value, bool) == isinstance(c, bool) for c in dist.choices)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not dist.low <= value <= dist.high:
+        return False
+    if isinstance(dist, IntDistribution) and value != int(value):
+        return False
+    return dist.step is None or math.isclose((value - dist.low) / dist.step, round((value - dist.low) / dist.step))
+
+
+def study_order(tricks: Sequence[Trick]) -> list[Trick]:
+    """The tricks in the order a study runs their hooks: ``order``, lowest first, then by name."""
+    return sorted(tricks, key=lambda t: (t.order, t.name))
+
+
 def representative(dist: BaseDistribution) -> Any:
     """The centre of a distribution (geometric for log scales), or its first choice."""
     if isinstance(dist, CategoricalDistribution):
@@ -263,7 +279,7 @@ def select_tricks(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mappi
     enabled = _enabled_flags(trial, tricks, settings, decided)
     params = {n: tricks[n].search_space(TrickTrial(trial, n, _overrides_of(settings, n))) for n in enabled}
     built = [_construct(tricks[n], params[n], _options_of(settings, n)) for n in enabled]
-    return sorted(built, key=lambda t: (t.order, t.name))
+    return study_order(built)
 
 
 def _construct(cls: type[Trick], params: Mapping[str, Any], options: Mapping[str, Any]) -> Trick:

@@ -94,3 +94,12 @@ def test_a_study_using_an_invalid_trick_is_exit_2_with_the_reason(run_cli, tmp_p
     assert ("automl: error: " + str(study) + ": [tricks] trick 'sched' cannot be used: its plugin 'typo_owns'") in err
     assert "Sched.owns names 'lr_shedule', which is not a resource (did you mean 'lr_schedule'?)" in err.splitlines()[-1]
     assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
+
+
+def test_order_is_shown_by_plugins_show_and_list(run_cli):
+    _, out, _ = run_cli("plugins", "show", "mixup")
+    assert "order: -10 (hooks run lowest first, then by name)\n" in out
+    _, out, _ = run_cli("plugins", "list", "--json")
+    orders = {t["name"]: t["order"] for t in json.loads(out)["tricks"]}
+    assert orders["mixup"] == -10 and orders["distillation"] == 10 and orders["warmup"] == 0
+    assert json.loads(run_cli("plugins", "show", "warmup", "--json")[1])["declares"] == []

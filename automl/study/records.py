@@ -6,6 +6,7 @@ Everything that writes, shows or exports trials (the worker, the objective, the 
 
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable
 
 import optuna
@@ -31,6 +32,25 @@ ATTR_STEPS = "steps"
 ATTR_MODEL = "model_artifact"
 ATTR_WEIGHTS = "weights_artifacts"
 """``{name: artifact id}`` of the extra weights the trial's tricks kept (snapshots, averages)."""
+
+OWN_ATTRS = frozenset({ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL, ATTR_SEED, ATTR_OPTIONS, ATTR_UNAVAILABLE,
+                       ATTR_BUDGET, ATTR_CONFIG, ATTR_STEPS, ATTR_MODEL, ATTR_WEIGHTS, "train_seconds",
+                       "eval_seconds", "epochs", "progress", "train_loss", "val_error_model"})
+"""The user attributes automl writes itself: a trick's ``run.attrs`` may not use these keys."""
+
+
+def attrs_problem(attrs: dict[str, Any]) -> str | None:
+    """Why a run's ``attrs`` cannot be stored with its trial as they are (a key of automl's own, or a value
+    that stopped being JSON after it was set, e.g. a list a tensor was appended to), or None."""
+    for key, value in attrs.items():
+        if key in OWN_ATTRS:
+            return f"run.attrs[{key!r}] is a key automl records itself; prefix it with the trick's name"
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            return f"run.attrs[{key!r}] = {value!r} cannot be stored with the trial as JSON ({exc})"
+    return None
+
 
 # -- what Optuna records itself, in the system attributes ------------------------------------------
 SYS_RETRY_HISTORY = "retry_history"
