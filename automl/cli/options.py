@@ -53,6 +53,44 @@ def host(plugin_paths: list[str], traceback: bool | None = None):
     return found
 
 
+def study_argument(parser: argparse.ArgumentParser) -> None:
+    """The study a query reads: its name, or its study file, whose [study] name and storage are then used."""
+    parser.add_argument("study", metavar="STUDY", help="the study's name, or its file (STUDY.toml): then the file's "
+                                                       "[study] name, in the storage the file names")
+    parser.add_argument("--variant", metavar="NAME", help="with a study file: the variant it ran as (e.g. cifar10)")
+
+
+def study_location(args: argparse.Namespace) -> tuple[str, str, bool]:
+    """(study name, storage URL, whether a study file gave them) for ``study_argument``'s STUDY: a file's
+    storage is used as `automl run` uses it (``--storage``, then ``AUTOML_STORAGE``, then the file's)."""
+    from pathlib import Path
+
+    from automl.errors import UserError
+    from automl.storage import resolve_url
+    from automl.study.config import load_study_file
+
+    if args.study.endswith(".toml") or Path(args.study).is_file():
+        config = load_study_file(args.study, args.variant).config
+        return config.study.name, resolve_url(args.storage, config.study.storage), True
+    if args.variant is not None:
+        raise UserError(f"--variant {args.variant} needs a study file in place of the study name {args.study!r}")
+    return args.study, resolve_url(args.storage), False
+
+
+def open_study(args: argparse.Namespace):
+    """(study name, storage, URL as it may be shown) of ``study_argument``'s STUDY; the storage must exist."""
+    from automl.errors import UserError
+
+    name, url, from_file = study_location(args)
+    try:
+        storage, shown = open_study_storage(url)
+    except UserError as exc:
+        if from_file or not str(exc).startswith("no database"):
+            raise
+        raise UserError(f"{exc}; or give the study's file in place of its name, to use the storage it names") from None
+    return name, storage, shown
+
+
 def open_study_storage(url: str | None):
     """The existing storage ``--storage`` (or the default) names, and its URL as it may be shown."""
     from automl.storage import mask_url, open_storage, resolve_url
