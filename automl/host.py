@@ -109,7 +109,8 @@ def get_host(plugin_paths: Iterable[str | os.PathLike] = (), environ: Mapping[st
     """Make the plugin manager, load entry points and plugin files, and validate every trick.
 
     Plugin files (or package folders) come from ``plugin_paths`` and ``AUTOML_PLUGINS`` (colon-separated);
-    ``AUTOML_DISABLE_PLUGINS`` (comma- or colon-separated) blocks plugins by name. A path that does not
+    ``AUTOML_DISABLE_PLUGINS`` (comma- or colon-separated) blocks plugins by name (an entry point's name or
+    module, a path's stem). A path that does not
     exist, or that clashes with an installed plugin, is a UserError: it was asked for by name.
     """
     environ = os.environ if environ is None else environ
@@ -118,11 +119,14 @@ def get_host(plugin_paths: Iterable[str | os.PathLike] = (), environ: Mapping[st
     host = Host(pm)
     blocked = set(filter(None, re.split(r"[,:]", environ.get("AUTOML_DISABLE_PLUGINS", ""))))
 
-    for ep in sorted(entry_points(group=GROUP), key=lambda ep: ep.name):
-        if ep.name in blocked:
+    for ep in sorted(entry_points(group=GROUP), key=lambda ep: (ep.name, ep.value)):
+        if ep.name in blocked or ep.value in blocked:
             continue
         dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "entry point"
-        _register(host, ep.name, f"{dist}: {ep.value}", ep.load)
+        # Two distributions may use one entry-point name (a third-party `cosine`): the second is known by its
+        # module, so that its tricks still load and a trick name they share is blocked as a clash.
+        name = ep.name if host.pm.get_plugin(ep.name) is None else ep.value
+        _register(host, name, f"{dist}: {ep.value}", ep.load)
 
     paths = [*plugin_paths, *filter(None, environ.get("AUTOML_PLUGINS", "").split(os.pathsep))]
     for path in map(Path, paths):
@@ -193,8 +197,10 @@ def _add_trick(host: Host, info: TrickInfo, explicit: bool) -> None:
         host.tricks[info.name] = info
         return
     host.tricks.pop(info.name, None)
+    # The module of an entry point names it alone, even where two distributions use one entry-point name.
+    keys = [o.source.rpartition(": ")[2] for o in others]
     host.blocked[info.name] = (f"trick {info.name!r} is provided twice: by {' and by '.join(o.source for o in others)}; "
-                               f"disable one with AUTOML_DISABLE_PLUGINS={' or '.join(o.plugin for o in others)}")
+                               f"disable one with AUTOML_DISABLE_PLUGINS={' or '.join(keys)}")
 
 
 def _tricks_of(module: ModuleType) -> list[type[Trick]]:

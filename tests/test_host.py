@@ -488,4 +488,6 @@ def test_a_clash_between_installed_plugins_blocks_that_name_only(tmp_path, monke
     builtin = get_host(environ={"AUTOML_DISABLE_PLUGINS": "rival_tricks"}).trick("cosine").source
     assert str(info.value) == (f"trick 'cosine' cannot be used: trick 'cosine' is provided twice: by {builtin} and "
                                "by rival-tricks 0.3: rival_tricks; disable one with "
-                               "AUTOML_DISABLE_PLUGINS=cosine or rival_tricks")
+                               "AUTOML_DISABLE_PLUGINS=automl_plugins.cosine or rival_tricks")
+    assert get_host(environ={"AUTOML_DISABLE_PLUGINS": "automl_plugins.cosine"}).trick("cosine").source == \
+        "rival-tricks 0.3: rival_tricks"
