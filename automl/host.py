@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import inspect
 import os
 import re
 import sys
+import traceback
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -17,12 +19,15 @@ import pluggy
 
 from automl import hookspecs
 from automl.errors import UserError, unknown
-from automl.space import OWNER_PREFIX, SpaceRecorder, build_trick, option_names, to_json
-from automl.trick import HOOKS, Trick
+from automl.space import OWNER_PREFIX, SpaceError, SpaceRecorder, check_space, option_names, to_json
+from automl.trick import HOOKS, RESOURCES, Trick
 
 GROUP = "automl"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _RESERVED = {OWNER_PREFIX, "train"}
+NEAR_HOOK = 0.85
+"""How alike (difflib's ratio) a method's name and a hook's must be for the method to be warned about:
+``on_step_ends`` (0.96) and ``transform_batches`` (0.94) are, ``predict_all`` (0.78) is not."""
 
 
 @dataclass(frozen=True)
@@ -39,13 +44,15 @@ class TrickInfo:
 
     def describe(self) -> dict[str, Any]:
         """The trick as plain data (``automl plugins list|show``): its parameters and their spaces, the options a
-        study file may set, the resources it owns, the hooks the trainer will call, where it came from."""
+        study file may set, the resources it owns (and declares), its ``order``, the hooks the trainer will call,
+        where it came from."""
         recorder = SpaceRecorder(self.name)
         returned = self.cls.search_space(recorder)
         signature = inspect.signature(self.cls.__init__).parameters
         options = {name: signature[name].default for name in option_names(self.cls, returned)}
         doc = (self.cls.__doc__ or sys.modules[self.cls.__module__].__doc__ or "").strip().splitlines()
-        return {"name": self.name, "owns": list(self.cls.owns),
+        return {"name": self.name, "owns": list(self.cls.owns), "declares": list(self.cls.declares),
+                "order": self.cls.order,
                 # A misspelt hook is not among them, and is never called.
                 "hooks": [hook for hook in HOOKS if getattr(self.cls, hook) is not getattr(Trick, hook)],
                 "plugin": self.plugin, "source": self.source,
@@ -57,11 +64,12 @@ class TrickInfo:
 
 @dataclass(frozen=True)
 class PluginFailure:
-    """A plugin that was dropped, and why."""
+    """A plugin that was dropped, and why (with the traceback, for ``--traceback``)."""
 
     plugin: str
     source: str
     reason: str
+    traceback: str = field(default="", compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"plugin {self.plugin!r} ({self.source}) was skipped: {self.reason}"
@@ -69,14 +77,23 @@ class PluginFailure:
 
 @dataclass
 class Host:
-    """The plugin manager with what it found: working tricks and failed plugins."""
+    """The plugin manager with what it found: working tricks, failed plugins, and trick names that cannot be
+    used (two plugins provide them, or their class is invalid), each with the reason."""
 
     pm: pluggy.PluginManager
     tricks: dict[str, TrickInfo] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
+    blocked: dict[str, str] = field(default_factory=dict)
+    """Trick name to why no study or command may use it; the plugins' other tricks keep working."""
+    warnings: list[str] = field(default_factory=list)
+    """What loaded but looks wrong (a method named almost like a hook), said once at load."""
+    providers: dict[str, list[TrickInfo]] = field(default_factory=dict, repr=False)
+    """Every plugin that provides each trick name, the clashing ones included."""
 
     def trick(self, name: str) -> TrickInfo:
-        """The trick called ``name``; an unknown name raises with the valid ones."""
+        """The trick called ``name``; an unknown or blocked name raises with the valid ones or the reason."""
+        if name in self.blocked:
+            raise UserError(f"trick {name!r} cannot be used: {self.blocked[name]}")
         if name not in self.tricks:
             raise UserError(unknown("trick", name, self.tricks)
                             + self._failed_hint())
@@ -91,8 +108,10 @@ class Host:
 def get_host(plugin_paths: Iterable[str | os.PathLike] = (), environ: Mapping[str, str] | None = None) -> Host:
     """Make the plugin manager, load entry points and plugin files, and validate every trick.
 
-    Plugin files come from ``plugin_paths`` and ``AUTOML_PLUGINS`` (colon-separated);
-    ``AUTOML_DISABLE_PLUGINS`` (comma- or colon-separated) blocks plugins by name.
+    Plugin files (or package folders) come from ``plugin_paths`` and ``AUTOML_PLUGINS`` (colon-separated);
+    ``AUTOML_DISABLE_PLUGINS`` (comma- or colon-separated) blocks plugins by name (an entry point's name or
+    module, a path's stem). A path that does not
+    exist, or that clashes with an installed plugin, is a UserError: it was asked for by name.
     """
     environ = os.environ if environ is None else environ
     pm = pluggy.PluginManager(GROUP)
@@ -100,55 +119,88 @@ def get_host(plugin_paths: Iterable[str | os.PathLike] = (), environ: Mapping[st
     host = Host(pm)
     blocked = set(filter(None, re.split(r"[,:]", environ.get("AUTOML_DISABLE_PLUGINS", ""))))
 
-    for ep in sorted(entry_points(group=GROUP), key=lambda ep: ep.name):
-        if ep.name in blocked:
+    for ep in sorted(entry_points(group=GROUP), key=lambda ep: (ep.name, ep.value)):
+        if ep.name in blocked or ep.value in blocked:
             continue
         dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "entry point"
-        _register(host, ep.name, f"{dist}: {ep.value}", ep.load)
+        # Two distributions may use one entry-point name (a third-party `cosine`): the second is known by its
+        # module, so that its tricks still load and a trick name they share is blocked as a clash.
+        name = ep.name if host.pm.get_plugin(ep.name) is None else ep.value
+        _register(host, name, f"{dist}: {ep.value}", ep.load)
 
     paths = [*plugin_paths, *filter(None, environ.get("AUTOML_PLUGINS", "").split(os.pathsep))]
-    for path in paths:
-        name = Path(path).stem
-        if name in blocked:
+    for path in map(Path, paths):
+        if path.stem in blocked:
             continue
-        _register(host, name, str(path), lambda path=path: _import_file(Path(path)))
+        if not path.exists():
+            raise UserError(f"plugin {str(path)!r} does not exist; give a plugin's .py file or package folder")
+        _register(host, path.stem, str(path), lambda path=path: _import_path(path), explicit=True)
     return host
 
 
-def _register(host: Host, name: str, source: str, load) -> None:
-    """Load one plugin and collect its tricks; any failure drops this plugin alone."""
+def _register(host: Host, name: str, source: str, load, explicit: bool = False) -> None:
+    """Load one plugin and collect its tricks; any failure drops this plugin alone.
+
+    ``explicit``: a path the user gave, for which a clash with an installed plugin is an error.
+    """
     try:
         module = load()
     except (Exception, SystemExit) as exc:  # a broken plugin must not take the others down, nor end automl
-        host.failures.append(PluginFailure(name, source, f"failed to import: {type(exc).__name__}: {exc}"))
+        _fail(host, name, source, f"failed to import: {type(exc).__name__}: {exc}", exc)
         return
     if host.pm.get_plugin(name) is not None:
-        host.failures.append(PluginFailure(name, source, f"a plugin named {name!r} is already registered"))
+        if explicit:
+            raise UserError(f"plugin {source!r} is named {name!r}, like an installed plugin "
+                            f"({_source_of(host, name)}); rename it (a plugin path is named by its stem)")
+        _fail(host, name, source, f"a plugin named {name!r} is already registered")
         return
     try:
         host.pm.register(module, name=name)
     except pluggy.PluginValidationError as exc:
-        host.failures.append(PluginFailure(name, source, f"invalid hook: {exc}"))
+        _fail(host, name, source, f"invalid hook: {exc}", exc)
         return
     unknown = [c.name for c in host.pm.get_hookcallers(module) or [] if not c.has_spec()]
     if unknown:
         host.pm.unregister(module)
-        host.failures.append(PluginFailure(name, source, f"unknown hook {', '.join(unknown)}; "
-                                           f"valid: {', '.join(_hook_names())}"))
+        _fail(host, name, source, f"unknown hook {', '.join(unknown)}; valid: {', '.join(_hook_names())}")
         return
     try:
         found = _tricks_of(module)
     except Exception as exc:
         host.pm.unregister(module)
-        host.failures.append(PluginFailure(name, source, f"{type(exc).__name__}: {exc}"))
+        _fail(host, name, source, f"{type(exc).__name__}: {exc}", exc)
+        if isinstance(exc, InvalidTrick):
+            host.blocked.setdefault(exc.trick, f"its plugin {name!r} ({source}) was skipped: {exc}")
         return
     for cls in found:
-        if cls.name in host.tricks:
-            other = host.tricks[cls.name]
-            raise UserError(f"trick {cls.name!r} is provided twice: by {other.source} and by {source}; "
-                            f"disable one with AUTOML_DISABLE_PLUGINS={name}")
-    for cls in found:
-        host.tricks[cls.name] = TrickInfo(cls, name, source)
+        _add_trick(host, TrickInfo(cls, name, source), explicit)
+
+
+def _source_of(host: Host, plugin: str) -> str:
+    return next((i.source for infos in host.providers.values() for i in infos if i.plugin == plugin), "no tricks")
+
+
+def _fail(host: Host, name: str, source: str, reason: str, exc: BaseException | None = None) -> None:
+    trace = "".join(traceback.format_exception(exc)) if exc is not None else ""
+    host.failures.append(PluginFailure(name, source, reason, trace))
+
+
+def _add_trick(host: Host, info: TrickInfo, explicit: bool) -> None:
+    """Add a trick; a name two plugins provide is blocked (only that name), or an error for an explicit path."""
+    others = host.providers.setdefault(info.name, [])
+    if others and explicit:
+        raise UserError(f"trick {info.name!r} is provided twice: by {others[0].source} and by {info.source}; "
+                        f"rename one, or disable the installed plugin with AUTOML_DISABLE_PLUGINS={others[0].plugin}")
+    others.append(info)
+    host.warnings.extend(near_hooks(info.cls))
+    if len(others) == 1:
+        host.tricks[info.name] = info
+        return
+    host.tricks.pop(info.name, None)
+    # The module of an entry point names it alone, even where two distributions use one entry-point name.
+    keys = [o.source.rpartition(": ")[2] for o in others]
+    host.blocked[info.name] = (f"trick {info.name!r} is provided twice: by {' and by '.join(o.source for o in others)}; "
+                               f"disable one with AUTOML_DISABLE_PLUGINS={' or '.join(keys)}")
 
 
 def _tricks_of(module: ModuleType) -> list[type[Trick]]:
@@ -161,26 +213,78 @@ def _tricks_of(module: ModuleType) -> list[type[Trick]]:
     return found
 
 
+class InvalidTrick(ValueError):
+    """A trick class the host refuses, and the name it would have had (to block that name with the reason)."""
+
+    def __init__(self, trick: str, message: str) -> None:
+        super().__init__(message)
+        self.trick = trick
+
+
 def validate_trick(cls: object) -> None:
-    """Raise ValueError naming what is wrong with a trick class, from its name to its search space."""
+    """Raise ValueError naming what is wrong with a trick class, from its name to its search space.
+
+    The space is sampled (:func:`automl.space.check_space`), so that an ``__init__`` refusing a value its own
+    space suggests is refused here, at load, and not in the middle of a study.
+    """
     if not (isinstance(cls, type) and issubclass(cls, Trick)):
         raise ValueError(f"automl_register_tricks returned {cls!r}, not a subclass of automl.Trick")
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not _NAME.match(name) or name in _RESERVED:
         raise ValueError(f"{cls.__name__}.name = {name!r} must match [a-z][a-z0-9_]* and not be one of {sorted(_RESERVED)}")
-    if not isinstance(cls.owns, tuple) or not all(isinstance(r, str) for r in cls.owns):
-        raise ValueError(f"{cls.__name__}.owns = {cls.owns!r} must be a tuple of resource names")
     try:
-        build_trick(cls, SpaceRecorder(name))
+        _check_owns(cls)
+    except ValueError as exc:
+        raise InvalidTrick(name, str(exc)) from exc
+    try:
+        check_space(cls)
+    except SpaceError as exc:
+        raise InvalidTrick(name, str(exc)) from exc
     except Exception as exc:
-        raise ValueError(f"{cls.__name__} cannot be built from its own search space: {type(exc).__name__}: {exc}") from exc
+        raise InvalidTrick(name, f"{cls.__name__} cannot be built from its own search space: "
+                                 f"{type(exc).__name__}: {exc}") from exc
 
 
-def _import_file(path: Path) -> ModuleType:
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file {str(path)!r}")
+def _check_owns(cls: type[Trick]) -> None:
+    """``owns`` names resources of ``RESOURCES`` or of the trick's own ``declares``; a near miss is named."""
+    for attr in ("owns", "declares"):
+        value = getattr(cls, attr)
+        if not isinstance(value, tuple) or not all(isinstance(r, str) and _NAME.match(r) for r in value):
+            raise ValueError(f"{cls.__name__}.{attr} = {value!r} must be a tuple of resource names ([a-z][a-z0-9_]*)")
+    known = [*RESOURCES, *cls.declares]
+    for resource in cls.owns:
+        if resource not in known:
+            near = difflib.get_close_matches(resource, known, n=3, cutoff=0.6)
+            hint = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
+            raise ValueError(f"{cls.__name__}.owns names {resource!r}, which is not a resource{hint}; resources: "
+                             f"{', '.join(RESOURCES)}; a trick adding its own says so: declares = ({resource!r},)")
+
+
+def near_hooks(cls: type[Trick]) -> list[str]:
+    """A warning for each public method of ``cls`` named almost like a hook (``on_step_ends``): never called."""
+    found = []
+    for attr in sorted(set(dir(cls)) - set(dir(Trick))):
+        if attr.startswith("_") or not callable(getattr(cls, attr)):
+            continue
+        near = difflib.get_close_matches(attr, HOOKS, n=1, cutoff=NEAR_HOOK)
+        if near:
+            found.append(f"trick {cls.name!r}: {cls.__name__}.{attr} is not a hook, so the trainer never calls it; "
+                         f"did you mean {near[0]}?")
+    return found
+
+
+def _import_path(path: Path) -> ModuleType:
+    """Import a plugin file, or a package folder (its ``__init__.py``, with its submodules importable)."""
     module_name = f"automl_local_plugins.{path.stem}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
+    if path.is_dir():
+        init = path / "__init__.py"
+        if not init.is_file():
+            raise FileNotFoundError(f"{str(path)!r} is a folder without __init__.py, not a package")
+        spec = importlib.util.spec_from_file_location(module_name, init, submodule_search_locations=[str(path)])
+    else:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None:
+        raise ImportError(f"{str(path)!r} is not a Python file (.py) or a package folder")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+import optuna
 from pydantic import BaseModel, ConfigDict
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -14,6 +15,10 @@ from automl.study.records import ATTR_UNAVAILABLE
 from automl.trick import Trick, TrickError
 
 OWNER_PREFIX = "owner"
+ENABLED = "enabled"
+"""The parameter ``<trick>.enabled`` the host suggests itself; a trick's own space may not use the name."""
+SPACE_SAMPLES = 8
+"""How many seeded random points of its space a trick is built from when it is loaded (see :func:`check_space`)."""
 
 
 # -------------------------------------------------------------------------------------
@@ -193,6 +198,22 @@ def suggest(trial: Any, name: str, dist: BaseDistribution) -> Any:
     return trial.suggest_categorical(name, dist.choices)
 
 
+def contains(dist: BaseDistribution, value: Any) -> bool:
+    """Whether a trial could suggest ``value`` from ``dist`` (within the bounds, on the step, one of the choices)."""
+    if isinstance(dist, CategoricalDistribution):
+        return any(value == c and isinstance(value, bool) == isinstance(c, bool) for c in dist.choices)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not dist.low <= value <= dist.high:
+        return False
+    if isinstance(dist, IntDistribution) and value != int(value):
+        return False
+    return dist.step is None or math.isclose((value - dist.low) / dist.step, round((value - dist.low) / dist.step))
+
+
+def study_order(tricks: Sequence[Trick]) -> list[Trick]:
+    """The tricks in the order a study runs their hooks: ``order``, lowest first, then by name."""
+    return sorted(tricks, key=lambda t: (t.order, t.name))
+
+
 def representative(dist: BaseDistribution) -> Any:
     """The centre of a distribution (geometric for log scales), or its first choice."""
     if isinstance(dist, CategoricalDistribution):
@@ -258,7 +279,7 @@ def select_tricks(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mappi
     enabled = _enabled_flags(trial, tricks, settings, decided)
     params = {n: tricks[n].search_space(TrickTrial(trial, n, _overrides_of(settings, n))) for n in enabled}
     built = [_construct(tricks[n], params[n], _options_of(settings, n)) for n in enabled]
-    return sorted(built, key=lambda t: (t.order, t.name))
+    return study_order(built)
 
 
 def _construct(cls: type[Trick], params: Mapping[str, Any], options: Mapping[str, Any]) -> Trick:
@@ -285,7 +306,7 @@ def _share_multi_resource(trial: Any, tricks: Mapping[str, type[Trick]], setting
         elif name in pinned_on:
             on = True
         else:
-            on = trial.suggest_categorical(f"{name}.enabled", [True, False])
+            on = trial.suggest_categorical(f"{name}.{ENABLED}", [True, False])
         decided[name] = on
         if on:
             owner_of.update((r, name) for r in owns)
@@ -319,7 +340,7 @@ def _enabled_flags(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mapp
     for name in sorted(tricks):
         on = decided.get(name, _pin_of(settings, name))
         if on is None:
-            on = trial.suggest_categorical(f"{name}.enabled", [True, False])
+            on = trial.suggest_categorical(f"{name}.{ENABLED}", [True, False])
         if on:
             enabled.append(name)
     return enabled
@@ -328,6 +349,40 @@ def _enabled_flags(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mapp
 def build_trick(cls: type[Trick], space: Any, options: Mapping[str, Any] | None = None) -> Trick:
     """Suggest a trick's parameters on ``space`` and construct it with them and its fixed options."""
     return cls(**cls.search_space(space), **(options or {}))
+
+
+class SpaceError(ValueError):
+    """A trick's search space suggests what the trick or the host cannot take."""
+
+
+def check_space(cls: type[Trick], overrides: Mapping[str, Override] | None = None,
+                options: Mapping[str, Any] | None = None, samples: int = SPACE_SAMPLES, seed: int = 0) -> None:
+    """Build ``cls`` from the centre of its space and from ``samples`` points a seeded random sampler suggests
+    in one study, as trials would. The centre's error is raised as it came; a refused sample or the name
+    ``enabled`` raise :class:`SpaceError`, naming the trick, the point and what refused it.
+
+    One study for all the points, so that a space whose distributions change between trials (which Optuna
+    refuses mid-study) is refused here; ``enabled`` is the host's own parameter name.
+    """
+    recorder = SpaceRecorder(cls.name, overrides)
+    build_trick(cls, recorder, options)
+    if ENABLED in recorder.params:
+        raise SpaceError(f"{cls.__name__}.search_space suggests {ENABLED!r}, a name the host keeps for "
+                         f"{cls.name}.{ENABLED} (on or off); call the parameter something else")
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line per trick
+    try:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    for _ in range(samples):
+        trial = study.ask()
+        try:
+            build_trick(cls, TrickTrial(trial, cls.name, overrides), options)
+        except Exception as exc:  # noqa: BLE001 - whatever refused the point, it is reported with the point
+            point = ", ".join(f"{k}={v!r}" for k, v in trial.params.items()) or "no parameters"
+            raise SpaceError(f"{cls.__name__} refuses a point of its own search space ({point}): "
+                             f"{type(exc).__name__}: {exc}") from exc
 
 
 def _pin_of(settings: Mapping[str, TrickSettings], name: str) -> bool | None:

@@ -12,12 +12,16 @@ from torch import nn
 
 from automl.budget import Budget
 from automl.host import validate_trick
-from automl.space import TrickTrial, build_trick
+from automl.space import SpaceRecorder, TrickSettings, contains, describe, pinned_conflicts, select_tricks, study_order
+from automl.study.records import attrs_problem
 from automl.train.data import Dataset, InMemoryLoader, load_dataset
 from automl.train.loop import TrainResult, build_optimizer, train
 from automl.train.models import build_model
 from automl.train.settings import TrainSettings
-from automl.trick import Run, Trick, raised_in
+from automl.trick import Run, Trick, TrickError, raised_in
+
+LAST = 1 << 30
+"""The ``order`` of the recorders: after every trick, so that they see what all the tricks did."""
 
 
 def tiny_data(**options: Any) -> Dataset:
@@ -47,12 +51,17 @@ def train_tiny(tricks: Sequence[Trick] = (), budget: str = "40steps", *, data: D
     """Train a tiny model with ``tricks`` for a short budget on the CPU.
 
     Without ``model``, it is ``tiny_model(data, seed)`` and ``build_model`` defaults to its builder.
+    As in a study: hooks run in the tricks' ``order`` (then by name), whatever the order of the list, and
+    tricks that own one resource are never on together (ValueError: no trial would enable both).
     """
+    problems = pinned_conflicts({t.name: type(t) for t in tricks}, {t.name: TrickSettings(enabled=True) for t in tricks})
+    if problems:
+        raise ValueError(f"{problems[0]}: a study's trial never enables both")
     data = data or tiny_data()
     if model is None:
         model, build_model = tiny_model(data, seed), build_model or tiny_builder(data)
-    return train(model, data, tiny_settings(**settings), Budget.parse(budget), tricks=tricks, seed=seed,
-                 build_model=build_model)
+    return train(model, data, tiny_settings(**settings), Budget.parse(budget), tricks=study_order(tricks),
+                 seed=seed, build_model=build_model)
 
 
 def try_trick(cls: type[Trick], budget: str = "20steps", *, params: Mapping[str, Any] | None = None,
@@ -60,37 +69,65 @@ def try_trick(cls: type[Trick], budget: str = "20steps", *, params: Mapping[str,
               data: Dataset | None = None, **settings: Any) -> tuple[Trick, TrainResult]:
     """Build a trick class through its search space, as a study would, and train a tiny model with it on.
 
-    The class is first checked as the host checks a plugin's tricks (ValueError says what is wrong).
-    ``params`` fixes parameters by their own names (``{"sigma": 0.1}``); the others are sampled
-    from the trick's space with ``seed``. ``options`` are the keywords a study file sets and never
-    searches. ``others`` train beside it, after it (a :class:`StepRecorder`, a :class:`BatchRecorder`).
-    Training runs on one CPU thread. An exception raised in one of the trick's hooks carries a note
-    naming the hook and the step. Returns the trick, to inspect after training, and what the run measured.
+    The class is first checked as the host checks a plugin's tricks (ValueError says what is wrong), then
+    chosen and built as a study's trial enables it (``automl.space.select_tricks``, the trick pinned on).
+    ``params`` fixes parameters by their own names (``{"sigma": 0.1}``): each must be a value its space
+    can suggest; the others are sampled from the space with ``seed``. ``options`` are the keywords a
+    study file sets and never searches. ``others`` train beside it, in the study's order (``order``,
+    then name: the recorders come last); one owning a resource the trick owns is refused, as no
+    trial enables both. Training runs on one CPU thread. An exception raised in one of the trick's hooks
+    carries a note naming the hook and the step; ``run.attrs`` a study could not store are a ValueError.
+    Returns the trick, to inspect after training, and what the run measured.
     """
     validate_trick(cls)
+    recorder = SpaceRecorder(cls.name)
+    cls.search_space(recorder)
+    _check_fixed(cls, recorder.params, params or {})  # before Optuna, which would only warn and go on
+    trial = _trial(seed, {f"{cls.name}.{key}": value for key, value in (params or {}).items()})
+    try:
+        trick = select_tricks(trial, {cls.name: cls}, {cls.name: TrickSettings(enabled=True, options=options or {})})[0]
+    except TrickError as exc:
+        raise exc.error  # the trick's own exception, as building it by hand would raise it
+    _check_fixed(cls, {k.partition(".")[2]: d for k, d in trial.distributions.items()}, params or {}, asked=True)
+    with one_thread():
+        try:
+            result = train_tiny([trick, *others], budget, data=data, seed=seed, **settings)
+        except Exception as exc:
+            where = _hook_that_raised(exc, trick)
+            if where:
+                exc.add_note(f"raised by {type(trick).__name__}.{where}, in try_trick")
+            raise
+    problem = attrs_problem(result.attrs)
+    if problem:
+        raise ValueError(f"{problem}; a study would fail the trial (end_reason bad_attrs)")
+    return trick, result
+
+
+def _trial(seed: int, fixed: Mapping[str, Any]) -> optuna.Trial:
+    """A trial of a fresh in-memory study with a random sampler, with ``fixed`` params enqueued."""
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line per call
     try:
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     finally:
         optuna.logging.set_verbosity(verbosity)
-    fixed = {f"{cls.name}.{key}": value for key, value in (params or {}).items()}
     if fixed:
-        study.enqueue_trial(fixed)
-    trial = study.ask()
-    trick = build_trick(cls, TrickTrial(trial, cls.name), options)
-    unknown = sorted(set(fixed) - set(trial.params))
-    if unknown:
+        study.enqueue_trial(dict(fixed))
+    return study.ask()
+
+
+def _check_fixed(cls: type[Trick], space: Mapping[str, Any], params: Mapping[str, Any], asked: bool = False) -> None:
+    """Every fixed param has a value its distribution in ``space`` could suggest; once ``asked`` (``space`` is
+    the trial's), every one is a param the trick suggested."""
+    unknown = sorted(f"{cls.name}.{key}" for key in params if key not in space)
+    if unknown and asked:
         raise ValueError(f"{cls.__name__}.search_space suggests no {', '.join(unknown)}; "
-                         f"it suggests {', '.join(sorted(trial.params)) or 'nothing'}")
-    with one_thread():
-        try:
-            return trick, train_tiny([trick, *others], budget, data=data, seed=seed, **settings)
-        except Exception as exc:
-            where = _hook_that_raised(exc, trick)
-            if where:
-                exc.add_note(f"raised by {type(trick).__name__}.{where}, in try_trick")
-            raise
+                         f"it suggests {', '.join(f'{cls.name}.{k}' for k in sorted(space)) or 'nothing'}")
+    for key, value in params.items():
+        dist = space.get(key)
+        if dist is not None and not contains(dist, value):
+            raise ValueError(f"params {key}={value!r} is outside {cls.name}.{key}'s search space {describe(dist)}: "
+                             "no trial of a study trains with it; build the trick by hand to try it")
 
 
 def _hook_that_raised(exc: BaseException, trick: Trick) -> str | None:
@@ -122,6 +159,7 @@ class StepRecorder(Trick):
     """Records, at every step, the progress, the step, ``run.lr`` and each param group's LR."""
 
     name = "step_recorder"
+    order = LAST
 
     def __init__(self) -> None:
         self.steps: list[tuple[float, int, float, list[float]]] = []
@@ -140,12 +178,14 @@ class StepRecorder(Trick):
 
 
 class BatchRecorder(Trick):
-    """Records a copy of every training batch ``(x, y)`` as the tricks before it in the list left it."""
+    """Records a copy of every training batch ``(x, y)`` as the tricks before it left it: all of them, or with
+    ``before=True`` none (the batch as the loader gave it)."""
 
     name = "batch_recorder"
 
-    def __init__(self) -> None:
+    def __init__(self, before: bool = False) -> None:
         self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.order = -LAST if before else LAST  # an instance's order: a study's hooks run in it
 
     def transform_batch(self, run: Run, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.batches.append((x.detach().clone(), y.detach().clone()))

@@ -31,7 +31,9 @@ RESOURCES = {
     "step": "the whole training step, forward to optimizer step (train_step)",
     "optimizer": "the kind of optimizer, replaced through Run.replace_optimizer",
 }
-"""The resources a trick may own (``Trick.owns``), with what owning each means."""
+"""The resources a trick may own (``Trick.owns``), with what owning each means. The host refuses any other name
+in ``owns`` (a typo such as ``lr_shedule`` would silently be a resource nobody else owns) unless the trick
+declares it as a resource of its own, in ``Trick.declares``."""
 
 ENDINGS = ("complete", "pruned", "failed")
 """How a trial can end, as ``Trick.on_trial_end`` is told (the names ``automl.study.records`` gives the states)."""
@@ -239,9 +241,12 @@ class Trick:
     owns: ClassVar[tuple[str, ...]] = ()
     """Resources this trick controls exclusively, from ``RESOURCES`` (``"lr_schedule"``, ``"step"``, ...).
     Where several enabled tricks own one resource the host lets each trial pick one."""
+    declares: ClassVar[tuple[str, ...]] = ()
+    """New resources this trick may own beside ``RESOURCES`` (``declares = ("my_resource",)``); every trick
+    that owns one declares it, so that a misspelt name in ``owns`` is refused at load."""
     order: ClassVar[int] = 0
-    """Where this trick's hooks run among the enabled ones, lowest first (ties by name):
-    tricks that transform the batch run early, tricks that wrap the criterion late."""
+    """Where this trick's hooks run among the enabled ones, lowest first (ties by name): tricks that transform
+    the batch run early (mixup -10), tricks that wrap the criterion late (distillation 10). Default 0."""
 
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:

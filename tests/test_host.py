@@ -139,10 +139,12 @@ def test_import_error_is_reported_with_its_reason(tmp_path):
     assert host.pm.get_plugin("needs_dep") is None
 
 
-def test_missing_file_is_reported(tmp_path):
-    host = get_host([tmp_path / "absent.py"], environ={})
-    assert "absent.py" in _failure(host, "absent").reason
-    assert BUILTINS <= set(host.tricks)
+def test_a_missing_path_is_a_user_error(tmp_path):
+    # Asked for by name: a typo in --plugin must not run the study without the plugin.
+    with pytest.raises(UserError, match="absent.py' does not exist; give a plugin's .py file or package folder"):
+        get_host([tmp_path / "absent.py"], environ={})
+    with pytest.raises(UserError, match="gone' does not exist"):
+        get_host(environ={"AUTOML_PLUGINS": str(tmp_path / "gone")})
 
 
 def test_unknown_hook_is_dropped_naming_it_and_the_valid_ones(tmp_path):
@@ -283,3 +285,209 @@ def test_unknown_trick_lists_the_valid_names():
     message = str(info.value)
     assert "'nope'" in message
     assert ", ".join(sorted(host.tricks)) in message
+
+
+# ---------------------------------------------------------------------------- spaces, resources, hooks
+
+
+def _one_trick(tmp_path: Path, stem: str, body: str) -> Path:
+    """A plugin file registering the class ``T`` defined by ``body``."""
+    return _plugin(tmp_path, stem, "from automl import Trick, hookimpl\n\n" + textwrap.dedent(body) + """
+@hookimpl
+def automl_register_tricks():
+    return [T]
+""")
+
+
+def test_an_init_refusing_a_sampled_point_of_its_space_is_refused_at_load_by_name(tmp_path):
+    # The centre of the space (5.0) is accepted: only sampling finds the points __init__ refuses.
+    path = _one_trick(tmp_path, "half_picky", """
+class T(Trick):
+    name = "half_picky"
+
+    @classmethod
+    def search_space(cls, trial):
+        return {"rate": trial.suggest_float("rate", 0.0, 10.0)}
+
+    def __init__(self, rate=5.0):
+        if rate > 6:
+            raise ValueError(f"rate must be <= 6, got {rate=}")
+        self.rate = rate
+""")
+    host = get_host([path], environ={})
+    reason = _failure(host, "half_picky").reason
+    assert "T refuses a point of its own search space (half_picky.rate=" in reason and "rate must be <= 6" in reason
+    assert "half_picky" not in host.tricks
+    with pytest.raises(UserError, match=r"trick 'half_picky' cannot be used: its plugin 'half_picky' .* "
+                                        r"was skipped: T refuses a point"):
+        host.trick("half_picky")
+
+
+def test_a_space_whose_choices_change_between_trials_is_refused_at_load(tmp_path):
+    path = _one_trick(tmp_path, "shifty", """
+import itertools
+_calls = itertools.count()
+
+class T(Trick):
+    name = "shifty"
+
+    @classmethod
+    def search_space(cls, trial):
+        return {"k": trial.suggest_categorical("k", [1, 2] if next(_calls) % 2 else [3, 4])}
+
+    def __init__(self, k=1):
+        self.k = k
+""")
+    reason = _failure(get_host([path], environ={}), "shifty").reason
+    assert "T refuses a point of its own search space" in reason and "CategoricalDistribution" in reason
+
+
+def test_the_parameter_name_enabled_is_reserved(tmp_path):
+    path = _one_trick(tmp_path, "uses_enabled", """
+class T(Trick):
+    name = "uses_enabled"
+
+    @classmethod
+    def search_space(cls, trial):
+        return {"enabled": trial.suggest_categorical("enabled", ["yes", "no"])}
+
+    def __init__(self, enabled="yes"):
+        self.enabled = enabled
+""")
+    reason = _failure(get_host([path], environ={}), "uses_enabled").reason
+    assert "T.search_space suggests 'enabled', a name the host keeps for uses_enabled.enabled" in reason
+
+
+def test_a_misspelt_resource_is_refused_naming_the_trick_and_the_near_names(tmp_path):
+    path = _one_trick(tmp_path, "typo_owner", """
+class T(Trick):
+    name = "typo_owner"
+    owns = ("lr_shedule",)
+""")
+    host = get_host([path], environ={})
+    reason = _failure(host, "typo_owner").reason
+    assert "T.owns names 'lr_shedule', which is not a resource (did you mean 'lr_schedule'?)" in reason
+    assert "declares = ('lr_shedule',)" in reason
+    with pytest.raises(UserError, match="trick 'typo_owner' cannot be used: .*lr_shedule"):
+        host.trick("typo_owner")
+
+
+def test_a_declared_resource_may_be_owned_and_is_shared_out_like_the_others(tmp_path):
+    path = _plugin(tmp_path, "own_resource", """
+        from automl import Trick, hookimpl
+
+        class A(Trick):
+            name = "holder_a"
+            declares = ("palette",)
+            owns = ("palette",)
+
+        class B(A):
+            name = "holder_b"
+
+        @hookimpl
+        def automl_register_tricks():
+            return [A, B]
+        """)
+    host = get_host([path], environ={})
+    assert host.failures == [] and host.trick("holder_b").cls.owns == ("palette",)
+    assert host.trick("holder_a").describe()["owns"] == ["palette"]
+
+
+@pytest.mark.parametrize("declares", ['"palette"', '("Bad Name",)', '(3,)'])
+def test_declares_must_be_a_tuple_of_names(tmp_path, declares):
+    path = _one_trick(tmp_path, "bad_declares", f"""
+class T(Trick):
+    name = "bad_declares"
+    declares = {declares}
+""")
+    assert "T.declares = " in _failure(get_host([path], environ={}), "bad_declares").reason
+
+
+def test_a_method_named_almost_like_a_hook_is_warned_about(tmp_path):
+    path = _one_trick(tmp_path, "near_miss", """
+class T(Trick):
+    name = "near_miss"
+
+    def on_step_ends(self, run, loss):
+        pass
+
+    def predict_all(self, run, x):   # a helper of its own: not near enough to a hook
+        pass
+""")
+    host = get_host([path], environ={})
+    assert "near_miss" in host.tricks  # loaded all the same: it is only a warning
+    assert host.warnings == ["trick 'near_miss': T.on_step_ends is not a hook, so the trainer never calls it; "
+                             "did you mean on_step_end?"]
+    assert get_host(environ={}).warnings == []  # the built-ins have none
+
+
+def test_a_package_folder_is_a_plugin(tmp_path):
+    package = tmp_path / "folder_tricks"
+    package.mkdir()
+    (package / "__init__.py").write_text("from .impl import automl_register_tricks  # noqa: F401\n")
+    (package / "impl.py").write_text(_good(tmp_path, "unused", "from_folder").read_text())
+    host = get_host([package], environ={})
+    assert host.failures == []
+    info = host.trick("from_folder")
+    assert info.plugin == "folder_tricks" and info.source == str(package) and info.cls().x == 0.5
+    empty = tmp_path / "not_a_package"
+    empty.mkdir()
+    assert "folder without __init__.py" in _failure(get_host([empty], environ={}), "not_a_package").reason
+
+
+def test_a_failure_keeps_its_traceback(tmp_path):
+    path = _plugin(tmp_path, "deep_error", """
+        def helper():
+            raise KeyError("buried")
+
+        helper()
+        """)
+    failure = _failure(get_host([path], environ={}), "deep_error")
+    assert "Traceback (most recent call last)" in failure.traceback and "in helper" in failure.traceback
+
+
+def test_an_explicit_plugin_named_like_an_installed_one_is_an_error(tmp_path):
+    path = _good(tmp_path, "cosine", "my_cosine")
+    with pytest.raises(UserError, match=r"is named 'cosine', like an installed plugin \(automl .*: automl_plugins"
+                                        r".cosine\); rename it \(a plugin path is named by its stem\)"):
+        get_host([path], environ={})
+    assert "my_cosine" in get_host([path.rename(tmp_path / "my_cosine.py")], environ={}).tricks
+
+
+def _installed(site: Path, dist: str, module: str, body: str) -> None:
+    """A distribution installed into ``site`` with one entry point of group automl, as pip leaves one."""
+    (site / f"{module}.py").write_text(textwrap.dedent(body))
+    info = site / f"{dist.replace('-', '_')}-0.3.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.3\n")
+    (info / "entry_points.txt").write_text(f"[automl]\n{module} = {module}\n")
+
+
+def test_a_clash_between_installed_plugins_blocks_that_name_only(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    _installed(site, "rival-tricks", "rival_tricks", """
+        from automl import Trick, hookimpl
+
+        class Cosine(Trick):
+            name = "cosine"
+
+        class Fresh(Trick):
+            name = "fresh"
+
+        @hookimpl
+        def automl_register_tricks():
+            return [Cosine, Fresh]
+        """)
+    monkeypatch.syspath_prepend(str(site))
+    host = get_host(environ={})
+    assert "fresh" in host.tricks and "warmup" in host.tricks and "cosine" not in host.tricks
+    assert host.trick("fresh").source == "rival-tricks 0.3: rival_tricks"
+    with pytest.raises(UserError) as info:
+        host.trick("cosine")
+    builtin = get_host(environ={"AUTOML_DISABLE_PLUGINS": "rival_tricks"}).trick("cosine").source
+    assert str(info.value) == (f"trick 'cosine' cannot be used: trick 'cosine' is provided twice: by {builtin} and "
+                               "by rival-tricks 0.3: rival_tricks; disable one with "
+                               "AUTOML_DISABLE_PLUGINS=automl_plugins.cosine or rival_tricks")
+    assert get_host(environ={"AUTOML_DISABLE_PLUGINS": "automl_plugins.cosine"}).trick("cosine").source == \
+        "rival-tricks 0.3: rival_tricks"

@@ -111,10 +111,108 @@ def test_batch_recorder_sees_the_batches_after_the_tricks_before_it(one_thread):
         def transform_batch(self, run, x, y):
             return -x, y
 
-    data, before, after = tiny_data(), BatchRecorder(), BatchRecorder()
-    train_tiny([before, Negate(), after], "5steps", data=data)
+    data, before, after = tiny_data(), BatchRecorder(before=True), BatchRecorder()
+    train_tiny([after, Negate(), before], "5steps", data=data)  # the study's order, not the list's
     assert len(before.batches) == len(after.batches) == 5
     train_rows = {tuple(row.tolist()) for row in data.train.x.flatten(1)}
     for (x0, y0), (x1, y1) in zip(before.batches, after.batches):
         assert torch.equal(x1, -x0) and torch.equal(y1, y0) and x0.shape == (16, 1, 8, 8)
         assert all(tuple(row.tolist()) in train_rows for row in x0.flatten(1))  # no augmentation in train_tiny
+
+
+# ---------------------------------------------------------------------------- as a study would
+
+
+class Tagger(Trick):
+    """Appends its name to a shared list at every step start, to see the order hooks run in."""
+
+    name = "tagger"
+    log: list[str] = []
+
+    def on_step_start(self, run):
+        self.log.append(self.name)
+
+
+def _tagger(name: str, order: int) -> Trick:
+    return type(name.title(), (Tagger,), {"name": name, "order": order})()
+
+
+def test_train_tiny_runs_hooks_in_the_study_order_whatever_the_list(one_thread):
+    Tagger.log.clear()
+    train_tiny([_tagger("zeta", 0), _tagger("late", 5), _tagger("alpha", 0), _tagger("early", -3)], "1steps")
+    assert Tagger.log == ["early", "alpha", "zeta", "late"]  # order, then name
+
+
+class Schedule(Trick):
+    name = "schedule_a"
+    owns = ("lr_schedule",)
+
+
+class OtherSchedule(Trick):
+    name = "schedule_b"
+    owns = ("lr_schedule",)
+
+
+def test_train_tiny_and_try_trick_refuse_two_owners_of_one_resource():
+    with pytest.raises(ValueError, match="tricks schedule_a and schedule_b both own 'lr_schedule'; pin at most one "
+                                         "of them on: a study's trial never enables both"):
+        train_tiny([Schedule(), OtherSchedule()], "1steps")
+    with pytest.raises(ValueError, match="both own 'lr_schedule'"):
+        try_trick(Schedule, "1steps", others=[OtherSchedule()])
+
+
+class Ranged(Trick):
+    name = "ranged"
+
+    @classmethod
+    def search_space(cls, trial):
+        return {"rate": trial.suggest_float("rate", 0.1, 0.5),
+                "kind": trial.suggest_categorical("kind", ["a", "b"]),
+                "count": trial.suggest_int("count", 2, 8, step=2)}
+
+    def __init__(self, rate=0.2, kind="a", count=2, attrs=None):
+        self.rate, self.kind, self.count, self.attrs = rate, kind, count, attrs or {}
+
+    def on_trial_end(self, run, ended):
+        for key, value in self.attrs.items():
+            run.attrs[key] = value
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"rate": 0.9}, r"params rate=0.9 is outside ranged.rate's search space \[0.1, 0.5\]: no trial of a study"),
+    ({"kind": "c"}, r"params kind='c' is outside ranged.kind's search space \{'a', 'b'\}"),
+    ({"count": 3}, r"params count=3 is outside ranged.count's search space \[2, 8\] step 2"),
+    ({"size": 3}, r"Ranged.search_space suggests no ranged.size"),
+])
+def test_try_trick_refuses_params_its_space_would_never_suggest(params, message):
+    with pytest.raises(ValueError, match=message):
+        try_trick(Ranged, "1steps", params=params)
+
+
+def test_try_trick_accepts_params_inside_the_space(one_thread):
+    trick, _ = try_trick(Ranged, "1steps", params={"rate": 0.5, "kind": "b", "count": 8})
+    assert (trick.rate, trick.kind, trick.count) == (0.5, "b", 8)
+
+
+@pytest.mark.parametrize(("attrs", "message"), [
+    ({"steps": 3}, r"run.attrs\['steps'\] is a key automl records itself; prefix it with the trick's name"),
+])
+def test_try_trick_refuses_attrs_a_study_could_not_store(one_thread, attrs, message):
+    with pytest.raises(ValueError, match=message + "; a study would fail the trial"):
+        try_trick(Ranged, "1steps", options={"attrs": attrs})
+    trick, result = try_trick(Ranged, "1steps", options={"attrs": {"ranged.steps": 3}})
+    assert result.attrs["ranged.steps"] == 3
+
+
+def test_a_value_that_stops_being_json_after_it_is_set_is_refused_as_the_study_refuses_it(one_thread):
+    class Grows(Trick):
+        name = "grows"
+
+        def setup(self, run):
+            run.attrs["grows.seen"] = []
+
+        def on_step_end(self, run, loss):
+            run.attrs["grows.seen"].append(loss.detach())  # a tensor inside a list set as JSON
+
+    with pytest.raises(ValueError, match=r"run.attrs\['grows.seen'\] = \[tensor.*cannot be stored with the trial"):
+        try_trick(Grows, "1steps")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from automl.cli.options import host, json_option, plugin_option, print_json, quiet_optuna, storage_option
+from automl.cli.options import (host, json_option, plugin_option, print_json, quiet_optuna,
+                                storage_option, study_argument, study_location)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("study")
+    study_argument(parser)
     parser.add_argument("--trial", type=int, metavar="N", help="the trial to export (default: the best)")
     parser.add_argument("-o", "--out", metavar="RUN.toml", help="the run file (default: STUDY-trialN.toml)")
     storage_option(parser)
@@ -18,11 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from automl.storage import resolve_url
     from automl.study.export import export_trial
 
     quiet_optuna()
-    exported = export_trial(resolve_url(args.storage), args.study, args.trial, host(args.plugin), args.out)
+    name, url, _ = study_location(args)
+    exported = export_trial(url, name, args.trial, host(args.plugin, args.traceback), args.out)
     if args.json:
         print_json(exported.as_dict())
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -16,7 +17,9 @@ def storage_option(parser: argparse.ArgumentParser) -> None:
 
 def plugin_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugin", action="append", default=[], metavar="PATH",
-                        help="load a trick plugin from a Python file (repeatable)")
+                        help="load a trick plugin from a Python file or a package folder (repeatable)")
+    parser.add_argument("--traceback", action="store_true", default=None,
+                        help="show the traceback of a plugin that fails to load (or set AUTOML_TRACEBACK=1)")
 
 
 def json_option(parser: argparse.ArgumentParser, text: str = "print JSON instead of a table") -> None:
@@ -30,14 +33,62 @@ def positive_int(text: str) -> int:
     return value
 
 
-def host(plugin_paths: list[str]):
-    """The plugin host, each plugin that failed to load told as a warning."""
+def host(plugin_paths: list[str], traceback: bool | None = None):
+    """The plugin host, each plugin that failed to load, each blocked trick name and each near miss of a hook
+    told as a warning; with ``traceback`` (default: ``AUTOML_TRACEBACK=1``) a failure's traceback too."""
     from automl.host import get_host
 
     found = get_host(plugin_paths)
+    if traceback is None:
+        traceback = os.environ.get("AUTOML_TRACEBACK", "") not in ("", "0")
     for failure in found.failures:
         print(f"automl: warning: {failure}", file=sys.stderr)
+        if traceback and failure.traceback:
+            print(failure.traceback, end="", file=sys.stderr)
+    clashes = [found.blocked[name] for name, infos in sorted(found.providers.items()) if len(infos) > 1]
+    for reason in clashes:
+        print(f"automl: warning: {reason}; the studies and commands that use it stop until then", file=sys.stderr)
+    for warning in found.warnings:
+        print(f"automl: warning: {warning}", file=sys.stderr)
     return found
+
+
+def study_argument(parser: argparse.ArgumentParser) -> None:
+    """The study a query reads: its name, or its study file, whose [study] name and storage are then used."""
+    parser.add_argument("study", metavar="STUDY", help="the study's name, or its file (STUDY.toml): then the file's "
+                                                       "[study] name, in the storage the file names")
+    parser.add_argument("--variant", metavar="NAME", help="with a study file: the variant it ran as (e.g. cifar10)")
+
+
+def study_location(args: argparse.Namespace) -> tuple[str, str, bool]:
+    """(study name, storage URL, whether a study file gave them) for ``study_argument``'s STUDY: a file's
+    storage is used as `automl run` uses it (``--storage``, then ``AUTOML_STORAGE``, then the file's)."""
+    from pathlib import Path
+
+    from automl.errors import UserError
+    from automl.storage import resolve_url
+    from automl.study.config import load_study_file
+
+    if args.study.endswith(".toml") or Path(args.study).is_file():
+        config = load_study_file(args.study, args.variant).config
+        return config.study.name, resolve_url(args.storage, config.study.storage), True
+    if args.variant is not None:
+        raise UserError(f"--variant {args.variant} needs a study file in place of the study name {args.study!r}")
+    return args.study, resolve_url(args.storage), False
+
+
+def open_study(args: argparse.Namespace):
+    """(study name, storage, URL as it may be shown) of ``study_argument``'s STUDY; the storage must exist."""
+    from automl.errors import UserError
+
+    name, url, from_file = study_location(args)
+    try:
+        storage, shown = open_study_storage(url)
+    except UserError as exc:
+        if from_file or not str(exc).startswith("no database"):
+            raise
+        raise UserError(f"{exc}; or give the study's file in place of its name, to use the storage it names") from None
+    return name, storage, shown
 
 
 def open_study_storage(url: str | None):

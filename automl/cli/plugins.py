@@ -21,11 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    found = host(args.plugin)
+    found = host(args.plugin, args.traceback)
     records = [info.describe() for info in sorted(found.tricks.values(), key=lambda i: i.name)]
     if args.json:
         failed = [{"plugin": f.plugin, "source": f.source, "reason": f.reason} for f in found.failures]
-        print_json({"tricks": records, "failed": failed})
+        print_json({"tricks": records, "failed": failed, "blocked": found.blocked, "warnings": found.warnings})
     else:
         from automl.report.tables import plugins_table
 
@@ -34,7 +34,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    record = host(args.plugin).trick(args.name).describe()
+    record = host(args.plugin, args.traceback).trick(args.name).describe()
     if args.json:
         print_json(record)
         return 0

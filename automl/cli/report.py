@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from automl.cli.options import json_option, open_study_storage, print_json, storage_option
+from automl.cli.options import json_option, open_study, print_json, storage_option, study_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("study")
+    study_argument(parser)
     parser.add_argument("-o", "--output", metavar="FILE",
                         help="the HTML file (default report.html; none when only --png is given)")
     parser.add_argument("--png", metavar="DIR", help="write each figure as DIR/<name>.png")
@@ -23,8 +23,8 @@ def run(args: argparse.Namespace) -> int:
     from automl.study.records import load_study
 
     html, png_dir = output_paths(args.output, args.png)
-    storage, shown = open_study_storage(args.storage)
-    report = build_report(load_study(args.study, storage, shown), storage.engine, shown)
+    name, storage, shown = open_study(args)
+    report = build_report(load_study(name, storage, shown), storage.engine, shown)
     written = write_report(report, html, png_dir)
     if args.json:
         print_json({"html": str(html) if html else None, "png": [str(p) for p in written if p != html],

@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="resume a study although the file now names another data set or model (their "
                              "trials are then mixed in one study)")
     plugin_option(parser)
+    parser.add_argument("--accept-plugin-change", action="store_true",
+                        help="resume a study even when one of its tricks now comes from another plugin or version")
     json_option(parser, "print the best trial as JSON at the end")
     parser.set_defaults(func=run)
 
@@ -93,10 +95,10 @@ def _prepare(args: argparse.Namespace):
     url = resolve_url(args.storage, study_file.config.study.storage)
     check_workers(args.workers, url)
     devices = split_devices(args.device, args.workers)
-    prepared = prepare(study_file, host(args.plugin), Overrides(
+    prepared = prepare(study_file, host(args.plugin, args.traceback), Overrides(
         storage=url, study_name=args.study_name, n_trials=args.n_trials, total_budget=args.total_budget,
         trial_budget=args.trial_budget, device=devices[0], seed=args.seed,
-        accept_task_change=args.accept_task_change),
+        accept_task_change=args.accept_task_change, accept_plugin_change=args.accept_plugin_change),
         data_on_cpu=args.workers > 1 and args.worker is None)
     for device in set(devices[1:]):
         resolve_device(device)

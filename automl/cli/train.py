@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from automl.report.progress import SeedProgress
     from automl.study.standalone import prepare_run, record, train_seeds
 
-    plugins = host(args.plugin)
+    plugins = host(args.plugin, args.traceback)
     prepared = prepare_run(args.run_file, plugins, seeds=args.seeds, budget=args.budget, device=args.device,
                            out_dir=args.out)
     for warning in prepared.replayed.warnings:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from automl.cli.options import json_option, open_study_storage, print_json, stdout, storage_option
+from automl.cli.options import json_option, open_study, print_json, stdout, storage_option, study_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("study")
+    study_argument(parser)
     storage_option(parser)
     json_option(parser)
     parser.set_defaults(func=run)
@@ -17,12 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from automl.study.records import load_study, trial_record
 
-    storage, shown = open_study_storage(args.storage)
-    records = [trial_record(t) for t in load_study(args.study, storage, shown).get_trials(deepcopy=False)]
+    name, storage, shown = open_study(args)
+    records = [trial_record(t) for t in load_study(name, storage, shown).get_trials(deepcopy=False)]
     if args.json:
         print_json(records)
     else:
         from automl.report.tables import trials_table
 
-        stdout().print(trials_table(records, title=f"trials of {args.study}"))
+        stdout().print(trials_table(records, title=f"trials of {name}"))
     return 0

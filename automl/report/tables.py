@@ -99,7 +99,9 @@ def trick_lines(record: dict[str, Any]) -> list[str]:
     lines = [f"[bold]{record['name']}[/bold]  ({record['source']})"]
     if record["doc"]:
         lines.append(record["doc"])
-    lines.append(f"owns: {', '.join(record['owns']) or '-'}")
+    lines.append(f"owns: {', '.join(record['owns']) or '-'}"
+                 + (f" (declared here: {', '.join(record['declares'])})" if record["declares"] else ""))
+    lines.append(f"order: {record['order']} (hooks run lowest first, then by name)")
     lines.append(f"hooks: {', '.join(record['hooks']) or '-'}")
     lines.append("parameters:" if record["params"] else "parameters: -")
     lines += [f"  {record['name']}.{name}  {space['text']}" for name, space in record["params"].items()]

@@ -203,6 +203,9 @@ def _rebuild(trial: FrozenTrial, rows: list[StudySourceModel], study_attrs: dict
     problem = f"no stored text of the study file rebuilds trial {trial.number}"
     for study_file, row in candidates:
         searched = [p["trick"] for p in row.plugins]
+        for name in searched:
+            if name in host.blocked:
+                host.trick(name)  # says why: two plugins provide it, or its class is invalid
         missing = [p for p in row.plugins if p["trick"] not in host.tricks]
         if missing:
             raise UserError(f"trick {missing[0]['trick']!r} of study {row.study_name!r} is not installed; the study "

@@ -139,6 +139,9 @@ class Objective:
             if where is None:
                 raise  # the engine's own error: not the trial's to absorb
             return self._failed(plan, where.error(exc), time.perf_counter() - started)
+        problem = records.attrs_problem(result.attrs)
+        if problem is not None:
+            return self._failed(plan, TrialFailed("bad_attrs", problem), result.spent_seconds)
         self._tally(plan, None)
         attrs = measured(result)
         if result.pruned:

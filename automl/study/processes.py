@@ -40,8 +40,10 @@ def worker_argv(args: argparse.Namespace, session: int) -> list[str]:
             argv += [flag, str(value)]
     for path in args.plugin:
         argv += ["--plugin", path]
-    if args.accept_task_change:
-        argv.append("--accept-task-change")
+    for flag, on in (("--traceback", args.traceback), ("--accept-plugin-change", args.accept_plugin_change),
+                     ("--accept-task-change", args.accept_task_change)):
+        if on:
+            argv.append(flag)
     return argv
 
 

@@ -6,6 +6,7 @@ Everything that writes, shows or exports trials (the worker, the objective, the 
 
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable
 
 import optuna
@@ -38,6 +39,25 @@ ATTR_INFERENCE_DEVICE = "inference_device"
 ATTR_VAL_SIZE = "val_size"
 """The images of the validation split the trial's value counts its errors over: the n of its Wilson interval."""
 
+OWN_ATTRS = frozenset({ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL, ATTR_SEED, ATTR_OPTIONS, ATTR_UNAVAILABLE,
+                       ATTR_BUDGET, ATTR_CONFIG, ATTR_STEPS, ATTR_MODEL, ATTR_WEIGHTS, "train_seconds",
+                       "eval_seconds", "epochs", "progress", "train_loss", "val_error_model"})
+"""The user attributes automl writes itself: a trick's ``run.attrs`` may not use these keys."""
+
+
+def attrs_problem(attrs: dict[str, Any]) -> str | None:
+    """Why a run's ``attrs`` cannot be stored with its trial as they are (a key of automl's own, or a value
+    that stopped being JSON after it was set, e.g. a list a tensor was appended to), or None."""
+    for key, value in attrs.items():
+        if key in OWN_ATTRS:
+            return f"run.attrs[{key!r}] is a key automl records itself; prefix it with the trick's name"
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            return f"run.attrs[{key!r}] = {value!r} cannot be stored with the trial as JSON ({exc})"
+    return None
+
+
 # -- what Optuna records itself, in the system attributes ------------------------------------------
 SYS_RETRY_HISTORY = "retry_history"
 """Set by Optuna's retry callback on a retry: the numbers of the trials it re-runs, the first first."""
@@ -46,6 +66,9 @@ SYS_FAIL_REASON = "fail_reason"
 
 # -- the study's user attributes -------------------------------------------------------------------
 STUDY_FILE, STUDY_DATASET, STUDY_MODEL = "study_file", "dataset", "model"
+STUDY_PLUGINS = "plugins"
+"""``{trick: source}``: where each trick the study has searched came from (``"<distribution> <version>:
+<module>"`` or a file path), so that a resume with a trick from elsewhere is refused (see ``automl run``)."""
 
 STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
                TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}

@@ -205,6 +205,8 @@ def replay_run(loaded: LoadedRun, host: Host, context: TrialContext | None) -> R
     run = loaded.run
     sources = run.source.plugins
     for name in _included(run.tricks):
+        if name in host.blocked:
+            host.trick(name)  # says why: two plugins provide it, or its class is invalid
         if name not in host.tricks:
             where = f"the study had it from {sources[name]}; " if name in sources else ""
             raise loaded.error(f"[tricks] trick {name!r} is not installed; {where}fix: install its plugin, "

@@ -51,6 +51,8 @@ class Overrides:
     device: str | None = None
     seed: int | None = None
     accept_task_change: bool = False
+    accept_plugin_change: bool = False
+    """Resume even when a trick now comes from another plugin or version than the study's trials had it from."""
 
 
 @dataclass
@@ -76,6 +78,7 @@ class PreparedStudy:
     """This process's index among ``--workers N``; None for a run in one process."""
     accept_task_change: bool = False
     """Resume the study although its file now names another data set or model."""
+    accept_plugin_change: bool = False
 
 
 def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(), *,
@@ -100,7 +103,7 @@ def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(
         storage_url=resolve_url(overrides.storage, config.study.storage), tricks=tricks, settings=settings,
         data=data, device=device, trial_budget=trial_budget, total_budget=total_budget,
         n_trials=overrides.n_trials or config.study.n_trials, seed=seed,
-        accept_task_change=overrides.accept_task_change,
+        accept_task_change=overrides.accept_task_change, accept_plugin_change=overrides.accept_plugin_change,
         plugins=[{"trick": name, "plugin": host.tricks[name].plugin, "source": host.tricks[name].source}
                  for name in sorted(tricks)])
 
@@ -183,6 +186,7 @@ def create_study(prepared: PreparedStudy, *, new_session: bool = True) -> optuna
     config = prepared.study_file.config
     storage = open_storage(prepared.storage_url)
     _refuse_another_task(storage, prepared)
+    sources = _plugin_sources(storage, prepared)
     ledger = Ledger(storage.engine, prepared.name)
     ledger.open(prepared.total_budget.amount if prepared.total_budget is not None else None)
     if new_session:
@@ -195,6 +199,8 @@ def create_study(prepared: PreparedStudy, *, new_session: bool = True) -> optuna
         study.set_user_attr(records.STUDY_FILE, prepared.study_file.path)
         study.set_user_attr(records.STUDY_DATASET, config.task.dataset)
         study.set_user_attr(records.STUDY_MODEL, config.task.model)
+    if study.user_attrs.get(records.STUDY_PLUGINS) != sources:
+        study.set_user_attr(records.STUDY_PLUGINS, sources)
     try:
         with session_scope(storage.engine) as session:
             StudySourceModel.record(session, prepared.name, prepared.study_file.path, prepared.study_file.text,
@@ -231,6 +237,33 @@ def _refuse_another_task(storage: optuna.storages.BaseStorage, prepared: Prepare
             raise UserError(f"study {prepared.name!r} was run with {kind} {before!r}, but "
                             f"{prepared.study_file.path} has {now!r}; give it another [study] name or "
                             "--study-name to start a new study (or --accept-task-change to mix them)")
+
+
+def _plugin_sources(storage: optuna.storages.BaseStorage, prepared: PreparedStudy) -> dict[str, str]:
+    """Where the study's tricks come from, the earlier ones kept; a trick that now comes from another plugin
+    or version than the study's trials had it from is refused unless ``accept_plugin_change``."""
+    before = _recorded_sources(storage, prepared.name)
+    now = {p["trick"]: p["source"] for p in prepared.plugins}
+    changed = sorted(n for n in now if n in before and before[n] != now[n])
+    if changed and not prepared.accept_plugin_change:
+        name = changed[0]
+        more = f" (and {', '.join(map(repr, changed[1:]))})" if changed[1:] else ""
+        raise UserError(f"study {prepared.name!r} ran trick {name!r} from {before[name]}, but it now comes from "
+                        f"{now[name]}{more}: the same parameters may mean another thing; install the plugin it ran "
+                        "with, or pass --accept-plugin-change to go on with the new one")
+    return {**before, **now}
+
+
+def _recorded_sources(storage: optuna.storages.BaseStorage, name: str) -> dict[str, str]:
+    """``{trick: source}`` the study recorded; for a study from before that record, its source rows'."""
+    try:
+        attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(name))
+    except KeyError:
+        return {}
+    if records.STUDY_PLUGINS in attrs:
+        return dict(attrs[records.STUDY_PLUGINS])
+    with session_scope(storage.engine) as session:
+        return {p["trick"]: p["source"] for row in StudySourceModel.history(session, name) for p in row.plugins}
 
 
 def run_study(prepared: PreparedStudy, study: optuna.Study | None = None, *,

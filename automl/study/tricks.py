@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from automl.errors import UserError
 from automl.host import Host
-from automl.space import (Choices, Override, Pinned, Range, SpaceRecorder, TrickSettings, build_trick, option_names,
+from automl.space import (Choices, Override, Pinned, Range, SpaceRecorder, TrickSettings, check_space, option_names,
                           pinned_conflicts)
 from automl.study.config import StudyFile
 from automl.trick import Trick
@@ -16,11 +16,16 @@ from automl.trick import Trick
 def study_tricks(study: StudyFile, host: Host) -> tuple[dict[str, type[Trick]], dict[str, TrickSettings]]:
     """The trick classes this study searches over and what the file pins or overrides for each."""
     section = study.config.tricks
-    names = sorted(host.tricks) if section.include == "*" else list(section.include)
-    for name in [*names, *section.exclude, *section.tables]:
-        if name not in host.tricks:
-            raise study.error("[tricks]", _unknown(host, name))
+    # "*" is every installed trick, the blocked ones too: a study must not silently search fewer.
+    names = sorted({*host.tricks, *host.blocked}) if section.include == "*" else list(section.include)
+    for name in section.exclude:
+        if name not in host.tricks and name not in host.blocked:
+            raise study.error("[tricks] exclude", _unknown(host, name))
     names = [n for n in names if n not in section.exclude]
+    for name in [*names, *section.tables]:
+        if name not in host.tricks:
+            hint = f"; or add {name!r} to [tricks] exclude" if section.include == "*" else ""
+            raise study.error("[tricks]", _unknown(host, name) + hint)
     for name in section.tables:
         if name not in names:
             raise study.error(f"[tricks.{name}]", f"configures a trick that is not included; add {name!r} to [tricks] include")
@@ -63,7 +68,7 @@ def _trick_settings(study: StudyFile, name: str, cls: type[Trick], table: Any) -
         else:
             raise study.error(where, f"unknown key {key!r}; valid: {', '.join(valid)}")
     try:
-        build_trick(cls, SpaceRecorder(name, overrides), options)
+        check_space(cls, overrides, options)  # the narrowed space, sampled as the host samples the declared one
     except (ValueError, TypeError) as exc:
         raise study.error(where, str(exc)) from None
     return TrickSettings(enabled=enabled, overrides=overrides, options=options)

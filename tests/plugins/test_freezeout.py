@@ -152,6 +152,7 @@ class HalfLR(Trick):
     """Another trick that gives every param group its own lr_scale, before FreezeOut's setup."""
 
     name = "half_lr"
+    order = -1  # a study runs hooks in order, then by name: before freezeout
 
     def setup(self, run):
         run.regroup(lambda name, param: {"lr_scale": 0.5, "tag": name.startswith("0.")})
@@ -163,6 +164,7 @@ def test_keeps_the_lr_scale_another_trick_gave_and_its_groups():
 
     class Groups(Trick):
         name = "groups"
+        order = 1  # after freezeout's setup
 
         def setup(self, run):
             seen.extend((g[GROUP_KEY], g["tag"], len(g["params"])) for g in run.optimizer.param_groups)

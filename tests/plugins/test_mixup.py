@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from automl.testing import tiny_data, tiny_model, train_tiny
+from automl.testing import LAST, BatchRecorder, tiny_data, tiny_model, train_tiny
 from automl.trick import Trick
 from automl_plugins.label_smoothing import LabelSmoothing
 from automl_plugins.mixup import Mixup, mixup
@@ -41,25 +41,13 @@ def test_mixed_targets_match_a_reference_exactly():
     assert torch.equal(same_x, x) and torch.equal(same_y, F.one_hot(y, K).float())
 
 
-class Snapshot(Trick):
-    """The batch as it is where this trick sits in the list of tricks."""
-
-    name = "snapshot"
-
-    def __init__(self):
-        self.batches = []
-
-    def transform_batch(self, run, x, y):
-        self.batches.append((x.clone(), y.clone()))
-        return x, y
-
-
 def _mixed_run(alpha=0.4, budget="10steps", seed=None):
-    trick, before, after = Mixup(alpha=alpha, seed=seed), Snapshot(), Snapshot()
+    trick, before, after = Mixup(alpha=alpha, seed=seed), BatchRecorder(before=True), BatchRecorder()
     lams, perms = [], []
 
     class Record(Trick):
         name = "record"
+        order = LAST  # after mixup, which draws lam and perm in its transform_batch
 
         def transform_batch(self, run, x, y):
             lams.append(trick.lam)

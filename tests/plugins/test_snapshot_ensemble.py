@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from automl.testing import run_for, StepRecorder, tiny_data, tiny_model, train_tiny
+from automl.testing import LAST, run_for, StepRecorder, tiny_data, tiny_model, train_tiny
 from automl.trick import Trick
 from automl_plugins.snapshot_ensemble import SnapshotEnsemble, cycle_of, snapshot_lr_factor
 
@@ -145,6 +145,7 @@ class CostRecorder(Trick):
     """``run.attrs`` as each step starts."""
 
     name = "cost_recorder"
+    order = LAST  # after the ensemble's own hooks, as a study would run it
 
     def __init__(self):
         self.seen: list[tuple[int | None, int | None]] = []

@@ -12,6 +12,8 @@ from automl.cli import main
 from automl.study.objective import TURN_OFF_AFTER
 
 PLUGIN = '''
+import inspect
+
 from automl import Trick, hookimpl
 
 
@@ -38,8 +40,10 @@ class Refuses(Trick):
         return {"mode": trial.suggest_categorical("mode", ["fine", "bad"])}
 
     def __init__(self, mode="fine"):
-        # The host builds it from its space's first choice at load; a study may still sample the other.
-        if mode == "bad":
+        # The host builds a trick from points of its space at load, where a refusal of its own values is
+        # caught; this one refuses only when a trial builds it, as an __init__ failing on something other
+        # than its params would (a file, a device), and so reaches the trial.
+        if mode == "bad" and any(f.function == "select_tricks" for f in inspect.stack(0)):
             raise ValueError(f"refuses {mode=}")
 
 
@@ -50,9 +54,16 @@ class BadAttr(Trick):
         run.attrs["bad_attr.model"] = run.model
 
 
+class OwnKey(Trick):
+    name = "own_key"
+
+    def on_trial_end(self, run, ended):
+        run.attrs["steps"] = -1  # would overwrite the steps automl records
+
+
 @hookimpl
 def automl_register_tricks():
-    return [Breaks, Refuses, BadAttr]
+    return [Breaks, Refuses, BadAttr, OwnKey]
 '''
 
 
@@ -86,8 +97,7 @@ def test_a_hook_raising_at_step_4_fails_only_the_trials_that_enable_it(capsys, w
 
 
 def test_an_init_that_raises_fails_the_trial_with_all_its_params(capsys, write_study, sqlite_url, tmp_path):
-    # The host builds the trick from its space's first choice at load, and a study file's pinned values at
-    # load too: only a sampled value reaches __init__ in the middle of a study.
+    # Refuses says no only when a trial builds it: the host's load-time check of its space passes.
     code, err, trials = _run(capsys, write_study, sqlite_url, tmp_path,
                              '[tricks]\ninclude = ["refuses", "warmup"]\n[tricks.refuses]\nenabled = true\n'
                              '[tricks.warmup]\nenabled = true\n', n_trials=5)
@@ -140,3 +150,13 @@ def test_an_engine_error_still_ends_the_study(capsys, write_study, sqlite_url, t
         _run(capsys, write_study, sqlite_url, tmp_path, "", n_trials=3)
     trials = optuna.load_study(study_name="tiny", storage=sqlite_url).trials
     assert len(trials) == 1 and trials[0].state == optuna.trial.TrialState.FAIL
+
+
+def test_attrs_a_study_cannot_store_fail_the_trial_as_try_trick_says(capsys, write_study, sqlite_url, tmp_path):
+    code, err, trials = _run(capsys, write_study, sqlite_url, tmp_path,
+                             '[tricks]\ninclude = ["own_key"]\n[tricks.own_key]\nenabled = true\n', n_trials=1)
+    assert code == 0, err
+    (t,) = trials
+    assert t.state == optuna.trial.TrialState.FAIL and t.user_attrs["end_reason"] == "bad_attrs"
+    assert t.user_attrs["end_detail"] == ("run.attrs['steps'] is a key automl records itself; prefix it with the "
+                                          "trick's name")

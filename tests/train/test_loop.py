@@ -411,4 +411,7 @@ def test_two_owners_of_the_step_are_refused(data):
         name = "other_steps"
 
     with pytest.raises(ValueError, match="two_steps and other_steps each replace the training step"):
+        train(tiny_model(data), data, tiny_settings(), Budget.parse("2steps"), tricks=[TwoSteps(), Other()])
+    # train_tiny, as a study, never has both on: its own check comes first.
+    with pytest.raises(ValueError, match="tricks other_steps and two_steps both own 'step'"):
         _train(data, [TwoSteps(), Other()], "2steps")
