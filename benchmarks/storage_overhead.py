@@ -1,11 +1,11 @@
 """The overhead of automl's study loop over plain ``optuna.create_study(...).optimize``, per trial.
 
 What it measures: trials per second with a no-op trainer. automl's side is its real worker loop
-(``automl.study.runner.Worker``: fail stale trials, reserve time and trial slot in the ledger,
-ask, heartbeat, tell, settle) around an objective that suggests every trick's parameters through ``select_tricks`` and
+(``automl.study.worker.Worker``: recover dead workers' trials, reserve time and trial slot in the
+ledger, ask, tie the reservation, heartbeat, tell, settle; every call retried on transient errors) around an objective that suggests every trick's parameters through ``select_tricks`` and
 returns at once instead of training. Plain Optuna's side is ``study.optimize`` over an objective
 that makes the same suggestions, with the same sampler (random, seeded) and the same storage (an
-``RDBStorage`` with the same heartbeat settings), in a fresh study. Both run on SQLite and on
+``RDBStorage`` with a heartbeat every 30 s, as automl's), in a fresh study. Both run on SQLite and on
 PostgreSQL with 1 and 4 worker processes (each process its own study object, as workers are).
 
 Run it::
@@ -51,8 +51,10 @@ def _setup(folder: str):
     from automl.study.tricks import study_tricks
     from automl.trick import TrialContext
 
+    from automl.files import atomic_write
+
     path = Path(folder) / "study.toml"
-    path.write_text(textwrap.dedent(STUDY))
+    atomic_write(path, textwrap.dedent(STUDY))  # the worker processes write it at once
     study_file = load_study_file(path)
     tricks, settings = study_tricks(study_file, get_host())
 
@@ -99,7 +101,7 @@ def _worker(kind: str, url: str, name: str, trials: int, total: int, folder: str
     study_file, suggest = _setup(folder)
     seed = uuid.uuid4().int % 10_000
     if kind == "optuna":
-        storage = open_storage(url, heartbeat_interval=30)
+        storage = optuna.storages.RDBStorage(url, heartbeat_interval=30)  # as an Optuna user with heartbeats
         study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler("random", seed))
         start.wait()
         study.optimize(suggest, n_trials=trials, gc_after_trial=False)
@@ -107,11 +109,10 @@ def _worker(kind: str, url: str, name: str, trials: int, total: int, folder: str
     from automl.budget import Budget
     from automl.storage.ledger import Ledger
     from automl.storage.optuna_adapter import study_engine
-    from automl.study.worker import SettleStaleTrial
 
-    storage = open_storage(url, heartbeat_interval=30, heartbeat_stale_trial_callback=SettleStaleTrial())
+    storage = open_storage(url)  # automl's: every call retried on a transient error
     study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler("random", seed))
-    worker = Worker(study, Ledger(study_engine(study), name), Budget(1, "steps"), total)
+    worker = Worker(study, Ledger(study_engine(study), name), Budget(1, "steps"), total, interval=30, grace=60)
     start.wait()
     while (trial := worker.next_trial()) is not None:
         worker.run(trial, Suggesting(suggest))

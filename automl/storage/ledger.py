@@ -163,6 +163,27 @@ class Ledger:
                 TrialCostModel.study_name == self.study_name, TrialCostModel.state == RUNNING,
                 TrialCostModel.heartbeat_at < cutoff)))
 
+    def settled_among(self, trial_numbers: list[int], older_than: float) -> list[int]:
+        """Which of ``trial_numbers`` were settled more than ``older_than`` seconds ago (database clock)."""
+        if not trial_numbers:
+            return []
+        with self.engine.begin() as connection:
+            cutoff = database_now(connection) - timedelta(seconds=older_than)
+            return list(connection.scalars(sa.select(TrialCostModel.trial_number).where(
+                TrialCostModel.study_name == self.study_name, TrialCostModel.trial_number.in_(trial_numbers),
+                TrialCostModel.state.in_(SETTLED_STATES), TrialCostModel.heartbeat_at < cutoff)))
+
+    def resettle_failed(self, trial_number: int, *, retried: bool) -> None:
+        """A settled trial that is failed after all (its worker died before telling Optuna how it ended): its
+        row says so, and a ``retried`` one gives its place among ``n_trials`` to its retry."""
+        with self.engine.begin() as connection:
+            connection.execute(sa.update(TrialCostModel).where(
+                TrialCostModel.study_name == self.study_name, TrialCostModel.trial_number == trial_number,
+            ).values(state="failed"))
+            if retried:
+                connection.execute(_MOVE, {"r": 0.0, "spent": 0.0, "uncount": 1, "s": self.study_name,
+                                           "now": utcnow()})
+
     def attached(self) -> set[int]:
         """The trial numbers that hold a cost row, settled or not."""
         with self.engine.connect() as connection:
@@ -266,6 +287,7 @@ class Ledger:
 
 # Every call is one transaction of its own: on a transient error it is run again (automl.storage.retry).
 for _name in ("open", "start_session", "reserve", "release", "reclaim", "attach", "heartbeat", "stale", "attached",
+              "settled_among", "resettle_failed",
               "waiting_for_trial", "record_unreserved", "settle", "settle_stale", "estimate", "completed_mean",
               "totals"):
     setattr(Ledger, _name, retrying(getattr(Ledger, _name)))

@@ -10,6 +10,7 @@ row's heartbeat, dated by the database's clock, is younger than the grace period
 from __future__ import annotations
 
 import sys
+import time
 
 import optuna
 from optuna.distributions import BaseDistribution
@@ -45,31 +46,48 @@ def will_retry(trial: FrozenTrial) -> bool:
 class Recovery:
     """The recovery of one study, as run by one of its workers."""
 
-    def __init__(self, study: optuna.Study, ledger: Ledger, grace: float) -> None:
+    def __init__(self, study: optuna.Study, ledger: Ledger, grace: float, every: float = 0.0) -> None:
         self.study, self.ledger, self.grace = study, ledger, grace
+        self.every = every
+        """Seconds between two recoveries by :meth:`run_due`: nothing goes stale faster than a heartbeat."""
+        self.last: float | None = None
+
+    def run_due(self) -> None:
+        """:meth:`run`, if it has not run in the last ``every`` seconds (it costs a few statements)."""
+        if self.last is None or time.monotonic() - self.last >= self.every:
+            self.run()
 
     def run(self) -> None:
         """Fail the dead workers' trials, settle every cost row left open, and enqueue the retries."""
+        self.last = time.monotonic()
         with advisory_lock(study_engine(self.study), f"automl-recovery:{self.study.study_name}"):
             self.ledger.reclaim(self.grace)
             self._settle_dead()
+            self._fail_told_late()
             self._fail_orphans()
             self._enqueue_retries()
 
     def _settle_dead(self) -> None:
-        """Cost rows whose heartbeat stopped: fail their trial if it still runs, then settle the row.
-
-        A worker that died after telling Optuna but before settling left a finished trial: it is
-        settled in the state it ended in, to the seconds the worker recorded just before telling.
-        """
+        """Cost rows whose heartbeat stopped: fail their trial if it still runs, then settle the row to the
+        seconds its last heartbeat recorded."""
         for number in self.ledger.stale(self.grace):
             trial = self._trial(number)
             if trial.state == TrialState.RUNNING:
                 trial = self._fail(trial, WORKER_DIED, f"its worker sent no heartbeat for {self.grace:g} s "
-                                                       "(killed, crashed or frozen)")
+                                                       "(killed, crashed or frozen)") or self._trial(number)
             state = trial.state if trial.state in STATE_NAMES else TrialState.FAIL
             self.ledger.settle_stale(number, STATE_NAMES[state],
                                      retried=state == TrialState.FAIL and will_retry(trial))
+
+    def _fail_told_late(self) -> None:
+        """RUNNING trials whose cost row was settled ``grace`` seconds ago: their worker settled them and died
+        before telling Optuna. Their result is lost: fail them, and free their place for the retry."""
+        running = {t.number: t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        for number in self.ledger.settled_among(list(running), self.grace):
+            trial = self._fail(running[number], WORKER_DIED, "its worker died between settling the trial's time "
+                                                              "and telling Optuna how it ended")
+            if trial is not None:
+                self.ledger.resettle_failed(number, retried=will_retry(trial))
 
     def _fail_orphans(self) -> None:
         """RUNNING trials that no reservation was ever tied to: their worker died between creating the
@@ -125,13 +143,14 @@ class Recovery:
         storage = self.study._storage
         return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number))
 
-    def _fail(self, trial: FrozenTrial, reason: str, detail: str) -> FrozenTrial:
-        """Fail a RUNNING trial with its reason; the trial as it is now (another worker may have ended it)."""
+    def _fail(self, trial: FrozenTrial, reason: str, detail: str) -> FrozenTrial | None:
+        """Fail a RUNNING trial with its reason: the failed trial, or None when it had ended meanwhile (its
+        worker came back, or another recovery failed it first)."""
         try:
             set_user_attrs(self.study, trial_id(trial), {ATTR_END: reason, ATTR_DETAIL: detail})
             self.study.tell(trial.number, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # its worker came back and ended it first
+            return None
         return self._trial(trial.number)
 
 

@@ -19,7 +19,7 @@ from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import set_user_attrs, trial_id
 from automl.storage.retry import DatabaseLost
 from automl.study.objective import Outcome, TrialPlan
-from automl.study.records import ATTR_DETAIL, ATTR_END, ATTR_SPENT, FINISHED, STATE_NAMES
+from automl.study.records import ATTR_DETAIL, ATTR_END, ATTR_SPENT, STATE_NAMES
 from automl.study.recovery import INTERRUPTED, Recovery
 
 
@@ -52,7 +52,7 @@ class Worker:
         """Seconds between the running trial's heartbeats."""
         self.artifacts = artifacts
         """Where completed trials' models go; None keeps none."""
-        self.recovery = Recovery(study, ledger, grace)
+        self.recovery = Recovery(study, ledger, grace, every=interval)
         self.first_estimate = first_estimate
         """What a trial in steps or epochs costs before any has completed (a timed calibration)."""
         self.reservations: dict[int, int] = {}
@@ -61,8 +61,12 @@ class Worker:
     def next_trial(self) -> optuna.Trial | None:
         """The next trial, holding its reservation, or None when the study is done (n_trials or total budget)."""
         checkpoint()
-        self.recovery.run()
+        self.recovery.run_due()
         reservation = self.ledger.reserve(self.trial_budget, self.n_trials, first_estimate=self._first_estimate())
+        if reservation is None:
+            self.recovery.run()  # what it gives back (a dead worker's slot, its time) may leave room
+            reservation = self.ledger.reserve(self.trial_budget, self.n_trials,
+                                              first_estimate=self._first_estimate())
         if reservation is None:
             self.recovery.close_waiting()
             return None
@@ -87,6 +91,7 @@ class Worker:
         if self.first_estimate is None or self.trial_budget.unit == "seconds":
             return 0.0
         if self.ledger.completed_mean() is not None or self.ledger.totals().total is None:
+            self.first_estimate = None  # measured costs from now on (or no total to bound): never again
             return 0.0
         estimate, self.first_estimate = self.first_estimate(), None
         self._first_estimate = lambda: estimate
@@ -113,17 +118,15 @@ class Worker:
             return self._taken_over(trial)
         outcome = self._failure(trial, error, time.perf_counter() - started) if outcome is None or error else outcome
         retried = isinstance(error, KeyboardInterrupt)
-        reservation = self.reservations.pop(trial.number)
-        # What the trial spent, in its cost row before Optuna is told: a worker that dies between the
-        # two leaves a finished trial whose row the next recovery settles to exactly this.
-        self.ledger.heartbeat(reservation, outcome.spent_seconds)
+        # Settled before Optuna is told: a worker that dies between the two leaves a RUNNING trial with a
+        # settled cost row, which the next recovery fails and retries (see Recovery._fail_told_late).
+        self.ledger.settle(self.reservations.pop(trial.number), trial.number, outcome.spent_seconds,
+                           STATE_NAMES[outcome.state], retried=retried)
         try:
             frozen = self.study.tell(trial, outcome.value if outcome.state == TrialState.COMPLETE else None,
                                      state=outcome.state, skip_if_finished=True)
         except optuna.exceptions.UpdateFinishedTrialError:
             return self._taken_over(trial)
-        state = frozen.state if frozen.state in FINISHED else TrialState.FAIL
-        self.ledger.settle(reservation, trial.number, outcome.spent_seconds, STATE_NAMES[state], retried=retried)
         if error is not None:
             raise error
         return frozen

@@ -170,19 +170,23 @@ def test_a_stale_trial_failed_before_its_settlement_is_settled_and_retried_by_th
     assert_balanced(study, 3)
 
 
-def test_a_worker_that_died_between_telling_and_settling_is_settled_to_what_it_recorded(faulty):
+def test_a_worker_that_died_between_settling_and_telling_has_its_trial_failed_and_retried(faulty):
     prepared, study = faulty()
     ledger = Ledger(study_engine(study), study.study_name)
     reservation = ledger.reserve(5.0, n_trials=3)
     trial = study.ask({"train.lr": optuna.distributions.FloatDistribution(0.01, 0.5, log=True)})
     assert ledger.attach(reservation, trial.number)
-    ledger.heartbeat(reservation, 0.75)  # the worker's last write before telling Optuna
-    study.tell(trial, 0.5)  # ... and it died before settling
+    assert ledger.settle(reservation, trial.number, 0.75, "complete")  # ... and it died before telling Optuna
     backdate(study, GRACE + 1)
-    run_study(prepared, study)
+    recovery = Recovery(study, ledger, GRACE)
+    recovery.run()
+    recovery.run()  # once more, as a second worker would: nothing changes
     row = cost_rows(study)[trial.number]
-    assert (row.state, row.spent_seconds) == ("complete", pytest.approx(0.75))
-    assert not [t for t in study.trials if t.system_attrs.get("failed_trial") == trial.number]  # not re-run
+    assert (row.state, row.spent_seconds) == ("failed", pytest.approx(0.75))  # its time still counted
+    assert study.get_trials(deepcopy=False)[trial.number].user_attrs["end_reason"] == WORKER_DIED
+    assert ledger.totals().trials == 0  # its place is its retry's
+    run_study(prepared, study)
+    assert [t.system_attrs.get("failed_trial") for t in study.trials].count(trial.number) == 1
     assert_balanced(study, 3)
 
 
