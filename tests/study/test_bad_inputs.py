@@ -200,6 +200,15 @@ def test_a_study_run_again_with_another_model_or_dataset_is_refused(capsys, writ
     assert "'small_cnn'" in err and "'resnet20'" in err and "other" in err
 
 
+def test_a_study_run_again_with_another_model_runs_when_the_user_accepts_it(capsys, write_study, existing_db):
+    study = edited(write_study(name="other", n_trials=2), 'model = "small_cnn"', 'model = "resnet20"')
+    err = run_refused(capsys, existing_db, study)
+    assert "--accept-task-change" in err  # the refusal names the way through
+    code, out, err = run_cli(capsys, "run", str(study), "--storage", f"sqlite:///{existing_db}", "--accept-task-change")
+    assert code == 0, err
+    assert len(optuna.load_study(study_name="other", storage=f"sqlite:///{existing_db}").trials) == 2
+
+
 def test_a_study_run_again_with_another_search_range_resumes(capsys, write_study, existing_db):
     study = write_study(name="other", n_trials=2)
     study = edited(study, "lr = 0.05", "lr = { low = 0.01, high = 0.1, log = true }")
