@@ -12,13 +12,6 @@ from automl_plugins.cutout import Cutout, cutout_mask, patch_side
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-class BatchBefore(BatchRecorder):
-    """Records each batch before cutout (whose order is -20) changes it."""
-
-    name = "batch_before"
-    order = -100
-
-
 def patch_of(zeroed: torch.Tensor) -> tuple[range, range] | None:
     """The rows and columns of the one rectangle that ``zeroed`` (H, W) is, or None when nothing is;
     fails when the True pixels are not one axis-aligned rectangle."""
@@ -67,7 +60,7 @@ def test_an_image_gets_a_patch_with_probability_p():
 @pytest.mark.parametrize("p", [1.0, 0.5])
 def test_training_batches_have_one_zero_patch_per_chosen_image_and_are_untouched_elsewhere(p):
     data = tiny_data(shape=(3, 8, 8))
-    before, after = BatchBefore(), BatchRecorder()
+    before, after = BatchRecorder(before=True), BatchRecorder()  # before and after cutout (order -20)
     cutout = Cutout(size=0.5, p=p, seed=0)
     result = train_tiny([before, cutout, after], "10steps", data=data, augment=True, flip=True)
     assert result.steps == len(before.batches) == len(after.batches) == 10

@@ -29,8 +29,8 @@ DEADLINE = 120.0
 
 @pytest.fixture
 def study_file(write_study):
-    """Trials of 3 s of device time (long enough to be caught running), 1 s heartbeats, 2 s grace."""
-    path = write_study(n_trials=4, trial_budget="3s")
+    """Two trials of 2 s of device time (long enough to be caught running), 1 s heartbeats, 2 s grace."""
+    path = write_study(n_trials=2, trial_budget="2s")
     text = path.read_text().replace("seed = 0", "seed = 0\nheartbeat_interval = 1\ngrace_period = 2")
     path.write_text(text.replace("lr = 0.05\n", "lr = { low = 0.01, high = 0.5, log = true }\n"))
     return path
