@@ -191,6 +191,15 @@ def test_export_never_writes_outside_the_folder(capsys, tmp_path, monkeypatch):
     assert default_run_file("tiny", 3) == Path("tiny-trial3.toml")
 
 
+# 9 (a grace period no longer than a heartbeat takes every live worker for dead) --------
+
+
+def test_a_grace_period_not_longer_than_the_heartbeat_interval_is_refused(capsys, write_study, db):
+    study = with_study_keys(write_study(), "heartbeat_interval = 5", "grace_period = 5")
+    err = run_refused(capsys, db, study)
+    assert "grace_period (5) must be longer than heartbeat_interval (5)" in err and "at least 10" in err
+
+
 # 25 ------------------------------------------------------------------------------------
 
 

@@ -182,12 +182,14 @@ def test_a_paused_worker_whose_trial_was_taken_over_drops_its_result_and_goes_on
 
 def test_two_runs_started_at_once_on_a_new_database_both_create_and_run_the_study(
         write_study, postgres_url, child_env):
-    path = write_study(n_trials=2)
+    path = write_study(n_trials=4)
+    path.write_text(path.read_text().replace("lr = 0.05\n", "lr = { low = 0.01, high = 0.5, log = true }\n"))
     runs = [start(path, postgres_url, child_env()) for _ in range(2)]
     for run in runs:
         assert run.wait(DEADLINE) == 0, run.stderr.read()
     done = [t for t in trials(postgres_url) if t.state == TrialState.COMPLETE]
-    assert len(done) == 2
+    assert len(done) == 4
+    assert len({t.params["train.lr"] for t in done}) == 4  # two machines joining one study draw apart (item 2)
 
 
 def terminate_connections(server: str, database: str, stop: threading.Event, every: float) -> list[int]:
