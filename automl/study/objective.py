@@ -106,7 +106,7 @@ class Objective:
         except TrickError as exc:
             tricks, failure = [], exc
         settings = self.config.train.resolve(trial)
-        seed = records.training_seed(self.seed, records.original_number(trial.storage.get_trial(trial_id(trial))))
+        seed = self._seed(trial)
         attrs: dict[str, Any] = {records.ATTR_TRICKS: [t.name for t in tricks], records.ATTR_BUDGET: str(self.budget),
                                  records.ATTR_CONFIG: config_digest(self.config), records.ATTR_SEED: seed,
                                  records.ATTR_VAL_SIZE: len(self.data.val)}
@@ -115,6 +115,15 @@ class Objective:
         if options:
             attrs[records.ATTR_OPTIONS] = options
         return TrialPlan(tricks, settings, seed, context, attrs, failure)
+
+    def _seed(self, trial: optuna.Trial) -> int:
+        """The trial's training seed; a retry trains with the seed of the trial it re-runs."""
+        storage = trial.storage
+        frozen = storage.get_trial(trial_id(trial))
+        number = records.original_number(frozen)
+        if number != frozen.number:
+            frozen = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(trial.study._study_id, number))
+        return records.training_seed(self.seed, records.seed_index(frozen))
 
     def train(self, trial: optuna.Trial, plan: TrialPlan) -> Outcome:
         """Train the planned trial, reporting each rung to the pruner."""

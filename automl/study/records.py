@@ -36,11 +36,18 @@ ATTR_INFERENCE_MS = "inference_ms_per_1000"
 """Measured milliseconds to predict 1000 images on ``ATTR_INFERENCE_DEVICE``, ensembles' every pass included."""
 ATTR_INFERENCE_FLOPS = "inference_flops_per_image"
 ATTR_INFERENCE_DEVICE = "inference_device"
+ATTR_COMPARE_ARM = "compare_arm"
+"""Set on an `automl compare` cell when it is queued: the name of the arm (the fixed recipe) it trains."""
+ATTR_COMPARE_SEED = "compare_seed"
+"""Set on an `automl compare` cell when it is queued: its seed index s. The cell trains with
+``training_seed(study seed, s)`` whatever its trial number, so every arm at seed s starts from the same
+weights and sees the same data order (the pairing of the comparison)."""
 ATTR_VAL_SIZE = "val_size"
 """The images of the validation split the trial's value counts its errors over: the n of its Wilson interval."""
 
 OWN_ATTRS = frozenset({ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL, ATTR_SEED, ATTR_OPTIONS, ATTR_UNAVAILABLE,
-                       ATTR_BUDGET, ATTR_CONFIG, ATTR_STEPS, ATTR_MODEL, ATTR_WEIGHTS, "train_seconds",
+                       ATTR_BUDGET, ATTR_CONFIG, ATTR_COMPARE_ARM, ATTR_COMPARE_SEED, ATTR_STEPS, ATTR_MODEL,
+                       ATTR_WEIGHTS, "train_seconds",
                        "eval_seconds", "epochs", "progress", "train_loss", "val_error_model"})
 """The user attributes automl writes itself: a trick's ``run.attrs`` may not use these keys."""
 
@@ -79,6 +86,12 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 def training_seed(study_seed: int, number: int) -> int:
     """The seed a trial trains with: the study's seed plus the trial's (original) number."""
     return study_seed + number
+
+
+def seed_index(first: FrozenTrial) -> int:
+    """What a trial's training seed derives from, read off the first trial of its retry chain: the seed index
+    an `automl compare` cell was queued with, else that trial's number."""
+    return first.user_attrs.get(ATTR_COMPARE_SEED, first.number)
 
 
 def original_number(trial: FrozenTrial) -> int:

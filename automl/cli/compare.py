@@ -1,0 +1,138 @@
+"""`automl compare STUDY.toml`: train the study's fixed recipes at each budget over paired seeds, and compare them."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from automl.cli.options import host, json_option, plugin_option, positive_int, print_json, quiet_optuna, stderr, \
+    stdout, storage_option
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from automl.study.compare import DEFAULT_SEEDS, PLAIN
+
+    parser.add_argument("study_file", metavar="STUDY.toml")
+    parser.add_argument("--variant", metavar="NAME", help="apply the file's [variants.NAME] table (e.g. cifar10)")
+    storage_option(parser)
+    parser.add_argument("--seeds", type=positive_int, default=DEFAULT_SEEDS, metavar="N",
+                        help=f"paired seeds per arm and budget, at least 2 (default {DEFAULT_SEEDS}): seed s gives "
+                             "every arm the same initial weights and data order")
+    parser.add_argument("--budgets", metavar="B1,B2,...",
+                        help="trial budgets to compare at, in order, e.g. 10s,20s,40s (default: the study's)")
+    parser.add_argument("--reference", metavar="ARM",
+                        help=f"the arm the others are tested against (default: {PLAIN!r}, the arm with no trick, "
+                             "else the first)")
+    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    plugin_option(parser)
+    json_option(parser, "print the comparison as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from automl.interrupts import stop_on_signals
+
+    with stop_on_signals():  # SIGTERM stops a comparison as Ctrl-C does; the next run trains the missing cells
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from automl.study import compare
+
+    prepared, arms, reference, budgets = _prepare(args)
+    per_budget = []
+    with _Progress(len(budgets)) as progress:
+        for budget in budgets:
+            study = compare.run_budget(prepared, arms, budget, args.seeds, on_queued=progress.add,
+                                       on_trial=progress.done)
+            per_budget.append((budget, compare.completed_cells(study, args.seeds)))
+    result = compare.comparison(prepared.name, arms, reference, args.seeds, per_budget)
+    if args.json:
+        print_json(result)
+    else:
+        _print(result)
+    return 0
+
+
+def _prepare(args: argparse.Namespace):
+    """Everything checked before anything is written: the file, its recipes, the reference, budgets, seeds."""
+    from automl.storage import resolve_url
+    from automl.study import compare
+    from automl.study.config import load_study_file
+    from automl.study.runner import Overrides, prepare
+
+    compare.check_seeds(args.seeds)
+    study_file = load_study_file(args.study_file, args.variant)
+    budgets = compare.parse_budgets(args.budgets, study_file.config.study.trial_budget)
+    url = resolve_url(args.storage, study_file.config.study.storage)
+    prepared = prepare(study_file, host(args.plugin, args.traceback), Overrides(storage=url, device=args.device))
+    arms = compare.study_arms(prepared)
+    reference = compare.pick_reference(arms, args.reference)
+    quiet_optuna()
+    return prepared, arms, reference, budgets
+
+
+class _Progress:
+    """A progress bar over the cells on stderr; the cells of a budget are counted once they are queued."""
+
+    def __init__(self, budgets: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("compare"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=stderr(), transient=True)
+        self.task = self.bar.add_task("cells", total=0)
+
+    def add(self, cells: int) -> None:
+        self.bar.update(self.task, total=(self.bar.tasks[0].total or 0) + cells)
+
+    def done(self, study: Any, trial: Any) -> None:
+        self.bar.advance(self.task)
+
+    def __enter__(self) -> "_Progress":
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.stop()
+
+
+def _print(result: dict[str, Any]) -> None:
+    from automl.study.compare import smallest_p, verdicts
+
+    console = stdout()
+    for entry in result["budgets"]:
+        console.print(_table(entry, result["reference"]))
+    console.print(f"intervals: 95%, {result['ci_method']}; test: {result['test']}", soft_wrap=True)
+    for line in verdicts(result):
+        console.print(line, soft_wrap=True, markup=False)
+    for crossing in result["crossings"]:
+        console.print(f"order flips: {crossing['text']}", soft_wrap=True, markup=False)
+    floor = smallest_p(result["seeds"])
+    if floor > 0.05:
+        console.print(f"note: with {result['seeds']} seeds the sign-flip test cannot give p below {floor:.3g}; "
+                      "give more --seeds to tell arms apart", soft_wrap=True)
+
+
+def _table(entry: dict[str, Any], reference: str):
+    from rich.table import Table
+
+    table = Table(title=f"{entry['budget']} (study {entry['study']})")
+    for column in ("arm", "n", "val error [95% CI]", "single", "cost", "steps", f"vs {reference} [95% CI]",
+                   "p (Holm)", "P(better)"):
+        table.add_column(column, justify="left" if column == "arm" else "right")
+    for row in entry["arms"]:
+        test = row["vs_reference"] or {}
+        cost = f"{_num(row['inference_cost'])}x {_num(row['inference_ms_per_1000'], '.3g')} ms/1k"
+        table.add_row(row["arm"], str(row["n"]), f"{_num(row['mean'])} {_pair(row['ci'])}",
+                      _num(row["single_model_mean"]), cost, _num(row["steps"], "g"),
+                      f"{_num(test.get('diff'), '+.4f')} {_pair(test.get('ci'), '+.4f')}" if test else "-",
+                      f"{test['p']:.3g} ({test['p_holm']:.3g})" if test else "-", _num(test.get("p_better"), ".2f"))
+    return table
+
+
+def _num(value: Any, spec: str = ".4g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _pair(pair: Any, spec: str = ".4f") -> str:
+    return "-" if pair is None else f"[{format(pair[0], spec)}, {format(pair[1], spec)}]"

@@ -1,0 +1,319 @@
+"""Honest comparisons: the fixed recipes a study file leaves open, each trained at several budgets over the same
+paired seeds as ordinary Optuna trials, and what the statistics over those seeds allow one to say of them.
+
+Each budget is one Optuna study, ``<name>-compare-<budget>``, in the study's database; each (arm, seed) cell is
+one trial queued with the arm's parameters and the seed index (``records.ATTR_COMPARE_SEED``), run by the
+ordinary worker loop, so the ledger, recovery and retries apply and a second run trains only the missing cells.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import optuna
+from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from automl import stats
+from automl.budget import Budget
+from automl.errors import UserError
+from automl.space import ENABLED, OWNER_PREFIX, describe, select_tricks
+from automl.storage.ledger import Ledger
+from automl.storage.optuna_adapter import study_engine
+from automl.study import records
+from automl.study.recovery import will_retry
+from automl.study.runner import PreparedStudy, create_study, run_study
+from automl.train.settings import SEARCH_PREFIX
+from automl.trick import INFERENCE_COST, TrickError, TrialContext
+
+DEFAULT_SEEDS = 5
+PLAIN = "plain"
+"""The name of the arm that enables no trick (the default reference when the grid has one)."""
+_PRESENT = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+"""A cell with a trial in one of these states is not queued again (a running one may be a dead run's: recovery
+fails and retries it)."""
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One fixed recipe: its name, the tricks it enables, and every parameter its trials suggest."""
+
+    name: str
+    tricks: tuple[str, ...]
+    params: dict[str, Any]
+
+
+class _Probe:
+    """Stands in for an Optuna trial to walk a study's space: each categorical with several choices is one
+    decision, taken as ``path`` says (its first choice past the path); a numeric range is refused."""
+
+    number = 0
+
+    def __init__(self, path: Sequence[int]) -> None:
+        self.path = list(path)
+        self.decisions: list[tuple[int, int]] = []
+        """(index taken, number of choices) of each decision, in the order the trial asked."""
+        self.params: dict[str, Any] = {}
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        choices = list(choices)
+        index = 0
+        if len(choices) > 1:
+            at = len(self.decisions)
+            index = self.path[at] if at < len(self.path) else 0
+            self.decisions.append((index, len(choices)))
+        self.params[name] = choices[index]
+        return choices[index]
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False,
+                      step: float | None = None) -> float:
+        return self._fixed(name, FloatDistribution(low, high, log=log, step=step))
+
+    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False, step: int = 1) -> int:
+        return self._fixed(name, IntDistribution(low, high, log=log, step=step))
+
+    def _fixed(self, name: str, dist: FloatDistribution | IntDistribution) -> Any:
+        if dist.low != dist.high:
+            raise UserError(f"{name} is left as a range {describe(dist)}: a comparison compares fixed recipes; "
+                            f"pin it to one value ({_where(name)}), or list the values to compare as choices")
+        self.params[name] = dist.low
+        return dist.low
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        pass  # the probe records nothing: a trick's unavailability is recorded by the cells' own trials
+
+
+def _where(name: str) -> str:
+    group, _, key = name.partition(".")
+    return f"[train] {key} = ..." if group == SEARCH_PREFIX else f"[tricks.{group}] {key} = ..."
+
+
+def study_arms(prepared: PreparedStudy) -> list[Arm]:
+    """Every fixed recipe the study file leaves open, in the order a brute-force sampler would meet them:
+    each trick left on-or-off both ways, each owner choice, each categorical choice; a range is refused."""
+    context = TrialContext(study_name=prepared.name, trial_number=0, best_checkpoint=lambda: None)
+    found: list[tuple[tuple[str, ...], dict[str, Any]]] = []
+    path: list[int] | None = []
+    while path is not None:
+        probe = _Probe(path)
+        try:
+            tricks = select_tricks(probe, prepared.tricks, prepared.settings, context)
+        except TrickError as exc:
+            raise UserError(f"a recipe of the study cannot be built: {exc}") from None
+        prepared.study_file.config.train.resolve(probe)
+        found.append((tuple(t.name for t in tricks), probe.params))
+        path = _next_path(probe.decisions)
+    return _named(found)
+
+
+def _next_path(decisions: list[tuple[int, int]]) -> list[int] | None:
+    """The next branch of the define-by-run tree after the one ``decisions`` took (an odometer), or None."""
+    for at in reversed(range(len(decisions))):
+        index, choices = decisions[at]
+        if index + 1 < choices:
+            return [d[0] for d in decisions[:at]] + [index + 1]
+    return None
+
+
+def _named(found: list[tuple[tuple[str, ...], dict[str, Any]]]) -> list[Arm]:
+    """Arms named by their tricks (``PLAIN`` for none); recipes with the same tricks are told apart by the
+    parameters that differ between them."""
+    base = ["+".join(sorted(tricks)) or PLAIN for tricks, _ in found]
+    arms = []
+    for name, (tricks, params) in zip(base, found):
+        if base.count(name) > 1:
+            same = [p for n, (_, p) in zip(base, found) if n == name]
+            varied = [k for k in params if not _is_choice_of_tricks(k) and any(p.get(k) != params[k] for p in same)]
+            name += "(" + ", ".join(f"{k}={params[k]}" for k in varied) + ")"
+        arms.append(Arm(name, tricks, params))
+    return arms
+
+
+def _is_choice_of_tricks(param: str) -> bool:
+    return param.startswith(f"{OWNER_PREFIX}.") or param.endswith(f".{ENABLED}")
+
+
+def pick_reference(arms: Sequence[Arm], reference: str | None) -> Arm:
+    """The arm named ``reference``; by default the plain arm, else the first."""
+    if reference is None:
+        return next((a for a in arms if a.name == PLAIN), arms[0])
+    for arm in arms:
+        if arm.name == reference:
+            return arm
+    raise UserError(f"--reference {reference!r} is not an arm of this comparison; arms: "
+                    f"{', '.join(a.name for a in arms)}")
+
+
+def parse_budgets(text: str | None, default: Budget) -> list[Budget]:
+    """``--budgets 10s,20s,40s`` in the order given (the order crossings are read in); the study's by default."""
+    if not text:
+        return [default]
+    budgets = []
+    for part in text.split(","):
+        try:
+            budget = Budget.parse(part.strip())
+        except UserError as exc:
+            raise UserError(f"--budgets: {exc}") from None
+        if budget in budgets:
+            raise UserError(f"--budgets names {budget} twice; give each budget once")
+        budgets.append(budget)
+    return budgets
+
+
+def check_seeds(seeds: int) -> int:
+    if seeds < 2:
+        raise UserError(f"--seeds {seeds}: one seed gives no interval and no paired test; give --seeds 2 or more "
+                        "(6 or more for the sign-flip test to be able to reach p < 0.05)")
+    return seeds
+
+
+def compare_name(name: str, budget: Budget) -> str:
+    """The Optuna study that holds a comparison's cells at one budget."""
+    return f"{name}-compare-{budget}"
+
+
+def cell_of(first: FrozenTrial) -> tuple[str | None, int | None]:
+    """(arm, seed index) of a trial, read off the first trial of its retry chain."""
+    return first.user_attrs.get(records.ATTR_COMPARE_ARM), first.user_attrs.get(records.ATTR_COMPARE_SEED)
+
+
+def present_cells(study: optuna.Study) -> set[tuple[str | None, int | None]]:
+    """The cells trained, being trained, queued, or to be retried by recovery: none of them is queued again."""
+    trials = study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    retried = {t.system_attrs.get(records.SYS_RETRY_OF) for t in trials}
+    return {cell_of(by_number[records.original_number(t)]) for t in trials
+            if t.state in _PRESENT or (t.state == TrialState.FAIL and will_retry(t) and t.number not in retried)}
+
+
+def queue_missing(study: optuna.Study, arms: Sequence[Arm], seeds: int) -> int:
+    """Queue the (arm, seed) cells the study lacks, seed by seed (so a stopped run has whole seeds); how many."""
+    present = present_cells(study)
+    queued = 0
+    for seed in range(seeds):
+        for arm in arms:
+            if (arm.name, seed) not in present:
+                study.enqueue_trial(arm.params, user_attrs={records.ATTR_COMPARE_ARM: arm.name,
+                                                            records.ATTR_COMPARE_SEED: seed})
+                queued += 1
+    return queued
+
+
+def run_budget(prepared: PreparedStudy, arms: Sequence[Arm], budget: Budget, seeds: int, *,
+               on_queued: Callable[[int], Any] | None = None,
+               on_trial: Callable[[optuna.Study, FrozenTrial], Any] | None = None) -> optuna.Study:
+    """Train the missing cells of one budget through the study runner; the study holds them all after."""
+    cells = dataclasses.replace(prepared, name=compare_name(prepared.name, budget), trial_budget=budget,
+                                total_budget=None, n_trials=None)
+    study = create_study(cells)
+    # Every parameter of a cell is fixed when it is queued: nothing is sampled, and a fixed recipe is never cut
+    # short, whatever the study file says of its sampler and pruner.
+    study.sampler = optuna.samplers.RandomSampler(seed=prepared.seed)
+    study.pruner = optuna.pruners.NopPruner()
+    queued = queue_missing(study, arms, seeds)
+    if on_queued is not None:
+        on_queued(queued)
+    waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    # The ledger counts the trials started (a retried one gives its place to its retry): room for exactly the
+    # queued ones, so the worker loop ends when the queue is empty and never samples a trial of its own.
+    cells.n_trials = Ledger(study_engine(study), cells.name).totals().trials + waiting
+    if waiting:
+        run_study(cells, study, on_trial=on_trial)
+    return study
+
+
+def completed_cells(study: optuna.Study, seeds: int) -> dict[str, dict[int, FrozenTrial]]:
+    """``{arm: {seed: its completed trial}}`` over the first ``seeds`` seeds."""
+    trials = study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    done: dict[str, dict[int, FrozenTrial]] = {}
+    for trial in trials:
+        arm, seed = cell_of(by_number[records.original_number(trial)])
+        if trial.state == TrialState.COMPLETE and arm is not None and seed is not None and seed < seeds:
+            done.setdefault(arm, {})[seed] = trial
+    return done
+
+
+def _mean(values: Sequence[Any]) -> float | None:
+    present = [float(v) for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def arm_summary(arm: Arm, cells: dict[int, FrozenTrial]) -> dict[str, Any]:
+    """One arm at one budget: n, the mean validation error over seeds with its interval, and its costs."""
+    trials = [cells[s] for s in sorted(cells)]
+    values = [t.value for t in trials]
+    mean, ci = stats.mean_ci(values) if len(values) >= 2 else (_mean(values), None)
+    attrs = [t.user_attrs for t in trials]
+    return {
+        "arm": arm.name, "tricks": list(arm.tricks), "n": len(values), "mean": mean,
+        "ci": list(ci) if ci is not None else None,
+        "single_model_mean": _mean([a.get("val_error_model") for a in attrs]),
+        "inference_cost": max((a.get(INFERENCE_COST, 1) for a in attrs), default=None),
+        "inference_ms_per_1000": _mean([a.get(records.ATTR_INFERENCE_MS) for a in attrs]),
+        "inference_flops_per_image": _mean([a.get(records.ATTR_INFERENCE_FLOPS) for a in attrs]),
+        "steps": _mean([a.get(records.ATTR_STEPS) for a in attrs]),
+        "seeds": sorted(cells), "values": values,
+    }
+
+
+def budget_summary(name: str, arms: Sequence[Arm], reference: Arm, budget: Budget,
+                   done: dict[str, dict[int, FrozenTrial]]) -> dict[str, Any]:
+    """Every arm at one budget, each against the reference over the seeds both completed, Holm across arms."""
+    rows = [arm_summary(arm, done.get(arm.name, {})) for arm in arms]
+    ref_cells = done.get(reference.name, {})
+    tests: dict[str, stats.Versus] = {}
+    for arm in arms:
+        common = sorted(set(done.get(arm.name, {})) & set(ref_cells))
+        if arm is not reference and len(common) >= 2:
+            tests[arm.name] = stats.versus([done[arm.name][s].value for s in common],
+                                           [ref_cells[s].value for s in common])
+    adjusted = dict(zip(tests, stats.holm([t.p for t in tests.values()])))
+    for row in rows:
+        test = tests.get(row["arm"])
+        row["vs_reference"] = test.as_dict(adjusted[row["arm"]]) if test is not None else None
+    return {"budget": str(budget), "study": compare_name(name, budget), "arms": rows}
+
+
+def comparison(name: str, arms: Sequence[Arm], reference: Arm, seeds: int,
+               per_budget: Sequence[tuple[Budget, dict[str, dict[int, FrozenTrial]]]]) -> dict[str, Any]:
+    """The whole comparison as ``automl compare --json`` prints it."""
+    budgets = [budget_summary(name, arms, reference, budget, done) for budget, done in per_budget]
+    means = {b["budget"]: {r["arm"]: r["mean"] for r in b["arms"] if r["mean"] is not None} for b in budgets}
+    return {"study": name, "reference": reference.name, "seeds": seeds, "ci_method": stats.MEAN_CI_METHOD,
+            "test": "exact sign-flip permutation test on the paired differences, Holm-corrected across arms",
+            "budgets": budgets, "crossings": [c.as_dict() for c in stats.crossings(means)]}
+
+
+def verdicts(result: dict[str, Any], alpha: float = 0.05) -> list[str]:
+    """One line per arm against the reference, worded no more strongly than the Holm-corrected test allows:
+    better or worse only where p after Holm is at most ``alpha``, else "not distinguishable"."""
+    reference = result["reference"]
+    lines = []
+    for arm in [r["arm"] for r in result["budgets"][0]["arms"] if r["arm"] != reference]:
+        said: dict[str, list[str]] = {}
+        for entry in result["budgets"]:
+            test = next(r for r in entry["arms"] if r["arm"] == arm)["vs_reference"]
+            if test is None:
+                said.setdefault("not tested (fewer than 2 paired seeds)", []).append(entry["budget"])
+                continue
+            word = ("better than" if test["diff"] < 0 else "worse than") if test["p_holm"] <= alpha \
+                else "not distinguishable from"
+            said.setdefault(word, []).append(f"{entry['budget']} (p = {test['p']:.3g}, "
+                                             f"{test['p_holm']:.3g} after Holm)")
+        parts = [f"{word} {reference} at {', '.join(where)}" if word.endswith(("than", "from"))
+                 else f"{word} at {', '.join(where)}" for word, where in said.items()]
+        lines.append(f"{arm}: " + "; ".join(parts))
+    return lines
+
+
+def smallest_p(seeds: int) -> float:
+    """The smallest two-sided p-value the exact sign-flip test can give with ``seeds`` pairs: 2 / 2^n."""
+    return 2.0 / 2 ** seeds if seeds <= stats.EXACT_SIGN_FLIPS_UP_TO else 1.0 / (stats.SIGN_FLIP_DRAWS + 1)
+
+
+__all__ = ["Arm", "DEFAULT_SEEDS", "PLAIN", "arm_summary", "budget_summary", "check_seeds", "comparison",
+           "compare_name", "completed_cells", "parse_budgets", "pick_reference", "present_cells", "queue_missing",
+           "run_budget", "smallest_p", "study_arms", "verdicts"]
