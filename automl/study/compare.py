@@ -179,13 +179,19 @@ def cell_of(first: FrozenTrial) -> tuple[str | None, int | None]:
     return first.user_attrs.get(records.ATTR_COMPARE_ARM), first.user_attrs.get(records.ATTR_COMPARE_SEED)
 
 
+def _to_retry(trials: Sequence[FrozenTrial]) -> set[int]:
+    """The failed trials recovery will queue again and has not yet (an interrupted cell, a dead worker's)."""
+    retried = {t.system_attrs.get(records.SYS_RETRY_OF) for t in trials}
+    return {t.number for t in trials if t.state == TrialState.FAIL and will_retry(t) and t.number not in retried}
+
+
 def present_cells(study: optuna.Study) -> set[tuple[str | None, int | None]]:
     """The cells trained, being trained, queued, or to be retried by recovery: none of them is queued again."""
     trials = study.get_trials(deepcopy=False)
     by_number = {t.number: t for t in trials}
-    retried = {t.system_attrs.get(records.SYS_RETRY_OF) for t in trials}
+    to_retry = _to_retry(trials)
     return {cell_of(by_number[records.original_number(t)]) for t in trials
-            if t.state in _PRESENT or (t.state == TrialState.FAIL and will_retry(t) and t.number not in retried)}
+            if t.state in _PRESENT or t.number in to_retry}
 
 
 def queue_missing(study: optuna.Study, arms: Sequence[Arm], seeds: int) -> int:
@@ -215,9 +221,11 @@ def run_budget(prepared: PreparedStudy, arms: Sequence[Arm], budget: Budget, see
     queued = queue_missing(study, arms, seeds)
     if on_queued is not None:
         on_queued(queued)
-    waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    trials = study.get_trials(deepcopy=False)
+    waiting = sum(t.state == TrialState.WAITING for t in trials) + len(_to_retry(trials))
     # The ledger counts the trials started (a retried one gives its place to its retry): room for exactly the
-    # queued ones, so the worker loop ends when the queue is empty and never samples a trial of its own.
+    # queued ones and the retries recovery is about to queue, so the worker loop ends when the queue is empty
+    # and never samples a trial of its own.
     cells.n_trials = Ledger(study_engine(study), cells.name).totals().trials + waiting
     if waiting:
         run_study(cells, study, on_trial=on_trial)

@@ -1,0 +1,202 @@
+"""`automl compare`: the arms are the grid the study leaves open, seeds are paired across arms, a stopped
+comparison trains only its missing cells, bad input is refused before anything is written, and the JSON shape."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from automl.cli import main
+from automl.host import get_host
+from automl.space import select_tricks
+from automl.study import records
+from automl.study.compare import study_arms
+from automl.study.config import load_study_file
+from automl.study.runner import Overrides, make_sampler, prepare
+
+# Pinned on in every arm, so it doubles no arm: it records what the trial started from (a digest of the initial
+# weights and of the first batch) and, when $PROBE_STOP_FILE counts down to 0, stops the run with a real SIGINT.
+PROBE = '''
+import hashlib, os, signal
+
+from automl import Trick, hookimpl
+
+
+def digest(tensors):
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class Probe(Trick):
+    name = "probe"
+
+    def setup(self, run):
+        run.attrs["probe.weights"] = digest(run.model.parameters())
+        path = os.environ.get("PROBE_STOP_FILE")
+        if path and os.path.exists(path):
+            left = int(open(path).read()) - 1
+            open(path, "w").write(str(left))
+            if left == 0:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    def transform_batch(self, run, x, y):
+        run.attrs.setdefault("probe.first_batch", digest([x, y]))
+        return x, y
+
+
+@hookimpl
+def automl_register_tricks():
+    return [Probe]
+'''
+
+TWO_ARMS = """
+[tricks]
+include = ["cosine", "probe"]
+
+[tricks.cosine]
+final = 0.0
+
+[tricks.probe]
+enabled = true
+"""
+
+
+@pytest.fixture
+def compare(write_study, sqlite_url, tmp_path, capsys):
+    """Runs `automl compare` on the tiny study with two arms (cosine on or off); (exit code, stdout, stderr)."""
+    plugin = tmp_path / "probe.py"
+    plugin.write_text(PROBE)
+    study = write_study(TWO_ARMS)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(["compare", str(study), "--storage", sqlite_url, "--plugin", str(plugin), *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def _cells(sqlite_url: str, budget: str = "6steps") -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=f"tiny-compare-{budget}", storage=sqlite_url).get_trials()
+
+
+def test_the_arms_are_the_grid_the_brute_force_sampler_walks():
+    prepared = prepare(load_study_file("studies/snapshot-vs-single.toml"), get_host(), Overrides())
+    arms = study_arms(prepared)
+    assert [a.name for a in arms] == ["independent_ensemble", "snapshot_ensemble", "cosine", "step_decay", "plain"]
+    assert [a.tricks for a in arms] == [("independent_ensemble",), ("snapshot_ensemble",), ("cosine",),
+                                        ("step_decay",), ()]
+    walked = optuna.create_study(sampler=make_sampler("bruteforce", 0))
+
+    def objective(trial):
+        select_tricks(trial, prepared.tricks, prepared.settings)
+        prepared.study_file.config.train.resolve(trial)
+        return 0.0
+
+    walked.optimize(objective, n_trials=50)  # the sampler stops the study once its grid is exhausted
+    assert sorted(map(repr, (t.params for t in walked.trials))) == sorted(map(repr, (a.params for a in arms)))
+
+
+def test_seed_s_gives_every_arm_the_same_weights_and_first_batch(compare, sqlite_url):
+    code, out, err = compare("--seeds", "2")
+    assert code == 0, err
+    cells = _cells(sqlite_url)
+    assert len(cells) == 4 and all(t.state == TrialState.COMPLETE for t in cells)
+    by_seed: dict[int, list] = {}
+    for trial in cells:
+        by_seed.setdefault(trial.user_attrs[records.ATTR_COMPARE_SEED], []).append(trial)
+    for seed, trials in by_seed.items():
+        assert sorted(t.user_attrs[records.ATTR_COMPARE_ARM] for t in trials) == ["cosine+probe", "probe"]
+        assert len({t.number for t in trials}) == 2  # two trial numbers, one training seed
+        assert len({t.user_attrs["seed"] for t in trials}) == 1
+        assert len({t.user_attrs["probe.weights"] for t in trials}) == 1
+        assert len({t.user_attrs["probe.first_batch"] for t in trials}) == 1
+    # Different seeds do start elsewhere: the digests are not blind.
+    assert by_seed[0][0].user_attrs["probe.weights"] != by_seed[1][0].user_attrs["probe.weights"]
+    assert by_seed[0][0].user_attrs["probe.first_batch"] != by_seed[1][0].user_attrs["probe.first_batch"]
+
+
+def test_more_seeds_later_train_only_the_new_cells(compare, sqlite_url):
+    assert compare("--seeds", "2")[0] == 0
+    first = {t.number: t.user_attrs["probe.weights"] for t in _cells(sqlite_url)}
+    assert compare("--seeds", "3")[0] == 0
+    cells = _cells(sqlite_url)
+    assert len(cells) == 6  # 2 arms x 1 new seed
+    assert {t.number: t.user_attrs["probe.weights"] for t in cells if t.number in first} == first
+    assert sorted((t.user_attrs[records.ATTR_COMPARE_ARM], t.user_attrs[records.ATTR_COMPARE_SEED])
+                  for t in cells if t.number not in first) == [("cosine+probe", 2), ("probe", 2)]
+    assert compare("--seeds", "3")[0] == 0
+    assert len(_cells(sqlite_url)) == 6  # nothing missing: nothing trained
+
+
+def test_a_stopped_comparison_resumes_with_the_missing_cells_and_the_same_seeds(compare, sqlite_url, tmp_path,
+                                                                                monkeypatch):
+    stop = tmp_path / "stop"
+    stop.write_text("3")  # SIGINT as the third cell starts
+    monkeypatch.setenv("PROBE_STOP_FILE", str(stop))
+    code, _, err = compare("--seeds", "3")
+    assert code == 130, err
+    stopped = _cells(sqlite_url)
+    assert [t.state for t in stopped].count(TrialState.COMPLETE) == 2
+    assert compare("--seeds", "3")[0] == 0
+    cells = _cells(sqlite_url)
+    complete = [t for t in cells if t.state == TrialState.COMPLETE]
+    # Six cells, each trained once: the two before the stop are kept, the interrupted one is retried.
+    assert len(complete) == 6 and len(cells) == 7
+    by_cell = {}
+    for trial in complete:
+        first = next(t for t in cells if t.number == records.original_number(trial))
+        by_cell[(first.user_attrs[records.ATTR_COMPARE_ARM], first.user_attrs[records.ATTR_COMPARE_SEED])] = trial
+    assert len(by_cell) == 6
+    for seed in range(3):
+        assert by_cell[("probe", seed)].user_attrs["probe.weights"] == \
+            by_cell[("cosine+probe", seed)].user_attrs["probe.weights"]
+
+
+def test_the_json_has_every_arm_at_every_budget_and_the_tests(compare):
+    code, out, err = compare("--seeds", "2", "--budgets", "4steps,6steps", "--reference", "probe", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["reference"] == "probe" and isinstance(result["crossings"], list)
+    assert [b["budget"] for b in result["budgets"]] == ["4steps", "6steps"]
+    for entry in result["budgets"]:
+        rows = {r["arm"]: r for r in entry["arms"]}
+        assert set(rows) == {"probe", "cosine+probe"}
+        for row in rows.values():
+            assert {"arm", "tricks", "n", "mean", "ci", "single_model_mean", "inference_cost", "steps",
+                    "vs_reference"} <= set(row)
+            assert row["n"] == 2 and row["ci"][0] <= row["mean"] <= row["ci"][1]
+            assert row["steps"] == int(entry["budget"].removesuffix("steps")) and row["inference_cost"] == 1
+            assert row["mean"] == pytest.approx(sum(row["values"]) / 2)
+        assert rows["probe"]["vs_reference"] is None
+        test = rows["cosine+probe"]["vs_reference"]
+        assert set(test) == {"diff", "ci", "p", "p_holm", "p_better"}
+        diffs = [a - b for a, b in zip(rows["cosine+probe"]["values"], rows["probe"]["values"])]
+        assert test["diff"] == pytest.approx(sum(diffs) / 2)
+        assert test["p_holm"] == test["p"]  # one arm against the reference: Holm changes nothing
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--seeds", "1"], "--seeds 1: one seed gives no interval"),
+    (["--budgets", "6steps,fast"], "--budgets: budget 'fast' is not a duration"),
+    (["--reference", "cosin"], "--reference 'cosin' is not an arm of this comparison; arms: cosine+probe, probe"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(compare, sqlite_url, args, message):
+    code, out, err = compare(*args)
+    assert code == 2 and err.startswith(f"automl: error: {message}") and err.count("\n") == 1, err
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
+
+
+def test_a_range_left_open_is_named(write_study, sqlite_url, capsys):
+    study = write_study(TWO_ARMS.replace("final = 0.0", "final = { low = 0.0, high = 0.1 }")
+                        .replace('"cosine", "probe"', '"cosine"').replace("[tricks.probe]\nenabled = true\n", ""))
+    assert main(["compare", str(study), "--storage", sqlite_url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("automl: error: cosine.final is left as a range [0, 0.1]") and "[tricks.cosine]" in err
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
