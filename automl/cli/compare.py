@@ -8,10 +8,10 @@ from typing import Any
 from automl.cli.options import host, json_option, plugin_option, positive_int, print_json, quiet_optuna, stderr, \
     stdout, storage_option
 
+DEFAULT_SEEDS = 5
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from automl.study.compare import DEFAULT_SEEDS, PLAIN
-
     parser.add_argument("study_file", metavar="STUDY.toml")
     parser.add_argument("--variant", metavar="NAME", help="apply the file's [variants.NAME] table (e.g. cifar10)")
     storage_option(parser)
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budgets", metavar="B1,B2,...",
                         help="trial budgets to compare at, in order, e.g. 10s,20s,40s (default: the study's)")
     parser.add_argument("--reference", metavar="ARM",
-                        help=f"the arm the others are tested against (default: {PLAIN!r}, the arm with no trick, "
+                        help="the arm the others are tested against (default: the arm with no trick, 'plain', "
                              "else the first)")
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     plugin_option(parser)

@@ -28,7 +28,6 @@ from automl.study.runner import PreparedStudy, create_study, run_study
 from automl.train.settings import SEARCH_PREFIX
 from automl.trick import INFERENCE_COST, TrickError, TrialContext
 
-DEFAULT_SEEDS = 5
 PLAIN = "plain"
 """The name of the arm that enables no trick (the default reference when the grid has one)."""
 _PRESENT = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
@@ -322,6 +321,6 @@ def smallest_p(seeds: int) -> float:
     return 2.0 / 2 ** seeds if seeds <= stats.EXACT_SIGN_FLIPS_UP_TO else 1.0 / (stats.SIGN_FLIP_DRAWS + 1)
 
 
-__all__ = ["Arm", "DEFAULT_SEEDS", "PLAIN", "arm_summary", "budget_summary", "check_seeds", "comparison",
+__all__ = ["Arm", "PLAIN", "arm_summary", "budget_summary", "check_seeds", "comparison",
            "compare_name", "completed_cells", "parse_budgets", "pick_reference", "present_cells", "queue_missing",
            "run_budget", "smallest_p", "study_arms", "verdicts"]
