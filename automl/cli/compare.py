@@ -46,6 +46,7 @@ def _run(args: argparse.Namespace) -> int:
             study = compare.run_budget(prepared, arms, budget, args.seeds, on_queued=progress.add,
                                        on_trial=progress.done)
             per_budget.append((budget, compare.completed_cells(study, args.seeds)))
+    _warn_missing(per_budget, arms, args.seeds)
     result = compare.comparison(prepared.name, arms, reference, args.seeds, per_budget)
     if args.json:
         print_json(result)
@@ -68,8 +69,23 @@ def _prepare(args: argparse.Namespace):
     prepared = prepare(study_file, host(args.plugin, args.traceback), Overrides(storage=url, device=args.device))
     arms = compare.study_arms(prepared)
     reference = compare.pick_reference(arms, args.reference)
+    compare.check_recipes(prepared, arms, budgets)
     quiet_optuna()
     return prepared, arms, reference, budgets
+
+
+def _warn_missing(per_budget, arms, seeds: int) -> None:
+    """Cells without a result are said, so that a mean over fewer seeds is never taken for the full one."""
+    import sys
+
+    from automl.study.compare import missing_cells
+
+    for budget, done in per_budget:
+        missing = missing_cells(done, arms, seeds)
+        if missing:
+            print(f"automl: warning: {missing} cell(s) at {budget} have no result yet (failed, or still running in "
+                  "another run, or that run's, recovered once its heartbeat is older than the grace period); run "
+                  "the same command again to train them", file=sys.stderr)
 
 
 class _Progress:

@@ -20,6 +20,7 @@ from automl import stats
 from automl.budget import Budget
 from automl.errors import UserError
 from automl.space import ENABLED, OWNER_PREFIX, describe, select_tricks
+from automl.storage import open_storage
 from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import study_engine
 from automl.study import records
@@ -173,6 +174,31 @@ def compare_name(name: str, budget: Budget) -> str:
     return f"{name}-compare-{budget}"
 
 
+def check_recipes(prepared: PreparedStudy, arms: Sequence[Arm], budgets: Sequence[Budget]) -> None:
+    """Each arm's earlier cells trained the recipe the study file gives it now: one name for two recipes
+    would mix them in one mean."""
+    try:
+        storage = open_storage(prepared.storage_url, create=False)
+    except UserError:
+        return  # no database yet (or none reachable, which creating the study reports): no earlier cells
+    recipes = {arm.name: arm.params for arm in arms}
+    for budget in budgets:
+        try:
+            trials = storage.get_all_trials(storage.get_study_id_from_name(compare_name(prepared.name, budget)),
+                                            deepcopy=False)
+        except KeyError:
+            continue
+        for trial in trials:
+            arm = trial.user_attrs.get(records.ATTR_COMPARE_ARM)
+            if arm not in recipes or not trial.params or trial.params == recipes[arm]:
+                continue
+            key = next(k for k in sorted({*trial.params, *recipes[arm]})
+                       if trial.params.get(k) != recipes[arm].get(k))
+            raise UserError(f"arm {arm!r} was trained at {budget} with {key} = {trial.params.get(key)!r}, but "
+                            f"{prepared.study_file.path} now gives {recipes[arm].get(key)!r}: its seeds would mix "
+                            "two recipes; give the study another [study] name to compare the new ones")
+
+
 def cell_of(first: FrozenTrial) -> tuple[str | None, int | None]:
     """(arm, seed index) of a trial, read off the first trial of its retry chain."""
     return first.user_attrs.get(records.ATTR_COMPARE_ARM), first.user_attrs.get(records.ATTR_COMPARE_SEED)
@@ -213,6 +239,8 @@ def run_budget(prepared: PreparedStudy, arms: Sequence[Arm], budget: Budget, see
     cells = dataclasses.replace(prepared, name=compare_name(prepared.name, budget), trial_budget=budget,
                                 total_budget=None, n_trials=None)
     study = create_study(cells)
+    if records.STUDY_COMPARE not in study.user_attrs:
+        study.set_user_attr(records.STUDY_COMPARE, {"study": prepared.name, "budget": str(budget)})
     # Every parameter of a cell is fixed when it is queued: nothing is sampled, and a fixed recipe is never cut
     # short, whatever the study file says of its sampler and pruner.
     study.sampler = optuna.samplers.RandomSampler(seed=prepared.seed)
@@ -241,6 +269,11 @@ def completed_cells(study: optuna.Study, seeds: int) -> dict[str, dict[int, Froz
         if trial.state == TrialState.COMPLETE and arm is not None and seed is not None and seed < seeds:
             done.setdefault(arm, {})[seed] = trial
     return done
+
+
+def missing_cells(done: dict[str, dict[int, FrozenTrial]], arms: Sequence[Arm], seeds: int) -> int:
+    """How many of the (arm, seed) cells have no completed trial."""
+    return sum(seed not in done.get(arm.name, {}) for arm in arms for seed in range(seeds))
 
 
 def _mean(values: Sequence[Any]) -> float | None:
@@ -321,6 +354,6 @@ def smallest_p(seeds: int) -> float:
     return 2.0 / 2 ** seeds if seeds <= stats.EXACT_SIGN_FLIPS_UP_TO else 1.0 / (stats.SIGN_FLIP_DRAWS + 1)
 
 
-__all__ = ["Arm", "PLAIN", "arm_summary", "budget_summary", "check_seeds", "comparison",
-           "compare_name", "completed_cells", "parse_budgets", "pick_reference", "present_cells", "queue_missing",
+__all__ = ["Arm", "PLAIN", "arm_summary", "budget_summary", "check_recipes", "check_seeds", "comparison",
+           "compare_name", "completed_cells", "parse_budgets", "pick_reference", "missing_cells", "present_cells", "queue_missing",
            "run_budget", "smallest_p", "study_arms", "verdicts"]

@@ -73,6 +73,8 @@ SYS_FAIL_REASON = "fail_reason"
 
 # -- the study's user attributes -------------------------------------------------------------------
 STUDY_FILE, STUDY_DATASET, STUDY_MODEL = "study_file", "dataset", "model"
+STUDY_COMPARE = "compare"
+"""On the study of one budget of `automl compare`: ``{"study": the compared study's name, "budget": "20s"}``."""
 STUDY_PLUGINS = "plugins"
 """``{trick: source}``: where each trick the study has searched came from (``"<distribution> <version>:
 <module>"`` or a file path), so that a resume with a trick from elsewhere is refused (see ``automl run``)."""

@@ -200,3 +200,13 @@ def test_a_range_left_open_is_named(write_study, sqlite_url, capsys):
     err = capsys.readouterr().err
     assert err.startswith("automl: error: cosine.final is left as a range [0, 0.1]") and "[tricks.cosine]" in err
     assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
+
+
+def test_an_arm_whose_recipe_changed_is_refused(compare, write_study, sqlite_url, capsys):
+    assert compare("--seeds", "2")[0] == 0
+    write_study(TWO_ARMS.replace("final = 0.0", "final = 0.05"))
+    code, _, err = compare("--seeds", "3")
+    assert code == 2 and "arm 'cosine+probe' was trained at 6steps with cosine.final = 0.0" in err, err
+    assert len(_cells(sqlite_url)) == 4  # nothing queued
+    study = optuna.load_study(study_name="tiny-compare-6steps", storage=sqlite_url)
+    assert study.user_attrs[records.STUDY_COMPARE] == {"study": "tiny", "budget": "6steps"}
