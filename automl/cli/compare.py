@@ -68,7 +68,9 @@ def _prepare(args: argparse.Namespace):
     url = resolve_url(args.storage, study_file.config.study.storage)
     prepared = prepare(study_file, host(args.plugin, args.traceback), Overrides(storage=url, device=args.device))
     arms = compare.study_arms(prepared)
-    reference = compare.pick_reference(arms, args.reference)
+    in_file = study_file.config.compare.reference
+    reference = compare.pick_reference(arms, args.reference or in_file,
+                                       "--reference" if args.reference or not in_file else "[compare] reference")
     compare.check_recipes(prepared, arms, budgets)
     quiet_optuna()
     return prepared, arms, reference, budgets

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import optuna
-from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from automl import stats
 from automl.budget import Budget
 from automl.errors import UserError
-from automl.space import ENABLED, OWNER_PREFIX, describe, select_tricks
+from automl.space import ENABLED, OWNER_PREFIX, contains, describe, select_tricks
 from automl.storage import open_storage
 from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import study_engine
@@ -77,35 +77,104 @@ class _Probe:
     def _fixed(self, name: str, dist: FloatDistribution | IntDistribution) -> Any:
         if dist.low != dist.high:
             raise UserError(f"{name} is left as a range {describe(dist)}: a comparison compares fixed recipes; "
-                            f"pin it to one value ({_where(name)}), or list the values to compare as choices")
+                            f"pin it to one value ({self._where(name)}), or list the values to compare as choices")
         self.params[name] = dist.low
         return dist.low
 
     def set_user_attr(self, key: str, value: Any) -> None:
         pass  # the probe records nothing: a trick's unavailability is recorded by the cells' own trials
 
+    def _where(self, name: str) -> str:
+        group, _, key = name.partition(".")
+        return f"[train] {key} = ..." if group == SEARCH_PREFIX else f"[tricks.{group}] {key} = ..."
 
-def _where(name: str) -> str:
-    group, _, key = name.partition(".")
-    return f"[train] {key} = ..." if group == SEARCH_PREFIX else f"[tricks.{group}] {key} = ..."
+
+class _RecipeProbe(_Probe):
+    """Answers a trial's questions as an arm of ``[compare.arms]`` says: its tricks on, every other trick off
+    (an owner choice goes to its trick, else ``"none"``), its pins; anything else left open is refused."""
+
+    def __init__(self, name: str, tricks: Sequence[str], pins: dict[str, Any]) -> None:
+        super().__init__([])
+        self.name, self.tricks, self.pins = name, set(tricks), pins
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        choices = list(choices)
+        if name in self.pins:
+            value = self.pins[name]
+        elif name.endswith(f".{ENABLED}"):
+            value = name.removesuffix(f".{ENABLED}") in self.tricks
+        elif name.startswith(f"{OWNER_PREFIX}."):
+            value = next((c for c in choices if c in self.tricks), "none")
+        elif len(choices) == 1:
+            value = choices[0]
+        else:
+            raise UserError(f"[compare.arms.{self.name}] leaves {name} open among {choices}; pin it "
+                            f"(pins = {{ \"{name}\" = ... }})")
+        if not contains(CategoricalDistribution(choices), value):
+            raise UserError(f"[compare.arms.{self.name}] {name} = {value!r} is not one of {choices}")
+        self.params[name] = value
+        return value
+
+    def _fixed(self, name: str, dist: FloatDistribution | IntDistribution) -> Any:
+        if name not in self.pins:
+            return super()._fixed(name, dist)
+        if not contains(dist, self.pins[name]):
+            raise UserError(f"[compare.arms.{self.name}] pins {name} = {self.pins[name]!r} outside its range "
+                            f"{describe(dist)}")
+        self.params[name] = self.pins[name]
+        return self.pins[name]
+
+    def _where(self, name: str) -> str:
+        return f"pins = {{ \"{name}\" = ... }} in [compare.arms.{self.name}]"
 
 
 def study_arms(prepared: PreparedStudy) -> list[Arm]:
-    """Every fixed recipe the study file leaves open, in the order a brute-force sampler would meet them:
-    each trick left on-or-off both ways, each owner choice, each categorical choice; a range is refused."""
-    context = TrialContext(study_name=prepared.name, trial_number=0, best_checkpoint=lambda: None)
+    """The arms ``[compare.arms]`` names, or else every fixed recipe the study file leaves open, in the order a
+    brute-force sampler meets them: each trick on and off, each owner choice, each categorical choice."""
+    if prepared.study_file.config.compare.arms:
+        return [_named_arm(prepared, name) for name in prepared.study_file.config.compare.arms]
     found: list[tuple[tuple[str, ...], dict[str, Any]]] = []
     path: list[int] | None = []
     while path is not None:
         probe = _Probe(path)
-        try:
-            tricks = select_tricks(probe, prepared.tricks, prepared.settings, context)
-        except TrickError as exc:
-            raise UserError(f"a recipe of the study cannot be built: {exc}") from None
-        prepared.study_file.config.train.resolve(probe)
-        found.append((tuple(t.name for t in tricks), probe.params))
+        found.append((_walk(prepared, probe), probe.params))
         path = _next_path(probe.decisions)
     return _named(found)
+
+
+def _walk(prepared: PreparedStudy, probe: _Probe) -> tuple[str, ...]:
+    """Ask ``probe`` what a trial of the study asks, in the order it asks; the tricks it enables."""
+    context = TrialContext(study_name=prepared.name, trial_number=0, best_checkpoint=lambda: None)
+    try:
+        tricks = select_tricks(probe, prepared.tricks, prepared.settings, context)
+    except (TrickError, ValueError) as exc:
+        raise UserError(f"a recipe of the study cannot be built: {exc}") from None
+    prepared.study_file.config.train.resolve(probe)
+    return tuple(t.name for t in tricks)
+
+
+def _named_arm(prepared: PreparedStudy, name: str) -> Arm:
+    """The arm ``[compare.arms.NAME]`` describes, checked: it enables exactly its tricks, and each pin is used."""
+    table = prepared.study_file.config.compare.arms[name]
+    where = f"{prepared.study_file.path}: [compare.arms.{name}]"
+    unknown = [t for t in table.tricks if t not in prepared.tricks]
+    if unknown:
+        raise UserError(f"{where} tricks: {unknown[0]!r} is not among the study's tricks "
+                        f"({', '.join(sorted(prepared.tricks)) or 'none'}); add it to [tricks] include")
+    probe = _RecipeProbe(name, table.tricks, dict(table.pins))
+    try:
+        tricks = _walk(prepared, probe)
+    except UserError as exc:
+        raise UserError(f"{prepared.study_file.path}: {exc}") from None
+    if set(tricks) != set(table.tricks):
+        off = sorted(set(table.tricks) - set(tricks))
+        raise UserError(f"{where} tricks: {', '.join(off)} cannot be on together with the others (they own "
+                        "one resource, or the study pins them off)")
+    unused = sorted(set(table.pins) - set(probe.params))
+    if unused:
+        raise UserError(f"{where} pins {unused[0]!r}, which its recipe never asks for; its parameters: "
+                        f"{', '.join(probe.params) or 'none'}")
+    return Arm(name, tricks, probe.params)
 
 
 def _next_path(decisions: list[tuple[int, int]]) -> list[int] | None:
@@ -135,14 +204,15 @@ def _is_choice_of_tricks(param: str) -> bool:
     return param.startswith(f"{OWNER_PREFIX}.") or param.endswith(f".{ENABLED}")
 
 
-def pick_reference(arms: Sequence[Arm], reference: str | None) -> Arm:
-    """The arm named ``reference``; by default the plain arm, else the first."""
+def pick_reference(arms: Sequence[Arm], reference: str | None, given_by: str = "--reference") -> Arm:
+    """The arm named ``reference`` (``--reference``, else ``[compare] reference``); by default the plain arm,
+    else the first."""
     if reference is None:
         return next((a for a in arms if a.name == PLAIN), arms[0])
     for arm in arms:
         if arm.name == reference:
             return arm
-    raise UserError(f"--reference {reference!r} is not an arm of this comparison; arms: "
+    raise UserError(f"{given_by} {reference!r} is not an arm of this comparison; arms: "
                     f"{', '.join(a.name for a in arms)}")
 
 

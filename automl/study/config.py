@@ -184,11 +184,27 @@ class TricksSection(BaseModel):
         return dict(self.model_extra or {})
 
 
+class CompareArm(Section):
+    """One arm of ``[compare.arms.NAME]``: the tricks it enables (every other one off) and its pins."""
+
+    tricks: list[str] = []
+    pins: dict[str, Any] = {}
+    """Values of the parameters the study leaves open, by their study name (``"cosine.final" = 0.0``)."""
+
+
+class CompareSection(Section):
+    """``[compare]``: the arms `automl compare` trains (default: every recipe the study leaves open)."""
+
+    reference: str | None = None
+    arms: dict[str, CompareArm] = {}
+
+
 class StudyConfig(Section):
     study: StudySection
     task: TaskSection
     train: TrainSettings = TrainSettings()
     tricks: TricksSection = TricksSection()
+    compare: CompareSection = CompareSection()
 
 
 class StudyFile(BaseModel):
@@ -248,8 +264,11 @@ def parse_study_text(text: str, path: str, variant: str | None = None) -> StudyF
 
 
 def config_digest(config: StudyConfig) -> str:
-    """The sha256 of a validated study config: which text (and variant) of a study file a trial ran with."""
-    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()
+    """The sha256 of a validated study config: which text (and variant) of a study file a trial ran with.
+
+    Without ``[compare]``, which changes nothing a trial trains with (and so digests stay those of studies
+    recorded before the table existed)."""
+    return hashlib.sha256(config.model_dump_json(exclude={"compare"}).encode()).hexdigest()
 
 
 def _apply_variant(path: Path, raw: dict[str, Any], variant: str | None) -> dict[str, Any]:

@@ -210,3 +210,54 @@ def test_an_arm_whose_recipe_changed_is_refused(compare, write_study, sqlite_url
     assert len(_cells(sqlite_url)) == 4  # nothing queued
     study = optuna.load_study(study_name="tiny-compare-6steps", storage=sqlite_url)
     assert study.user_attrs[records.STUDY_COMPARE] == {"study": "tiny", "budget": "6steps"}
+
+
+NAMED = """
+[tricks]
+include = ["cosine", "step_decay"]
+
+[tricks.step_decay]
+gamma = 0.1
+
+[compare]
+reference = "constant"
+
+[compare.arms.constant]
+
+[compare.arms.cosine]
+tricks = ["cosine"]
+pins = { "cosine.final" = 0.0 }
+
+[compare.arms.cosine_floor]
+tricks = ["cosine"]
+pins = { "cosine.final" = 0.05 }
+"""
+
+
+def test_a_compare_table_names_the_arms(write_study):
+    prepared = prepare(load_study_file(write_study(NAMED)), get_host(), Overrides())
+    arms = study_arms(prepared)
+    assert [(a.name, a.tricks) for a in arms] == [("constant", ()), ("cosine", ("cosine",)),
+                                                  ("cosine_floor", ("cosine",))]
+    assert arms[0].params == {"owner.lr_schedule": "none"}
+    assert arms[1].params == {"owner.lr_schedule": "cosine", "cosine.final": 0.0}
+    assert arms[2].params == {"owner.lr_schedule": "cosine", "cosine.final": 0.05}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (('pins = { "cosine.final" = 0.0 }', ""), "cosine.final is left as a range [0, 0.1]"),
+    (('"cosine.final" = 0.05', '"cosine.final" = 0.5'), "pins cosine.final = 0.5 outside its range [0, 0.1]"),
+    (('tricks = ["cosine"]\npins = { "cosine.final" = 0.0 }', 'tricks = ["cosine", "step_decay"]\npins = '
+      '{ "cosine.final" = 0.0 }'), "[compare.arms.cosine] tricks: step_decay cannot be on together"),
+    (('tricks = ["cosine"]\npins = { "cosine.final" = 0.0 }', 'tricks = ["cosin"]'),
+     "[compare.arms.cosine] tricks: 'cosin' is not among the study's tricks"),
+    (('[compare.arms.constant]', '[compare.arms.constant]\npins = { "cosine.final" = 0.0 }'),
+     "[compare.arms.constant] pins 'cosine.final', which its recipe never asks for"),
+    (('reference = "constant"', 'reference = "const"'), "[compare] reference 'const' is not an arm"),
+])
+def test_a_bad_compare_table_is_refused_naming_the_arm(write_study, sqlite_url, capsys, change, message):
+    study = write_study(NAMED.replace(*change))
+    assert main(["compare", str(study), "--storage", sqlite_url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("automl: error: ") and message in err and err.count("\n") == 1, err
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
