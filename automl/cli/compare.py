@@ -23,7 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", metavar="ARM",
                         help="the arm the others are tested against (default: the arm with no trick, 'plain', "
                              "else the first)")
-    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N; with --workers a list, e.g. "
+                                         "cuda:0,cuda:1, handed out to the workers in turn")
+    parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                        help="worker processes on this machine (default 1); more than one needs PostgreSQL")
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # this child's index among --workers N
+    parser.add_argument("--session", type=int, help=argparse.SUPPRESS)  # its parent's session of the budget
+    parser.add_argument("--n-trials", type=int, help=argparse.SUPPRESS)  # the trials its parent bounded it to
+    parser.add_argument("--threads", type=positive_int, help=argparse.SUPPRESS)
     plugin_option(parser)
     json_option(parser, "print the comparison as JSON")
     parser.set_defaults(func=run)
@@ -37,14 +44,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from automl.study import compare
+    import sys
 
-    prepared, arms, reference, budgets = _prepare(args)
+    from automl.study import compare
+    from automl.study.processes import worker_failure
+
+    prepared, arms, reference, budgets, url = _prepare(args)
+    if args.worker is not None:
+        return _run_worker(args, prepared, budgets)
     per_budget = []
-    with _Progress(len(budgets)) as progress:
+    with _Progress() as progress:
         for budget in budgets:
-            study = compare.run_budget(prepared, arms, budget, args.seeds, on_queued=progress.add,
-                                       on_trial=progress.done)
+            if args.workers > 1:
+                study, status = _with_workers(args, prepared, arms, budget, url, progress)
+                if status:
+                    print(f"automl: error: {worker_failure(status)}", file=sys.stderr)
+                    return 1
+            else:
+                study = compare.run_budget(prepared, arms, budget, args.seeds, on_queued=progress.add,
+                                           on_trial=progress.done)
             per_budget.append((budget, compare.completed_cells(study, args.seeds)))
     _warn_missing(per_budget, arms, args.seeds)
     result = compare.comparison(prepared.name, arms, reference, args.seeds, per_budget)
@@ -55,25 +73,75 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_workers(args: argparse.Namespace, prepared, arms, budget, url: str, progress: "_Progress"):
+    """One budget's missing cells, queued here and trained by ``--workers N`` processes; (study, exit status)."""
+    from automl.study import compare
+    from automl.study.processes import split_devices, start_workers, watch
+
+    cells, study = compare.budget_study(prepared, budget)
+    waiting = compare.queue_budget(cells, study, arms, args.seeds)
+    progress.add(waiting)
+    if not waiting:
+        return study, 0
+    argv = [args.study_file, "--session", str(cells.session), "--budgets", str(budget), "--seeds", str(args.seeds),
+            "--n-trials", str(cells.n_trials), *(["--variant", args.variant] if args.variant else []),
+            *[f"--plugin={path}" for path in args.plugin], *(["--traceback"] if args.traceback else [])]
+    workers = start_workers(argv, url, split_devices(args.device, args.workers), command="compare")
+    return study, watch(study, workers, progress.done)
+
+
+def _run_worker(args: argparse.Namespace, prepared, budgets) -> int:
+    """One of ``--workers N``, on one budget's study its parent queued: stops with its parent; an interruption
+    is its parent's to report."""
+    import os
+
+    from automl.errors import UserError
+    from automl.interrupts import PARENT_PID_VAR, exit_code, stop_with_parent
+    from automl.study import compare
+    from automl.study.runner import run_study
+
+    if args.session is None or args.n_trials is None or len(budgets) != 1:
+        raise UserError("--worker is for the processes `automl compare --workers N` starts")
+    stop_with_parent(int(os.environ.get(PARENT_PID_VAR, os.getppid())))
+    cells, study = compare.budget_study(prepared, budgets[0], session=args.session, worker=args.worker)
+    cells.n_trials = args.n_trials
+    try:
+        run_study(cells, study)
+    except KeyboardInterrupt as exc:
+        return exit_code(exc)
+    return 0
+
+
 def _prepare(args: argparse.Namespace):
     """Everything checked before anything is written: the file, its recipes, the reference, budgets, seeds."""
+    from automl.devices import resolve_device
     from automl.storage import resolve_url
     from automl.study import compare
     from automl.study.config import load_study_file
+    from automl.study.processes import check_workers, split_devices
     from automl.study.runner import Overrides, prepare
 
     compare.check_seeds(args.seeds)
     study_file = load_study_file(args.study_file, args.variant)
     budgets = compare.parse_budgets(args.budgets, study_file.config.study.trial_budget)
     url = resolve_url(args.storage, study_file.config.study.storage)
-    prepared = prepare(study_file, host(args.plugin, args.traceback), Overrides(storage=url, device=args.device))
+    check_workers(args.workers, url)
+    devices = split_devices(args.device, args.workers)
+    prepared = prepare(study_file, host(args.plugin, args.traceback), Overrides(storage=url, device=devices[0]),
+                       data_on_cpu=args.workers > 1 and args.worker is None)
+    for device in set(devices[1:]):
+        resolve_device(device)
+    if args.threads and prepared.device.type == "cpu":
+        import torch
+
+        torch.set_num_threads(args.threads)
     arms = compare.study_arms(prepared)
     in_file = study_file.config.compare.reference
     reference = compare.pick_reference(arms, args.reference or in_file,
                                        "--reference" if args.reference or not in_file else "[compare] reference")
     compare.check_recipes(prepared, arms, budgets)
     quiet_optuna()
-    return prepared, arms, reference, budgets
+    return prepared, arms, reference, budgets, url
 
 
 def _warn_missing(per_budget, arms, seeds: int) -> None:
@@ -93,7 +161,7 @@ def _warn_missing(per_budget, arms, seeds: int) -> None:
 class _Progress:
     """A progress bar over the cells on stderr; the cells of a budget are counted once they are queued."""
 
-    def __init__(self, budgets: int) -> None:
+    def __init__(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.bar = Progress(TextColumn("compare"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

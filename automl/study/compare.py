@@ -25,7 +25,7 @@ from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import study_engine
 from automl.study import records
 from automl.study.recovery import will_retry
-from automl.study.runner import PreparedStudy, create_study, run_study
+from automl.study.runner import PreparedStudy, create_study, run_study, sampler_seed
 from automl.train.settings import SEARCH_PREFIX
 from automl.trick import INFERENCE_COST, TrickError, TrialContext
 
@@ -302,28 +302,44 @@ def queue_missing(study: optuna.Study, arms: Sequence[Arm], seeds: int) -> int:
     return queued
 
 
-def run_budget(prepared: PreparedStudy, arms: Sequence[Arm], budget: Budget, seeds: int, *,
-               on_queued: Callable[[int], Any] | None = None,
-               on_trial: Callable[[optuna.Study, FrozenTrial], Any] | None = None) -> optuna.Study:
-    """Train the missing cells of one budget through the study runner; the study holds them all after."""
+def budget_study(prepared: PreparedStudy, budget: Budget, *, session: int | None = None,
+                 worker: int | None = None) -> tuple[PreparedStudy, optuna.Study]:
+    """The study of one budget, created or resumed: by a comparison's own run (``session`` None: it takes the
+    next session), or by one of its ``--workers`` (its parent's ``session``, its index)."""
     cells = dataclasses.replace(prepared, name=compare_name(prepared.name, budget), trial_budget=budget,
                                 total_budget=None, n_trials=None)
-    study = create_study(cells)
+    if session is not None:
+        cells.session, cells.worker = session, worker
+    study = create_study(cells, new_session=session is None)
     if records.STUDY_COMPARE not in study.user_attrs:
         study.set_user_attr(records.STUDY_COMPARE, {"study": prepared.name, "budget": str(budget)})
     # Every parameter of a cell is fixed when it is queued: nothing is sampled, and a fixed recipe is never cut
     # short, whatever the study file says of its sampler and pruner.
-    study.sampler = optuna.samplers.RandomSampler(seed=prepared.seed)
+    study.sampler = optuna.samplers.RandomSampler(seed=sampler_seed(prepared.seed, cells.session, worker))
     study.pruner = optuna.pruners.NopPruner()
-    queued = queue_missing(study, arms, seeds)
-    if on_queued is not None:
-        on_queued(queued)
+    return cells, study
+
+
+def queue_budget(cells: PreparedStudy, study: optuna.Study, arms: Sequence[Arm], seeds: int) -> int:
+    """Queue the missing cells and bound the study to them (``cells.n_trials``); how many cells are to run."""
+    queue_missing(study, arms, seeds)
     trials = study.get_trials(deepcopy=False)
     waiting = sum(t.state == TrialState.WAITING for t in trials) + len(_to_retry(trials))
     # The ledger counts the trials started (a retried one gives its place to its retry): room for exactly the
     # queued ones and the retries recovery is about to queue, so the worker loop ends when the queue is empty
     # and never samples a trial of its own.
     cells.n_trials = Ledger(study_engine(study), cells.name).totals().trials + waiting
+    return waiting
+
+
+def run_budget(prepared: PreparedStudy, arms: Sequence[Arm], budget: Budget, seeds: int, *,
+               on_queued: Callable[[int], Any] | None = None,
+               on_trial: Callable[[optuna.Study, FrozenTrial], Any] | None = None) -> optuna.Study:
+    """Train the missing cells of one budget in this process; the study holds them all after."""
+    cells, study = budget_study(prepared, budget)
+    waiting = queue_budget(cells, study, arms, seeds)
+    if on_queued is not None:
+        on_queued(waiting)
     if waiting:
         run_study(cells, study, on_trial=on_trial)
     return study
@@ -424,6 +440,6 @@ def smallest_p(seeds: int) -> float:
     return 2.0 / 2 ** seeds if seeds <= stats.EXACT_SIGN_FLIPS_UP_TO else 1.0 / (stats.SIGN_FLIP_DRAWS + 1)
 
 
-__all__ = ["Arm", "PLAIN", "arm_summary", "budget_summary", "check_recipes", "check_seeds", "comparison",
-           "compare_name", "completed_cells", "parse_budgets", "pick_reference", "missing_cells", "present_cells", "queue_missing",
+__all__ = ["Arm", "PLAIN", "arm_summary", "budget_study", "budget_summary", "check_recipes", "check_seeds", "comparison",
+           "compare_name", "completed_cells", "parse_budgets", "pick_reference", "missing_cells", "present_cells", "queue_budget", "queue_missing",
            "run_budget", "smallest_p", "study_arms", "verdicts"]

@@ -64,15 +64,16 @@ def threads_per_worker(n: int) -> int:
     return max(1, (os.cpu_count() or 1) // n)
 
 
-def start_workers(argv: Sequence[str], url: str, devices: Sequence[str]) -> list[subprocess.Popen]:
-    """Start one ``automl run --worker`` per device; the storage URL goes through the environment,
-    so its password is never on a command line."""
+def start_workers(argv: Sequence[str], url: str, devices: Sequence[str],
+                  command: str = "run") -> list[subprocess.Popen]:
+    """Start one ``automl COMMAND --worker`` per device (``run``, or ``compare``); the storage URL goes through
+    the environment, so its password is never on a command line."""
     env = dict(os.environ, **{ENV_VAR: url, PARENT_PID_VAR: str(os.getpid())})
     # The child imports the same automl as this process, installed or from a checkout.
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     threads = threads_per_worker(len(devices))
-    return [subprocess.Popen([sys.executable, "-m", "automl", "run", *argv, "--worker", str(index),
+    return [subprocess.Popen([sys.executable, "-m", "automl", command, *argv, "--worker", str(index),
                               "--device", device, "--threads", str(threads)], env=env)
             for index, device in enumerate(devices)]
 

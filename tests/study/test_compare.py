@@ -261,3 +261,26 @@ def test_a_bad_compare_table_is_refused_naming_the_arm(write_study, sqlite_url, 
     err = capsys.readouterr().err
     assert err.startswith("automl: error: ") and message in err and err.count("\n") == 1, err
     assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
+
+
+def test_workers_on_postgresql_train_each_cell_once_and_paired(write_study, postgres_url, tmp_path, capsys):
+    plugin = tmp_path / "probe.py"
+    plugin.write_text(PROBE)
+    study = write_study(TWO_ARMS)
+    argv = ["compare", str(study), "--storage", postgres_url, "--plugin", str(plugin), "--seeds", "3",
+            "--workers", "2", "--device", "cpu", "--json"]
+    assert main(argv) == 0, capsys.readouterr().err
+    result = json.loads(capsys.readouterr().out)
+    assert [r["n"] for r in result["budgets"][0]["arms"]] == [3, 3]
+    cells = _cells(postgres_url)
+    assert len(cells) == 6 and all(t.state == TrialState.COMPLETE for t in cells)
+    weights = {(t.user_attrs[records.ATTR_COMPARE_ARM], t.user_attrs[records.ATTR_COMPARE_SEED]):
+               t.user_attrs["probe.weights"] for t in cells}
+    assert all(weights[("probe", s)] == weights[("cosine+probe", s)] for s in range(3))
+    assert main(argv) == 0  # resumed: nothing missing, nothing trained
+    assert len(_cells(postgres_url)) == 6
+
+
+def test_workers_on_sqlite_are_refused(compare):
+    code, _, err = compare("--workers", "2")
+    assert code == 2 and "--workers 2 needs a server database" in err
