@@ -284,3 +284,31 @@ def test_workers_on_postgresql_train_each_cell_once_and_paired(write_study, post
 def test_workers_on_sqlite_are_refused(compare):
     code, _, err = compare("--workers", "2")
     assert code == 2 and "--workers 2 needs a server database" in err
+
+
+BREAKS = '''
+from automl import Trick, hookimpl
+
+
+class Breaks(Trick):
+    name = "breaks"
+
+    def on_step_end(self, run, loss):
+        raise RuntimeError("boom")
+
+
+@hookimpl
+def automl_register_tricks():
+    return [Breaks]
+'''
+
+
+def test_cells_without_a_result_are_said_and_not_tested(write_study, sqlite_url, tmp_path, capsys):
+    plugin = tmp_path / "breaks.py"
+    plugin.write_text(BREAKS)
+    study = write_study('[tricks]\ninclude = ["breaks"]\n')
+    assert main(["compare", str(study), "--storage", sqlite_url, "--plugin", str(plugin), "--seeds", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert "automl: warning: 2 cell(s) at 6steps have no result yet" in err
+    assert "breaks: not tested (fewer than 2 paired seeds) at 6steps" in out
+    assert [t.state for t in _cells(sqlite_url)].count(TrialState.FAIL) == 2
