@@ -192,7 +192,8 @@ def _print(result: dict[str, Any]) -> None:
     for line in verdicts(result):
         console.print(line, soft_wrap=True, markup=False)
     for crossing in result["crossings"]:
-        console.print(f"order flips: {crossing['text']}", soft_wrap=True, markup=False)
+        console.print(f"order of the means flips (untested): {crossing['text']}", soft_wrap=True,
+                      markup=False)
     floor = smallest_p(result["seeds"])
     if floor > 0.05:
         console.print(f"note: with {result['seeds']} seeds the sign-flip test cannot give p below {floor:.3g}; "

@@ -303,10 +303,11 @@ def queue_missing(study: optuna.Study, arms: Sequence[Arm], seeds: int) -> int:
 
 
 def budget_study(prepared: PreparedStudy, budget: Budget, *, session: int | None = None,
-                 worker: int | None = None) -> tuple[PreparedStudy, optuna.Study]:
-    """The study of one budget, created or resumed: by a comparison's own run (``session`` None: it takes the
-    next session), or by one of its ``--workers`` (its parent's ``session``, its index)."""
-    cells = dataclasses.replace(prepared, name=compare_name(prepared.name, budget), trial_budget=budget,
+                 worker: int | None = None, name: str | None = None) -> tuple[PreparedStudy, optuna.Study]:
+    """The study of one budget (``name``, default ``compare_name``), created or resumed: by a comparison's own
+    run (``session`` None: it takes the next session), or by one of its ``--workers`` (its parent's
+    ``session``, its index)."""
+    cells = dataclasses.replace(prepared, name=name or compare_name(prepared.name, budget), trial_budget=budget,
                                 total_budget=None, n_trials=None)
     if session is not None:
         cells.session, cells.worker = session, worker
@@ -334,9 +335,10 @@ def queue_budget(cells: PreparedStudy, study: optuna.Study, arms: Sequence[Arm],
 
 def run_budget(prepared: PreparedStudy, arms: Sequence[Arm], budget: Budget, seeds: int, *,
                on_queued: Callable[[int], Any] | None = None,
-               on_trial: Callable[[optuna.Study, FrozenTrial], Any] | None = None) -> optuna.Study:
+               on_trial: Callable[[optuna.Study, FrozenTrial], Any] | None = None,
+               name: str | None = None) -> optuna.Study:
     """Train the missing cells of one budget in this process; the study holds them all after."""
-    cells, study = budget_study(prepared, budget)
+    cells, study = budget_study(prepared, budget, name=name)
     waiting = queue_budget(cells, study, arms, seeds)
     if on_queued is not None:
         on_queued(waiting)
