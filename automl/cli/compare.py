@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budgets", metavar="B1,B2,...",
                         help="trial budgets to compare at, in order, e.g. 10s,20s,40s (default: the study's)")
     parser.add_argument("--reference", metavar="ARM",
-                        help="the arm the others are tested against (default: the arm with no trick, 'plain', "
-                             "else the first)")
+                        help="the arm the others are tested against (default: [compare] reference, else the arm "
+                             "with the fewest tricks, 'plain' where there is one)")
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N; with --workers a list, e.g. "
                                          "cuda:0,cuda:1, handed out to the workers in turn")
     parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
@@ -183,7 +183,7 @@ class CellProgress:
 
 
 def _print(result: dict[str, Any]) -> None:
-    from automl.study.compare import smallest_p, verdicts
+    from automl.study.compare import ALPHA, smallest_p, verdicts
 
     console = stdout()
     for entry in result["budgets"]:
@@ -194,10 +194,13 @@ def _print(result: dict[str, Any]) -> None:
     for crossing in result["crossings"]:
         console.print(f"order of the means flips (untested): {crossing['text']}", soft_wrap=True,
                       markup=False)
-    floor = smallest_p(result["seeds"])
-    if floor > 0.05:
-        console.print(f"note: with {result['seeds']} seeds the sign-flip test cannot give p below {floor:.3g}; "
-                      "give more --seeds to tell arms apart", soft_wrap=True)
+    tested = len(result["budgets"][0]["arms"]) - 1
+    floor = min(1.0, smallest_p(result["seeds"]) * tested)  # Holm multiplies the smallest p by the arms tested
+    if tested and floor > ALPHA:
+        needed = next(n for n in range(2, 64) if smallest_p(n) * tested <= ALPHA)
+        console.print(f"note: with {result['seeds']} seeds and {tested} arm(s) against {result['reference']}, no p "
+                      f"after Holm can fall below {floor:.3g}, so no arm can be told better or worse; "
+                      f"--seeds {needed} or more can", soft_wrap=True)
 
 
 def _table(entry: dict[str, Any], reference: str):

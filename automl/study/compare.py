@@ -29,8 +29,10 @@ from automl.study.runner import PreparedStudy, create_study, run_study, sampler_
 from automl.train.settings import SEARCH_PREFIX
 from automl.trick import INFERENCE_COST, TrickError, TrialContext
 
+ALPHA = 0.05
+"""The level at which a verdict says "better" or "worse" (p after Holm at most this)."""
 PLAIN = "plain"
-"""The name of the arm that enables no trick (the default reference when the grid has one)."""
+"""The name of the arm that enables no trick."""
 _PRESENT = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 """A cell with a trial in one of these states is not queued again (a running one may be a dead run's: recovery
 fails and retries it)."""
@@ -205,10 +207,10 @@ def _is_choice_of_tricks(param: str) -> bool:
 
 
 def pick_reference(arms: Sequence[Arm], reference: str | None, given_by: str = "--reference") -> Arm:
-    """The arm named ``reference`` (``--reference``, else ``[compare] reference``); by default the plain arm,
-    else the first."""
+    """The arm named ``reference`` (``--reference``, else ``[compare] reference``); by default the arm with the
+    fewest tricks (the plain one where there is one), the first of a tie."""
     if reference is None:
-        return next((a for a in arms if a.name == PLAIN), arms[0])
+        return min(arms, key=lambda arm: len(arm.tricks))
     for arm in arms:
         if arm.name == reference:
             return arm
@@ -415,7 +417,7 @@ def comparison(name: str, arms: Sequence[Arm], reference: Arm, seeds: int,
             "budgets": budgets, "crossings": [c.as_dict() for c in stats.crossings(means)]}
 
 
-def verdicts(result: dict[str, Any], alpha: float = 0.05) -> list[str]:
+def verdicts(result: dict[str, Any], alpha: float = ALPHA) -> list[str]:
     """One line per arm against the reference, worded no more strongly than the Holm-corrected test allows:
     better or worse only where p after Holm is at most ``alpha``, else "not distinguishable"."""
     reference = result["reference"]
@@ -442,6 +444,6 @@ def smallest_p(seeds: int) -> float:
     return 2.0 / 2 ** seeds if seeds <= stats.EXACT_SIGN_FLIPS_UP_TO else 1.0 / (stats.SIGN_FLIP_DRAWS + 1)
 
 
-__all__ = ["Arm", "PLAIN", "arm_summary", "budget_study", "budget_summary", "check_recipes", "check_seeds", "comparison",
-           "compare_name", "completed_cells", "parse_budgets", "pick_reference", "missing_cells", "present_cells", "queue_budget", "queue_missing",
-           "run_budget", "smallest_p", "study_arms", "verdicts"]
+__all__ = ["ALPHA", "Arm", "PLAIN", "arm_summary", "budget_study", "budget_summary", "check_recipes", "check_seeds",
+           "compare_name", "comparison", "completed_cells", "missing_cells", "parse_budgets", "pick_reference",
+           "present_cells", "queue_budget", "queue_missing", "run_budget", "smallest_p", "study_arms", "verdicts"]

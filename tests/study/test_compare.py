@@ -106,6 +106,9 @@ def test_the_arms_are_the_grid_the_brute_force_sampler_walks():
 def test_seed_s_gives_every_arm_the_same_weights_and_first_batch(compare, sqlite_url):
     code, out, err = compare("--seeds", "2")
     assert code == 0, err
+    # Two seeds cannot tell two arms apart, and the text says so rather than "no difference".
+    assert "cosine+probe: not distinguishable from probe at 6steps" in out
+    assert "no p after Holm can fall below 0.5" in out and "--seeds 6 or more can" in out
     cells = _cells(sqlite_url)
     assert len(cells) == 4 and all(t.state == TrialState.COMPLETE for t in cells)
     by_seed: dict[int, list] = {}
