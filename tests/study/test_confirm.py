@@ -38,14 +38,3 @@ def test_confirm_ranks_by_the_mean_over_seeds_not_the_best_single_run(write_stud
     assert all(r["n"] == 2 for r in ranking)
     assert main(["best", "tiny", "--storage", sqlite_url, "--confirmed", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["ranking"] == ranking
-
-
-def test_confirm_and_best_confirmed_refuse_what_they_cannot_do(write_study, sqlite_url, capsys):
-    study_file = write_study(SEARCHED_LR)
-    assert main(["confirm", str(study_file), "--storage", sqlite_url, "--seeds", "1"]) == 2
-    assert "--seeds 1: one seed gives no interval" in capsys.readouterr().err
-    assert main(["run", str(study_file), "--storage", sqlite_url, "--n-trials", "1"]) == 0
-    assert main(["best", "tiny", "--storage", sqlite_url, "--confirmed"]) == 2
-    assert "has no confirmed ranking; run `automl confirm`" in capsys.readouterr().err
-    names = [s.study_name for s in optuna.get_all_study_summaries(sqlite_url)]
-    assert names == ["tiny"]  # nothing was written for the refused ones
