@@ -19,7 +19,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report", "one self-contained HTML page on a study: history, budget, importances, trick table"),
     "export": ("export", "one trial of a study as a standalone run file for `automl train`"),
     "compare": ("compare", "train a study's fixed recipes over paired seeds at several budgets, and test them"),
-    "confirm": ("confirm", "train a study's best trials again over paired seeds; rank them by mean"),
     "train": ("train", "train an exported trial over seeds; validation and test error"),
     "new-trick": ("new_trick", "write a working trick plugin, its test, and its entry point"),
     "db": ("db", "automl's own tables in the study database: revision and upgrade"),

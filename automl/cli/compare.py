@@ -53,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.worker is not None:
         return _run_worker(args, prepared, budgets)
     per_budget = []
-    with CellProgress() as progress:
+    with _Progress() as progress:
         for budget in budgets:
             if args.workers > 1:
                 study, status = _with_workers(args, prepared, arms, budget, url, progress)
@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_workers(args: argparse.Namespace, prepared, arms, budget, url: str, progress: "CellProgress"):
+def _with_workers(args: argparse.Namespace, prepared, arms, budget, url: str, progress: "_Progress"):
     """One budget's missing cells, queued here and trained by ``--workers N`` processes; (study, exit status)."""
     from automl.study import compare
     from automl.study.processes import split_devices, start_workers, watch
@@ -158,7 +158,7 @@ def _warn_missing(per_budget, arms, seeds: int) -> None:
                   "the same command again to train them", file=sys.stderr)
 
 
-class CellProgress:
+class _Progress:
     """A progress bar over the cells on stderr; the cells of a budget are counted once they are queued."""
 
     def __init__(self) -> None:
@@ -174,7 +174,7 @@ class CellProgress:
     def done(self, study: Any, trial: Any) -> None:
         self.bar.advance(self.task)
 
-    def __enter__(self) -> "CellProgress":
+    def __enter__(self) -> "_Progress":
         self.bar.start()
         return self
 

@@ -75,8 +75,6 @@ SYS_FAIL_REASON = "fail_reason"
 STUDY_FILE, STUDY_DATASET, STUDY_MODEL = "study_file", "dataset", "model"
 STUDY_COMPARE = "compare"
 """On the study of one budget of `automl compare`: ``{"study": the compared study's name, "budget": "20s"}``."""
-STUDY_CONFIRMED = "confirmed"
-"""Set by `automl confirm`: the study's best trials trained again over paired seeds, ranked by their mean."""
 STUDY_PLUGINS = "plugins"
 """``{trick: source}``: where each trick the study has searched came from (``"<distribution> <version>:
 <module>"`` or a file path), so that a resume with a trick from elsewhere is refused (see ``automl run``)."""
