@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report", "one self-contained HTML page on a study: history, budget, importances, trick table"),
     "export": ("export", "one trial of a study as a standalone run file for `automl train`"),
     "train": ("train", "train an exported trial over seeds; validation and test error"),
+    "confirm": ("confirm", "train the best trials again at paired seeds and rank them by their mean"),
     "new-trick": ("new_trick", "write a working trick plugin, its test, and its entry point"),
     "db": ("db", "automl's own tables in the study database: revision and upgrade"),
 }
