@@ -71,11 +71,12 @@ def _retrain(url: str, study_name: str, number: int, value: float, host: Host, s
     prepared.seeds = [base + k for k in range(seeds)]
     runs = train_seeds(prepared, host)
     values = [r.result.val_error for r in runs]
-    mean, interval = stats.mean_ci(values)
+    mean, (low, high) = stats.mean_ci(values)
     tests = [r.result.test_error for r in runs if r.result.test_error is not None]
     return {"trial": number, "search_value": value, "tricks": prepared.replayed.names,
             "budget": str(prepared.budget), "seeds": prepared.seeds, "values": values, "mean": mean,
-            "ci": list(interval), "test_mean": statistics.fmean(tests) if tests else None}
+            "ci": [max(0.0, low), min(1.0, high)],  # a t interval knows no bounds; an error rate does
+            "test_mean": statistics.fmean(tests) if tests else None}
 
 
 __all__ = ["MIN_SEEDS", "check_request", "confirm"]
