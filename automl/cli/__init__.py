@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "one trial of a study as a standalone run file for `automl train`"),
     "compare": ("compare", "train a study's fixed recipes over paired seeds at several budgets, and test them"),
     "train": ("train", "train an exported trial over seeds; validation and test error"),
+    "confirm": ("confirm", "train the best trials again at paired seeds and rank them by their mean"),
     "new-trick": ("new_trick", "write a working trick plugin, its test, and its entry point"),
     "db": ("db", "automl's own tables in the study database: revision and upgrade"),
 }

@@ -144,6 +144,21 @@ def ties_line(tied: list[int]) -> str:
             f"this one's: {shown}")
 
 
+def confirmed_table(ranking: dict[str, Any], study_name: str) -> Table:
+    """``automl confirm`` and ``automl best --confirmed``: the best trials ranked by their mean over paired seeds."""
+    table = Table(title=f"{study_name}: the best trials trained again at seeds {ranking['seeds']}, "
+                        f"{ranking['budget']} each, ranked by mean validation error (95% interval, "
+                        f"{ranking['method']})")
+    for column in ("rank", "trial", "search value", "mean val error", "95% interval", "test error", "tricks"):
+        table.add_column(column, justify="left" if column == "tricks" else "right")
+    for row in ranking["ranking"]:
+        low, high = row["ci"]
+        test = "-" if row["test_mean"] is None else f"{row['test_mean']:.4f}"
+        table.add_row(str(row["rank"]), str(row["trial"]), f"{row['search_value']:.4f}", f"{row['mean']:.4f}",
+                      f"[{low:.4f}, {high:.4f}]", test, ", ".join(row["tricks"]) or "(none)")
+    return table
+
+
 def results_table(data: dict[str, Any]) -> Table:
     """``automl train``: one row per seed, then mean ± std of the validation and test errors."""
     table = Table(title=f"trial {data['trial']} of {data['study']}, {data['budget']} on {data['device']}")

@@ -76,6 +76,8 @@ STUDY_FILE, STUDY_DATASET, STUDY_MODEL = "study_file", "dataset", "model"
 STUDY_COMPARE = "compare"
 """On the study of one budget of `automl compare`: ``{"study": the compared study's name, "budget": "20s"}``."""
 STUDY_PLUGINS = "plugins"
+STUDY_CONFIRMED = "confirmed"
+"""The ranking `automl confirm` made: the best trials trained again at paired seeds (see study/confirm.py)."""
 """``{trick: source}``: where each trick the study has searched came from (``"<distribution> <version>:
 <module>"`` or a file path), so that a resume with a trick from elsewhere is refused (see ``automl run``)."""
 

@@ -1,0 +1,41 @@
+"""`automl confirm STUDY`: the best trials trained again at paired seeds and ranked by their mean (the winner's curse)."""
+
+from __future__ import annotations
+
+import argparse
+
+from automl.cli.options import (host, json_option, plugin_option, positive_int, print_json, quiet_optuna, stderr,
+                                stdout, storage_option, study_argument, study_location)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    study_argument(parser)
+    parser.add_argument("--top", type=positive_int, default=3, metavar="K", help="the K best trials (default 3)")
+    parser.add_argument("--seeds", type=int, default=5, metavar="N",
+                        help="train each N times, at the same N seeds for all (default 5; at least 2)")
+    storage_option(parser)
+    plugin_option(parser)
+    json_option(parser, "print the confirmed ranking as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from automl.study.confirm import check_request, confirm
+
+    check_request(args.top, args.seeds)
+    quiet_optuna()
+    name, url, _ = study_location(args)
+    plugins = host(args.plugin, args.traceback)
+    err = stderr()
+
+    def on_trial(index: int, number: int) -> None:
+        err.print(f"confirming trial {number} ({index + 1} of at most {args.top}), {args.seeds} seeds")
+
+    ranking = confirm(url, name, plugins, top=args.top, seeds=args.seeds, on_trial=on_trial)
+    if args.json:
+        print_json(ranking)
+        return 0
+    from automl.report.tables import confirmed_table
+
+    stdout().print(confirmed_table(ranking, name))
+    return 0
