@@ -355,6 +355,17 @@ class SpaceError(ValueError):
     """A trick's search space suggests what the trick or the host cannot take."""
 
 
+def scratch_study(seed: int) -> optuna.Study:
+    """A fresh in-memory study with a seeded random sampler, made without Optuna's "new study created" line:
+    for drawing points of a space outside any real study (load-time checks, test helpers, calibration)."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
 def check_space(cls: type[Trick], overrides: Mapping[str, Override] | None = None,
                 options: Mapping[str, Any] | None = None, samples: int = SPACE_SAMPLES, seed: int = 0) -> None:
     """Build ``cls`` from the centre of its space and from ``samples`` points a seeded random sampler suggests
@@ -369,12 +380,7 @@ def check_space(cls: type[Trick], overrides: Mapping[str, Override] | None = Non
     if ENABLED in recorder.params:
         raise SpaceError(f"{cls.__name__}.search_space suggests {ENABLED!r}, a name the host keeps for "
                          f"{cls.name}.{ENABLED} (on or off); call the parameter something else")
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line per trick
-    try:
-        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    finally:
-        optuna.logging.set_verbosity(verbosity)
+    study = scratch_study(seed)
     for _ in range(samples):
         trial = study.ask()
         try:

@@ -12,7 +12,8 @@ from torch import nn
 
 from automl.budget import Budget
 from automl.host import validate_trick
-from automl.space import SpaceRecorder, TrickSettings, contains, describe, pinned_conflicts, select_tricks, study_order
+from automl.space import (SpaceRecorder, TrickSettings, contains, describe, pinned_conflicts, scratch_study,
+                          select_tricks, study_order)
 from automl.study.records import attrs_problem
 from automl.train.data import Dataset, InMemoryLoader, load_dataset
 from automl.train.loop import TrainResult, build_optimizer, train
@@ -105,12 +106,7 @@ def try_trick(cls: type[Trick], budget: str = "20steps", *, params: Mapping[str,
 
 def _trial(seed: int, fixed: Mapping[str, Any]) -> optuna.Trial:
     """A trial of a fresh in-memory study with a random sampler, with ``fixed`` params enqueued."""
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line per call
-    try:
-        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    finally:
-        optuna.logging.set_verbosity(verbosity)
+    study = scratch_study(seed)
     if fixed:
         study.enqueue_trial(dict(fixed))
     return study.ask()

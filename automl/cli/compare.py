@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from automl.cli.options import host, json_option, plugin_option, positive_int, print_json, quiet_optuna, stderr, \
-    stdout, storage_option
+from automl.cli.options import (host, json_option, plugin_option, positive_int, print_json, quiet_optuna, stderr,
+                                stdout, storage_option, worker_options)
 
 DEFAULT_SEEDS = 5
 
@@ -23,14 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", metavar="ARM",
                         help="the arm the others are tested against (default: [compare] reference, else the arm "
                              "with the fewest tricks, 'plain' where there is one)")
-    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N; with --workers a list, e.g. "
-                                         "cuda:0,cuda:1, handed out to the workers in turn")
-    parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
-                        help="worker processes on this machine (default 1); more than one needs PostgreSQL")
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # this child's index among --workers N
-    parser.add_argument("--session", type=int, help=argparse.SUPPRESS)  # its parent's session of the budget
+    worker_options(parser)
     parser.add_argument("--n-trials", type=int, help=argparse.SUPPRESS)  # the trials its parent bounded it to
-    parser.add_argument("--threads", type=positive_int, help=argparse.SUPPRESS)
     plugin_option(parser)
     json_option(parser, "print the comparison as JSON")
     parser.set_defaults(func=run)

@@ -77,6 +77,17 @@ def study_location(args: argparse.Namespace) -> tuple[str, str, bool]:
     return args.study, resolve_url(args.storage), False
 
 
+def worker_options(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--workers N``, and the hidden options a parent hands each of its worker processes."""
+    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N; with --workers a list, e.g. "
+                                         "cuda:0,cuda:1, handed out to the workers in turn")
+    parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                        help="worker processes on this machine (default 1); more than one needs PostgreSQL")
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # this child's index among --workers N
+    parser.add_argument("--session", type=int, help=argparse.SUPPRESS)  # its parent's session of the study
+    parser.add_argument("--threads", type=positive_int, help=argparse.SUPPRESS)
+
+
 def open_study(args: argparse.Namespace):
     """(study name, storage, URL as it may be shown) of ``study_argument``'s STUDY; the storage must exist."""
     from automl.errors import UserError

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from automl.cli.options import (host, json_option, plugin_option, positive_int, print_best, quiet_optuna, stderr,
-                                storage_option)
+                                storage_option, worker_options)
 from automl.errors import UserError
 
 
@@ -18,13 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-trials", type=positive_int, help="stop after this many trials in the study")
     parser.add_argument("--total-budget", metavar="DUR", help="device time of the whole study, e.g. 10m")
     parser.add_argument("--trial-budget", metavar="DUR", help="budget of one trial: 90s, 5m, 30ep, 500steps")
-    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N; with --workers a list, e.g. "
-                                         "cuda:0,cuda:1, handed out to the workers in turn")
-    parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
-                        help="worker processes on this machine (default 1); more than one needs PostgreSQL")
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # this child's index among --workers N
-    parser.add_argument("--session", type=int, help=argparse.SUPPRESS)  # its parent's session of the study
-    parser.add_argument("--threads", type=positive_int, help=argparse.SUPPRESS)
+    worker_options(parser)
     parser.add_argument("--seed", type=int, help="sampler and training seed (default: [study] seed)")
     parser.add_argument("--accept-task-change", action="store_true",
                         help="resume a study although the file now names another data set or model (their "

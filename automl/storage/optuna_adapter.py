@@ -29,6 +29,13 @@ def trial_id(trial: optuna.Trial) -> int:
     return trial._trial_id
 
 
+def frozen_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
+    """Trial ``number`` of ``study`` as the database holds it now (``Study._study_id``; Optuna's cache in front
+    of the storage is bypassed, so a trial another worker has just ended reads as ended)."""
+    storage = rdb_storage(study)
+    return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+
+
 def set_user_attrs(study: optuna.Study, trial: optuna.Trial | int, attrs: Mapping[str, Any]) -> None:
     """Write a running trial's user attributes in one transaction, where Optuna's public API would take one
     per key; refused like ``Trial.set_user_attr`` once the trial has finished. ``trial`` may be the
@@ -92,4 +99,4 @@ def _session_writer(storage: optuna.storages.BaseStorage):
     return getattr(storage, "_set_trial_user_attr_without_commit", None)  # Optuna 4
 
 
-__all__ = ["fail_if_waiting", "rdb_storage", "set_user_attrs", "study_engine", "trial_id"]
+__all__ = ["fail_if_waiting", "frozen_trial", "rdb_storage", "set_user_attrs", "study_engine", "trial_id"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import optuna
 import sqlalchemy.exc
@@ -55,11 +55,14 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
 
     shown = mask_url(url)
     parsed = _check(url, create=create)
+    kwargs = _engine_kwargs(parsed.get_backend_name())
     try:
-        engine = sqlalchemy.create_engine(url, **_engine_kwargs(parsed.get_backend_name()))
+        if parsed.get_backend_name() != "postgresql":
+            return RetryingStorage(url, engine_kwargs=kwargs)
+        engine = sqlalchemy.create_engine(url, **kwargs)
         try:
             with advisory_lock(engine, SCHEMA_LOCK):
-                return RetryingStorage(url, engine_kwargs=_engine_kwargs(parsed.get_backend_name()))
+                return RetryingStorage(url, engine_kwargs=kwargs)
         finally:
             engine.dispose()
     except ImportError as exc:

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from automl.budget import Budget
 from automl.errors import TrialFailed
-from automl.space import TrickSettings, select_tricks
+from automl.space import TrickSettings, scratch_study, select_tricks
 from automl.storage.artifacts import best_checkpoint, task_checkpoint
 from automl.storage.optuna_adapter import trial_id
 from automl.study import records
@@ -164,7 +164,7 @@ class Objective:
         of the plain model (no tricks) with its rung evaluations, times ``ESTIMATE_MARGIN``."""
         with torch.random.fork_rng(devices=[]):  # leaves no trace in the trials' random streams
             torch.manual_seed(self.seed)
-            settings = self.config.train.resolve(optuna.create_study().ask())  # a range: any of its values
+            settings = self.config.train.resolve(scratch_study(self.seed).ask())  # a range: any of its values
             model = self.config.task.build_model(self.data)
             timed = train(model, self.data, settings, Budget(CALIBRATION_STEPS, "steps"), device=self.device,
                           seed=self.seed)

@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl.storage.ledger import Ledger
 from automl.storage.locks import advisory_lock
-from automl.storage.optuna_adapter import fail_if_waiting, set_user_attrs, study_engine, trial_id
+from automl.storage.optuna_adapter import fail_if_waiting, frozen_trial, set_user_attrs, study_engine, trial_id
 from automl.study.records import ATTR_DETAIL, ATTR_END, STATE_NAMES, SYS_RETRY_HISTORY, SYS_RETRY_OF, end_reason
 
 WORKER_DIED = "worker_died"
@@ -71,10 +71,10 @@ class Recovery:
         """Cost rows whose heartbeat stopped: fail their trial if it still runs, then settle the row to the
         seconds its last heartbeat recorded."""
         for number in self.ledger.stale(self.grace):
-            trial = self._trial(number)
+            trial = frozen_trial(self.study, number)
             if trial.state == TrialState.RUNNING:
                 trial = self._fail(trial, WORKER_DIED, f"its worker sent no heartbeat for {self.grace:g} s "
-                                                       "(killed, crashed or frozen)") or self._trial(number)
+                                                       "(killed, crashed or frozen)") or frozen_trial(self.study, number)
             state = trial.state if trial.state in STATE_NAMES else TrialState.FAIL
             self.ledger.settle_stale(number, STATE_NAMES[state],
                                      retried=state == TrialState.FAIL and will_retry(trial))
@@ -139,10 +139,6 @@ class Recovery:
                   "first", file=sys.stderr)
         return closed
 
-    def _trial(self, number: int) -> FrozenTrial:
-        storage = self.study._storage
-        return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number))
-
     def _fail(self, trial: FrozenTrial, reason: str, detail: str) -> FrozenTrial | None:
         """Fail a RUNNING trial with its reason: the failed trial, or None when it had ended meanwhile (its
         worker came back, or another recovery failed it first)."""
@@ -151,7 +147,7 @@ class Recovery:
             self.study.tell(trial.number, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             return None
-        return self._trial(trial.number)
+        return frozen_trial(self.study, trial.number)
 
 
 __all__ = ["INTERRUPTED", "MAX_RETRY", "NOT_RETRIED", "Recovery", "WORKER_DIED", "retry_chain", "will_retry"]

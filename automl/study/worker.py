@@ -16,7 +16,7 @@ from automl.budget import Budget
 from automl.storage.artifacts import save_trial_model
 from automl.interrupts import checkpoint, signal_name
 from automl.storage.ledger import Ledger
-from automl.storage.optuna_adapter import set_user_attrs, trial_id
+from automl.storage.optuna_adapter import frozen_trial, set_user_attrs
 from automl.storage.retry import DatabaseLost
 from automl.study.objective import Outcome, TrialPlan
 from automl.study.records import ATTR_DETAIL, ATTR_END, ATTR_SPENT, STATE_NAMES
@@ -54,7 +54,8 @@ class Worker:
         """Where completed trials' models go; None keeps none."""
         self.recovery = Recovery(study, ledger, grace, every=interval)
         self.first_estimate = first_estimate
-        """What a trial in steps or epochs costs before any has completed (a timed calibration)."""
+        """Times what a trial in steps or epochs costs before any has completed; called once at most."""
+        self.estimated = 0.0
         self.reservations: dict[int, int] = {}
         """The reservation each of this worker's trials holds, by trial number."""
 
@@ -88,14 +89,12 @@ class Worker:
     def _first_estimate(self) -> float:
         """A trial in steps or epochs has no duration of its own: before any has completed, reserve a timed
         estimate, so that a total budget bounds the first trials too (measured once, only when needed)."""
-        if self.first_estimate is None or self.trial_budget.unit == "seconds":
-            return 0.0
-        if self.ledger.completed_mean() is not None or self.ledger.totals().total is None:
-            self.first_estimate = None  # measured costs from now on (or no total to bound): never again
-            return 0.0
-        estimate, self.first_estimate = self.first_estimate(), None
-        self._first_estimate = lambda: estimate
-        return estimate
+        if self.first_estimate is not None:
+            needed = (self.trial_budget.unit != "seconds" and self.ledger.completed_mean() is None
+                      and self.ledger.totals().total is not None)
+            self.estimated = self.first_estimate() if needed else 0.0
+            self.first_estimate = None  # from now on: the timed figure, or the completed trials' costs
+        return self.estimated
 
     def run(self, trial: optuna.Trial, objective: TrialObjective) -> FrozenTrial:
         """Run one trial, record it, tell Optuna how it ended and settle its reservation; an error other than
@@ -151,7 +150,7 @@ class Worker:
         self.reservations.pop(trial.number, None)
         print(f"automl: trial {trial.number} was taken over by another worker while this one was paused; "
               "its result here is dropped", file=sys.stderr)
-        return self.study._storage.get_trial(trial_id(trial))
+        return frozen_trial(self.study, trial.number)
 
     def record(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
         """Write the trial's user attributes, all in one transaction."""
