@@ -7,6 +7,7 @@ from typing import Any
 
 from automl.cli.options import (host, json_option, plugin_option, positive_int, print_json, quiet_optuna, stderr,
                                 stdout, storage_option, worker_options)
+from automl.cli.report import output_options
 
 DEFAULT_SEEDS = 5
 
@@ -25,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with the fewest tricks, 'plain' where there is one)")
     worker_options(parser)
     parser.add_argument("--n-trials", type=int, help=argparse.SUPPRESS)  # the trials its parent bounded it to
+    output_options(parser)
     plugin_option(parser)
     json_option(parser, "print the comparison as JSON")
     parser.set_defaults(func=run)
@@ -43,6 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     from automl.study import compare
     from automl.study.processes import worker_failure
 
+    outputs = _outputs(args)
     prepared, arms, reference, budgets, url = _prepare(args)
     if args.worker is not None:
         return _run_worker(args, prepared, budgets)
@@ -50,12 +53,12 @@ def _run(args: argparse.Namespace) -> int:
     with _Progress() as progress:
         for budget in budgets:
             if args.workers > 1:
-                study, status = _with_workers(args, prepared, arms, budget, url, progress)
+                study, status = _with_workers(args, prepared, arms, reference, budget, url, progress)
                 if status:
                     print(f"automl: error: {worker_failure(status)}", file=sys.stderr)
                     return 1
             else:
-                study = compare.run_budget(prepared, arms, budget, args.seeds, on_queued=progress.add,
+                study = compare.run_budget(prepared, arms, reference, budget, args.seeds, on_queued=progress.add,
                                            on_trial=progress.done)
             per_budget.append((budget, compare.completed_cells(study, args.seeds)))
     _warn_missing(per_budget, arms, args.seeds)
@@ -64,16 +67,39 @@ def _run(args: argparse.Namespace) -> int:
         print_json(result)
     else:
         _print(result)
+    if outputs is not None:
+        _write_report(result, url, *outputs)
     return 0
 
 
-def _with_workers(args: argparse.Namespace, prepared, arms, budget, url: str, progress: "_Progress"):
+def _outputs(args: argparse.Namespace):
+    """(HTML file, PNG folder) of ``-o`` / ``--png``, checked before any cell is trained; None without either."""
+    from automl.report.study_report import output_paths
+
+    if args.output is None and args.png is None:
+        return None
+    return output_paths(args.output, args.png)
+
+
+def _write_report(result: dict[str, Any], url: str, html, png_dir) -> None:
+    """The comparison's report (as `automl report` on it writes it); its paths on stderr, stdout may be JSON."""
+    import sys
+
+    from automl.report.comparison_report import build_comparison_report
+    from automl.report.study_report import write_report
+    from automl.storage import mask_url
+
+    for path in write_report(build_comparison_report(result, mask_url(url)), html, png_dir):
+        print(f"wrote {path}", file=sys.stderr)
+
+
+def _with_workers(args: argparse.Namespace, prepared, arms, reference, budget, url: str, progress: "_Progress"):
     """One budget's missing cells, queued here and trained by ``--workers N`` processes; (study, exit status)."""
     from automl.study import compare
     from automl.study.processes import split_devices, start_workers, watch
 
     cells, study = compare.budget_study(prepared, budget)
-    waiting = compare.queue_budget(cells, study, arms, args.seeds)
+    waiting = compare.queue_budget(cells, study, arms, reference, args.seeds)
     progress.add(waiting)
     if not waiting:
         return study, 0
@@ -177,7 +203,7 @@ class _Progress:
 
 
 def _print(result: dict[str, Any]) -> None:
-    from automl.study.compare import ALPHA, smallest_p, verdicts
+    from automl.study.compare import power_note, verdicts
 
     console = stdout()
     for entry in result["budgets"]:
@@ -188,13 +214,9 @@ def _print(result: dict[str, Any]) -> None:
     for crossing in result["crossings"]:
         console.print(f"order of the means flips (untested): {crossing['text']}", soft_wrap=True,
                       markup=False)
-    tested = len(result["budgets"][0]["arms"]) - 1
-    floor = min(1.0, smallest_p(result["seeds"]) * tested)  # Holm multiplies the smallest p by the arms tested
-    if tested and floor > ALPHA:
-        needed = next(n for n in range(2, 64) if smallest_p(n) * tested <= ALPHA)
-        console.print(f"note: with {result['seeds']} seeds and {tested} arm(s) against {result['reference']}, no p "
-                      f"after Holm can fall below {floor:.3g}, so no arm can be told better or worse; "
-                      f"--seeds {needed} or more can", soft_wrap=True)
+    note = power_note(result)
+    if note:
+        console.print(f"note: {note}", soft_wrap=True)
 
 
 def _table(entry: dict[str, Any], reference: str):

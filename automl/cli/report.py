@@ -1,4 +1,4 @@
-"""`automl report STUDY`: one self-contained HTML page on a study, and its figures as PNG files."""
+"""`automl report STUDY`: one self-contained HTML page on a study or on its comparison, and its figures as PNGs."""
 
 from __future__ import annotations
 
@@ -10,23 +10,44 @@ from automl.cli.options import json_option, open_study, print_json, storage_opti
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     study_argument(parser)
-    parser.add_argument("-o", "--output", metavar="FILE",
-                        help="the HTML file (default report.html; none when only --png is given)")
-    parser.add_argument("--png", metavar="DIR", help="write each figure as DIR/<name>.png")
+    output_options(parser)
+    parser.add_argument("--comparison", action="store_true",
+                        help="report the study's comparison (automl compare) rather than its tuning; implied when "
+                             "STUDY is one of the comparison's budget studies")
     storage_option(parser)
     json_option(parser, "print the paths written as JSON")
     parser.set_defaults(func=run)
 
 
+def output_options(parser: argparse.ArgumentParser) -> None:
+    """``-o FILE`` and ``--png DIR``, shared with `automl compare`."""
+    parser.add_argument("-o", "--output", metavar="FILE",
+                        help="the HTML file (default report.html; none when only --png is given)")
+    parser.add_argument("--png", metavar="DIR", help="write each figure as DIR/<name>.png")
+
+
 def run(args: argparse.Namespace) -> int:
-    from automl.report.study_report import build_report, output_paths, write_report
+    from automl.report.study_report import build_report, output_paths
+    from automl.study import compare
     from automl.study.records import load_study
 
     html, png_dir = output_paths(args.output, args.png)
     name, storage, shown = open_study(args)
-    report = build_report(load_study(name, storage, shown), storage.engine, shown)
+    if args.comparison or compare.is_comparison(storage, name):
+        from automl.report.comparison_report import build_comparison_report
+
+        report = build_comparison_report(compare.stored_comparison(storage, name), shown)
+    else:
+        report = build_report(load_study(name, storage, shown), storage.engine, shown)
+    return write(report, html, png_dir, args.json)
+
+
+def write(report, html, png_dir, as_json: bool) -> int:
+    """Write the report's files, then say their paths (and the figures not drawn, with why)."""
+    from automl.report.study_report import write_report
+
     written = write_report(report, html, png_dir)
-    if args.json:
+    if as_json:
         print_json({"html": str(html) if html else None, "png": [str(p) for p in written if p != html],
                     "not_drawn": {f.name: f.note for f in report.figures if f.png is None}})
         return 0

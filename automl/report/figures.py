@@ -51,7 +51,7 @@ def _history(study: optuna.Study, complete: list[FrozenTrial]) -> Figure:
     caption = "Validation error of each completed trial, and the best so far."
     if not complete:
         return Figure(name, title, caption, None, "no completed trial yet")
-    return Figure(name, title, caption, _png(optuna_plots.plot_optimization_history(study, target_name=TARGET)))
+    return Figure(name, title, caption, png(optuna_plots.plot_optimization_history(study, target_name=TARGET)))
 
 
 def _budget(trials: Sequence[FrozenTrial], total: float | None) -> Figure:
@@ -78,7 +78,7 @@ def _budget(trials: Sequence[FrozenTrial], total: float | None) -> Figure:
         ax.set_xlabel("wall-clock minutes since the first trial started")
         ax.set_ylabel("device-seconds spent")
         ax.legend(loc="lower right")  # below the curve, which rises from the lower left
-    return Figure(name, title, caption, _png(ax))
+    return Figure(name, title, caption, png(ax))
 
 
 def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> Figure:
@@ -96,7 +96,7 @@ def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> Figure:
                                              target_name=TARGET)
     width, height = ax.get_figure().get_size_inches()
     ax.get_figure().set_size_inches(width, max(height, 1.5 + 0.25 * len(ax.get_yticklabels())))  # a bar per parameter
-    return Figure(name, title, caption, _png(ax))
+    return Figure(name, title, caption, png(ax))
 
 
 def _intermediate(study: optuna.Study, trials: Sequence[FrozenTrial]) -> Figure:
@@ -110,10 +110,11 @@ def _intermediate(study: optuna.Study, trials: Sequence[FrozenTrial]) -> Figure:
     ax.set_xlabel("rung")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(TARGET)
-    return Figure(name, title, caption, _png(ax))
+    return Figure(name, title, caption, png(ax))
 
 
-def _png(ax) -> bytes:
+def png(ax) -> bytes:
+    """The figure of ``ax`` as PNG bytes; the figure is closed."""
     fig = ax.get_figure()
     buffer = io.BytesIO()
     try:
@@ -123,4 +124,4 @@ def _png(ax) -> bytes:
     return buffer.getvalue()
 
 
-__all__ = ["Figure", "draw_figures"]
+__all__ = ["Figure", "draw_figures", "png"]

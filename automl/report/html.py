@@ -9,9 +9,6 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from automl.report.tables import inference_text, ties_line
 
-TEMPLATE = "report.html.j2"
-
-
 def _number(value: Any, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -35,8 +32,8 @@ def _environment() -> Environment:
 
 
 def render_html(report: Any) -> str:
-    """The whole report of a :class:`~automl.report.study_report.StudyReport` as one HTML page."""
-    return _environment().get_template(TEMPLATE).render(r=report)
+    """The whole report (a study's or a comparison's) as one HTML page, from the template it names."""
+    return _environment().get_template(report.template).render(r=report)
 
 
-__all__ = ["TEMPLATE", "render_html"]
+__all__ = ["render_html"]

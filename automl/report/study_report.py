@@ -10,7 +10,7 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import sqlalchemy
@@ -19,6 +19,9 @@ from automl.errors import UserError
 from automl.files import atomic_write
 from automl.report.figures import Figure, draw_figures
 from automl.report.tricks import TrickRow, trick_table
+
+if TYPE_CHECKING:
+    from automl.report.comparison_report import ComparisonReport
 from automl.storage.models import BudgetLedgerModel
 from automl.study.records import ATTR_SPENT, STATE_NAMES, mark_ties, ranked, trial_record, trick_params
 
@@ -41,6 +44,7 @@ class StudyReport:
     """``automl best``'s record of the best trial (its interval and ties marked), with ``trick_params`` beside it."""
     tricks: list[TrickRow]
     figures: list[Figure] = field(default_factory=list)
+    template: str = "report.html.j2"
 
     @property
     def n_trials(self) -> int:
@@ -100,7 +104,7 @@ def output_paths(output: str | None, png_dir: str | None) -> tuple[Path | None, 
     return html, pngs
 
 
-def write_report(report: StudyReport, html: Path | None, png_dir: Path | None) -> list[Path]:
+def write_report(report: "StudyReport | ComparisonReport", html: Path | None, png_dir: Path | None) -> list[Path]:
     """Write the HTML file and/or one PNG per drawn figure; returns the paths written."""
     from automl.report.html import render_html
 

@@ -323,8 +323,19 @@ def budget_study(prepared: PreparedStudy, budget: Budget, *, session: int | None
     return cells, study
 
 
-def queue_budget(cells: PreparedStudy, study: optuna.Study, arms: Sequence[Arm], seeds: int) -> int:
+def record_design(study: optuna.Study, arms: Sequence[Arm], reference: Arm, seeds: int) -> None:
+    """Write the comparison's arms, reference and seeds on the budget's study, so that `automl report` can
+    rebuild the comparison from the database alone."""
+    described = {**study.user_attrs[records.STUDY_COMPARE], "reference": reference.name, "seeds": seeds,
+                 "arms": [{"arm": arm.name, "tricks": list(arm.tricks)} for arm in arms]}
+    if described != study.user_attrs[records.STUDY_COMPARE]:
+        study.set_user_attr(records.STUDY_COMPARE, described)
+
+
+def queue_budget(cells: PreparedStudy, study: optuna.Study, arms: Sequence[Arm], reference: Arm,
+                 seeds: int) -> int:
     """Queue the missing cells and bound the study to them (``cells.n_trials``); how many cells are to run."""
+    record_design(study, arms, reference, seeds)
     queue_missing(study, arms, seeds)
     trials = study.get_trials(deepcopy=False)
     waiting = sum(t.state == TrialState.WAITING for t in trials) + len(_to_retry(trials))
@@ -335,13 +346,13 @@ def queue_budget(cells: PreparedStudy, study: optuna.Study, arms: Sequence[Arm],
     return waiting
 
 
-def run_budget(prepared: PreparedStudy, arms: Sequence[Arm], budget: Budget, seeds: int, *,
+def run_budget(prepared: PreparedStudy, arms: Sequence[Arm], reference: Arm, budget: Budget, seeds: int, *,
                on_queued: Callable[[int], Any] | None = None,
                on_trial: Callable[[optuna.Study, FrozenTrial], Any] | None = None,
                name: str | None = None) -> optuna.Study:
     """Train the missing cells of one budget in this process; the study holds them all after."""
     cells, study = budget_study(prepared, budget, name=name)
-    waiting = queue_budget(cells, study, arms, seeds)
+    waiting = queue_budget(cells, study, arms, reference, seeds)
     if on_queued is not None:
         on_queued(waiting)
     if waiting:
@@ -417,6 +428,50 @@ def comparison(name: str, arms: Sequence[Arm], reference: Arm, seeds: int,
             "budgets": budgets, "crossings": [c.as_dict() for c in stats.crossings(means)]}
 
 
+def comparison_studies(storage: optuna.storages.BaseStorage, name: str) -> list[optuna.study.StudySummary]:
+    """The budget studies `automl compare` made of study ``name`` (or of the comparison one of them belongs to),
+    in budget order: seconds, then epochs, then steps, each smallest first."""
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    own = next((s.user_attrs.get(records.STUDY_COMPARE) for s in summaries if s.study_name == name), None)
+    compared = own["study"] if own else name
+    found = [s for s in summaries if (s.user_attrs.get(records.STUDY_COMPARE) or {}).get("study") == compared]
+    order = {"seconds": 0, "epochs": 1, "steps": 2}
+
+    def key(summary: optuna.study.StudySummary) -> tuple[int, float]:
+        budget = Budget.parse(summary.user_attrs[records.STUDY_COMPARE]["budget"])
+        return order.get(budget.unit, len(order)), budget.amount
+
+    return sorted(found, key=key)
+
+
+def is_comparison(storage: optuna.storages.BaseStorage, name: str) -> bool:
+    """Whether ``name`` is one budget study of a comparison, or names no study but has a comparison."""
+    summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if name in summaries:
+        return records.STUDY_COMPARE in summaries[name].user_attrs
+    return any((s.user_attrs.get(records.STUDY_COMPARE) or {}).get("study") == name for s in summaries.values())
+
+
+def stored_comparison(storage: optuna.storages.BaseStorage, name: str) -> dict[str, Any]:
+    """The comparison of study ``name`` (or the one budget study ``name`` belongs to) as ``comparison`` gives
+    it, read from the database alone: the arms, reference and seeds its latest run recorded on each budget."""
+    summaries = comparison_studies(storage, name)
+    designs = [s.user_attrs[records.STUDY_COMPARE] for s in summaries]
+    if not summaries or any("arms" not in d for d in designs):
+        raise UserError(f"no comparison of study {name!r} in this database (or one written before automl recorded "
+                        f"its arms); run `automl compare` on its study file, then report it")
+    arms: dict[str, Arm] = {}
+    for design in designs:  # the arms of every budget, in the order the first run that had them gave
+        for arm in design["arms"]:
+            arms.setdefault(arm["arm"], Arm(arm["arm"], tuple(arm["tricks"]), {}))
+    latest = designs[-1]
+    seeds = max(d["seeds"] for d in designs)
+    per_budget = [(Budget.parse(d["budget"]),
+                   completed_cells(optuna.load_study(study_name=s.study_name, storage=storage), seeds))
+                  for s, d in zip(summaries, designs)]
+    return comparison(latest["study"], list(arms.values()), arms[latest["reference"]], seeds, per_budget)
+
+
 def verdicts(result: dict[str, Any], alpha: float = ALPHA) -> list[str]:
     """One line per arm against the reference, worded no more strongly than the Holm-corrected test allows:
     better or worse only where p after Holm is at most ``alpha``, else "not distinguishable"."""
@@ -439,11 +494,24 @@ def verdicts(result: dict[str, Any], alpha: float = ALPHA) -> list[str]:
     return lines
 
 
+def power_note(result: dict[str, Any]) -> str | None:
+    """Said when the seeds are too few for any p after Holm to reach ``ALPHA``: then "not distinguishable" is
+    all a comparison can say, and the note says how many seeds could say more."""
+    tested = len(result["budgets"][0]["arms"]) - 1
+    floor = min(1.0, smallest_p(result["seeds"]) * tested)  # Holm multiplies the smallest p by the arms tested
+    if not tested or floor <= ALPHA:
+        return None
+    needed = next(n for n in range(2, 64) if smallest_p(n) * tested <= ALPHA)
+    return (f"with {result['seeds']} seeds and {tested} arm(s) against {result['reference']}, no p after Holm can "
+            f"fall below {floor:.3g}, so no arm can be told better or worse; --seeds {needed} or more can")
+
+
 def smallest_p(seeds: int) -> float:
     """The smallest two-sided p-value the exact sign-flip test can give with ``seeds`` pairs: 2 / 2^n."""
     return 2.0 / 2 ** seeds if seeds <= stats.EXACT_SIGN_FLIPS_UP_TO else 1.0 / (stats.SIGN_FLIP_DRAWS + 1)
 
 
 __all__ = ["ALPHA", "Arm", "PLAIN", "arm_summary", "budget_study", "budget_summary", "check_recipes", "check_seeds",
-           "compare_name", "comparison", "completed_cells", "missing_cells", "parse_budgets", "pick_reference",
-           "present_cells", "queue_budget", "queue_missing", "run_budget", "smallest_p", "study_arms", "verdicts"]
+           "compare_name", "comparison", "comparison_studies", "completed_cells", "missing_cells", "parse_budgets",
+           "is_comparison", "pick_reference", "power_note", "present_cells", "queue_budget", "queue_missing", "record_design",
+           "run_budget", "smallest_p", "stored_comparison", "study_arms", "verdicts"]

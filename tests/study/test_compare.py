@@ -17,70 +17,7 @@ from automl.study import records
 from automl.study.compare import study_arms
 from automl.study.config import load_study_file
 from automl.study.runner import Overrides, make_sampler, prepare
-
-# Pinned on in every arm, so it doubles no arm: it records what the trial started from (a digest of the initial
-# weights and of the first batch) and, when $PROBE_STOP_FILE counts down to 0, stops the run with a real SIGINT.
-PROBE = '''
-import hashlib, os, signal
-
-from automl import Trick, hookimpl
-
-
-def digest(tensors):
-    h = hashlib.sha256()
-    for t in tensors:
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-class Probe(Trick):
-    name = "probe"
-
-    def setup(self, run):
-        run.attrs["probe.weights"] = digest(run.model.parameters())
-        path = os.environ.get("PROBE_STOP_FILE")
-        if path and os.path.exists(path):
-            left = int(open(path).read()) - 1
-            open(path, "w").write(str(left))
-            if left == 0:
-                os.kill(os.getpid(), signal.SIGINT)
-
-    def transform_batch(self, run, x, y):
-        run.attrs.setdefault("probe.first_batch", digest([x, y]))
-        return x, y
-
-
-@hookimpl
-def automl_register_tricks():
-    return [Probe]
-'''
-
-TWO_ARMS = """
-[tricks]
-include = ["cosine", "probe"]
-
-[tricks.cosine]
-final = 0.0
-
-[tricks.probe]
-enabled = true
-"""
-
-
-@pytest.fixture
-def compare(write_study, sqlite_url, tmp_path, capsys):
-    """Runs `automl compare` on the tiny study with two arms (cosine on or off); (exit code, stdout, stderr)."""
-    plugin = tmp_path / "probe.py"
-    plugin.write_text(PROBE)
-    study = write_study(TWO_ARMS)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(["compare", str(study), "--storage", sqlite_url, "--plugin", str(plugin), *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
+from tests.study.two_arms import PROBE, TWO_ARMS
 
 def _cells(sqlite_url: str, budget: str = "6steps") -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=f"tiny-compare-{budget}", storage=sqlite_url).get_trials()
@@ -89,9 +26,10 @@ def _cells(sqlite_url: str, budget: str = "6steps") -> list[optuna.trial.FrozenT
 def test_the_arms_are_the_grid_the_brute_force_sampler_walks():
     prepared = prepare(load_study_file("studies/snapshot-vs-single.toml"), get_host(), Overrides())
     arms = study_arms(prepared)
-    assert [a.name for a in arms] == ["independent_ensemble", "snapshot_ensemble", "cosine", "step_decay", "plain"]
+    assert [a.name for a in arms] == ["independent_ensemble", "snapshot_ensemble", "cosine", "exp_decay",
+                                      "step_decay", "plain"]
     assert [a.tricks for a in arms] == [("independent_ensemble",), ("snapshot_ensemble",), ("cosine",),
-                                        ("step_decay",), ()]
+                                        ("exp_decay",), ("step_decay",), ()]
     walked = optuna.create_study(sampler=make_sampler("bruteforce", 0))
 
     def objective(trial):
@@ -212,7 +150,8 @@ def test_an_arm_whose_recipe_changed_is_refused(compare, write_study, sqlite_url
     assert code == 2 and "arm 'cosine+probe' was trained at 6steps with cosine.final = 0.0" in err, err
     assert len(_cells(sqlite_url)) == 4  # nothing queued
     study = optuna.load_study(study_name="tiny-compare-6steps", storage=sqlite_url)
-    assert study.user_attrs[records.STUDY_COMPARE] == {"study": "tiny", "budget": "6steps"}
+    design = study.user_attrs[records.STUDY_COMPARE]
+    assert design["study"] == "tiny" and design["budget"] == "6steps" and design["seeds"] == 2
 
 
 NAMED = """
