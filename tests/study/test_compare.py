@@ -4,6 +4,10 @@ comparison trains only its missing cells, bad input is refused before anything i
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -254,3 +258,40 @@ def test_cells_without_a_result_are_said_and_not_tested(write_study, sqlite_url,
     assert "automl: warning: 2 cell(s) at 6steps have no result yet" in err
     assert "breaks: not tested (fewer than 2 paired seeds) at 6steps" in out
     assert [t.state for t in _cells(sqlite_url)].count(TrialState.FAIL) == 2
+
+
+@pytest.mark.slow
+def test_a_comparison_killed_mid_cell_resumes_and_trains_each_missing_cell_once(write_study, sqlite_url, tmp_path,
+                                                                                child_env, capsys):
+    plugin = tmp_path / "probe.py"
+    plugin.write_text(PROBE)
+    study = write_study(TWO_ARMS)
+    study.write_text(study.read_text().replace("seed = 0", "seed = 0\nheartbeat_interval = 1\ngrace_period = 2"))
+    argv = ["compare", str(study), "--storage", sqlite_url, "--plugin", str(plugin), "--seeds", "3"]
+    kill = tmp_path / "kill"
+    kill.write_text("3")  # the third cell kills its own worker with SIGKILL at its third step
+    killed_run = subprocess.run([sys.executable, "-m", "automl", *argv], cwd=tmp_path,
+                                env={**child_env(), "PROBE_KILL_FILE": str(kill)}, capture_output=True, text=True)
+    assert killed_run.returncode == -signal.SIGKILL, killed_run.stderr
+    before = {t.number: t for t in _cells(sqlite_url)}
+    done_before = {n: t.value for n, t in before.items() if t.state == TrialState.COMPLETE}
+    killed = [n for n, t in before.items() if t.state == TrialState.RUNNING]
+    assert len(killed) == 1 and len(done_before) == 2
+    time.sleep(2.5)  # the grace period passes: the killed cell is stale, and the next run recovers it
+
+    assert main(argv) == 0, capsys.readouterr().err
+    cells = _cells(sqlite_url)
+    assert {t.number: t.value for t in cells if t.number in done_before} == done_before  # nothing retrained
+    complete = [t for t in cells if t.state == TrialState.COMPLETE]
+    by_cell: dict[tuple, list] = {}
+    for trial in complete:
+        first = next(t for t in cells if t.number == records.original_number(trial))
+        by_cell.setdefault((first.user_attrs[records.ATTR_COMPARE_ARM],
+                            first.user_attrs[records.ATTR_COMPARE_SEED]), []).append(trial)
+    assert sorted(by_cell) == [(arm, s) for arm in ("cosine+probe", "probe") for s in range(3)]
+    assert all(len(trials) == 1 for trials in by_cell.values())  # each cell trained once
+    (retry,) = [t for t in cells if t.system_attrs.get(records.SYS_RETRY_OF) == killed[0]]
+    assert retry.state == TrialState.COMPLETE and retry.params == before[killed[0]].params
+    for seed in range(3):  # the retried cell kept its seed: still paired with the other arm
+        assert by_cell[("probe", seed)][0].user_attrs["probe.weights"] == \
+            by_cell[("cosine+probe", seed)][0].user_attrs["probe.weights"]
