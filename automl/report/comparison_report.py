@@ -127,10 +127,13 @@ def _error_vs_cost(result: dict[str, Any]) -> Figure:
         for index, entry in enumerate(result["budgets"]):
             ax.plot([], [], color="0.3", marker=MARKERS[index % len(MARKERS)], linestyle="none",
                     label=entry["budget"])
+        costs = [_cost_of(row, measured) for _, row in rows]
+        if min(costs) > 0 and max(costs) / min(costs) >= 4:
+            ax.set_xscale("log")  # an ensemble of M costs M times a single model: ratios, not differences
         ax.set_xlabel(axis)
         ax.set_ylabel(TARGET)
         ax.set_title(title)
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="best")
     return Figure(name, title, caption, png(ax))
 
 
