@@ -41,7 +41,7 @@ import torch
 from automl.budget import Budget
 from automl.train.data import Dataset, load_dataset
 from automl.train.loop import TrainResult, train
-from automl.train.models import MODELS
+from automl_plugins.models import MODELS
 from automl.train.settings import TrainSettings
 from side_by_side import SEED, describe, fresh_model, pick_device
 from automl_plugins.freezeout import FreezeOut
