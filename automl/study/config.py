@@ -167,6 +167,12 @@ class TaskSection(Section):
         return self.model_source(host).build(in_channels=data.input_shape[0], num_classes=data.num_classes,
                                              **self.model_args)
 
+    def probe_model(self, in_channels: int, num_classes: int) -> nn.Module:
+        """A model of the task's architecture for tricks to look at (``TrialContext.model``), built without
+        drawing from torch's global RNG, so that the trials' random streams stay as they were."""
+        with torch.random.fork_rng(devices=[]):
+            return self.model_source().build(in_channels=in_channels, num_classes=num_classes, **self.model_args)
+
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, value: str) -> str:

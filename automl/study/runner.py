@@ -3,6 +3,7 @@ budget or n_trials is spent."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from automl.study.tricks import study_tricks
 from automl.study.worker import Worker
 from automl.train.data import Dataset
 from automl.train.models import check_output
-from automl.trick import Trick
+from automl.trick import TrialContext, Trick
 
 MODEL_KEY = "model:"
 """The prefix of the model's entry among the study's plugin sources (``records.STUDY_PLUGINS``): ``model:resnet20``."""
@@ -158,6 +159,22 @@ def _check_model(study_file: StudyFile, data: Dataset, host: Host) -> dict[str, 
     return source.origin
 
 
+def unavailable_for_model(prepared: PreparedStudy) -> dict[str, str]:
+    """The study's tricks that its model makes unavailable (zero_gamma on a network without residual blocks),
+    each with the reason: what ``automl run`` says once when the study starts."""
+    data = prepared.data
+    plain = TrialContext(prepared.name, 0, lambda: None)
+    knowing = dataclasses.replace(plain, model=prepared.study_file.config.task.probe_model(data.input_shape[0],
+                                                                                          data.num_classes))
+    found = {}
+    for name, cls in sorted(prepared.tricks.items()):
+        options = dict(prepared.settings[name].options) if name in prepared.settings else {}
+        reason = cls.unavailable(knowing, options)
+        if reason and not cls.unavailable(plain, options):
+            found[name] = reason
+    return found
+
+
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         # Optuna marks brute force and GP experimental; the choice was the study file's, so no warning.
@@ -207,6 +224,8 @@ def create_study(prepared: PreparedStudy, *, new_session: bool = True) -> optuna
         study.set_user_attr(records.STUDY_FILE, prepared.study_file.path)
         study.set_user_attr(records.STUDY_DATASET, config.task.dataset)
         study.set_user_attr(records.STUDY_MODEL, config.task.model)
+    if records.STUDY_MODEL_INPUT not in study.user_attrs:
+        study.set_user_attr(records.STUDY_MODEL_INPUT, [prepared.data.input_shape[0], prepared.data.num_classes])
     if study.user_attrs.get(records.STUDY_PLUGINS) != sources:
         study.set_user_attr(records.STUDY_PLUGINS, sources)
     try:
