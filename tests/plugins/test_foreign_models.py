@@ -168,26 +168,3 @@ def test_timm_resnet18_freezes_by_its_own_groups_and_zeroes_its_blocks():
     assert result.attrs["zero_gamma.blocks"] == len(last) == RESNET18_BLOCKS
     for name, gamma in rec.gammas.items():
         assert (torch.count_nonzero(gamma) == 0) == (name in last), name
-
-
-def test_swa_snapshots_mixed_precision_and_a_foreign_teacher_train_resnet18(tmp_path):
-    from automl.storage.artifacts import checkpoint, load_model
-    from automl_plugins.distillation import Distillation
-    from automl_plugins.mixed_precision import MixedPrecision
-    from automl_plugins.snapshot_ensemble import SnapshotEnsemble
-    from automl_plugins.swa import Swa
-
-    data, spec = _data(), "torchvision:resnet18"
-    teacher = tmp_path / "teacher.pt"
-    built = _model(spec, data, seed=1)
-    torch.save(checkpoint(built, spec, {}, 1, data.num_classes, {"plugin": "torchvision"}), teacher)
-    assert torch.equal(load_model(teacher).conv1.weight, built.conv1.weight)  # rebuilt from what it records
-    for tricks, kept in (([Swa(fraction=0.5)], "swa"), ([SnapshotEnsemble(cycles=2)], "snapshot_ensemble"),
-                         ([MixedPrecision(dtype="bf16", channels_last=True)], None),
-                         ([Distillation(teacher=str(teacher))], None)):
-        model = _model(spec, data)
-        result = train_tiny(tricks, "6steps", data=data, model=model, lr=0.05)
-        assert result.steps == 6 and 0.0 <= result.val_error <= 1.0, tricks
-        if kept is not None:
-            assert any(name.startswith(kept) for name in result.weights), (kept, list(result.weights))
-    assert result.attrs["distillation.teacher"] == str(teacher)
