@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import pluggy
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from automl.trick import Trick
 
 hookspec = pluggy.HookspecMarker("automl")
@@ -26,4 +28,19 @@ def automl_register_tricks() -> "list[type[Trick]]":
     trick name may be provided by one plugin only. A plugin whose hook raises, or that
     returns something other than Trick subclasses with a valid search space, is
     reported by name and dropped; the other plugins keep working.
+    """
+
+
+@hookspec
+def automl_register_models() -> "dict[str, Callable[..., nn.Module]]":
+    """Return the models this plugin provides: ``{name: builder}``.
+
+    A study names one in ``[task] model``. The builder is called by keyword as
+    ``builder(in_channels=C, num_classes=K, **model_args)`` (``model_args`` from the study's
+    ``[task]``; its keyword parameters other than those two are the model's options) and
+    returns an ``nn.Module`` that maps a (N, C, H, W) batch to (N, K) scores; that is checked
+    on one batch before a study is created. Called once when the host starts; a name may be
+    provided by one plugin only and must match ``[a-z][a-z0-9_]*`` (names with a ``:`` are
+    ``torchvision:NAME``, ``timm:NAME`` and ``package.module:callable``). A plugin whose hook
+    raises or returns anything else is reported by name and dropped.
     """

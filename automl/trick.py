@@ -225,6 +225,9 @@ class TrialContext:
     trial_number: int
     best_checkpoint: Callable[[], Any]
     """Returns the path of the best completed trial's saved model, or None when there is none yet."""
+    model: nn.Module | None = None
+    """A model of the study's architecture (untrained, on the CPU), for ``unavailable`` to tell whether a trick
+    applies to it; None where none is at hand."""
 
 
 class Trick:

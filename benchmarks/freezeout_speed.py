@@ -27,6 +27,10 @@ Run it::
     python benchmarks/freezeout_speed.py                   # defaults, about 1-2 minutes on a 2-core CPU
     python benchmarks/freezeout_speed.py --model resnet32 --epochs 5
     python benchmarks/freezeout_speed.py --device cuda --n-train 8192 --batch-size 128
+    python benchmarks/freezeout_speed.py --model torchvision:resnet18 --n-train 256 --epochs 2 --repeats 3
+
+``--model`` takes any ``[task] model``: a built-in name (scaled by ``--width``), ``torchvision:NAME``,
+``timm:NAME`` or ``package.module:callable`` (built at their own size; ``--width`` is not used).
 
 The last line is ``ratio=<time without / time with>``. Goal: at least 1.15 on CPU.
 """
@@ -41,7 +45,7 @@ import torch
 from automl.budget import Budget
 from automl.train.data import Dataset, load_dataset
 from automl.train.loop import TrainResult, train
-from automl.train.models import MODELS
+from automl.train.models import build_model
 from automl.train.settings import TrainSettings
 from side_by_side import SEED, describe, fresh_model, pick_device
 from automl_plugins.freezeout import FreezeOut
@@ -54,13 +58,17 @@ def run_side(freezeout: bool, args: argparse.Namespace, data: Dataset, settings:
              device: torch.device, epochs: float) -> TrainResult:
     """One whole run of ``epochs`` through automl's trainer, with or without FreezeOut."""
     tricks = [FreezeOut(t0=T0, schedule=SCHEDULE, scale_lr=SCALE_LR)] if freezeout else []
-    model = fresh_model(args.model, args.width, data, device)
+    if ":" in args.model:  # a foreign model: its own size, the same seeded init on every call
+        torch.manual_seed(SEED)
+        model = build_model(args.model, in_channels=data.input_shape[0], num_classes=data.num_classes).to(device)
+    else:
+        model = fresh_model(args.model, args.width, data, device)
     return train(model, data, settings, Budget.parse(f"{epochs:g}ep"), tricks=tricks, device=device, seed=SEED)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="resnet20", choices=sorted(MODELS))
+    parser.add_argument("--model", default="resnet20", help="a built-in name, torchvision:NAME, timm:NAME, ...")
     parser.add_argument("--width", type=float, default=0.5, help="channel multiplier of the model")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=float, default=4, help="budget of every run, the same on both sides")

@@ -38,7 +38,7 @@ from torch import nn
 from automl.budget import Budget
 from automl.train.data import Dataset, load_dataset
 from automl.train.loop import train
-from automl.train.models import MODELS
+from automl_plugins.models import MODELS
 from automl.train.settings import TrainSettings
 from side_by_side import SEED, describe, fresh_model, pick_device
 

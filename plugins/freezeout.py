@@ -3,12 +3,16 @@
 Brock, Lim, Ritchie & Weston 2017, "FreezeOut: Accelerate Training by Progressively Freezing Layers".
 
 The layers are the model's top-level children that have parameters, in forward order
-(automl's models are stacks whose children run in that order, classifier last). Layer
+(automl's models are stacks whose children run in that order, classifier last; so do
+torchvision's ResNets: ``conv1``, ``bn1``, ``layer1`` ... ``layer4``, ``fc``). A timm model
+says its own layers in forward order (``group_matcher``, which timm's layer-wise LR decay
+uses): its stem, then each block, then the head. Layer
 ``i`` of ``L`` trains until progress ``t_i`` with the LR ``lr_i(0) * (1 + cos(pi * p / t_i)) / 2``,
 then it is frozen: its params leave the optimizer and stop requiring gradients, its
 BatchNorms use their running statistics, and the frozen layers at the front of the
-network run under ``torch.no_grad`` so that backward never reaches them. That skipped
-backward work is the speed-up; under a budget of device time it buys more steps.
+network run under ``torch.no_grad`` (in a stack) or build no graph because none of their
+inputs and params needs a gradient (any other model), so that backward never reaches them.
+That skipped backward work is the speed-up; under a budget of device time it buys more steps.
 
 The schedule of ``t_i`` (section 2 of the paper, and its code):
 
@@ -75,6 +79,18 @@ def _forward_past_frozen(frozen: Sequence[nn.Module], rest: Sequence[nn.Module],
     return x
 
 
+def forward_layers(model: nn.Module) -> list[list[nn.Module]]:
+    """The layers of ``model`` in forward order, each a list of modules: timm's groups where the model has
+    them (``group_matcher``), else each top-level child that has parameters."""
+    matcher = getattr(model, "group_matcher", None)
+    if callable(matcher):
+        from timm.models import group_modules  # only a timm model has a group_matcher
+
+        groups = group_modules(model, matcher(coarse=False))
+        return [[model.get_submodule(name) for name in names] for _, names in sorted(groups.items()) if names]
+    return [[child] for child in model.children() if any(True for _ in child.parameters())]
+
+
 class FreezeOut(Trick):
     name = "freezeout"
     owns = ("lr_schedule",)
@@ -100,22 +116,21 @@ class FreezeOut(Trick):
 
     def setup(self, run: Run) -> None:
         model = run.model
-        names = [name for name, child in model.named_children() if any(True for _ in child.parameters())]
-        if not names:
+        self._layers = forward_layers(model)
+        if not self._layers:
             raise ValueError("freezeout needs a model whose top-level children have parameters")
-        index = {name: i for i, name in enumerate(names)}
-        self._layers = [getattr(model, name) for name in names]
-        self._times = freeze_times(len(names), self.t0, self.schedule)
+        layer_of = {id(p): i for i, layer in enumerate(self._layers) for m in layer for p in m.parameters()}
+        self._times = freeze_times(len(self._layers), self.t0, self.schedule)
         self._frozen = 0
         run.attrs["freezeout.freeze_times"] = list(self._times)
-        run.attrs["freezeout.frozen_at_step"] = [None] * len(names)
+        run.attrs["freezeout.frozen_at_step"] = [None] * len(self._layers)
 
         # Keep the lr_scale another trick may have given a param (layer-wise LRs, no-decay groups).
         scale_of = {id(p): g.get("lr_scale", 1.0) for g in run.optimizer.param_groups for p in g["params"]}
 
         def options(name: str, param: nn.Parameter) -> dict:
-            # Params of the root module itself (none in automl's stacks) train to the end.
-            layer = index.get(name.split(".", 1)[0], len(names) - 1)
+            # Params of no layer (of the root module itself: a ViT's position embedding) train to the end.
+            layer = layer_of.get(id(param), len(self._layers) - 1)
             scale = scale_of[id(param)] / (self._times[layer] if self.scale_lr else 1.0)
             return {GROUP_KEY: layer, "lr_scale": scale}
 
@@ -127,8 +142,9 @@ class FreezeOut(Trick):
         for layer in self._layers[:self._frozen]:
             # The trainer's evaluation ends with model.train(), which would turn BatchNorm
             # back to batch statistics (and updating running stats) in a frozen layer.
-            if layer.training:
-                layer.eval()
+            for module in layer:
+                if module.training:
+                    module.eval()
         for group in run.optimizer.param_groups:
             layer = group.get(GROUP_KEY)
             if layer is not None:
@@ -141,10 +157,11 @@ class FreezeOut(Trick):
             optimizer.param_groups.remove(group)
             for param in group["params"]:
                 optimizer.state.pop(param, None)
-        for param in self._layers[i].parameters():
-            param.requires_grad_(False)
-            param.grad = None
-        self._layers[i].eval()
+        for module in self._layers[i]:
+            for param in module.parameters():
+                param.requires_grad_(False)
+                param.grad = None
+            module.eval()
         self._frozen = i + 1
         run.attrs["freezeout.frozen_at_step"][i] = run.step
         self._wrap_forward(run.model)
@@ -162,7 +179,7 @@ class FreezeOut(Trick):
             return
         children = list(model.children())
         if self._frozen < len(self._layers):
-            first_training = next(k for k, c in enumerate(children) if c is self._layers[self._frozen])
+            first_training = next(k for k, c in enumerate(children) if c is self._layers[self._frozen][0])
         else:
             first_training = len(children)
         model.forward = functools.partial(_forward_past_frozen, tuple(children[:first_training]),
@@ -172,8 +189,9 @@ class FreezeOut(Trick):
         # Hand the model back as an ordinary module: its own forward, every param trainable.
         run.model.__dict__.pop("forward", None)
         for layer in self._layers[:self._frozen]:
-            for param in layer.parameters():
-                param.requires_grad_(True)
+            for module in layer:
+                for param in module.parameters():
+                    param.requires_grad_(True)
 
 
 @hookimpl

@@ -1,6 +1,7 @@
 """A third-party package of tricks (tests/third_party/my-tricks: its own pyproject.toml, cutout, exp_decay,
-gradient clipping through after_backward, and a `cosine`), installed by entry point: its tests pass, its tricks
-run in a study, and a trick name it shares with a built-in blocks only the studies that use that name."""
+gradient clipping through after_backward, a `cosine`, and a model `my_net`), installed by entry point: its tests
+pass, its tricks and its model run in a study, and a trick name it shares with a built-in blocks only the studies
+that use that name."""
 
 from __future__ import annotations
 
@@ -65,6 +66,31 @@ def test_its_tricks_are_found_and_a_shared_name_is_blocked_naming_both(site, chi
         assert f"AUTOML_DISABLE_PLUGINS=automl_plugins.{name} or my_tricks.{name}" in found["blocked"][name]
         assert f"automl: warning: trick {name!r} is provided twice" in listed.stderr
     assert {"warmup", "label_smoothing"} <= set(tricks)  # the built-ins that clash with nothing are there
+    models = {m["name"]: m for m in found["models"]}
+    assert models["my_net"]["source"] == "my-tricks 0.1: my_tricks.my_net"
+    assert models["my_net"]["options"] == {"hidden": 8} and "resnet20" in models
+
+
+@pytest.mark.slow
+def test_its_model_trains_in_a_study_and_its_export_trains_again(site, child_env, write_study, tmp_path):
+    study = write_study('[tricks]\ninclude = ["warmup"]\n', n_trials=1)
+    text = study.read_text().replace('model = "small_cnn"', 'model = "my_net"')
+    study.write_text(text.replace("model_args = { width = 0.25 }", "model_args = { hidden = 6 }"))
+    url = f"sqlite:///{tmp_path / 'net.db'}"
+    ran = _automl(child_env, site, "run", study, "--storage", url)
+    assert ran.returncode == 0, ran.stderr
+    stored = optuna.load_study(study_name="tiny", storage=url)
+    assert stored.trials[0].state.name == "COMPLETE"
+    assert stored.user_attrs["plugins"]["model:my_net"] == "my-tricks 0.1: my_tricks.my_net"
+    run_file = tmp_path / "run.toml"
+    assert _automl(child_env, site, "export", "tiny", "--storage", url, "-o", run_file).returncode == 0
+    trained = _automl(child_env, site, "train", run_file, "--out", tmp_path / "models")
+    assert trained.returncode == 0, trained.stderr
+    load = ("import sys; from automl.storage.artifacts import load_model; "
+            "print(load_model(sys.argv[1])[0].out_channels)")
+    shown = subprocess.run([sys.executable, "-c", load, str(next((tmp_path / "models").glob("*.pt")))],
+                           env=child_env(site), capture_output=True, text=True, timeout=300)
+    assert shown.stdout.strip() == "6", shown.stderr
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""`automl plugins list|show`: the tricks the host found, their parameters, resources, hooks and sources."""
+"""`automl plugins list|show`: the tricks and models the host found, their parameters, resources, hooks and sources."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from automl.cli.options import host, json_option, plugin_option, print_json, std
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="plugins_command", required=True, metavar="COMMAND")
-    listing = commands.add_parser("list", help="every trick with its parameters")
+    listing = commands.add_parser("list", help="every trick with its parameters, and every model")
     plugin_option(listing)
     json_option(listing)
     listing.set_defaults(func=run_list)
@@ -23,13 +23,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_list(args: argparse.Namespace) -> int:
     found = host(args.plugin, args.traceback)
     records = [info.describe() for info in sorted(found.tricks.values(), key=lambda i: i.name)]
+    models = [info.describe() for _, info in sorted(found.models.items())]
     if args.json:
         failed = [{"plugin": f.plugin, "source": f.source, "reason": f.reason} for f in found.failures]
-        print_json({"tricks": records, "failed": failed, "blocked": found.blocked, "warnings": found.warnings})
+        print_json({"tricks": records, "models": models, "failed": failed, "blocked": found.blocked,
+                    "blocked_models": found.blocked_models, "warnings": found.warnings})
     else:
-        from automl.report.tables import plugins_table
+        from automl.report.tables import models_table, plugins_table
 
         stdout().print(plugins_table(records))
+        stdout().print(models_table(models))
     return 0
 
 

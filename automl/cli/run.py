@@ -40,12 +40,16 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from automl.report.progress import RunDisplay
     from automl.study.processes import start_workers, watch, worker_argv, worker_failure
-    from automl.study.runner import create_study, run_study
+    from automl.study.runner import create_study, run_study, unavailable_for_model
 
     prepared, url, devices = _prepare(args)
     if args.worker is not None:
         return _run_worker(args, prepared)
     study = create_study(prepared)
+    model = prepared.study_file.config.task.model
+    for name, reason in unavailable_for_model(prepared).items():  # said once, not by each trial
+        print(f"automl: note: trick {name!r} is unavailable for model {model!r}, so its trials run without it: "
+              f"{reason}", file=sys.stderr)
     with RunDisplay(prepared, stderr()) as display:
         if args.workers > 1:
             status = watch(study, start_workers(worker_argv(args, prepared.session), url, devices),

@@ -94,6 +94,17 @@ def plugins_table(records: Iterable[dict[str, Any]]) -> Table:
     return table
 
 
+def models_table(records: Iterable[dict[str, Any]]) -> Table:
+    """``automl plugins list``: the models plugins provide (``ModelInfo.describe``), beside the tricks."""
+    table = Table(title="models (also torchvision:NAME, timm:NAME, package.module:callable)")
+    for column in ("name", "options", "source"):
+        table.add_column(column)
+    for r in records:
+        options = ", ".join(f"{k} = {v!r}" for k, v in r["options"].items()) or "-"
+        table.add_row(r["name"], options, r["source"])
+    return table
+
+
 def trick_lines(record: dict[str, Any]) -> list[str]:
     """``automl plugins show``: one trick described (``TrickInfo.describe``), line by line (rich markup)."""
     lines = [f"[bold]{record['name']}[/bold]  ({record['source']})"]

@@ -24,16 +24,23 @@ def artifact_store(path: str | Path) -> FileSystemArtifactStore:
     return FileSystemArtifactStore(str(path))
 
 
-def checkpoint(model: nn.Module, name: str, model_args: dict[str, Any], in_channels: int, num_classes: int) -> dict:
-    """A self-describing checkpoint: enough to rebuild the architecture, and the weights."""
+def checkpoint(model: nn.Module, name: str, model_args: dict[str, Any], in_channels: int, num_classes: int,
+               origin: dict[str, str] | None = None, folders: tuple[str, ...] = ()) -> dict:
+    """A self-describing checkpoint: enough to rebuild the architecture, and the weights.
+
+    ``name`` is the ``[task] model`` (a plugin's name, ``torchvision:NAME``, ``package.module:callable``);
+    ``origin`` says where it came from (``ModelSource.origin``) and ``folders`` where its module was looked for.
+    """
     return {"format": CHECKPOINT_FORMAT, "model": name, "model_args": dict(model_args),
             "in_channels": in_channels, "num_classes": num_classes,
+            "model_origin": dict(origin or {}), "model_folders": list(folders),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
 
 
 def task_checkpoint(task: Any, model: nn.Module, data: Any) -> dict:
     """``model`` of a study's ``[task]`` (its ``model`` and ``model_args``), trained on ``data``, as a checkpoint."""
-    return checkpoint(model, task.model, task.model_args, data.input_shape[0], data.num_classes)
+    return checkpoint(model, task.model, task.model_args, data.input_shape[0], data.num_classes,
+                      task.model_source().origin, task.folders)
 
 
 def with_weights(ckpt: dict, state_dict: dict[str, torch.Tensor]) -> dict:
@@ -70,11 +77,14 @@ def best_checkpoint(study: optuna.Study, store: FileSystemArtifactStore, into: P
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
-    """Rebuild and load a checkpoint written by :func:`checkpoint` (tensors and plain data only)."""
+    """Rebuild and load a checkpoint written by :func:`checkpoint` (tensors and plain data only).
+
+    An import-path model is imported from ``sys.path`` or the folders the study looked in (its file's).
+    """
     ckpt = torch.load(path, map_location=device, weights_only=True)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an automl model checkpoint (format {CHECKPOINT_FORMAT})")
     model = build_model(ckpt["model"], in_channels=ckpt["in_channels"], num_classes=ckpt["num_classes"],
-                        **ckpt["model_args"])
+                        folders=ckpt.get("model_folders", ()), **ckpt["model_args"])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device)

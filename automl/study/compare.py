@@ -146,7 +146,9 @@ def study_arms(prepared: PreparedStudy) -> list[Arm]:
 
 def _walk(prepared: PreparedStudy, probe: _Probe) -> tuple[str, ...]:
     """Ask ``probe`` what a trial of the study asks, in the order it asks; the tricks it enables."""
-    context = TrialContext(study_name=prepared.name, trial_number=0, best_checkpoint=lambda: None)
+    data = prepared.data
+    context = TrialContext(study_name=prepared.name, trial_number=0, best_checkpoint=lambda: None,
+                           model=prepared.study_file.config.task.probe_model(data.input_shape[0], data.num_classes))
     try:
         tricks = select_tricks(probe, prepared.tricks, prepared.settings, context)
     except (TrickError, ValueError) as exc:

@@ -10,15 +10,15 @@ from typing import Annotated, Any, Iterable, Literal
 
 import torch
 from optuna.storages._rdb.models import MAX_INDEXED_STRING_LENGTH
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError,
-                      field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, TypeAdapter,
+                      ValidationError, field_validator, model_validator)
 from torch import nn
 
 from automl.budget import Budget
 from automl.errors import UserError
 from automl.train.datasets import (DEFAULT_DOWNLOAD, DEFAULT_VAL_FRACTION, DEFAULT_VERIFY, Dataset,
                                    check_dataset_name, load_dataset)
-from automl.train.models import build_model, check_model_name
+from automl.train.models import ModelSource, check_model_name, resolve_model
 from automl.train.settings import TrainSettings
 
 
@@ -140,6 +140,17 @@ class TaskSection(Section):
     """Check the dataset files' checksums (torchvision's own check)."""
     dataset_args: dict[str, Any] = {}
     model_args: dict[str, Any] = {}
+    _folders: tuple[str, ...] = PrivateAttr(default=())
+    """Where a ``package.module:callable`` model is looked for after ``sys.path``: the study file's folder."""
+
+    def look_in(self, *folders: str | Path) -> "TaskSection":
+        """This task, its import-path model looked for in ``folders`` too (absolute); returns itself."""
+        self._folders = tuple(dict.fromkeys([*self._folders, *(str(Path(f).absolute()) for f in folders)]))
+        return self
+
+    @property
+    def folders(self) -> tuple[str, ...]:
+        return self._folders
 
     def load_data(self, *, seed: int, device: torch.device) -> Dataset:
         """The task's data on ``device``; ``seed`` splits train from val (the study's, so that every
@@ -147,10 +158,20 @@ class TaskSection(Section):
         return load_dataset(self.dataset, root=self.data_root, val_fraction=self.val_fraction, seed=seed,
                             device=device, download=self.download, verify=self.verify, **self.dataset_args)
 
-    def build_model(self, data: Dataset) -> nn.Module:
+    def model_source(self, host: Any = None) -> ModelSource:
+        """Where the task's model comes from (``host``: whose plugins a name is looked up in)."""
+        return resolve_model(self.model, folders=self._folders, host=host)
+
+    def build_model(self, data: Dataset, host: Any = None) -> nn.Module:
         """A new model of the task's architecture for ``data``'s images and classes (seed torch first)."""
-        return build_model(self.model, in_channels=data.input_shape[0], num_classes=data.num_classes,
-                           **self.model_args)
+        return self.model_source(host).build(in_channels=data.input_shape[0], num_classes=data.num_classes,
+                                             **self.model_args)
+
+    def probe_model(self, in_channels: int, num_classes: int) -> nn.Module:
+        """A model of the task's architecture for tricks to look at (``TrialContext.model``), built without
+        drawing from torch's global RNG, so that the trials' random streams stay as they were."""
+        with torch.random.fork_rng(devices=[]):
+            return self.model_source().build(in_channels=in_channels, num_classes=num_classes, **self.model_args)
 
     @field_validator("dataset")
     @classmethod
@@ -260,6 +281,7 @@ def parse_study_text(text: str, path: str, variant: str | None = None) -> StudyF
         raise UserError(f"{path}: {first_problem(exc)}") from None
     except RecursionError:
         raise UserError(f"{path}: values nested too deeply; flatten the file") from None
+    config.task.look_in(Path(path).parent)
     return StudyFile(path=path, text=text, config=config)
 
 

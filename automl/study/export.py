@@ -9,7 +9,7 @@ the export is refused unless they rebuild exactly the tricks the trial enabled.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace as dataclasses_replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,8 @@ from automl.files import atomic_write
 from automl.storage.models import StudySourceModel, session_scope
 from automl.study.config import StudyConfig, StudyFile, config_digest, file_stem, parse_study_text, parse_toml
 from automl.study.records import (ATTR_BUDGET, ATTR_CONFIG, ATTR_MODEL, ATTR_SEED, ATTR_SPENT, ATTR_STEPS, ATTR_TRICKS,
-                                  STUDY_DATASET, STUDY_MODEL, best_of, end_reason, load_study, ranked, training_seed)
+                                  STUDY_DATASET, STUDY_MODEL, STUDY_MODEL_INPUT, best_of, end_reason, load_study, ranked,
+                                  training_seed)
 from automl.study.runfile import ReplayError, Replayed, replay, write_run_file
 from automl.study.tricks import study_tricks
 from automl.trick import Trick, TrialContext
@@ -214,6 +215,9 @@ def _rebuild(trial: FrozenTrial, rows: list[StudySourceModel], study_attrs: dict
         # `include = "*"` meant the tricks installed then, which the source row recorded.
         tricks = {n: cls for n, cls in tricks.items() if n in searched}
         best.store = Path(study_file.config.study.artifacts)
+        shape = study_attrs.get(STUDY_MODEL_INPUT)
+        if shape is not None:  # the trial's tricks were offered knowing the model (zero_gamma's blocks)
+            context = dataclasses_replace(context, model=study_file.config.task.probe_model(*shape))
         try:
             replayed = replay(trial.params, tricks, settings, study_file.config.train, number=trial.number,
                               context=context)

@@ -94,13 +94,17 @@ class Objective:
     """The tricks this worker has turned off (see ``TURN_OFF_AFTER``), with the reason each trial records."""
     failed_in_a_row: Counter = field(default_factory=Counter)
     """By trick, how many of the last trials that enabled it its own exceptions failed."""
+    _probe: torch.nn.Module | None = field(default=None, repr=False)
+    """The task's model, built once, for the tricks' ``unavailable`` (``TrialContext.model``)."""
 
     def begin(self, trial: optuna.Trial) -> TrialPlan:
         """Choose the trial's tricks, parameters and seed."""
         study = trial.study
+        if self._probe is None:
+            self._probe = self.config.task.probe_model(self.data.input_shape[0], self.data.num_classes)
         context = TrialContext(
             study_name=study.study_name, trial_number=trial.number,
-            best_checkpoint=lambda: best_checkpoint(study, self.artifacts, self.best_model_cache))
+            best_checkpoint=lambda: best_checkpoint(study, self.artifacts, self.best_model_cache), model=self._probe)
         try:
             tricks, failure = select_tricks(trial, self.tricks, self.settings, context, self.turned_off), None
         except TrickError as exc:

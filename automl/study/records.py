@@ -73,6 +73,8 @@ SYS_FAIL_REASON = "fail_reason"
 
 # -- the study's user attributes -------------------------------------------------------------------
 STUDY_FILE, STUDY_DATASET, STUDY_MODEL = "study_file", "dataset", "model"
+STUDY_MODEL_INPUT = "model_input"
+"""``[in_channels, num_classes]`` the study's model is built for: what rebuilds it without the data (export)."""
 STUDY_COMPARE = "compare"
 """On the study of one budget of `automl compare`: ``{"study": the compared study's name, "budget": "20s"}``."""
 STUDY_PLUGINS = "plugins"

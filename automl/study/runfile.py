@@ -108,6 +108,8 @@ def load_run_file(path: str | Path) -> LoadedRun:
         run = RunFile.model_validate(raw)
     except ValidationError as exc:
         raise UserError(f"{path}: {first_problem(exc, RunFile)}") from None
+    # An import-path model is looked for beside the run file, then beside the study file it was exported from.
+    run.task.look_in(path.parent, *([Path(run.source.study_file).parent] if run.source.study_file else []))
     loaded = LoadedRun(path, text, run)
     best = loaded.study_best()
     if best is not None and not best.is_file():

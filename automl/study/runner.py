@@ -3,6 +3,7 @@ budget or n_trials is spent."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -33,8 +34,11 @@ from automl.study.objective import Objective
 from automl.study.tricks import study_tricks
 from automl.study.worker import Worker
 from automl.train.data import Dataset
-from automl.trick import Trick
+from automl.train.models import check_output
+from automl.trick import TrialContext, Trick
 
+MODEL_KEY = "model:"
+"""The prefix of the model's entry among the study's plugin sources (``records.STUDY_PLUGINS``): ``model:resnet20``."""
 BEST_MODEL_CACHE = ".best-models"
 """The folder under the artifact store's where trials download the study's best model when a trick asks."""
 
@@ -79,6 +83,8 @@ class PreparedStudy:
     accept_task_change: bool = False
     """Resume the study although its file now names another data set or model."""
     accept_plugin_change: bool = False
+    model_origin: dict[str, str] = field(default_factory=dict)
+    """Where the task's model comes from (``ModelSource.origin``): recorded with the study's plugins."""
 
 
 def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(), *,
@@ -97,7 +103,7 @@ def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(
     _check_artifacts(study_file)
     device = resolve_device(overrides.device or "auto")
     data = config.task.load_data(seed=config.study.seed, device=torch.device("cpu") if data_on_cpu else device)
-    _check_model(study_file, data)
+    model_origin = _check_model(study_file, data, host)
     return PreparedStudy(
         study_file=study_file, name=name,
         storage_url=resolve_url(overrides.storage, config.study.storage), tricks=tricks, settings=settings,
@@ -105,7 +111,7 @@ def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(
         n_trials=overrides.n_trials or config.study.n_trials, seed=seed,
         accept_task_change=overrides.accept_task_change, accept_plugin_change=overrides.accept_plugin_change,
         plugins=[{"trick": name, "plugin": host.tricks[name].plugin, "source": host.tricks[name].source}
-                 for name in sorted(tricks)])
+                 for name in sorted(tricks)], model_origin=model_origin)
 
 
 def _budgets(study: StudySection, overrides: Overrides) -> tuple[Budget, Budget | None]:
@@ -139,15 +145,34 @@ def _check_artifacts(study_file: StudyFile) -> None:
                                "give a folder you can write")
 
 
-def _check_model(study_file: StudyFile, data: Dataset) -> None:
-    """Build the task's model once, so a wrong ``model_args`` is refused before the study is created."""
+def _check_model(study_file: StudyFile, data: Dataset, host: Host) -> dict[str, str]:
+    """Build the task's model once and score one batch with it, so that a model that does not import, does not
+    build or gives scores of the wrong shape is refused before the study is created; returns its origin."""
+    task = study_file.config.task
     with torch.random.fork_rng(devices=[]):  # trials seed torch themselves; this build leaves no trace
         try:
-            study_file.config.task.build_model(data)
+            source = task.model_source(host)
+            model = source.build(in_channels=data.input_shape[0], num_classes=data.num_classes, **task.model_args)
+            check_output(model, task.model, data.input_shape, data.num_classes)
         except UserError as exc:
             raise study_file.error("[task]", str(exc)) from None
-        except (TypeError, ValueError) as exc:
-            raise study_file.error("[task] model_args:", str(exc)) from None
+    return source.origin
+
+
+def unavailable_for_model(prepared: PreparedStudy) -> dict[str, str]:
+    """The study's tricks that its model makes unavailable (zero_gamma on a network without residual blocks),
+    each with the reason: what ``automl run`` says once when the study starts."""
+    data = prepared.data
+    plain = TrialContext(prepared.name, 0, lambda: None)
+    knowing = dataclasses.replace(plain, model=prepared.study_file.config.task.probe_model(data.input_shape[0],
+                                                                                          data.num_classes))
+    found = {}
+    for name, cls in sorted(prepared.tricks.items()):
+        options = dict(prepared.settings[name].options) if name in prepared.settings else {}
+        reason = cls.unavailable(knowing, options)
+        if reason and not cls.unavailable(plain, options):
+            found[name] = reason
+    return found
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -199,6 +224,8 @@ def create_study(prepared: PreparedStudy, *, new_session: bool = True) -> optuna
         study.set_user_attr(records.STUDY_FILE, prepared.study_file.path)
         study.set_user_attr(records.STUDY_DATASET, config.task.dataset)
         study.set_user_attr(records.STUDY_MODEL, config.task.model)
+    if records.STUDY_MODEL_INPUT not in study.user_attrs:
+        study.set_user_attr(records.STUDY_MODEL_INPUT, [prepared.data.input_shape[0], prepared.data.num_classes])
     if study.user_attrs.get(records.STUDY_PLUGINS) != sources:
         study.set_user_attr(records.STUDY_PLUGINS, sources)
     try:
@@ -244,11 +271,14 @@ def _plugin_sources(storage: optuna.storages.BaseStorage, prepared: PreparedStud
     or version than the study's trials had it from is refused unless ``accept_plugin_change``."""
     before = _recorded_sources(storage, prepared.name)
     now = {p["trick"]: p["source"] for p in prepared.plugins}
+    if prepared.model_origin:
+        now[MODEL_KEY + prepared.study_file.config.task.model] = prepared.model_origin["source"]
     changed = sorted(n for n in now if n in before and before[n] != now[n])
     if changed and not prepared.accept_plugin_change:
         name = changed[0]
         more = f" (and {', '.join(map(repr, changed[1:]))})" if changed[1:] else ""
-        raise UserError(f"study {prepared.name!r} ran trick {name!r} from {before[name]}, but it now comes from "
+        what = f"model {name.removeprefix(MODEL_KEY)!r}" if name.startswith(MODEL_KEY) else f"trick {name!r}"
+        raise UserError(f"study {prepared.name!r} ran {what} from {before[name]}, but it now comes from "
                         f"{now[name]}{more}: the same parameters may mean another thing; install the plugin it ran "
                         "with, or pass --accept-plugin-change to go on with the new one")
     return {**before, **now}

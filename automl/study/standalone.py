@@ -58,8 +58,6 @@ def prepare_run(path: str | Path, host: Host, *, seeds: int = 1, budget: str | N
     """Validate the run file and its tricks against the installed plugins, and load its data."""
     loaded = load_run_file(path)
     run = loaded.run
-    context = TrialContext(run.source.study, run.source.trial, loaded.study_best)
-    replayed = replay_run(loaded, host, context)
     chosen = Budget.parse(budget) if budget else run.run.budget
     resolved = resolve_device(device or "auto")
     folder = Path(out_dir) if out_dir is not None else loaded.path.parent
@@ -68,6 +66,9 @@ def prepare_run(path: str | Path, host: Host, *, seeds: int = 1, budget: str | N
     task = run.task
     # The study's own seed splits train from val, so every seed is scored on the trial's val samples.
     data = task.load_data(seed=run.run.data_seed, device=resolved)
+    context = TrialContext(run.source.study, run.source.trial, loaded.study_best,
+                           model=task.probe_model(data.input_shape[0], data.num_classes))
+    replayed = replay_run(loaded, host, context)
     return PreparedRun(loaded, replayed, data, resolved, chosen,
                        [run.run.seed + k for k in range(seeds)], folder, context)
 

@@ -1,205 +1,269 @@
-"""Image classifiers for the tuning tasks: a small CNN, Page's ResNet-9 and the CIFAR ResNets of He et al.
+"""Where a study's model comes from: a plugin's name, ``torchvision:NAME``, ``timm:NAME`` or ``package.module:callable``.
 
-Conventions the tricks rely on:
-
-* Every residual block is a :class:`ResidualBlock`, whose ``last_bn`` is the
-  BatchNorm at the end of its residual branch, the one whose output is added to
-  the shortcut. Zero-init-gamma sets ``last_bn.weight`` to 0 so that the block
-  starts as the identity (or as its shortcut, where the shape changes).
-  ``last_bn`` is None where a ReLU follows that BatchNorm on the branch (Page's
-  ResNet-9): there a zero gamma would leave the branch dead for good.
-* A model is an ``nn.Sequential`` whose top-level children run in forward order,
-  one block per child (stages are not nested), with the classifier, an
-  ``nn.Linear``, as the last child. A trick that freezes layers front to back
-  (FreezeOut) walks ``model.children()`` in order.
-* Nothing depends on the memory layout or on the dtype: the models run under
-  ``channels_last`` and ``torch.autocast``.
-
-Channel counts are scaled by ``width`` and rounded, with at least one channel.
+:func:`resolve_model` turns ``[task] model`` into a :class:`ModelSource` that builds the model for a data
+set's channels and classes, and says where it came from (checkpoints record that, so that a foreign model
+can be rebuilt). torchvision's builders take no ``in_channels``: a data set with other than 3 channels gets
+the first ``Conv2d`` of the model replaced by one of the same shape for its channel count (torchvision's
+ResNet ``conv1``, VGG's first conv, ViT's ``conv_proj``). timm adapts its own stem (``in_chans``).
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+import importlib
 import inspect
-from typing import Any, Callable
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
-from torch import Tensor, nn
+import torch
+from torch import nn
 
-from automl.errors import UserError, unknown
+from automl.errors import UserError
 
-__all__ = ["MODELS", "ResidualBlock", "ScaledLinear", "build_model", "check_model_name"]
+__all__ = ["ModelSource", "build_model", "check_model_name", "check_output", "resolve_model"]
 
-
-def _channels(c: int, width: float) -> int:
-    return max(1, round(c * width))
-
-
-def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-    )
-
-
-class ResidualBlock(nn.Module):
-    """Two 3x3 conv-BN layers beside a shortcut.
-
-    ``relu_on_branch=False`` (He et al.): ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
-    ``relu_on_branch=True`` (Page's ResNet-9): ``x + relu(bn2(conv2(relu(bn1(conv1(x))))))``.
-
-    Where the block changes the shape (``stride > 1`` or new channel count) the
-    shortcut is a 1x1 conv + BN projection, He et al.'s option B: unlike the
-    zero-padded identity of option A it works for any width multiplier and any
-    memory layout, at the cost of a few thousand parameters.
-    """
-
-    def __init__(
-        self, in_channels: int, out_channels: int, stride: int = 1, *, relu_on_branch: bool = False
-    ) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.relu_on_branch = relu_on_branch
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(out_channels),
-            )
-
-    @property
-    def last_bn(self) -> nn.BatchNorm2d | None:
-        # A property, not a second attribute: registering bn2 twice would put it
-        # twice in the state_dict. None where a ReLU follows it on the branch: at
-        # gamma = beta = 0 that ReLU's input is exactly 0, where its gradient is 0,
-        # so a zeroed gamma would never train again.
-        return None if self.relu_on_branch else self.bn2
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.relu_on_branch:
-            return self.shortcut(x) + self.relu(out)
-        return self.relu(out + self.shortcut(x))
+TORCHVISION, TIMM = "torchvision:", "timm:"
+TIMM_INSTALL = 'pip install -e ".[timm]"'
+"""The command that installs the optional timm extra, named when a study asks for a timm model without it."""
+NEAR = 3
+"""How many close matches an unknown torchvision or timm name is shown with."""
 
 
-class ScaledLinear(nn.Linear):
-    """A linear classifier whose output is multiplied by a constant.
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved ``[task] model``: how to build it, and where it came from (plain data, for provenance)."""
 
-    ResNet-9 scales its logits by 0.125; folding that into the classifier keeps
-    the classifier the last child of the model.
-    """
-
-    def __init__(self, in_features: int, out_features: int, scale: float, bias: bool = True) -> None:
-        super().__init__(in_features, out_features, bias=bias)
-        self.scale = scale
-
-    def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x) * self.scale
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, scale={self.scale}"
+    spec: str
+    build: Callable[..., nn.Module] = field(repr=False)
+    """``build(in_channels=..., num_classes=..., **model_args)``, checked: a UserError on any failure."""
+    origin: dict[str, str]
+    """``plugin`` and ``source`` (a plugin's, or the package and version a model comes from) and, for an
+    import path, the ``file`` of its module."""
 
 
-def small_cnn(*, in_channels: int, num_classes: int, width: float = 1.0) -> nn.Sequential:
-    """Three conv-BN-ReLU layers and a linear head, sized for 8x8 digits; pools adaptively for larger inputs."""
-    c1, c2, c3 = (_channels(c, width) for c in (32, 64, 128))
-    return nn.Sequential(
-        _conv_bn_relu(in_channels, c1),
-        nn.Sequential(*_conv_bn_relu(c1, c2), nn.MaxPool2d(2)),
-        _conv_bn_relu(c2, c3),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(c3, num_classes),
-    )
+def check_model_name(spec: str) -> str:
+    """``spec`` if it has the form of a model (a name, or ``prefix:rest``); else a ValueError saying the forms."""
+    name, colon, rest = spec.partition(":")
+    if not name.strip() or (colon and not rest.strip()):
+        raise ValueError(f"model {spec!r} must be a model's name, torchvision:NAME, timm:NAME or "
+                         "package.module:callable")
+    return spec
 
 
-def resnet9(*, in_channels: int, num_classes: int, width: float = 1.0) -> nn.Sequential:
-    """ResNet-9 of David Page, "How to train your ResNet" (2018), the DAWNBench CIFAR-10 winner.
+def resolve_model(spec: str, *, folders: Iterable[str | Path] = (), host: Any = None) -> ModelSource:
+    """The source of model ``spec``; a name that does not exist, or a module that does not import, is a UserError.
 
-    Three max-pools halve the input three times, so it needs at least 8x8 images;
-    the final pool is adaptive, so 8x8 and 32x32 both work.
-    """
-    c0, c1, c2, c3 = (_channels(c, width) for c in (64, 128, 256, 512))
-    return nn.Sequential(
-        _conv_bn_relu(in_channels, c0),
-        nn.Sequential(*_conv_bn_relu(c0, c1), nn.MaxPool2d(2)),
-        ResidualBlock(c1, c1, relu_on_branch=True),
-        nn.Sequential(*_conv_bn_relu(c1, c2), nn.MaxPool2d(2)),
-        nn.Sequential(*_conv_bn_relu(c2, c3), nn.MaxPool2d(2)),
-        ResidualBlock(c3, c3, relu_on_branch=True),
-        nn.AdaptiveMaxPool2d(1),
-        nn.Flatten(),
-        ScaledLinear(c3, num_classes, scale=0.125, bias=False),
-    )
-
-
-def _cifar_resnet(blocks_per_stage: int, *, in_channels: int, num_classes: int, width: float) -> nn.Sequential:
-    """He et al. 2016, section 4.2: depth 6n+2, three stages of n basic blocks at 16, 32, 64 channels."""
-    widths = [_channels(c, width) for c in (16, 32, 64)]
-    layers: list[nn.Module] = [_conv_bn_relu(in_channels, widths[0])]
-    c_in = widths[0]
-    for stage, c_out in enumerate(widths):
-        for block in range(blocks_per_stage):
-            stride = 2 if stage > 0 and block == 0 else 1
-            layers.append(ResidualBlock(c_in, c_out, stride))
-            c_in = c_out
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes)]
-    model = nn.Sequential(*layers)
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            # The initialisation of the paper (He et al. 2015), not PyTorch's default.
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-    return model
-
-
-def _resnet_family(depth: int) -> Callable[..., nn.Sequential]:
-    n = (depth - 2) // 6
-
-    def build(*, in_channels: int, num_classes: int, width: float = 1.0) -> nn.Sequential:
-        return _cifar_resnet(n, in_channels=in_channels, num_classes=num_classes, width=width)
-
-    build.__name__ = build.__qualname__ = f"resnet{depth}"
-    build.__doc__ = f"CIFAR ResNet-{depth} of He et al. 2016: {n} basic blocks per stage."
-    return build
-
-
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "small_cnn": small_cnn,
-    "resnet9": resnet9,
-    **{f"resnet{depth}": _resnet_family(depth) for depth in (20, 32, 56, 110)},
-}
-
-
-def check_model_name(name: str) -> str:
-    """``name`` if a model of that name is registered; else a ValueError listing the valid names."""
-    if name not in MODELS:
-        raise ValueError(unknown("model", name, MODELS))
-    return name
-
-
-def build_model(name: str, *, in_channels: int, num_classes: int, **kwargs: Any) -> nn.Module:
-    """Build model ``name`` for ``in_channels``-channel images and ``num_classes`` classes.
-
-    ``kwargs`` are the model's own options (every model takes ``width``, a
-    multiplier on every channel count, default 1.0).
+    ``folders``: where ``package.module`` is looked for after ``sys.path`` (the study file's folder).
+    ``host``: the plugin host whose models a plain name is looked up in (default: :func:`installed_host`).
     """
     try:
-        builder = MODELS[check_model_name(name)]
+        check_model_name(spec)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    valid = sorted(p for p in inspect.signature(builder).parameters if p not in ("in_channels", "num_classes"))
-    unknown = sorted(set(kwargs) - set(valid))
-    if unknown:
-        raise UserError(f"unknown option {unknown[0]!r} for model {name!r}; valid: {', '.join(valid)}")
-    width = kwargs.get("width", 1.0)
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
-        raise UserError(f"model width must be a number > 0, got width={width!r}")
+    if spec.startswith(TORCHVISION):
+        return _torchvision(spec)
+    if spec.startswith(TIMM):
+        return _timm(spec)
+    if ":" in spec:
+        return _imported(spec, [str(f) for f in folders])
+    info = (host or installed_host()).model(spec)
+    return ModelSource(spec, _checked(spec, info.builder, options=_options(info.builder)),
+                       {"plugin": info.plugin, "source": info.source})
+
+
+def build_model(spec: str, *, in_channels: int, num_classes: int, folders: Iterable[str | Path] = (),
+                host: Any = None, **model_args: Any) -> nn.Module:
+    """Build model ``spec`` for ``in_channels``-channel images and ``num_classes`` classes (seed torch first)."""
     for key, value in (("in_channels", in_channels), ("num_classes", num_classes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UserError(f"model {key} must be a positive integer, got {key}={value!r}")
-    return builder(in_channels=in_channels, num_classes=num_classes, **kwargs)
+    source = resolve_model(spec, folders=folders, host=host)
+    return source.build(in_channels=in_channels, num_classes=num_classes, **model_args)
+
+
+def check_output(model: nn.Module, spec: str, input_shape: tuple[int, ...], num_classes: int) -> None:
+    """Refuse a model whose scores for one batch of two images are not (2, ``num_classes``), before any study.
+
+    In eval mode and without gradients, with torch's RNG left as it was, on the model's own device.
+    """
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    batch = (2, *input_shape)
+    was_training = model.training
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            out = model.eval()(torch.randn(*batch, device=device))
+    except Exception as exc:
+        raise UserError(f"model {spec!r} fails on one batch of shape {batch}: {type(exc).__name__}: "
+                        f"{_line(exc)}; it must take the data set's (N, C, H, W) images") from None
+    finally:
+        model.train(was_training)
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if shape != (2, num_classes):
+        raise UserError(f"model {spec!r} returns {shape} for one batch of shape {batch}; expected "
+                        f"(2, {num_classes}): a score for each of the data set's {num_classes} classes")
+
+
+_IN_USE: list[Any] = []
+
+
+def use_host(host: Any) -> None:
+    """Look model names up in ``host`` from now on in this process (the command's, with its ``--plugin`` paths)."""
+    _IN_USE[:] = [host]
+
+
+def installed_host() -> Any:
+    """The host a model's name is looked up in: the command's (:func:`use_host`), else the installed plugins'
+    (entry points, ``AUTOML_PLUGINS``), made once per process."""
+    if _IN_USE:
+        return _IN_USE[0]
+    keys = ("AUTOML_PLUGINS", "AUTOML_DISABLE_PLUGINS")
+    return _host_for(tuple((k, os.environ.get(k, "")) for k in keys))
+
+
+@functools.lru_cache(maxsize=4)
+def _host_for(environ: tuple[tuple[str, str], ...]) -> Any:
+    from automl.host import get_host  # the host loads every plugin: only when a model is asked for by name
+
+    return get_host(environ=dict(environ))
+
+
+def _checked(spec: str, builder: Callable[..., Any], *, options: list[str] | None = None,
+             adapt: Callable[[nn.Module, int], nn.Module] | None = None) -> Callable[..., nn.Module]:
+    """``builder`` called by keyword, each of its failures a UserError naming ``spec``.
+
+    ``options``: the keywords it takes besides in_channels and num_classes (None: any); ``adapt``: called
+    with the model and in_channels, for builders that take no in_channels.
+    """
+
+    def build(*, in_channels: int, num_classes: int, **model_args: Any) -> nn.Module:
+        unknown = sorted(set(model_args) - set(options)) if options is not None else []
+        if unknown:
+            raise UserError(f"unknown option {unknown[0]!r} for model {spec!r}; valid: "
+                            f"{', '.join(sorted(options)) or '(none)'}")
+        kwargs = dict(model_args) if adapt else {"in_channels": in_channels, **model_args}
+        shown = ", ".join(f"{k}={v!r}" for k, v in {"num_classes": num_classes, **kwargs}.items())
+        try:
+            model = builder(num_classes=num_classes, **kwargs)
+        except Exception as exc:
+            raise UserError(f"model {spec!r} raised {type(exc).__name__} when called as ({shown}): "
+                            f"{_line(exc)}") from None
+        if not isinstance(model, nn.Module):
+            raise UserError(f"model {spec!r} returned {type(model).__name__} when called as ({shown}); "
+                            "expected a torch.nn.Module")
+        try:
+            return adapt(model, in_channels) if adapt else model
+        except ValueError as exc:
+            raise UserError(f"model {spec!r} cannot take {in_channels}-channel images: {exc}") from None
+
+    return build
+
+
+def _options(builder: Callable[..., Any]) -> list[str] | None:
+    """The keyword options of a builder (None where it takes ``**kwargs``: anything goes)."""
+    params = inspect.signature(builder).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.name not in ("in_channels", "num_classes")]
+
+
+def _torchvision(spec: str) -> ModelSource:
+    import torchvision
+
+    name = spec.removeprefix(TORCHVISION)
+    names = torchvision.models.list_models(module=torchvision.models)  # the classifiers, not detection's
+    if name not in names:
+        raise UserError(_no_such("torchvision", spec, name, names))
+    builder = torchvision.models.get_model_builder(name)
+
+    def without_weights(**kwargs: Any) -> nn.Module:
+        if "weights" in kwargs:  # nothing is ever downloaded: the study trains from scratch
+            raise ValueError("torchvision models train from scratch here; remove weights from model_args")
+        return builder(weights=None, **kwargs)
+
+    return ModelSource(spec, _checked(spec, without_weights, adapt=adapt_first_conv),
+                       {"plugin": "torchvision", "source": f"torchvision {torchvision.__version__}"})
+
+
+def _timm(spec: str) -> ModelSource:
+    try:
+        import timm
+    except ImportError:
+        raise UserError(f"model {spec!r} needs timm, which is not installed; install it with "
+                        f"{TIMM_INSTALL}") from None
+    name = spec.removeprefix(TIMM)
+    if not timm.is_model(name):
+        raise UserError(_no_such("timm", spec, name, timm.list_models()))
+
+    def from_timm(*, num_classes: int, in_channels: int, **kwargs: Any) -> nn.Module:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **kwargs)
+
+    return ModelSource(spec, _checked(spec, from_timm), {"plugin": "timm", "source": f"timm {timm.__version__}"})
+
+
+def _no_such(library: str, spec: str, name: str, names: list[str]) -> str:
+    near = difflib.get_close_matches(name, names, n=NEAR, cutoff=0.6)
+    hint = f"; did you mean {', '.join(f'{library}:{n}' for n in near)}?" if near else ""
+    return f"model {spec!r}: {library} has no model {name!r}{hint} ({len(names)} models in all)"
+
+
+def _imported(spec: str, folders: list[str]) -> ModelSource:
+    """``package.module:callable``, the module imported from ``sys.path`` or, failing that, from ``folders``."""
+    module_name, _, attr = spec.partition(":")
+    module = _import(spec, module_name, folders)
+    target: Any = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            names = [n for n in dir(target) if not n.startswith("_")]
+            near = difflib.get_close_matches(part, names, n=NEAR)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise UserError(f"model {spec!r}: module {module_name!r} ({module.__file__}) has no {attr!r}{hint}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise UserError(f"model {spec!r}: {attr!r} is a {type(target).__name__}, not a callable that returns a "
+                        "torch.nn.Module")
+    file = str(getattr(module, "__file__", "") or "")
+    folder = next((f for f in folders if file and Path(file).resolve().is_relative_to(Path(f).resolve())), "")
+    origin = {"plugin": module_name, "source": f"{module_name} ({file})", "file": file, "folder": folder}
+    return ModelSource(spec, _checked(spec, target), origin)
+
+
+def _import(spec: str, module_name: str, folders: list[str]) -> Any:
+    for folder in folders:
+        if folder not in sys.path:
+            sys.path.append(folder)  # after the installed packages: sys.path wins, as the study file says
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
+            searched = ", ".join(dict.fromkeys(p or "." for p in [*sys.path, *folders] if os.path.isdir(p or ".")))
+            raise UserError(f"model {spec!r}: no module named {exc.name!r}; searched {searched}") from None
+        raise UserError(f"model {spec!r}: importing module {module_name!r} failed: {_line(exc)}") from None
+    except Exception as exc:
+        raise UserError(f"model {spec!r}: importing module {module_name!r} raised {type(exc).__name__}: "
+                        f"{_line(exc)}") from None
+
+
+def adapt_first_conv(model: nn.Module, in_channels: int) -> nn.Module:
+    """``model`` with its first ``Conv2d`` taking ``in_channels`` channels (a new, freshly initialised conv of
+    the same kernel, stride and width), for images of other than the 3 channels torchvision's models expect."""
+    name, conv = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), (None, None))
+    if conv is None:
+        raise ValueError("the model has no Conv2d whose input could take the data set's channels")
+    if conv.in_channels == in_channels:
+        return model
+    if conv.groups != 1:
+        raise ValueError(f"the first Conv2d ({name}) is grouped (groups={conv.groups}); it cannot take "
+                         f"{in_channels} channels")
+    new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                    bias=conv.bias is not None, padding_mode=conv.padding_mode)
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, new)
+    return model
+
+
+def _line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from automl.testing import tiny_data, tiny_model, train_tiny
-from automl.train.models import ResidualBlock
+from automl_plugins.models import ResidualBlock
 from automl.trick import Trick
 from automl_plugins.zero_gamma import ZeroGamma, zero_last_gammas
 
@@ -62,7 +62,7 @@ def test_last_gammas_start_at_zero_others_untouched_and_all_are_trained():
 PAGE_BLOCK_HAS_LAST_BN = ResidualBlock(4, 4, relu_on_branch=True).last_bn is not None
 
 
-@pytest.mark.skipif(PAGE_BLOCK_HAS_LAST_BN, reason="needs automl/train/models.py to give relu_on_branch blocks "
+@pytest.mark.skipif(PAGE_BLOCK_HAS_LAST_BN, reason="needs plugins/models.py to give relu_on_branch blocks "
                     "last_bn = None: a ReLU after a zero-gamma BN has zero gradient, so the branch would stay dead")
 def test_no_residual_branch_is_left_dead():
     # In ResNet-9's blocks a ReLU follows last_bn: at gamma = beta = 0 its input is exactly 0, where its

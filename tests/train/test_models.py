@@ -1,4 +1,4 @@
-"""Tests of the model zoo and its conventions."""
+"""Tests of the built-in models (plugins/models.py) and their conventions."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from automl.errors import UserError
-from automl.train.models import MODELS, ResidualBlock, build_model, check_model_name
+from automl.train.models import build_model, check_model_name
+from automl_plugins.models import MODELS, ResidualBlock
 
 # resnet110 is only run on a batch of two, to keep the file fast.
 FAST = ["small_cnn", "resnet9", "resnet20", "resnet32", "resnet56"]
@@ -105,10 +106,12 @@ def test_unknown_model_or_option_names_the_valid_ones():
         build_model("small_cnn", in_channels=3, num_classes=10, width=0)
 
 
-def test_the_registry_check_is_a_value_error_for_validators():
+def test_the_form_check_is_a_value_error_for_validators():
     assert check_model_name("resnet9") == "resnet9"
-    with pytest.raises(ValueError, match=r"unknown model 'resnet18'; valid: resnet110, resnet20, .*small_cnn"):
-        check_model_name("resnet18")
+    assert check_model_name("torchvision:resnet18") == "torchvision:resnet18"
+    for bad in ("", "timm:", ":build", "mymodels: "):
+        with pytest.raises(ValueError, match=r"must be a model's name, torchvision:NAME, timm:NAME or "):
+            check_model_name(bad)
 
 
 def test_small_cnn_learns_a_tiny_batch():

@@ -1,0 +1,170 @@
+"""The tricks on models automl did not write: torchvision's ResNet-18 and, when installed, timm's.
+
+Each trick's effect is checked on the foreign model as its own test checks it on automl's: FreezeOut's frozen
+layers get no gradient and stop moving, zero_gamma's gammas are zero at the first step, no_bias_decay decays
+the conv and linear weights alone, EMA's average is the one written out by hand.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from automl.testing import tiny_data, train_tiny
+from automl.train.models import build_model
+from automl.trick import Trick, TrialContext
+from automl_plugins.ema import Ema, ema_decay
+from automl_plugins.freezeout import FreezeOut, forward_layers
+from automl_plugins.no_bias_decay import NoBiasDecay
+from automl_plugins.zero_gamma import NO_BLOCK, ZeroGamma
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TORCHVISION_LAYERS = ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"]
+RESNET18_BLOCKS = 8
+WD = 0.01
+
+
+def _data():
+    return tiny_data(n_train=64, n_val=32, n_test=32)
+
+
+def _model(spec: str, data, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return build_model(spec, in_channels=data.input_shape[0], num_classes=data.num_classes)
+
+
+class Recorder(Trick):
+    """At each step start: the params of each FreezeOut layer, the gammas, the param groups' weight decay;
+    after each step: which layers' params hold a gradient. Last in the order: it sees every trick's work."""
+
+    name = "recorder"
+    order = 1 << 30
+
+    def __init__(self, layers):
+        self.layers = layers
+        self.params, self.grads, self.gammas, self.decay = [], [], None, None
+
+    def on_step_start(self, run):
+        self.params.append([[p.detach().clone() for m in layer for p in m.parameters()] for layer in self.layers])
+        if run.step == 0:
+            self.gammas = {n: m.weight.detach().clone() for n, m in run.model.named_modules()
+                           if isinstance(m, nn.BatchNorm2d)}
+            names = {id(p): n for n, p in run.model.named_parameters()}
+            self.decay = {names[id(p)]: g["weight_decay"] for g in run.optimizer.param_groups for p in g["params"]}
+
+    def on_step_end(self, run, loss):
+        self.grads.append([any(p.grad is not None for m in layer for p in m.parameters()) for layer in self.layers])
+
+
+def _check_freezeout(model, data, expected_layers: int):
+    layers = forward_layers(model)
+    assert len(layers) == expected_layers
+    trick, rec = FreezeOut(t0=0.3, schedule="linear", scale_lr=False), Recorder(layers)
+    result = train_tiny([trick, rec], "20steps", data=data, model=model, lr=0.05, batch_size=16)
+    frozen_at = result.attrs["freezeout.frozen_at_step"]
+    frozen = [i for i, step in enumerate(frozen_at) if step is not None]
+    assert frozen == list(range(len(frozen))) and len(frozen) >= 2  # a prefix, in forward order
+    assert frozen_at[-1] is None  # the classifier trains to the end
+    for i in frozen:
+        start = frozen_at[i]
+        # From the step it froze at: no gradient is computed for it, and it never moves again.
+        assert not any(rec.grads[s][i] for s in range(start, result.steps)), i
+        assert all(torch.equal(a, b) for a, b in zip(rec.params[start][i], rec.params[-1][i])), i
+        if start > 0:
+            assert rec.grads[start - 1][i], i  # and it did train before
+    assert all(step[-1] for step in rec.grads)
+
+
+def test_freezeout_freezes_torchvision_resnet18_layer_by_layer_in_forward_order():
+    data = _data()
+    model = _model("torchvision:resnet18", data)
+    names = {id(m): n for n, m in model.named_children()}
+    assert [names[id(layer[0])] for layer in forward_layers(model)] == TORCHVISION_LAYERS
+    _check_freezeout(model, data, len(TORCHVISION_LAYERS))
+
+
+def test_zero_gamma_zeroes_the_last_bn_of_every_torchvision_block_at_the_first_step():
+    data = _data()
+    model = _model("torchvision:resnet18", data)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)  # away from 1, so that "untouched" cannot pass by chance
+    last = {f"{n}.bn2" for n, m in model.named_modules() if type(m).__name__ == "BasicBlock"}
+    rec = Recorder([])
+    result = train_tiny([ZeroGamma(), rec], "2steps", data=data, model=model, lr=0.05)
+    assert result.attrs["zero_gamma.blocks"] == len(last) == RESNET18_BLOCKS
+    for name, gamma in rec.gammas.items():
+        assert (torch.count_nonzero(gamma) == 0) == (name in last), name
+
+
+def test_no_bias_decay_decays_only_the_conv_and_linear_weights_of_resnet18():
+    data = _data()
+    model = _model("torchvision:resnet18", data)
+    rec = Recorder([])
+    train_tiny([NoBiasDecay(), rec], "1steps", data=data, model=model, weight_decay=WD)
+    decayed = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    assert sorted(rec.decay) == sorted(n for n, _ in model.named_parameters())
+    for name, wd in rec.decay.items():
+        assert wd == (WD if name in decayed else 0.0), name
+
+
+class WeightRecorder(Trick):
+    name = "weight_recorder"
+    order = 1 << 30
+
+    def __init__(self):
+        self.after = []
+
+    def on_step_end(self, run, loss):
+        self.after.append((run.progress, {k: v.detach().clone() for k, v in run.model.state_dict().items()
+                                          if v.is_floating_point()}))
+
+
+def test_ema_averages_resnet18_as_written_out_by_hand():
+    data, half_life = _data(), 0.2
+    model = _model("torchvision:resnet18", data)
+    trick, rec = Ema(half_life=half_life), WeightRecorder()
+    train_tiny([trick, rec], "6steps", data=data, model=model, lr=0.05)
+    (last, ema) = rec.after[0][0], dict(rec.after[0][1])
+    for progress, state in rec.after[1:]:
+        d = ema_decay(progress - last, half_life)
+        ema = {k: d * ema[k] + (1 - d) * v for k, v in state.items()}
+        last = progress
+    averaged = trick.averaged.module.state_dict()
+    assert all(torch.allclose(averaged[k], v, atol=1e-5) for k, v in ema.items())
+    assert not all(torch.allclose(averaged[k], v, atol=1e-4) for k, v in rec.after[-1][1].items())
+
+
+def test_zero_gamma_is_unavailable_for_a_network_without_residual_blocks_and_says_why():
+    data = _data()
+    context = TrialContext("s", 0, lambda: None, model=_model("torchvision:vgg11", tiny_data(shape=(3, 32, 32))))
+    assert ZeroGamma.unavailable(context, {}) == NO_BLOCK
+    resnet = TrialContext("s", 0, lambda: None, model=_model("torchvision:resnet18", data))
+    assert ZeroGamma.unavailable(resnet, {}) is None
+    assert ZeroGamma.unavailable(TrialContext("s", 0, lambda: None), {}) is None  # no model at hand: offered
+
+
+def test_one_and_four_channel_images_get_a_first_conv_of_their_own():
+    for channels in (1, 4):
+        model = build_model("torchvision:resnet18", in_channels=channels, num_classes=5)
+        assert model.conv1.in_channels == channels and model.conv1.out_channels == 64
+        assert model.conv1.kernel_size == (7, 7) and model.conv1.stride == (2, 2)
+        assert model(torch.randn(2, channels, 16, 16)).shape == (2, 5)
+
+
+def test_timm_resnet18_freezes_by_its_own_groups_and_zeroes_its_blocks():
+    pytest.importorskip("timm", reason="timm is not installed; pip install -e \".[timm]\" (it is in [dev])")
+    data = _data()
+    model = _model("timm:resnet18", data)
+    assert model.conv1.in_channels == 1  # timm's own in_chans
+    _check_freezeout(model, data, 1 + RESNET18_BLOCKS + 1)  # the stem, each block, the head
+    model = _model("timm:resnet18", data)
+    rec = Recorder([])
+    result = train_tiny([ZeroGamma(), rec], "1steps", data=data, model=model, lr=0.05)
+    last = {f"{n}.bn2" for n, m in model.named_modules() if hasattr(m, "zero_init_last")}
+    assert result.attrs["zero_gamma.blocks"] == len(last) == RESNET18_BLOCKS
+    for name, gamma in rec.gammas.items():
+        assert (torch.count_nonzero(gamma) == 0) == (name in last), name
