@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import pluggy
 
 if TYPE_CHECKING:
+    from automl.train.splits import Dataset
     from automl.trick import Trick
 
 hookspec = pluggy.HookspecMarker("automl")
@@ -26,4 +27,19 @@ def automl_register_tricks() -> "list[type[Trick]]":
     trick name may be provided by one plugin only. A plugin whose hook raises, or that
     returns something other than Trick subclasses with a valid search space, is
     reported by name and dropped; the other plugins keep working.
+    """
+
+
+@hookspec
+def automl_register_datasets() -> "dict[str, Callable[..., Dataset]]":
+    """Return the data sets this plugin provides: ``{name: source}``.
+
+    A source is called by keyword with the arguments every data set takes (``root``,
+    ``val_fraction``, ``seed``, ``device``, ``download``, ``verify``, ``loader``) plus the
+    study's ``[task] dataset_args``, which are the keyword parameters of its own; it
+    returns an :class:`automl.train.splits.Dataset` (``automl.train.torch_data.from_torch``
+    makes one from two ``torch.utils.data.Dataset``s, in memory or streamed). Called once
+    when the host starts; a name may be provided by one plugin only, and a name with a
+    ``:`` is refused (those are ``torchvision:NAME`` and ``module:callable``). A plugin
+    whose hook raises or returns anything else is reported by name and dropped.
     """

@@ -1,4 +1,4 @@
-"""The plugin host: discover trick plugins, validate them, and keep the ones that work."""
+"""The plugin host: discover trick and data-set plugins, validate them, and keep the ones that work."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import pluggy
 
@@ -63,6 +63,29 @@ class TrickInfo:
 
 
 @dataclass(frozen=True)
+class DatasetInfo:
+    """A data set's source (the callable that loads it) and where it came from."""
+
+    name: str
+    load: Callable[..., Any]
+    plugin: str
+    source: str
+
+    def describe(self) -> dict[str, Any]:
+        """The data set as plain data (``automl plugins list``): its own options and where it came from."""
+        options = {p.name: None if p.default is inspect.Parameter.empty else p.default
+                   for p in inspect.signature(self.load).parameters.values()
+                   if p.kind is p.KEYWORD_ONLY and p.name not in DATASET_COMMON_ARGS}
+        doc = (inspect.getdoc(self.load) or "").strip().splitlines()
+        return {"name": self.name, "plugin": self.plugin, "source": self.source, "options": options,
+                "doc": doc[0] if doc else ""}
+
+
+DATASET_COMMON_ARGS = frozenset({"root", "val_fraction", "seed", "device", "download", "verify", "loader"})
+"""The arguments every data set's source takes by keyword; the rest of its parameters are its own options."""
+
+
+@dataclass(frozen=True)
 class PluginFailure:
     """A plugin that was dropped, and why (with the traceback, for ``--traceback``)."""
 
@@ -89,6 +112,9 @@ class Host:
     """What loaded but looks wrong (a method named almost like a hook), said once at load."""
     providers: dict[str, list[TrickInfo]] = field(default_factory=dict, repr=False)
     """Every plugin that provides each trick name, the clashing ones included."""
+    datasets: dict[str, DatasetInfo] = field(default_factory=dict)
+    blocked_datasets: dict[str, str] = field(default_factory=dict)
+    """Data-set name to why it cannot be used (two plugins provide it)."""
 
     def trick(self, name: str) -> TrickInfo:
         """The trick called ``name``; an unknown or blocked name raises with the valid ones or the reason."""
@@ -98,6 +124,15 @@ class Host:
             raise UserError(unknown("trick", name, self.tricks)
                             + self._failed_hint())
         return self.tricks[name]
+
+    def dataset(self, name: str) -> DatasetInfo:
+        """The data set called ``name``; an unknown or blocked name raises with the valid ones or the reason."""
+        if name in self.blocked_datasets:
+            raise UserError(f"dataset {name!r} cannot be used: {self.blocked_datasets[name]}")
+        if name not in self.datasets:
+            raise UserError(unknown("dataset", name, self.datasets) + ", torchvision:NAME or package.module:callable"
+                            + self._failed_hint())
+        return self.datasets[name]
 
     def _failed_hint(self) -> str:
         if not self.failures:
@@ -165,6 +200,12 @@ def _register(host: Host, name: str, source: str, load, explicit: bool = False) 
         _fail(host, name, source, f"unknown hook {', '.join(unknown)}; valid: {', '.join(_hook_names())}")
         return
     try:
+        datasets = _datasets_of(module)
+    except Exception as exc:
+        host.pm.unregister(module)
+        _fail(host, name, source, f"automl_register_datasets: {type(exc).__name__}: {exc}", exc)
+        return
+    try:
         found = _tricks_of(module)
     except Exception as exc:
         host.pm.unregister(module)
@@ -174,6 +215,8 @@ def _register(host: Host, name: str, source: str, load, explicit: bool = False) 
         return
     for cls in found:
         _add_trick(host, TrickInfo(cls, name, source), explicit)
+    for dataset, load in datasets.items():
+        _add_dataset(host, DatasetInfo(dataset, load, name, source))
 
 
 def _source_of(host: Host, plugin: str) -> str:
@@ -201,6 +244,32 @@ def _add_trick(host: Host, info: TrickInfo, explicit: bool) -> None:
     keys = [o.source.rpartition(": ")[2] for o in others]
     host.blocked[info.name] = (f"trick {info.name!r} is provided twice: by {' and by '.join(o.source for o in others)}; "
                                f"disable one with AUTOML_DISABLE_PLUGINS={' or '.join(keys)}")
+
+
+def _datasets_of(module: ModuleType) -> dict[str, Callable[..., Any]]:
+    impl = getattr(module, "automl_register_datasets", None)
+    if impl is None:
+        return {}
+    found = impl() or {}
+    if not isinstance(found, Mapping):
+        raise ValueError(f"returned {type(found).__name__}, not a dict of data-set name to source")
+    for name, load in found.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"data-set name {name!r} must match [a-z][a-z0-9_]*")
+        if not callable(load):
+            raise ValueError(f"the source of data set {name!r} is {load!r}, not a callable")
+    return dict(found)
+
+
+def _add_dataset(host: Host, info: DatasetInfo) -> None:
+    """Add a data set; a name two plugins provide is blocked, naming both."""
+    other = host.datasets.pop(info.name, None)
+    if other is None and info.name not in host.blocked_datasets:
+        host.datasets[info.name] = info
+        return
+    first = other.source if other is not None else host.blocked_datasets[info.name]
+    host.blocked_datasets[info.name] = (f"dataset {info.name!r} is provided twice: by {first} and by {info.source}; "
+                                        "disable one with AUTOML_DISABLE_PLUGINS")
 
 
 def _tricks_of(module: ModuleType) -> list[type[Trick]]:

@@ -42,14 +42,21 @@ ATTR_COMPARE_SEED = "compare_seed"
 """Set on an `automl compare` cell when it is queued: its seed index s. The cell trains with
 ``training_seed(study seed, s)`` whatever its trial number, so every arm at seed s starts from the same
 weights and sees the same data order (the pairing of the comparison)."""
+ATTR_DATA_WAIT = "data_wait_fraction"
+"""The fraction of the trial's training time spent waiting for batches of data."""
 ATTR_VAL_SIZE = "val_size"
 """The images of the validation split the trial's value counts its errors over: the n of its Wilson interval."""
 
 OWN_ATTRS = frozenset({ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL, ATTR_SEED, ATTR_OPTIONS, ATTR_UNAVAILABLE,
                        ATTR_BUDGET, ATTR_CONFIG, ATTR_COMPARE_ARM, ATTR_COMPARE_SEED, ATTR_STEPS, ATTR_MODEL,
-                       ATTR_WEIGHTS, "train_seconds",
+                       ATTR_WEIGHTS, ATTR_DATA_WAIT, "train_seconds",
                        "eval_seconds", "epochs", "progress", "train_loss", "val_error_model"})
 """The user attributes automl writes itself: a trick's ``run.attrs`` may not use these keys."""
+
+
+def trick_sources(plugins: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The tricks' entries of a study source's ``plugins`` (the data set's has ``dataset`` in place of ``trick``)."""
+    return [p for p in plugins if "trick" in p]
 
 
 def attrs_problem(attrs: dict[str, Any]) -> str | None:
