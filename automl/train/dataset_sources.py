@@ -153,8 +153,8 @@ def torchvision_class(name: str) -> type:
     valid = [n for n in datasets.__all__ if isinstance(getattr(datasets, n, None), type)]
     if name not in valid:
         near = difflib.get_close_matches(name, valid, n=CLOSE_MATCHES, cutoff=0.5)
-        hint = f"did you mean {' or '.join(near)}? " if near else ""
-        raise UserError(f"torchvision has no data set {name!r}; {hint}valid: {', '.join(sorted(valid))}")
+        hint = f"did you mean {' or '.join(near)}?" if near else f"valid: {', '.join(sorted(valid))}"
+        raise UserError(f"torchvision has no data set {name!r}; {hint} (the classes of torchvision.datasets)")
     return getattr(datasets, name)
 
 
