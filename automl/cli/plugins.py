@@ -1,4 +1,5 @@
-"""`automl plugins list|show`: the tricks the host found, their parameters, resources, hooks and sources."""
+"""`automl plugins list|show`: the tricks and data sets the host found, their parameters, resources, hooks and
+sources."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from automl.cli.options import host, json_option, plugin_option, print_json, std
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="plugins_command", required=True, metavar="COMMAND")
-    listing = commands.add_parser("list", help="every trick with its parameters")
+    listing = commands.add_parser("list", help="every trick with its parameters, and every data set")
     plugin_option(listing)
     json_option(listing)
     listing.set_defaults(func=run_list)
@@ -23,13 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_list(args: argparse.Namespace) -> int:
     found = host(args.plugin, args.traceback)
     records = [info.describe() for info in sorted(found.tricks.values(), key=lambda i: i.name)]
+    datasets = [found.datasets[name].describe() for name in sorted(found.datasets)]
     if args.json:
         failed = [{"plugin": f.plugin, "source": f.source, "reason": f.reason} for f in found.failures]
-        print_json({"tricks": records, "failed": failed, "blocked": found.blocked, "warnings": found.warnings})
+        print_json({"tricks": records, "datasets": datasets, "failed": failed, "blocked": found.blocked,
+                    "blocked_datasets": found.blocked_datasets, "warnings": found.warnings})
     else:
-        from automl.report.tables import plugins_table
+        from automl.report.tables import datasets_table, plugins_table
 
         stdout().print(plugins_table(records))
+        stdout().print(datasets_table(datasets))
     return 0
 
 

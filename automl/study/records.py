@@ -164,7 +164,7 @@ def study_record(summary: optuna.study.StudySummary, storage: optuna.storages.Ba
     }
 
 
-_OWN_FIELDS = (ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL, ATTR_SEED, ATTR_VAL_SIZE)
+_OWN_FIELDS = (ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL, ATTR_SEED, ATTR_VAL_SIZE, ATTR_DATA_WAIT)
 """The user attributes a trial record shows as fields of their own, not under ``user_attrs``."""
 
 
@@ -187,6 +187,7 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "seed": trial.user_attrs.get(ATTR_SEED),
         "retry_of": trial.system_attrs.get(SYS_RETRY_OF),
         "user_attrs": {k: v for k, v in trial.user_attrs.items() if k not in _OWN_FIELDS},
+        "data_wait_fraction": trial.user_attrs.get(ATTR_DATA_WAIT),
         "val_size": trial.user_attrs.get(ATTR_VAL_SIZE),
         "val_ci": val_interval(trial.value, trial.user_attrs.get(ATTR_VAL_SIZE)),
     }
