@@ -80,6 +80,9 @@ SYS_FAIL_REASON = "fail_reason"
 
 # -- the study's user attributes -------------------------------------------------------------------
 STUDY_FILE, STUDY_DATASET, STUDY_MODEL = "study_file", "dataset", "model"
+STUDY_DATA_LOAD = "data_load"
+"""``{loader, decode_seconds}`` of the last run's data set: how its images reach the device, and the seconds spent
+decoding them before any trial (charged to none)."""
 STUDY_COMPARE = "compare"
 """On the study of one budget of `automl compare`: ``{"study": the compared study's name, "budget": "20s"}``."""
 STUDY_PLUGINS = "plugins"

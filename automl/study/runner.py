@@ -208,6 +208,8 @@ def create_study(prepared: PreparedStudy, *, new_session: bool = True) -> optuna
         study.set_user_attr(records.STUDY_FILE, prepared.study_file.path)
         study.set_user_attr(records.STUDY_DATASET, config.task.dataset)
         study.set_user_attr(records.STUDY_MODEL, config.task.model)
+    study.set_user_attr(records.STUDY_DATA_LOAD, {"loader": prepared.data.loader,
+                                                  "decode_seconds": round(prepared.data.decode_seconds, 3)})
     if study.user_attrs.get(records.STUDY_PLUGINS) != sources:
         study.set_user_attr(records.STUDY_PLUGINS, sources)
     try:

@@ -53,6 +53,7 @@ def test_a_study_on_an_image_folder_runs_and_its_best_trial_exports_and_trains(r
     stored = optuna.load_study(study_name="folder", storage=sqlite_url)
     assert [t.state.name for t in stored.trials] == ["COMPLETE", "COMPLETE"]
     assert all(0 <= t.user_attrs["data_wait_fraction"] <= 1 for t in stored.trials)
+    assert stored.user_attrs["data_load"]["loader"] == loader and stored.user_attrs["data_load"]["decode_seconds"] > 0
 
     _, printed, _ = run_cli("trials", "folder", "--storage", sqlite_url, "--json")
     assert all(r["data_wait_fraction"] is not None for r in json.loads(printed))
