@@ -115,6 +115,7 @@ class Host:
     datasets: dict[str, DatasetInfo] = field(default_factory=dict)
     blocked_datasets: dict[str, str] = field(default_factory=dict)
     """Data-set name to why it cannot be used (two plugins provide it)."""
+    dataset_providers: dict[str, list[DatasetInfo]] = field(default_factory=dict, repr=False)
 
     def trick(self, name: str) -> TrickInfo:
         """The trick called ``name``; an unknown or blocked name raises with the valid ones or the reason."""
@@ -263,13 +264,16 @@ def _datasets_of(module: ModuleType) -> dict[str, Callable[..., Any]]:
 
 def _add_dataset(host: Host, info: DatasetInfo) -> None:
     """Add a data set; a name two plugins provide is blocked, naming both."""
-    other = host.datasets.pop(info.name, None)
-    if other is None and info.name not in host.blocked_datasets:
+    others = host.dataset_providers.setdefault(info.name, [])
+    others.append(info)
+    if len(others) == 1:
         host.datasets[info.name] = info
         return
-    first = other.source if other is not None else host.blocked_datasets[info.name]
-    host.blocked_datasets[info.name] = (f"dataset {info.name!r} is provided twice: by {first} and by {info.source}; "
-                                        "disable one with AUTOML_DISABLE_PLUGINS")
+    host.datasets.pop(info.name, None)
+    keys = [o.source.rpartition(": ")[2] for o in others]
+    host.blocked_datasets[info.name] = (f"dataset {info.name!r} is provided twice: by "
+                                        f"{' and by '.join(o.source for o in others)}; disable one with "
+                                        f"AUTOML_DISABLE_PLUGINS={' or '.join(keys)}")
 
 
 def _tricks_of(module: ModuleType) -> list[type[Trick]]:
