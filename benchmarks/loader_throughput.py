@@ -119,6 +119,8 @@ def main() -> None:
                 model = fresh_model(args.model, args.width, data, device)
                 rates[name].append(sides[name](model, data, settings, args.steps, device, by_hand))
             order.reverse()
+            print(f"pair {len(rates['automl'])}: ratio {rates['automl'][-1] / rates['hand-written'][-1]:.3f}",
+                  flush=True)
 
     for name in sides:
         print(describe(name, rates[name], "samples/s"))
