@@ -241,10 +241,15 @@ def _add_trick(host: Host, info: TrickInfo, explicit: bool) -> None:
         host.tricks[info.name] = info
         return
     host.tricks.pop(info.name, None)
+    host.blocked[info.name] = _provided_twice("trick", info.name, [o.source for o in others])
+
+
+def _provided_twice(kind: str, name: str, sources: list[str]) -> str:
+    """Why a name several plugins provide is blocked: every source, and how to disable all but one."""
     # The module of an entry point names it alone, even where two distributions use one entry-point name.
-    keys = [o.source.rpartition(": ")[2] for o in others]
-    host.blocked[info.name] = (f"trick {info.name!r} is provided twice: by {' and by '.join(o.source for o in others)}; "
-                               f"disable one with AUTOML_DISABLE_PLUGINS={' or '.join(keys)}")
+    keys = [source.rpartition(": ")[2] for source in sources]
+    return (f"{kind} {name!r} is provided twice: by {' and by '.join(sources)}; "
+            f"disable one with AUTOML_DISABLE_PLUGINS={' or '.join(keys)}")
 
 
 def _datasets_of(module: ModuleType) -> dict[str, Callable[..., Any]]:
@@ -270,10 +275,7 @@ def _add_dataset(host: Host, info: DatasetInfo) -> None:
         host.datasets[info.name] = info
         return
     host.datasets.pop(info.name, None)
-    keys = [o.source.rpartition(": ")[2] for o in others]
-    host.blocked_datasets[info.name] = (f"dataset {info.name!r} is provided twice: by "
-                                        f"{' and by '.join(o.source for o in others)}; disable one with "
-                                        f"AUTOML_DISABLE_PLUGINS={' or '.join(keys)}")
+    host.blocked_datasets[info.name] = _provided_twice("dataset", info.name, [o.source for o in others])
 
 
 def _tricks_of(module: ModuleType) -> list[type[Trick]]:

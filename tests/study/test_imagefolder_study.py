@@ -59,9 +59,10 @@ def test_a_study_on_an_image_folder_runs_and_its_best_trial_exports_and_trains(r
     assert all(r["data_wait_fraction"] is not None for r in json.loads(printed))
     _, shown, _ = run_cli("trials", "folder", "--storage", sqlite_url)
     assert "data wait" in shown
-    report = tmp_path / "report.html"
-    run_cli("report", "folder", "--storage", sqlite_url, "-o", report)
-    assert "of a trial's training time (median" in report.read_text() and f"{loader} loader" in report.read_text()
+    if loader == "stream":  # the report once: its figures take a while
+        report = tmp_path / "report.html"
+        run_cli("report", "folder", "--storage", sqlite_url, "-o", report)
+        assert "of a trial's training time (median" in report.read_text() and "stream loader" in report.read_text()
     _, best, _ = run_cli("best", "folder", "--storage", sqlite_url, "--json")
     assert json.loads(best)["number"] == stored.best_trial.number
 
