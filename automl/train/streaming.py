@@ -40,10 +40,12 @@ class StreamedSplit:
     """
 
     def __init__(self, dataset: TorchDataset, indices: Sequence[int], *, shift: Tensor, scale: Tensor,
-                 device: torch.device, image_shape: tuple[int, ...], workers: int = STREAM_WORKERS) -> None:
+                 device: torch.device, image_shape: tuple[int, ...], workers: int = STREAM_WORKERS,
+                 persistent: bool = True) -> None:
         self.dataset, self.indices = dataset, list(indices)
         self.shift, self.scale = shift.to(device), scale.to(device)
         self.device, self.image_shape, self.workers = device, tuple(image_shape), workers
+        self.persistent = persistent  # False: the workers end with each pass (a split read once)
         self._windows = _Windows()
         self._loader: DataLoader | None = None
 
@@ -53,7 +55,7 @@ class StreamedSplit:
     def _dataloader(self) -> DataLoader:
         if self._loader is None:
             # Made on first use: a split that is never read starts no processes.
-            more = {"persistent_workers": True, "prefetch_factor": PREFETCH_FACTOR} if self.workers else {}
+            more = {"persistent_workers": self.persistent, "prefetch_factor": PREFETCH_FACTOR} if self.workers else {}
             self._loader = DataLoader(self.dataset, batch_sampler=self._windows, num_workers=self.workers,
                                       pin_memory=self.device.type == "cuda", **more)
         return self._loader

@@ -142,7 +142,8 @@ def _streamed(name, train, test, image, num_classes, n_val, seed, device) -> Dat
     train_idx, val_idx = _train_order(len(train), n_val, seed)
     # One pass of decoding for the statistics, in the in-memory loader's chunks so that both sum the same bits.
     counting = StreamedSplit(train, train_idx.tolist(), shift=torch.zeros(1, 1, 1), scale=torch.ones(1, 1, 1),
-                             device=torch.device("cpu"), image_shape=image.shape, workers=DECODE_WORKERS)
+                             device=torch.device("cpu"), image_shape=image.shape, workers=DECODE_WORKERS,
+                             persistent=False)
     labels: list[Tensor] = []
     mean, std = channel_stats(_keeping_labels(counting.batches(STATS_CHUNK), labels))
     num_classes = _classes(name, num_classes, torch.cat(labels))
