@@ -9,6 +9,7 @@ import pluggy
 if TYPE_CHECKING:
     from torch import nn
 
+    from automl.train.splits import Dataset
     from automl.trick import Trick
 
 hookspec = pluggy.HookspecMarker("automl")
@@ -43,4 +44,19 @@ def automl_register_models() -> "dict[str, Callable[..., nn.Module]]":
     provided by one plugin only and must match ``[a-z][a-z0-9_]*`` (names with a ``:`` are
     ``torchvision:NAME``, ``timm:NAME`` and ``package.module:callable``). A plugin whose hook
     raises or returns anything else is reported by name and dropped.
+    """
+
+
+@hookspec
+def automl_register_datasets() -> "dict[str, Callable[..., Dataset]]":
+    """Return the data sets this plugin provides: ``{name: source}``.
+
+    A source is called by keyword with the arguments every data set takes (``root``,
+    ``val_fraction``, ``seed``, ``device``, ``download``, ``verify``, ``loader``) plus the
+    study's ``[task] dataset_args``, which are the keyword parameters of its own; it
+    returns an :class:`automl.train.splits.Dataset` (``automl.train.torch_data.from_torch``
+    makes one from two ``torch.utils.data.Dataset``s, in memory or streamed). Called once
+    when the host starts; a name may be provided by one plugin only, and a name with a
+    ``:`` is refused (those are ``torchvision:NAME`` and ``module:callable``). A plugin
+    whose hook raises or returns anything else is reported by name and dropped.
     """

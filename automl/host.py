@@ -1,4 +1,4 @@
-"""The plugin host: discover trick and model plugins, validate them, and keep the ones that work."""
+"""The plugin host: discover trick, model and data-set plugins, validate them, and keep the ones that work."""
 
 from __future__ import annotations
 
@@ -73,16 +73,37 @@ class ModelInfo:
 
     def describe(self) -> dict[str, Any]:
         """The model as plain data (``automl plugins list``): its own options and where it came from."""
-        options = {p.name: None if p.default is inspect.Parameter.empty else p.default
-                   for p in inspect.signature(self.builder).parameters.values()
-                   if p.kind is p.KEYWORD_ONLY and p.name not in MODEL_COMMON_ARGS}
-        doc = (inspect.getdoc(self.builder) or "").strip().splitlines()
-        return {"name": self.name, "plugin": self.plugin, "source": self.source, "options": options,
-                "doc": doc[0] if doc else ""}
+        return _describe_callable(self.name, self.builder, MODEL_COMMON_ARGS, self.plugin, self.source)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A data set's source (the callable that loads it) and where it came from."""
+
+    name: str
+    load: Callable[..., Any]
+    plugin: str
+    source: str
+
+    def describe(self) -> dict[str, Any]:
+        """The data set as plain data (``automl plugins list``): its own options and where it came from."""
+        return _describe_callable(self.name, self.load, DATASET_COMMON_ARGS, self.plugin, self.source)
+
+
+def _describe_callable(name: str, function: Callable[..., Any], common: frozenset[str], plugin: str,
+                       source: str) -> dict[str, Any]:
+    """A registered model or data set as plain data: its keyword options beyond ``common``, its first doc line."""
+    options = {p.name: None if p.default is inspect.Parameter.empty else p.default
+               for p in inspect.signature(function).parameters.values()
+               if p.kind is p.KEYWORD_ONLY and p.name not in common}
+    doc = (inspect.getdoc(function) or "").strip().splitlines()
+    return {"name": name, "plugin": plugin, "source": source, "options": options, "doc": doc[0] if doc else ""}
 
 
 MODEL_COMMON_ARGS = frozenset({"in_channels", "num_classes"})
 """The arguments every model's builder takes by keyword; the rest of its parameters are its own options."""
+DATASET_COMMON_ARGS = frozenset({"root", "val_fraction", "seed", "device", "download", "verify", "loader"})
+"""The arguments every data set's source takes by keyword; the rest of its parameters are its own options."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +136,11 @@ class Host:
     models: dict[str, ModelInfo] = field(default_factory=dict)
     blocked_models: dict[str, str] = field(default_factory=dict)
     """Model name to why it cannot be used (two plugins provide it)."""
+    model_providers: dict[str, list[ModelInfo]] = field(default_factory=dict, repr=False)
+    datasets: dict[str, DatasetInfo] = field(default_factory=dict)
+    blocked_datasets: dict[str, str] = field(default_factory=dict)
+    """Data-set name to why it cannot be used (two plugins provide it)."""
+    dataset_providers: dict[str, list[DatasetInfo]] = field(default_factory=dict, repr=False)
 
     def trick(self, name: str) -> TrickInfo:
         """The trick called ``name``; an unknown or blocked name raises with the valid ones or the reason."""
@@ -133,6 +159,15 @@ class Host:
             raise UserError(unknown("model", name, self.models) + "; or torchvision:NAME, timm:NAME, "
                             "package.module:callable" + self._failed_hint())
         return self.models[name]
+
+    def dataset(self, name: str) -> DatasetInfo:
+        """The data set called ``name``; an unknown or blocked name raises with the valid ones or the reason."""
+        if name in self.blocked_datasets:
+            raise UserError(f"dataset {name!r} cannot be used: {self.blocked_datasets[name]}")
+        if name not in self.datasets:
+            raise UserError(unknown("dataset", name, self.datasets) + ", torchvision:NAME or package.module:callable"
+                            + self._failed_hint())
+        return self.datasets[name]
 
     def _failed_hint(self) -> str:
         if not self.failures:
@@ -200,10 +235,16 @@ def _register(host: Host, name: str, source: str, load, explicit: bool = False) 
         _fail(host, name, source, f"unknown hook {', '.join(unknown)}; valid: {', '.join(_hook_names())}")
         return
     try:
-        models = _models_of(module)
+        models = _registered(module, "automl_register_models", "model", "builder")
     except Exception as exc:
         host.pm.unregister(module)
         _fail(host, name, source, f"automl_register_models: {type(exc).__name__}: {exc}", exc)
+        return
+    try:
+        datasets = _registered(module, "automl_register_datasets", "data-set", "source")
+    except Exception as exc:
+        host.pm.unregister(module)
+        _fail(host, name, source, f"automl_register_datasets: {type(exc).__name__}: {exc}", exc)
         return
     try:
         found = _tricks_of(module)
@@ -217,6 +258,8 @@ def _register(host: Host, name: str, source: str, load, explicit: bool = False) 
         _add_trick(host, TrickInfo(cls, name, source), explicit)
     for model, builder in models.items():
         _add_model(host, ModelInfo(model, builder, name, source))
+    for dataset, load in datasets.items():
+        _add_dataset(host, DatasetInfo(dataset, load, name, source))
 
 
 def _source_of(host: Host, plugin: str) -> str:
@@ -240,38 +283,54 @@ def _add_trick(host: Host, info: TrickInfo, explicit: bool) -> None:
         host.tricks[info.name] = info
         return
     host.tricks.pop(info.name, None)
+    host.blocked[info.name] = _provided_twice("trick", info.name, [o.source for o in others])
+
+
+def _provided_twice(kind: str, name: str, sources: list[str]) -> str:
+    """Why a name several plugins provide is blocked: every source, and how to disable all but one."""
     # The module of an entry point names it alone, even where two distributions use one entry-point name.
-    keys = [o.source.rpartition(": ")[2] for o in others]
-    host.blocked[info.name] = (f"trick {info.name!r} is provided twice: by {' and by '.join(o.source for o in others)}; "
-                               f"disable one with AUTOML_DISABLE_PLUGINS={' or '.join(keys)}")
+    keys = [source.rpartition(": ")[2] for source in sources]
+    return (f"{kind} {name!r} is provided twice: by {' and by '.join(sources)}; "
+            f"disable one with AUTOML_DISABLE_PLUGINS={' or '.join(keys)}")
 
 
-def _models_of(module: ModuleType) -> dict[str, Callable[..., Any]]:
-    impl = getattr(module, "automl_register_models", None)
+def _add_dataset(host: Host, info: DatasetInfo) -> None:
+    """Add a data set; a name two plugins provide is blocked, naming both."""
+    others = host.dataset_providers.setdefault(info.name, [])
+    others.append(info)
+    if len(others) == 1:
+        host.datasets[info.name] = info
+        return
+    host.datasets.pop(info.name, None)
+    host.blocked_datasets[info.name] = _provided_twice("dataset", info.name, [o.source for o in others])
+
+
+def _registered(module: ModuleType, hook: str, kind: str, role: str) -> dict[str, Callable[..., Any]]:
+    """What a plugin's ``automl_register_models`` or ``automl_register_datasets`` returns, checked: a dict of
+    names of the tricks' form to callables (``role``: what the callable is to the ``kind``, in messages)."""
+    impl = getattr(module, hook, None)
     if impl is None:
         return {}
     found = impl() or {}
     if not isinstance(found, Mapping):
-        raise ValueError(f"returned {type(found).__name__}, not a dict of model name to builder")
-    for name, builder in found.items():
+        raise ValueError(f"returned {type(found).__name__}, not a dict of {kind} name to {role}")
+    for name, function in found.items():
         if not isinstance(name, str) or not _NAME.match(name):
-            raise ValueError(f"model name {name!r} must match [a-z][a-z0-9_]*")
-        if not callable(builder):
-            raise ValueError(f"the builder of model {name!r} is {builder!r}, not a callable")
+            raise ValueError(f"{kind} name {name!r} must match [a-z][a-z0-9_]*")
+        if not callable(function):
+            raise ValueError(f"the {role} of {kind} {name!r} is {function!r}, not a callable")
     return dict(found)
 
 
 def _add_model(host: Host, info: ModelInfo) -> None:
-    """Add a model; a name that two plugins provide is blocked, naming both."""
-    if info.name in host.blocked_models:
-        return  # a third provider of a name already blocked
-    other = host.models.pop(info.name, None)
-    if other is None:
+    """Add a model; a name two plugins provide is blocked, naming both."""
+    others = host.model_providers.setdefault(info.name, [])
+    others.append(info)
+    if len(others) == 1:
         host.models[info.name] = info
         return
-    host.blocked_models[info.name] = (f"model {info.name!r} is provided twice: by {other.source} and by "
-                                      f"{info.source}; disable one with AUTOML_DISABLE_PLUGINS={other.plugin} "
-                                      f"or {info.plugin}")
+    host.models.pop(info.name, None)
+    host.blocked_models[info.name] = _provided_twice("model", info.name, [o.source for o in others])
 
 
 def _tricks_of(module: ModuleType) -> list[type[Trick]]:

@@ -17,7 +17,8 @@ from automl.errors import TrialFailed
 
 if TYPE_CHECKING:
     from automl.budget import Budget
-    from automl.train.data import Dataset, InMemoryLoader
+    from automl.train.data import Dataset
+    from automl.train.loader import Loader
 
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -77,7 +78,7 @@ class Run:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     criterion: Criterion
-    loader: "InMemoryLoader"
+    loader: "Loader"
     data: "Dataset"
     device: torch.device
     budget: "Budget"

@@ -73,7 +73,7 @@ class Swa(Trick):
             return
         split, batch_size = run.loader.split, run.loader.batch_size
         # The training images as they are, without augmentation, in the order they are stored.
-        batches = (split.x[start:start + batch_size] for start in range(0, len(split), batch_size))
+        batches = (x for x, _ in split.batches(batch_size))
         with run.amp():
             # update_bn puts the model in train mode for the pass and restores its mode after.
             update_bn(batches, self.averaged.module)

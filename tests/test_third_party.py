@@ -120,3 +120,26 @@ def test_a_study_of_its_other_tricks_runs_and_one_using_the_shared_name_stops(si
     shown = subprocess.run([sys.executable, "-m", "automl", "plugins", "show", "cosine", "--json"], env=env,
                            capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0 and json.loads(shown.stdout)["source"] == "my-tricks 0.1: my_tricks.cosine"
+
+
+# --------------------------------------------------------------------------- a data set from the same package
+
+
+@pytest.mark.slow
+def test_its_data_set_is_listed_and_a_study_trains_on_it(site, child_env, write_study, tmp_path):
+    listed = json.loads(_automl(child_env, site, "plugins", "list", "--json").stdout)
+    datasets = {d["name"]: d for d in listed["datasets"]}
+    assert datasets["halves"]["source"] == "my-tricks 0.1: my_tricks.my_data"
+    assert datasets["halves"]["options"] == {"n": 64}
+    assert {"digits", "imagefolder"} <= set(datasets)  # the built-ins beside it
+
+    study = write_study('[tricks]\ninclude = ["warmup"]\n', n_trials=1)
+    study.write_text(study.read_text().replace('dataset = "synthetic"', 'dataset = "halves"').replace(
+        "dataset_args = { shape = [1, 8, 8], n_train = 96, n_val = 48, n_test = 48, num_classes = 4 }",
+        "dataset_args = { n = 80 }"))
+    url = f"sqlite:///{tmp_path / 'halves.db'}"
+    ran = _automl(child_env, site, "run", study, "--storage", url)
+    assert ran.returncode == 0, ran.stderr
+    stored = optuna.load_study(study_name="tiny", storage=url)
+    assert [t.state.name for t in stored.trials] == ["COMPLETE"] and stored.user_attrs["dataset"] == "halves"
+    assert stored.trials[0].user_attrs["val_size"] == 8  # a tenth of the 80 images

@@ -1,4 +1,5 @@
-"""`automl plugins list|show`: the tricks and models the host found, their parameters, resources, hooks and sources."""
+"""`automl plugins list|show`: the tricks, models and data sets the host found, their parameters, resources, hooks
+and sources."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from automl.cli.options import host, json_option, plugin_option, print_json, std
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="plugins_command", required=True, metavar="COMMAND")
-    listing = commands.add_parser("list", help="every trick with its parameters, and every model")
+    listing = commands.add_parser("list", help="every trick with its parameters, every model and every data set")
     plugin_option(listing)
     json_option(listing)
     listing.set_defaults(func=run_list)
@@ -24,15 +25,18 @@ def run_list(args: argparse.Namespace) -> int:
     found = host(args.plugin, args.traceback)
     records = [info.describe() for info in sorted(found.tricks.values(), key=lambda i: i.name)]
     models = [info.describe() for _, info in sorted(found.models.items())]
+    datasets = [found.datasets[name].describe() for name in sorted(found.datasets)]
     if args.json:
         failed = [{"plugin": f.plugin, "source": f.source, "reason": f.reason} for f in found.failures]
-        print_json({"tricks": records, "models": models, "failed": failed, "blocked": found.blocked,
-                    "blocked_models": found.blocked_models, "warnings": found.warnings})
+        print_json({"tricks": records, "models": models, "datasets": datasets, "failed": failed,
+                    "blocked": found.blocked, "blocked_models": found.blocked_models,
+                    "blocked_datasets": found.blocked_datasets, "warnings": found.warnings})
     else:
-        from automl.report.tables import models_table, plugins_table
+        from automl.report.tables import datasets_table, models_table, plugins_table
 
         stdout().print(plugins_table(records))
         stdout().print(models_table(models))
+        stdout().print(datasets_table(datasets))
     return 0
 
 

@@ -6,6 +6,7 @@ file in one rename, so a failed report leaves nothing half-written.
 
 from __future__ import annotations
 
+import statistics
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,7 +24,8 @@ from automl.report.tricks import TrickRow, trick_table
 if TYPE_CHECKING:
     from automl.report.comparison_report import ComparisonReport
 from automl.storage.models import BudgetLedgerModel
-from automl.study.records import ATTR_SPENT, STATE_NAMES, mark_ties, ranked, trial_record, trick_params
+from automl.study.records import (ATTR_DATA_WAIT, ATTR_SPENT, STATE_NAMES, mark_ties, ranked, trial_record,
+                                  trick_params)
 
 DEFAULT_HTML = "report.html"
 
@@ -45,6 +47,8 @@ class StudyReport:
     tricks: list[TrickRow]
     figures: list[Figure] = field(default_factory=list)
     template: str = "report.html.j2"
+    data_wait: tuple[float, float] | None = None
+    """(median, largest) fraction of a trial's training time spent waiting for data; None before any trial."""
 
     @property
     def n_trials(self) -> int:
@@ -75,7 +79,12 @@ def _build(study: optuna.Study, engine: sqlalchemy.Engine, shown_url: str) -> St
         states={name: sum(t.state == state for t in trials) for state, name in STATE_NAMES.items()},
         spent_seconds=sum(t.user_attrs.get(ATTR_SPENT, 0.0) for t in trials),
         total_budget=total, best=record, tricks=trick_table(trials),
-        figures=draw_figures(study, trials, total))
+        figures=draw_figures(study, trials, total), data_wait=_data_wait(trials))
+
+
+def _data_wait(trials: list[optuna.trial.FrozenTrial]) -> tuple[float, float] | None:
+    waits = [t.user_attrs[ATTR_DATA_WAIT] for t in trials if ATTR_DATA_WAIT in t.user_attrs]
+    return (statistics.median(waits), max(waits)) if waits else None
 
 
 def total_budget(engine: sqlalchemy.Engine, study_name: str) -> float | None:

@@ -56,18 +56,27 @@ def inference_text(attrs: dict[str, Any], short: bool = False) -> str:
     return ", ".join(parts)
 
 
+def _percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.0f}%"
+
+
 def trials_table(records: Iterable[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
-    for column in ("#", "state", "val error", "95% interval", "inference", "spent s", "ended", "tricks"):
+    for column in ("#", "state", "val error", "95% interval", "inference", "spent s", "data wait", "ended", "tricks"):
         # An interval cut over two lines reads as two numbers: narrow terminals wrap the words instead.
-        table.add_column(column, justify="right" if column in ("#", "val error", "spent s") else "left",
+        table.add_column(column, justify="right" if column in ("#", "val error", "spent s", "data wait") else "left",
                          no_wrap=column == "95% interval")
     for r in records:
         cost = inference_text(r["user_attrs"], short=True) if r["state"] == "COMPLETE" else "-"
         table.add_row(str(r["number"]), r["state"], _fmt(r["value"]), interval(r["val_ci"]), cost,
-                      _fmt(r["spent_seconds"]), r["end_reason"], ", ".join(r["tricks"]) or "-")
-    if any(r["val_ci"] is not None for r in records):
-        table.caption = "95% interval: Wilson's, from the number of validation images"
+                      _fmt(r["spent_seconds"]), _percent(r.get("data_wait_fraction")), r["end_reason"],
+                      ", ".join(r["tricks"]) or "-")
+    captions = ["95% interval: Wilson's, from the number of validation images"] if any(
+        r["val_ci"] is not None for r in records) else []
+    if any(r.get("data_wait_fraction") is not None for r in records):
+        captions.append("data wait: the share of the training time spent waiting for batches")
+    if captions:
+        table.caption = "; ".join(captions)
     return table
 
 
@@ -96,12 +105,20 @@ def plugins_table(records: Iterable[dict[str, Any]]) -> Table:
 
 def models_table(records: Iterable[dict[str, Any]]) -> Table:
     """``automl plugins list``: the models plugins provide (``ModelInfo.describe``), beside the tricks."""
-    table = Table(title="models (also torchvision:NAME, timm:NAME, package.module:callable)")
+    return _registered_table("models (also torchvision:NAME, timm:NAME, package.module:callable)", records)
+
+
+def datasets_table(records: Iterable[dict[str, Any]]) -> Table:
+    """``automl plugins list``: the data sets beside the tricks, with their own options."""
+    return _registered_table("data sets (also torchvision:NAME and package.module:callable)", records)
+
+
+def _registered_table(title: str, records: Iterable[dict[str, Any]]) -> Table:
+    table = Table(title=title)
     for column in ("name", "options", "source"):
         table.add_column(column)
     for r in records:
-        options = ", ".join(f"{k} = {v!r}" for k, v in r["options"].items()) or "-"
-        table.add_row(r["name"], options, r["source"])
+        table.add_row(r["name"], ", ".join(f"{k} = {v!r}" for k, v in r["options"].items()) or "-", r["source"])
     return table
 
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from automl.budget import Budget
 from automl.errors import UserError
-from automl.train.datasets import (DEFAULT_DOWNLOAD, DEFAULT_VAL_FRACTION, DEFAULT_VERIFY, Dataset,
+from automl.train.datasets import (DEFAULT_DOWNLOAD, DEFAULT_LOADER, DEFAULT_VAL_FRACTION, DEFAULT_VERIFY, Dataset,
                                    check_dataset_name, load_dataset)
 from automl.train.models import ModelSource, check_model_name, resolve_model
 from automl.train.settings import TrainSettings
@@ -138,6 +138,8 @@ class TaskSection(Section):
     download: bool = DEFAULT_DOWNLOAD
     verify: bool = DEFAULT_VERIFY
     """Check the dataset files' checksums (torchvision's own check)."""
+    loader: Literal["auto", "memory", "stream"] = DEFAULT_LOADER
+    """``memory``: decoded once into device tensors; ``stream``: read by DataLoader workers; ``auto``: by size."""
     dataset_args: dict[str, Any] = {}
     model_args: dict[str, Any] = {}
     _folders: tuple[str, ...] = PrivateAttr(default=())
@@ -152,11 +154,13 @@ class TaskSection(Section):
     def folders(self) -> tuple[str, ...]:
         return self._folders
 
-    def load_data(self, *, seed: int, device: torch.device) -> Dataset:
+    def load_data(self, *, seed: int, device: torch.device, host: Any = None, folder: str | Path = ".") -> Dataset:
         """The task's data on ``device``; ``seed`` splits train from val (the study's, so that every
-        trial and every retraining is scored on the same validation samples)."""
+        trial and every retraining is scored on the same validation samples). ``host`` provides the data sets
+        of plugins (default: the installed ones); ``folder`` (the study file's) is searched for an import path."""
         return load_dataset(self.dataset, root=self.data_root, val_fraction=self.val_fraction, seed=seed,
-                            device=device, download=self.download, verify=self.verify, **self.dataset_args)
+                            device=device, download=self.download, verify=self.verify, loader=self.loader,
+                            host=host, folders=[Path(folder), Path.cwd()], **self.dataset_args)
 
     def model_source(self, host: Any = None) -> ModelSource:
         """Where the task's model comes from (``host``: whose plugins a name is looked up in)."""

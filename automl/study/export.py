@@ -27,7 +27,7 @@ from automl.storage.models import StudySourceModel, session_scope
 from automl.study.config import StudyConfig, StudyFile, config_digest, file_stem, parse_study_text, parse_toml
 from automl.study.records import (ATTR_BUDGET, ATTR_CONFIG, ATTR_MODEL, ATTR_SEED, ATTR_SPENT, ATTR_STEPS, ATTR_TRICKS,
                                   STUDY_DATASET, STUDY_MODEL, STUDY_MODEL_INPUT, best_of, end_reason, load_study, ranked,
-                                  training_seed)
+                                  trick_sources, training_seed)
 from automl.study.runfile import ReplayError, Replayed, replay, write_run_file
 from automl.study.tricks import study_tricks
 from automl.trick import Trick, TrialContext
@@ -100,7 +100,7 @@ def _document(trial: FrozenTrial, rebuilt: "_Rebuilt", run: dict[str, Any], show
     source = {"study": row.study_name, "trial": trial.number, "value": trial.value, "storage": shown,
               "study_file": row.path, "sha256": row.sha256, "automl": __version__,
               "steps": trial.user_attrs.get(ATTR_STEPS), "spent_seconds": trial.user_attrs.get(ATTR_SPENT),
-              "plugins": {p["trick"]: p["source"] for p in row.plugins if p["trick"] in names}}
+              "plugins": {p["trick"]: p["source"] for p in trick_sources(row.plugins) if p["trick"] in names}}
     return {
         "run": run,
         "params": dict(sorted(trial.params.items())),
@@ -203,11 +203,11 @@ def _rebuild(trial: FrozenTrial, rows: list[StudySourceModel], study_attrs: dict
                       and study_attrs.get(STUDY_MODEL) in (None, c[0].config.task.model)]
     problem = f"no stored text of the study file rebuilds trial {trial.number}"
     for study_file, row in candidates:
-        searched = [p["trick"] for p in row.plugins]
+        searched = [p["trick"] for p in trick_sources(row.plugins)]
         for name in searched:
             if name in host.blocked:
                 host.trick(name)  # says why: two plugins provide it, or its class is invalid
-        missing = [p for p in row.plugins if p["trick"] not in host.tricks]
+        missing = [p for p in trick_sources(row.plugins) if p["trick"] not in host.tricks]
         if missing:
             raise UserError(f"trick {missing[0]['trick']!r} of study {row.study_name!r} is not installed; the study "
                             f"had it from {missing[0]['source']}; fix: install its plugin, or pass --plugin PATH")

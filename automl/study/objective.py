@@ -202,7 +202,8 @@ def measured(result: TrainResult) -> dict[str, Any]:
         records.ATTR_SPENT: result.spent_seconds, "train_seconds": result.train_seconds,
         "eval_seconds": result.eval_seconds, records.ATTR_STEPS: result.steps, "epochs": round(result.epochs, 4),
         "progress": round(result.progress, 4), "train_loss": result.train_loss,
-        "val_error_model": result.val_error_model, **result.attrs,
+        "val_error_model": result.val_error_model, records.ATTR_DATA_WAIT: round(result.data_wait_fraction, 4),
+        **result.attrs,
     }
     if result.inference is not None:
         attrs.update({records.ATTR_INFERENCE_MS: result.inference.ms_per_1000,

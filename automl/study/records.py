@@ -42,14 +42,21 @@ ATTR_COMPARE_SEED = "compare_seed"
 """Set on an `automl compare` cell when it is queued: its seed index s. The cell trains with
 ``training_seed(study seed, s)`` whatever its trial number, so every arm at seed s starts from the same
 weights and sees the same data order (the pairing of the comparison)."""
+ATTR_DATA_WAIT = "data_wait_fraction"
+"""The fraction of the trial's training time spent waiting for batches of data."""
 ATTR_VAL_SIZE = "val_size"
 """The images of the validation split the trial's value counts its errors over: the n of its Wilson interval."""
 
 OWN_ATTRS = frozenset({ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL, ATTR_SEED, ATTR_OPTIONS, ATTR_UNAVAILABLE,
                        ATTR_BUDGET, ATTR_CONFIG, ATTR_COMPARE_ARM, ATTR_COMPARE_SEED, ATTR_STEPS, ATTR_MODEL,
-                       ATTR_WEIGHTS, "train_seconds",
+                       ATTR_WEIGHTS, ATTR_DATA_WAIT, "train_seconds",
                        "eval_seconds", "epochs", "progress", "train_loss", "val_error_model"})
 """The user attributes automl writes itself: a trick's ``run.attrs`` may not use these keys."""
+
+
+def trick_sources(plugins: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The tricks' entries of a study source's ``plugins`` (the data set's has ``dataset`` in place of ``trick``)."""
+    return [p for p in plugins if "trick" in p]
 
 
 def attrs_problem(attrs: dict[str, Any]) -> str | None:
@@ -75,6 +82,9 @@ SYS_FAIL_REASON = "fail_reason"
 STUDY_FILE, STUDY_DATASET, STUDY_MODEL = "study_file", "dataset", "model"
 STUDY_MODEL_INPUT = "model_input"
 """``[in_channels, num_classes]`` the study's model is built for: what rebuilds it without the data (export)."""
+STUDY_DATA_LOAD = "data_load"
+"""``{loader, decode_seconds}`` of the last run's data set: how its images reach the device, and the seconds spent
+decoding them before any trial (charged to none)."""
 STUDY_COMPARE = "compare"
 """On the study of one budget of `automl compare`: ``{"study": the compared study's name, "budget": "20s"}``."""
 STUDY_PLUGINS = "plugins"
@@ -159,7 +169,7 @@ def study_record(summary: optuna.study.StudySummary, storage: optuna.storages.Ba
     }
 
 
-_OWN_FIELDS = (ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL, ATTR_SEED, ATTR_VAL_SIZE)
+_OWN_FIELDS = (ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL, ATTR_SEED, ATTR_VAL_SIZE, ATTR_DATA_WAIT)
 """The user attributes a trial record shows as fields of their own, not under ``user_attrs``."""
 
 
@@ -182,6 +192,7 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "seed": trial.user_attrs.get(ATTR_SEED),
         "retry_of": trial.system_attrs.get(SYS_RETRY_OF),
         "user_attrs": {k: v for k, v in trial.user_attrs.items() if k not in _OWN_FIELDS},
+        "data_wait_fraction": trial.user_attrs.get(ATTR_DATA_WAIT),
         "val_size": trial.user_attrs.get(ATTR_VAL_SIZE),
         "val_ci": val_interval(trial.value, trial.user_attrs.get(ATTR_VAL_SIZE)),
     }

@@ -33,6 +33,7 @@ from automl.study.config import Seed, StudyFile, StudyName, StudySection, check_
 from automl.study.objective import Objective
 from automl.study.tricks import study_tricks
 from automl.study.worker import Worker
+from automl.train.datasets import dataset_source
 from automl.train.data import Dataset
 from automl.train.models import check_output
 from automl.trick import TrialContext, Trick
@@ -102,7 +103,8 @@ def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(
     trial_budget, total_budget = _budgets(config.study, overrides)
     _check_artifacts(study_file)
     device = resolve_device(overrides.device or "auto")
-    data = config.task.load_data(seed=config.study.seed, device=torch.device("cpu") if data_on_cpu else device)
+    data = config.task.load_data(seed=config.study.seed, device=torch.device("cpu") if data_on_cpu else device,
+                                 host=host, folder=Path(study_file.path).parent)
     model_origin = _check_model(study_file, data, host)
     return PreparedStudy(
         study_file=study_file, name=name,
@@ -110,8 +112,16 @@ def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(
         data=data, device=device, trial_budget=trial_budget, total_budget=total_budget,
         n_trials=overrides.n_trials or config.study.n_trials, seed=seed,
         accept_task_change=overrides.accept_task_change, accept_plugin_change=overrides.accept_plugin_change,
-        plugins=[{"trick": name, "plugin": host.tricks[name].plugin, "source": host.tricks[name].source}
-                 for name in sorted(tricks)], model_origin=model_origin)
+        plugins=[*({"trick": name, "plugin": host.tricks[name].plugin, "source": host.tricks[name].source}
+                   for name in sorted(tricks)), _dataset_source(config.task.dataset, host)],
+        model_origin=model_origin)
+
+
+def _dataset_source(name: str, host: Host) -> dict[str, str]:
+    """Where the study's data set comes from, recorded with the study's source as its tricks' are."""
+    _, source = dataset_source(name, host=host)
+    return {"dataset": name, "plugin": host.datasets[name].plugin if name in host.datasets else name,
+            "source": source}
 
 
 def _budgets(study: StudySection, overrides: Overrides) -> tuple[Budget, Budget | None]:
@@ -226,6 +236,8 @@ def create_study(prepared: PreparedStudy, *, new_session: bool = True) -> optuna
         study.set_user_attr(records.STUDY_MODEL, config.task.model)
     if records.STUDY_MODEL_INPUT not in study.user_attrs:
         study.set_user_attr(records.STUDY_MODEL_INPUT, [prepared.data.input_shape[0], prepared.data.num_classes])
+    study.set_user_attr(records.STUDY_DATA_LOAD, {"loader": prepared.data.loader,
+                                                  "decode_seconds": round(prepared.data.decode_seconds, 3)})
     if study.user_attrs.get(records.STUDY_PLUGINS) != sources:
         study.set_user_attr(records.STUDY_PLUGINS, sources)
     try:
@@ -270,7 +282,7 @@ def _plugin_sources(storage: optuna.storages.BaseStorage, prepared: PreparedStud
     """Where the study's tricks come from, the earlier ones kept; a trick that now comes from another plugin
     or version than the study's trials had it from is refused unless ``accept_plugin_change``."""
     before = _recorded_sources(storage, prepared.name)
-    now = {p["trick"]: p["source"] for p in prepared.plugins}
+    now = {p["trick"]: p["source"] for p in records.trick_sources(prepared.plugins)}
     if prepared.model_origin:
         now[MODEL_KEY + prepared.study_file.config.task.model] = prepared.model_origin["source"]
     changed = sorted(n for n in now if n in before and before[n] != now[n])
@@ -293,7 +305,8 @@ def _recorded_sources(storage: optuna.storages.BaseStorage, name: str) -> dict[s
     if records.STUDY_PLUGINS in attrs:
         return dict(attrs[records.STUDY_PLUGINS])
     with session_scope(storage.engine) as session:
-        return {p["trick"]: p["source"] for row in StudySourceModel.history(session, name) for p in row.plugins}
+        return {p["trick"]: p["source"] for row in StudySourceModel.history(session, name)
+                for p in records.trick_sources(row.plugins)}
 
 
 def run_study(prepared: PreparedStudy, study: optuna.Study | None = None, *,

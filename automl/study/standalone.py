@@ -65,7 +65,7 @@ def prepare_run(path: str | Path, host: Host, *, seeds: int = 1, budget: str | N
         raise UserError(f"-o {str(folder)!r} is a file; fix: give a folder for the models")
     task = run.task
     # The study's own seed splits train from val, so every seed is scored on the trial's val samples.
-    data = task.load_data(seed=run.run.data_seed, device=resolved)
+    data = task.load_data(seed=run.run.data_seed, device=resolved, host=host, folder=loaded.path.parent)
     context = TrialContext(run.source.study, run.source.trial, loaded.study_best,
                            model=task.probe_model(data.input_shape[0], data.num_classes))
     replayed = replay_run(loaded, host, context)

@@ -56,8 +56,8 @@ def measure_inference(run: Run, split: Split, predictors: Sequence[Callable] = (
     was_training = run.model.training
     run.model.eval()
     try:
-        seconds, images = _median_seconds(run, split.x[:LATENCY_BATCH], predictors)
-        flops = _flops(run, split.x[:FLOP_BATCH], predictors)
+        seconds, images = _median_seconds(run, split.head(LATENCY_BATCH), predictors)
+        flops = _flops(run, split.head(FLOP_BATCH), predictors)
     finally:
         run.model.train(was_training)
     return InferenceCost(ms_per_1000=seconds / images * 1e6, flops_per_image=flops, device=str(run.device))

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from automl.train.datasets import DATASETS, load_dataset
+from automl.train.datasets import load_dataset
 from automl.train.loader import InMemoryLoader
 from automl.train.sources import DATA_ROOT_ENV, DEFAULT_DATA_ROOT
 from automl.train.splits import Dataset, Split
 
 __all__ = [
-    "DATASETS",
     "DATA_ROOT_ENV",
     "DEFAULT_DATA_ROOT",
     "Dataset",

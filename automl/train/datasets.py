@@ -1,27 +1,33 @@
-"""The registry of data sets by name, the defaults every data set shares, and ``load_dataset``."""
+"""How a data set's name finds its source (a plugin's, torchvision's, an import path), the defaults every data set
+shares, and ``load_dataset``."""
 
 from __future__ import annotations
 
 import functools
 import inspect
 import os
-from typing import Any, Callable
+import re
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import torch
 
 from automl.devices import resolve_device
 from automl.errors import UserError, unknown
-from automl.train.sources import data_root, load_cifar, load_digits, load_synthetic
+from automl.host import DATASET_COMMON_ARGS
+from automl.train.dataset_sources import TORCHVISION_PREFIX, load_callable, load_torchvision
+from automl.train.sources import data_root
 from automl.train.splits import Dataset, Split
 
 __all__ = [
-    "DATASETS",
     "DEFAULT_DOWNLOAD",
+    "DEFAULT_LOADER",
     "DEFAULT_VAL_FRACTION",
     "DEFAULT_VERIFY",
     "Dataset",
     "Split",
     "check_dataset_name",
+    "dataset_source",
     "load_dataset",
 ]
 
@@ -30,23 +36,35 @@ DEFAULT_VAL_FRACTION = 0.1
 DEFAULT_DOWNLOAD = True
 DEFAULT_VERIFY = True
 """Check the data set files' checksums (torchvision's own check)."""
+DEFAULT_LOADER = "auto"
+"""In memory or streamed, by size (see ``automl.train.torch_data.MEMORY_LOADER_MAX_BYTES``)."""
 
-# Arguments every source takes; anything else a source accepts is a data-set option.
-_COMMON_ARGS = frozenset({"root", "val_fraction", "seed", "device", "download", "verify"})
+_DATASET_NAME = re.compile(r"^([a-z][a-z0-9_]*|torchvision:[A-Za-z0-9_]+|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")
 
-DATASETS: dict[str, Callable[..., Dataset]] = {
-    "cifar10": functools.partial(load_cifar, "cifar10"),
-    "cifar100": functools.partial(load_cifar, "cifar100"),
-    "digits": load_digits,
-    "synthetic": load_synthetic,
-}
-"""Each data set's source, by name: a callable taking the common arguments by keyword, and its options."""
+def dataset_source(name: str, *, host: Any = None, folders: Sequence[Path] = ()) -> tuple[Callable[..., Dataset], str]:
+    """The source that loads data set ``name`` and where it comes from (a plugin and its version, torchvision's
+    version, or the import path): ``torchvision:NAME``, ``package.module:callable``, or a registered name."""
+    if name.startswith(TORCHVISION_PREFIX):
+        import torchvision
+
+        return functools.partial(load_torchvision, name.removeprefix(TORCHVISION_PREFIX)), \
+            f"torchvision {torchvision.__version__}"
+    if ":" in name:
+        return functools.partial(load_callable, name, folders=folders), f"import {name}"
+    if host is None:
+        from automl.host import get_host
+
+        host = get_host()
+    info = host.dataset(name)
+    return info.load, info.source
 
 
 def check_dataset_name(name: str) -> str:
-    """``name`` if a data set of that name is registered; else a ValueError listing the valid names."""
-    if name not in DATASETS:
-        raise ValueError(unknown("dataset", name, DATASETS))
+    """``name`` if it has the form of a data set's name (a plugin's, ``torchvision:NAME`` or
+    ``package.module:callable``); else a ValueError saying the forms. Whether it exists is checked on loading."""
+    if not isinstance(name, str) or not _DATASET_NAME.match(name):
+        raise ValueError(f"dataset {name!r} must be a data set's name (digits, imagefolder, ...; see `automl "
+                         "plugins list`), torchvision:NAME, or package.module:callable")
     return name
 
 
@@ -59,6 +77,9 @@ def load_dataset(
     device: str | torch.device = "cpu",
     download: bool = DEFAULT_DOWNLOAD,
     verify: bool = DEFAULT_VERIFY,
+    loader: str = DEFAULT_LOADER,
+    host: Any = None,
+    folders: Sequence[str | os.PathLike[str]] = (),
     **options: Any,
 ) -> Dataset:
     """Load data set ``name`` to ``device``, split and normalised.
@@ -66,13 +87,16 @@ def load_dataset(
     ``root`` defaults to ``$AUTOML_DATA``, else ``~/.cache/automl/data``.
     ``val_fraction`` of the training data, chosen by ``seed``, becomes val.
     ``verify=False`` accepts CIFAR files whose md5 differs from the official one.
+    ``loader``: ``memory``, ``stream`` or ``auto`` (by size). ``host`` (default: the installed plugins) provides
+    the registered names; a ``package.module:callable`` is imported from ``sys.path`` or ``folders``.
     ``options`` are specific to a data set (``synthetic``: ``num_classes``,
     ``shape``, ``n_train``, ``n_val``, ``n_test``, ``noise``, ``data_seed``).
     """
     try:
-        source = DATASETS[check_dataset_name(name)]
+        check_dataset_name(name)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    source, _ = dataset_source(name, host=host, folders=[Path(f) for f in folders])
     _check_options(name, source, options)
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
         raise UserError(f"val_fraction must lie strictly between 0 and 1, got val_fraction={val_fraction!r}")
@@ -83,12 +107,16 @@ def load_dataset(
         device=resolve_device(device),
         download=download,
         verify=verify,
+        loader=loader,
         **options,
     )
 
 
 def _check_options(name: str, source: Callable[..., Dataset], options: dict[str, Any]) -> None:
-    valid = sorted(p for p in inspect.signature(source).parameters if p not in _COMMON_ARGS)
+    params = inspect.signature(source).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return  # a callable's own arguments: it says itself what it refuses
+    valid = sorted(p for p, v in params.items() if p not in DATASET_COMMON_ARGS and v.kind is v.KEYWORD_ONLY)
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise UserError(

@@ -1,8 +1,9 @@
-"""A loader of shuffled, augmented mini-batches that never leaves the device the data is on."""
+"""A loader of shuffled mini-batches, augmented whole on the device, from an in-memory or a streamed split."""
 
 from __future__ import annotations
 
 import math
+import time
 from typing import Iterator
 
 import torch
@@ -12,19 +13,21 @@ from automl.errors import UserError
 from automl.train.augment import augment_batch, default_padding
 from automl.train.splits import Split
 
-__all__ = ["InMemoryLoader"]
+__all__ = ["InMemoryLoader", "Loader"]
 
 
-class InMemoryLoader:
-    """Shuffled mini-batches of a Split, without leaving the device.
+class Loader:
+    """Shuffled mini-batches of a split: a :class:`~automl.train.splits.Split` held on the device, or a
+    :class:`~automl.train.streaming.StreamedSplit` read by worker processes; the batches are the same.
 
-    Every epoch draws a fresh permutation on the split's device and indexes the
+    Every epoch draws a fresh permutation on the split's device and takes the
     whole batch with a slice of it; augmentation (a reflect-padded random crop,
     then a random flip unless ``flip=False``) is applied to the whole batch;
     ``padding=None`` is :func:`~automl.train.augment.default_padding` of the
     image width. ``batch_size`` may be changed between epochs; an epoch in
     progress keeps the size it started with.
     Without shuffling the batches are views of the split: do not modify them in place.
+    ``wait_seconds`` adds up the time spent waiting for batches (the data's, not the model's).
     """
 
     def __init__(
@@ -43,12 +46,13 @@ class InMemoryLoader:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.augment = augment
-        self.padding = default_padding(split.x.shape[-1]) if padding is None else padding
+        self.padding = default_padding(split.image_shape[-1]) if padding is None else padding
         self.flip = flip
         self.drop_last = drop_last
         # One generator on the data's device for permutations and augmentation alike:
         # drawing there costs no transfer and no synchronisation.
-        self.generator = torch.Generator(device=split.x.device).manual_seed(seed)
+        self.generator = torch.Generator(device=split.device).manual_seed(seed)
+        self.wait_seconds = 0.0
 
     @property
     def batch_size(self) -> int:
@@ -71,18 +75,21 @@ class InMemoryLoader:
         return self._num_batches(self._batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        x, y = self.split.x, self.split.y
-        batch_size = self._batch_size
-        order = (
-            torch.randperm(len(self.split), generator=self.generator, device=x.device) if self.shuffle else None
-        )
-        for i in range(self._num_batches(batch_size)):
-            window = slice(i * batch_size, (i + 1) * batch_size)
-            if order is None:
-                xb, yb = x[window], y[window]
-            else:
-                idx = order[window]
-                xb, yb = x[idx], y[idx]
+        batch_size, n = self._batch_size, len(self.split)
+        order = (torch.randperm(n, generator=self.generator, device=self.split.device) if self.shuffle else None)
+        windows = (slice(i * batch_size, (i + 1) * batch_size) for i in range(self._num_batches(batch_size)))
+        batches = self.split.take(windows if order is None else (order[w] for w in windows))
+        while True:
+            started = time.perf_counter()
+            batch = next(batches, None)
+            self.wait_seconds += time.perf_counter() - started
+            if batch is None:
+                return
+            xb, yb = batch
             if self.augment:
                 xb = augment_batch(xb, padding=self.padding, flip=self.flip, generator=self.generator)
             yield xb, yb
+
+
+InMemoryLoader = Loader
+"""The name older importers use."""

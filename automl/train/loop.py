@@ -13,7 +13,7 @@ from automl.budget import Budget, DeviceClock, Progress
 from automl.errors import TrialFailed
 from automl.interrupts import checkpoint
 from automl.train.cost import InferenceCost, measure_inference
-from automl.train.loader import InMemoryLoader
+from automl.train.loader import Loader
 from automl.train.settings import TrainSettings
 from automl.train.splits import Dataset, Split
 from automl.trick import HOOKS, INFERENCE_COST, Run, Trick, TrialContext, default_step, overridden
@@ -44,6 +44,8 @@ class TrainResult:
     """(progress, val_error) at each rung."""
     test_error: float | None = None
     test_error_model: float | None = None
+    data_wait_seconds: float = 0.0
+    """Of ``train_seconds``, the time the loop waited for the loader's batches."""
     attrs: dict[str, Any] = field(default_factory=dict)
     weights: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     """The extra weights the tricks kept (see ``Run.weights``)."""
@@ -54,6 +56,11 @@ class TrainResult:
     @property
     def spent_seconds(self) -> float:
         return self.train_seconds + self.eval_seconds
+
+    @property
+    def data_wait_fraction(self) -> float:
+        """The fraction of the training time spent waiting for data: near 1, the data is the bottleneck."""
+        return min(1.0, self.data_wait_seconds / self.train_seconds) if self.train_seconds > 0 else 0.0
 
 
 def build_optimizer(settings: TrainSettings, params: Any) -> torch.optim.Optimizer:
@@ -128,7 +135,7 @@ def _make_loop(model, data, settings, budget, tricks, device, seed, report, cont
 
 def _make_run(model, data, settings, budget, device, seed, context) -> Run:
     """The run state handed to the tricks, with its loader, optimizer and loss."""
-    loader = InMemoryLoader(data.train, settings.batch_size, augment=settings.augment, flip=settings.flip,
+    loader = Loader(data.train, settings.batch_size, augment=settings.augment, flip=settings.flip,
                             padding=settings.crop_padding, seed=seed)
     make_optimizer = lambda params: build_optimizer(settings, params)  # noqa: E731
     return Run(model=model, optimizer=make_optimizer(model.parameters()), criterion=nn.CrossEntropyLoss(),
@@ -294,7 +301,8 @@ class _Loop:
             val_error=self.errors[0], val_error_model=self.errors[1], train_seconds=self.train_clock.elapsed,
             eval_seconds=self.eval_clock.elapsed, steps=run.step, epochs=self.epochs, progress=self.p,
             pruned=self.pruned, train_loss=float(self.loss_sum) / max(1, run.step), history=self.history,
-            test_error=test_error, test_error_model=test_error_model, attrs=run.attrs, weights=run.weights)
+            test_error=test_error, test_error_model=test_error_model, attrs=run.attrs, weights=run.weights,
+            data_wait_seconds=self.loader.wait_seconds)
 
 
 @torch.no_grad()
@@ -302,11 +310,10 @@ def evaluate(run: Run, split: Split, predictors: Sequence[Callable] = (), batch_
     """(error with the tricks' predict, error of the model alone) on ``split``."""
     was_training = run.model.training
     run.model.eval()
-    wrong_model = torch.zeros((), dtype=torch.long, device=split.y.device)
+    wrong_model = torch.zeros((), dtype=torch.long, device=split.device)
     wrong = torch.zeros_like(wrong_model)
     try:
-        for start in range(0, len(split), batch_size):
-            x, y = split.x[start:start + batch_size], split.y[start:start + batch_size]
+        for x, y in split.batches(batch_size):
             with run.amp():
                 scores = run.model(x)
                 wrong_model += (scores.argmax(1) != y).sum()

@@ -20,7 +20,8 @@ from automl import checks
 from automl.errors import UserError
 from automl.train.splits import Dataset, assemble, val_size
 
-__all__ = ["DATA_ROOT_ENV", "DEFAULT_DATA_ROOT", "data_root", "load_cifar", "load_digits", "load_synthetic"]
+__all__ = ["DATA_ROOT_ENV", "DEFAULT_DATA_ROOT", "data_root", "in_memory_only", "load_cifar", "load_digits",
+           "load_synthetic"]
 
 DATA_ROOT_ENV = "AUTOML_DATA"
 DEFAULT_DATA_ROOT = "~/.cache/automl/data"
@@ -38,10 +39,18 @@ def data_root(root: str | os.PathLike[str] | None) -> Path:
 
 
 
+def in_memory_only(name: str, loader: str) -> None:
+    """A data set built from tensors is always held in memory: asking to stream it is an error."""
+    if loader == "stream":
+        raise UserError(f"dataset {name!r} is held in memory; loader = 'stream' is for imagefolder, "
+                        "torchvision:NAME and package.module:callable data sets")
+
+
 def load_digits(
-    *, root: Path, val_fraction: float, seed: int, device: torch.device, download: bool, verify: bool
+    *, root: Path, val_fraction: float, seed: int, device: torch.device, download: bool, verify: bool, loader: str
 ) -> Dataset:
     """scikit-learn's bundled 8x8 handwritten digits: 1797 images, 1 channel, 10 classes, no download."""
+    in_memory_only("digits", loader)
     from sklearn.datasets import load_digits as load_bunch  # deferred: a second of import time the CLI should not pay
 
     bunch = load_bunch()
@@ -90,8 +99,10 @@ def load_cifar(
     device: torch.device,
     download: bool,
     verify: bool,
+    loader: str,
 ) -> Dataset:
     """CIFAR-10/100 through torchvision: the official test set, val carved out of the official train set."""
+    in_memory_only(name, loader)
     cls = _cifar_class(name, verify)
     folder = root / cls.base_folder
     files = [entry[0] for entry in cls.train_list + cls.test_list] + [cls.meta["filename"]]
@@ -138,6 +149,7 @@ def load_synthetic(
     device: torch.device,
     download: bool,
     verify: bool,
+    loader: str,
     num_classes: int = 10,
     shape: Sequence[int] = (3, 16, 16),
     n_train: int = 512,
@@ -158,6 +170,7 @@ def load_synthetic(
     helps rather than destroys the signal. Each has unit RMS per pixel, so
     ``noise`` is the noise-to-signal ratio per pixel.
     """
+    in_memory_only("synthetic", loader)
     shape = _check_synthetic(num_classes, shape, n_train, n_val, n_test, noise)
     c, h, w = shape
     gen = torch.Generator().manual_seed(data_seed)

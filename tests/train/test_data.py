@@ -13,7 +13,8 @@ import torch
 from automl.errors import UserError
 from automl.train import data
 from automl.train.augment import default_padding
-from automl.train.datasets import DATASETS, check_dataset_name, load_dataset
+from automl.host import get_host
+from automl.train.datasets import check_dataset_name, load_dataset
 from automl.train.loader import InMemoryLoader
 from automl.train.splits import Dataset, Split
 
@@ -32,24 +33,28 @@ def _rows(x: torch.Tensor) -> list[bytes]:
 # --------------------------------------------------------------------------- registry and options
 
 
-def test_registry_lists_the_data_sets():
-    assert set(DATASETS) == {"cifar10", "cifar100", "digits", "synthetic"}
+def test_the_built_in_data_sets_are_registered_by_their_plugin():
+    found = get_host().datasets
+    assert {"cifar10", "cifar100", "digits", "imagefolder", "synthetic"} <= set(found)
+    assert {found[name].plugin for name in ("cifar10", "digits", "imagefolder")} == {"datasets"}
 
 
 def test_unknown_dataset_names_the_valid_ones():
-    with pytest.raises(UserError, match=r"unknown dataset 'cifar11'; valid: cifar10, cifar100, digits, synthetic"):
+    with pytest.raises(UserError, match=r"unknown dataset 'cifar11'; valid: cifar10, cifar100, digits, imagefolder, "
+                                        r"synthetic, torchvision:NAME or package.module:callable"):
         load_dataset("cifar11")
 
 
-def test_the_registry_check_is_a_value_error_for_validators():
-    assert check_dataset_name("digits") == "digits"
-    with pytest.raises(ValueError, match=r"unknown dataset 'cifar11'; valid: cifar10, cifar100, digits, synthetic"):
-        check_dataset_name("cifar11")
+def test_the_name_check_is_a_value_error_for_validators():
+    for name in ("digits", "torchvision:MNIST", "my_data.sets:make"):
+        assert check_dataset_name(name) == name
+    with pytest.raises(ValueError, match=r"dataset 'not a name' must be a data set's name"):
+        check_dataset_name("not a name")
 
 
 def test_data_re_exports_the_names_older_importers_use():
-    assert (data.DATASETS, data.load_dataset, data.InMemoryLoader, data.Dataset, data.Split) == (
-        DATASETS, load_dataset, InMemoryLoader, Dataset, Split)
+    assert (data.load_dataset, data.InMemoryLoader, data.Dataset, data.Split) == (
+        load_dataset, InMemoryLoader, Dataset, Split)
 
 
 def test_devices_are_parsed_by_the_one_device_parser():
