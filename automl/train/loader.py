@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor
@@ -49,6 +49,10 @@ class InMemoryLoader:
         # One generator on the data's device for permutations and augmentation alike:
         # drawing there costs no transfer and no synchronisation.
         self.generator = torch.Generator(device=split.x.device).manual_seed(seed)
+        self._pass: tuple[Tensor | None, int, int] | None = None
+        """(order, next batch, batch size) of the pass in progress; None between passes."""
+        self._resumed: tuple[Tensor | None, int, int] | None = None
+        """The pass a checkpoint was in, for the next ``iter`` to continue."""
 
     @property
     def batch_size(self) -> int:
@@ -72,11 +76,10 @@ class InMemoryLoader:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         x, y = self.split.x, self.split.y
-        batch_size = self._batch_size
-        order = (
-            torch.randperm(len(self.split), generator=self.generator, device=x.device) if self.shuffle else None
-        )
-        for i in range(self._num_batches(batch_size)):
+        order, first, batch_size = self._resumed or self._new_pass()
+        self._resumed = None
+        batches = self._num_batches(batch_size)
+        for i in range(first, batches):
             window = slice(i * batch_size, (i + 1) * batch_size)
             if order is None:
                 xb, yb = x[window], y[window]
@@ -85,4 +88,30 @@ class InMemoryLoader:
                 xb, yb = x[idx], y[idx]
             if self.augment:
                 xb = augment_batch(xb, padding=self.padding, flip=self.flip, generator=self.generator)
+            # Where the pass is, for a checkpoint taken before the next batch; after its last, none is open.
+            self._pass = None if i + 1 == batches else (order, i + 1, batch_size)
             yield xb, yb
+
+    def _new_pass(self) -> tuple[Tensor | None, int, int]:
+        x = self.split.x
+        order = torch.randperm(len(self.split), generator=self.generator, device=x.device) if self.shuffle else None
+        return order, 0, self._batch_size
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the loader is, between two batches: its generator, its batch size, and the pass it is in
+        (its order and next batch; None between two passes), as plain tensors and numbers."""
+        open_pass = None
+        if self._pass is not None:
+            order, first, batch_size = self._pass
+            open_pass = {"order": None if order is None else order.cpu(), "next": first, "batch_size": batch_size}
+        return {"generator": self.generator.get_state(), "batch_size": self._batch_size, "pass": open_pass}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Go on from ``state``: the next ``iter`` continues the pass it was in (or starts the next one)."""
+        self.generator.set_state(state["generator"])
+        self.batch_size = state["batch_size"]
+        open_pass = state["pass"]
+        if open_pass is not None:
+            order = open_pass["order"]
+            order = None if order is None else order.to(self.split.x.device)
+            self._resumed = self._pass = (order, open_pass["next"], open_pass["batch_size"])
