@@ -33,6 +33,8 @@ DEFAULT_FROM_SECONDS = 600.0
 """Without ``checkpoint_every``, trials shorter than this (device seconds), or in steps or epochs, save only at a
 stop signal: the quickstart's trials are seconds long and would pay for checkpoints they never need."""
 OFF = "off"
+# Progress of a steps budget is step / N: a save that lands on a step may round to just below it.
+_SLACK = 1e-9
 BAD_CHECKPOINT = "bad_checkpoint"
 """The ``end_reason`` of a trial whose checkpoint passed its checks but could not be loaded."""
 
@@ -66,7 +68,7 @@ class Every:
     def next_after(self, progress: float, seconds: float) -> float:
         """The progress or seconds (whichever this rule counts) at which the save after this point is due."""
         step, now = (self.fraction, progress) if self.fraction is not None else (self.seconds, seconds)
-        return (math.floor(now / step + 1e-9) + 1) * step
+        return (math.floor(now / step + _SLACK) + 1) * step
 
     def count(self, progress: float, seconds: float) -> float:
         return progress if self.fraction is not None else seconds
@@ -98,7 +100,7 @@ class Checkpointing:
 
     def at_stop_point(self, loop: "_Loop", seconds: float) -> None:
         """Between two steps: save when one is due, or when a stop signal is about to be raised."""
-        due = self.every is not None and self.every.count(loop.p, seconds) >= self._due
+        due = self.every is not None and self.every.count(loop.p, seconds) + _SLACK >= self._due
         if not (due or stop_pending()):
             return
         loop.train_clock.stop()
