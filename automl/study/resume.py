@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts.exceptions import ArtifactNotFound
 
 from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import frozen_trial, set_user_attrs, study_engine, trial_id
@@ -87,10 +88,7 @@ class TrialCheckpoints:
     def _remove(self, *artifacts: str | None) -> None:
         for artifact in artifacts:
             if artifact is not None:
-                try:
-                    self.store.remove(artifact)
-                except FileNotFoundError:
-                    pass  # removed already (a retry that died after removing it)
+                remove_artifact(self.store, artifact)
 
     def _resume(self, expected: dict[str, Any]) -> dict[str, Any] | None:
         study = self.trial.study
@@ -125,4 +123,18 @@ class TrialCheckpoints:
         return None
 
 
-__all__ = ["TrialCheckpoints", "identity", "mismatch"]
+def drop_checkpoint(store: FileSystemArtifactStore | None, trial: optuna.trial.FrozenTrial) -> None:
+    """Remove the checkpoint ``trial`` names: it ended for good (no retry will run), and none will resume it."""
+    found = trial.user_attrs.get(ATTR_CHECKPOINT)
+    if store is not None and found:
+        remove_artifact(store, found["artifact"])
+
+
+def remove_artifact(store: FileSystemArtifactStore, artifact: str) -> None:
+    try:
+        store.remove(artifact)
+    except ArtifactNotFound:
+        pass  # removed already: by a retry that resumed it, or a recovery before this one
+
+
+__all__ = ["TrialCheckpoints", "drop_checkpoint", "identity", "mismatch"]
