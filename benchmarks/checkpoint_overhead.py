@@ -35,9 +35,8 @@ from automl.study.resume import TrialCheckpoints
 from automl.train.checkpoints import Checkpointing, Every
 from automl.train.data import Dataset, load_dataset
 from automl.train.loop import train
-from automl.train.models import MODELS
 from automl.train.settings import TrainSettings
-from side_by_side import SEED, describe, fresh_model, pick_device
+from side_by_side import SEED, add_run_options, describe, fresh_model, pick_device
 
 GOAL = 0.97
 EVERY = 0.1
@@ -66,13 +65,7 @@ def run_side(checkpoints: TrialCheckpoints | None, args: argparse.Namespace, dat
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="resnet20", choices=sorted(MODELS))
-    parser.add_argument("--width", type=float, default=0.5, help="channel multiplier of the model")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=float, default=4, help="budget of every run, the same on both sides")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs of each side, interleaved")
-    parser.add_argument("--n-train", type=int, default=1024, help="synthetic 3x32x32 training images")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_run_options(parser)
     args = parser.parse_args()
     device = pick_device(args.device)
     data = load_dataset("synthetic", shape=(3, 32, 32), n_train=args.n_train, n_val=256, n_test=10, device=device)

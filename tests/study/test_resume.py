@@ -7,7 +7,6 @@ speed of this machine; the signal is a real one, to a real `automl run` process,
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -19,20 +18,18 @@ import sqlalchemy as sa
 import torch
 from optuna.trial import TrialState
 
-from automl.storage.ledger import Ledger
-from automl.storage.models import TrialCostModel
 from automl.study.records import (ATTR_CHECKPOINT, ATTR_LOST, ATTR_MODEL, ATTR_RESUME_REFUSED, ATTR_RESUMED,
                                   ATTR_SPENT, ATTR_WEIGHTS)
 from automl.study.recovery import INTERRUPTED, WORKER_DIED
 from automl.study.resume import mismatch
 from tests.conftest import TINY_STUDY
+from tests.study.test_fault_signals import ledger_settled
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 300.0
 
 STOP_AT = '''
 """Stops its own worker with the signal STOP_SIGNAL after step STOP_AT_STEP (when both are set)."""
-import os
 import signal
 
 from automl import Trick, hookimpl
@@ -119,15 +116,8 @@ def assert_same_training(reference: tuple[Path, optuna.trial.FrozenTrial], path:
 
 def assert_balanced(url: str) -> None:
     """Nothing reserved, the ledger's spent the sum of the cost rows, and each row what its trial says it spent."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as connection:
-            rows = {r.trial_number: r for r in connection.execute(sa.select(TrialCostModel)).all()}
-        totals = Ledger(engine, "tiny").totals()
-    finally:
-        engine.dispose()
-    assert totals.reserved == pytest.approx(0.0, abs=1e-9)
-    assert totals.spent == pytest.approx(sum(r.spent_seconds for r in rows.values()))
+    reserved, unbalanced, rows = ledger_settled(url)
+    assert reserved == pytest.approx(0.0, abs=1e-9) and unbalanced == pytest.approx(0.0, abs=1e-6)
     done = [t for t in trials(url) if t.state == TrialState.COMPLETE]
     assert all(rows[t.number].spent_seconds == pytest.approx(t.user_attrs[ATTR_SPENT]) for t in done)
 
