@@ -25,7 +25,8 @@ from automl.study.resume import mismatch
 from tests.conftest import TINY_STUDY
 from tests.study.test_fault_signals import ledger_settled
 
-pytestmark = pytest.mark.slow
+# Each test runs `automl run` two or three times, a few seconds each; the default 300 s is for one.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 TIMEOUT = 300.0
 
 STOP_AT = '''
