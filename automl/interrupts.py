@@ -96,6 +96,11 @@ def checkpoint() -> None:
         raise Interrupted(_stop.signum)
 
 
+def stop_pending() -> bool:
+    """Whether the next :func:`checkpoint` will raise: a stop signal has come (a trial saves itself first)."""
+    return _stop.signum is not None and _stop.deferred
+
+
 def stop_with_parent(parent: int) -> None:
     """SIGTERM this process when the process ``parent`` dies (a killed ``automl run --workers N``): the
     kernel's parent-death signal on Linux, and a thread that watches the parent everywhere."""
@@ -115,4 +120,4 @@ def _watch_parent(parent: int) -> None:
 
 
 __all__ = ["PARENT_PID_VAR", "Interrupted", "at_checkpoints", "checkpoint", "exit_code", "signal_name", "stop_on_signals",
-           "stop_with_parent"]
+           "stop_pending", "stop_with_parent"]

@@ -251,6 +251,9 @@ class Trick:
     order: ClassVar[int] = 0
     """Where this trick's hooks run among the enabled ones, lowest first (ties by name): tricks that transform
     the batch run early (mixup -10), tricks that wrap the criterion late (distillation 10). Default 0."""
+    state_version: ClassVar[int] = 1
+    """The form of what :meth:`state_dict` returns: a checkpoint saved by another version is not resumed
+    (the trial starts over from scratch, saying why)."""
 
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:
@@ -327,10 +330,27 @@ class Trick:
         """Scores (N, classes) for ``x`` to replace the model's, e.g. an ensemble's; None to abstain."""
         return None
 
+    # -- checkpoints (not events: the trainer calls them when it saves or resumes a trial) ------
+    def state_dict(self, run: Run) -> dict[str, Any]:
+        """What this trick holds that a resumed run needs to go on exactly (averages, snapshots, its own
+        generators' states), as tensors, numbers, strings, None and lists and dicts of them (a checkpoint
+        is read with ``torch.load(weights_only=True)``). Nothing by default: a trick that keeps no state
+        between steps, or rebuilds it in ``setup``, needs none. Bump ``state_version`` when its form changes."""
+        return {}
 
-HOOKS = tuple(name for name, value in vars(Trick).items() if inspect.isfunction(value) and not name.startswith("_"))
+    def load_state_dict(self, run: Run, state: dict[str, Any]) -> None:
+        """Take back what :meth:`state_dict` returned, in a resumed run: after every trick's ``setup`` and
+        before the model, optimizer and loader are given their saved states (so a trick that regroups
+        the optimizer's params does it here as it did when the state was saved)."""
+
+
+STATE_METHODS = ("state_dict", "load_state_dict")
+"""Trick methods that are not event hooks: the trainer calls them only to save or resume a checkpoint."""
+
+HOOKS = tuple(name for name, value in vars(Trick).items()
+              if inspect.isfunction(value) and not name.startswith("_") and name not in STATE_METHODS)
 """The hooks, in the order ``Trick`` defines them: its public instance methods (search_space and unavailable
-are class methods, asked before a trial trains)."""
+are class methods, asked before a trial trains), less ``STATE_METHODS``."""
 
 
 def overridden(trick: Trick, hook: str) -> bool:

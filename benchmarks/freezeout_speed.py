@@ -47,7 +47,7 @@ from automl.train.data import Dataset, load_dataset
 from automl.train.loop import TrainResult, train
 from automl.train.models import build_model
 from automl.train.settings import TrainSettings
-from side_by_side import SEED, describe, fresh_model, pick_device
+from side_by_side import SEED, add_run_options, describe, fresh_model, pick_device
 from automl_plugins.freezeout import FreezeOut
 
 GOAL = 1.15
@@ -68,13 +68,7 @@ def run_side(freezeout: bool, args: argparse.Namespace, data: Dataset, settings:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="resnet20", help="a built-in name, torchvision:NAME, timm:NAME, ...")
-    parser.add_argument("--width", type=float, default=0.5, help="channel multiplier of the model")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=float, default=4, help="budget of every run, the same on both sides")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs of each side, interleaved")
-    parser.add_argument("--n-train", type=int, default=1024, help="synthetic 3x32x32 training images")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_run_options(parser)
     args = parser.parse_args()
     if args.epochs <= 0 or args.repeats < 1 or args.batch_size > args.n_train:
         parser.error("need --epochs > 0, --repeats >= 1 and --batch-size <= --n-train")

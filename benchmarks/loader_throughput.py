@@ -39,7 +39,6 @@ from automl.train.data import Dataset, load_dataset
 from automl.train.dataset_sources import ToTensor
 from automl.train.image_files import write_image_folder
 from automl.train.loop import train
-from automl.train.models import MODELS
 from automl.train.settings import TrainSettings
 from automl.train.streaming import PREFETCH_FACTOR, STREAM_WORKERS
 from side_by_side import SEED, describe, fresh_model, pick_device
@@ -86,7 +85,7 @@ def run_by_hand(model: nn.Module, data: Dataset, settings: TrainSettings, steps:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="resnet20", choices=sorted(MODELS))
+    parser.add_argument("--model", default="resnet20", help="a built-in name, torchvision:NAME, timm:NAME, ...")
     parser.add_argument("--width", type=float, default=0.5, help="channel multiplier of the model")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20, help="training steps per run, the same on both sides")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 
 import torch
@@ -11,6 +12,17 @@ from automl.testing import tiny_model
 from automl.train.data import Dataset
 
 SEED = 0
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a benchmark of whole runs on synthetic images: model, batch, budget, repeats, device."""
+    parser.add_argument("--model", default="resnet20", help="a built-in name, torchvision:NAME, timm:NAME, ...")
+    parser.add_argument("--width", type=float, default=0.5, help="channel multiplier of the model")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=float, default=4, help="budget of every run, the same on both sides")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs of each side, interleaved")
+    parser.add_argument("--n-train", type=int, default=1024, help="synthetic 3x32x32 training images")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
 
 def pick_device(choice: str) -> torch.device:

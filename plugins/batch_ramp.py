@@ -61,6 +61,13 @@ class BatchRamp(Trick):
     def setup(self, run) -> None:
         self._initial = run.loader.batch_size
 
+    def state_dict(self, run) -> dict:
+        # The batch the ramp is at is the loader's, which the checkpoint keeps; the ramp's start is its own.
+        return {"initial": self._initial}
+
+    def load_state_dict(self, run, state: dict) -> None:
+        self._initial = state["initial"]
+
     def _plan(self, progress: float) -> tuple[int, float]:
         if self._initial is None:
             raise RuntimeError("batch_ramp needs setup(run) first: the ramp starts at the run's batch size")

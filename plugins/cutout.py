@@ -14,6 +14,7 @@ import torch
 
 from automl import Trick, hookimpl
 from automl.checks import integer, number
+from automl.train.checkpoints import generator_state
 
 
 def patch_side(fraction: float, side: int) -> int:
@@ -65,6 +66,14 @@ class Cutout(Trick):
         self._seed = torch.initial_seed() if self.seed is None else self.seed
         run.attrs["cutout.seed"] = self._seed
         self._generator: torch.Generator | None = None
+
+    def state_dict(self, run) -> dict:
+        return {"generator": generator_state(self._generator)}
+
+    def load_state_dict(self, run, state: dict) -> None:
+        if state["generator"] is not None:
+            self._generator = torch.Generator(device=run.device)
+            self._generator.set_state(state["generator"])
 
     def transform_batch(self, run, x, y):
         if self._generator is None or self._generator.device != x.device:

@@ -73,6 +73,13 @@ class Distillation(Trick):
 
         run.criterion = criterion
 
+    def state_dict(self, run) -> dict:
+        # The teacher's weights, not its name: the study's best trial may be another one when the run resumes.
+        return {"teacher": self._teacher.state_dict()}
+
+    def load_state_dict(self, run, state: dict) -> None:
+        self._teacher.load_state_dict(state["teacher"])
+
     def transform_batch(self, run, x, y):
         self._teacher_logits = run.scores_of(self._teacher, x)
         return x, y

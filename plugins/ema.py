@@ -69,6 +69,16 @@ class Ema(Trick):
         if self.averaged is not None:
             run.weights[self.name] = self.averaged.module.state_dict()
 
+    def state_dict(self, run) -> dict:
+        return {"averaged": None if self.averaged is None else self.averaged.state_dict(),
+                "last_progress": self._last_progress}
+
+    def load_state_dict(self, run, state: dict) -> None:
+        if state["averaged"] is not None:
+            self.averaged = AveragedModel(run.model, use_buffers=True)
+            self.averaged.load_state_dict(state["averaged"])
+        self._last_progress = state["last_progress"]
+
     def predict(self, run, x: torch.Tensor) -> torch.Tensor | None:
         if self.averaged is None:
             return None

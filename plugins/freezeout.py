@@ -185,6 +185,15 @@ class FreezeOut(Trick):
         model.forward = functools.partial(_forward_past_frozen, tuple(children[:first_training]),
                                           tuple(children[first_training:]))
 
+    def state_dict(self, run: Run) -> dict:
+        return {"frozen": self._frozen}
+
+    def load_state_dict(self, run: Run, state: dict) -> None:
+        # Freezing again takes the frozen layers' groups out of the optimizer and wraps the forward, as it did
+        # when they froze, so the saved optimizer state fits; the steps they froze at are in the saved attrs.
+        for i in range(state["frozen"]):
+            self._freeze(run, i)
+
     def on_end(self, run: Run) -> None:
         # Hand the model back as an ordinary module: its own forward, every param trainable.
         run.model.__dict__.pop("forward", None)

@@ -92,6 +92,12 @@ class IndependentEnsemble(Trick):
         run.attrs[f"{self.name}.members"] = len(self.finished)
         run.attrs[INFERENCE_COST] = len(self.finished)
 
+    def state_dict(self, run) -> dict:
+        return {"finished": list(self.finished), "seeds": list(self.seeds), "member": self._member}
+
+    def load_state_dict(self, run, state: dict) -> None:
+        self.finished, self.seeds, self._member = list(state["finished"]), list(state["seeds"]), state["member"]
+
     def predict(self, run, x: torch.Tensor) -> torch.Tensor | None:
         if not self.finished:
             return None

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from automl import Trick, hookimpl
 from automl.checks import integer, number
+from automl.train.checkpoints import generator_state, numpy_generator_state, set_numpy_generator_state
 
 
 def mixup(x: torch.Tensor, y: torch.Tensor, num_classes: int, lam: float,
@@ -59,6 +60,15 @@ class Mixup(Trick):
         self._rng = np.random.default_rng(self._seed)
         self._generator: torch.Generator | None = None
         self._num_classes = run.data.num_classes
+
+    def state_dict(self, run) -> dict:
+        return {"rng": numpy_generator_state(self._rng), "generator": generator_state(self._generator)}
+
+    def load_state_dict(self, run, state: dict) -> None:
+        set_numpy_generator_state(self._rng, state["rng"])
+        if state["generator"] is not None:
+            self._generator = torch.Generator(device=run.device)
+            self._generator.set_state(state["generator"])
 
     def transform_batch(self, run, x, y):
         if self._generator is None or self._generator.device != x.device:

@@ -115,6 +115,13 @@ class SnapshotEnsemble(Trick):
         run.attrs[f"{self.name}.snapshots"] = self.taken
         run.attrs["inference_cost"] = len(self.snapshots)
 
+    def state_dict(self, run) -> dict:
+        return {"snapshots": list(self.snapshots), "taken": self.taken, "cycle": self._cycle}
+
+    def load_state_dict(self, run, state: dict) -> None:
+        self.snapshots.extend(state["snapshots"])
+        self.taken, self._cycle = state["taken"], state["cycle"]
+
     def predict(self, run, x: torch.Tensor) -> torch.Tensor | None:
         if not self.snapshots:
             return None

@@ -68,6 +68,15 @@ class Swa(Trick):
         self.averaged.update_parameters(run.model)
         run.attrs[f"{self.name}.updates"] = int(self.averaged.n_averaged)
 
+    def state_dict(self, run) -> dict:
+        return {"averaged": None if self.averaged is None else self.averaged.state_dict(), "steps": self._steps}
+
+    def load_state_dict(self, run, state: dict) -> None:
+        if state["averaged"] is not None:
+            self.averaged = AveragedModel(run.model)
+            self.averaged.load_state_dict(state["averaged"])
+        self._steps = state["steps"]
+
     def on_end(self, run) -> None:
         if self.averaged is None:
             return

@@ -277,6 +277,13 @@ class Ledger:
                 TrialCostModel.study_name == self.study_name, TrialCostModel.state == "complete")).scalar()
         return None if value is None else float(value)
 
+    def spent_of(self, trial_number: int) -> float:
+        """The seconds trial ``trial_number``'s cost row charges (0 without one)."""
+        with self.engine.connect() as connection:
+            spent = connection.scalar(sa.select(TrialCostModel.spent_seconds).where(
+                TrialCostModel.study_name == self.study_name, TrialCostModel.trial_number == trial_number))
+        return float(spent or 0.0)
+
     def totals(self) -> LedgerTotals:
         with session_scope(self.engine) as session:
             row = BudgetLedgerModel.find(session, self.study_name)
@@ -289,7 +296,7 @@ class Ledger:
 for _name in ("open", "start_session", "reserve", "release", "reclaim", "attach", "heartbeat", "stale", "attached",
               "settled_among", "resettle_failed",
               "waiting_for_trial", "record_unreserved", "settle", "settle_stale", "estimate", "completed_mean",
-              "totals"):
+              "spent_of", "totals"):
     setattr(Ledger, _name, retrying(getattr(Ledger, _name)))
 
 

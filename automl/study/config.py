@@ -16,6 +16,7 @@ from torch import nn
 
 from automl.budget import Budget
 from automl.errors import UserError
+from automl.train.checkpoints import Every
 from automl.train.datasets import (DEFAULT_DOWNLOAD, DEFAULT_LOADER, DEFAULT_VAL_FRACTION, DEFAULT_VERIFY, Dataset,
                                    check_dataset_name, load_dataset)
 from automl.train.models import ModelSource, check_model_name, resolve_model
@@ -106,6 +107,10 @@ class StudySection(Section):
     """Seconds between a running trial's heartbeats."""
     grace_period: int | None = Field(None, gt=0)
     """Seconds without a heartbeat after which a trial's worker is taken for dead (default: 2 heartbeats)."""
+    checkpoint_every: str | float | None = None
+    """A running trial saves a checkpoint every this much device time (``"30s"``) or fraction of its budget
+    (``0.1``), or ``"off"``; by default every tenth of trials of at least ten minutes (see
+    ``automl.train.checkpoints``). A retried trial resumes from the latest; SIGTERM always saves one."""
 
     @model_validator(mode="after")
     def _bounded(self) -> "StudySection":
@@ -117,6 +122,10 @@ class StudySection(Section):
             raise ValueError(str(exc)) from None
         if self.total_budget is None and self.n_trials is None:
             raise ValueError("give total_budget (device time, e.g. '10m') or n_trials, or both")
+        try:
+            Every.of(self.checkpoint_every, self.trial_budget)
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
         if self.grace_period is not None and self.grace_period <= self.heartbeat_interval:
             # A worker beats once an interval: a shorter grace takes every live worker for dead.
             raise ValueError(f"grace_period ({self.grace_period}) must be longer than heartbeat_interval "
@@ -292,9 +301,10 @@ def parse_study_text(text: str, path: str, variant: str | None = None) -> StudyF
 def config_digest(config: StudyConfig) -> str:
     """The sha256 of a validated study config: which text (and variant) of a study file a trial ran with.
 
-    Without ``[compare]``, which changes nothing a trial trains with (and so digests stay those of studies
-    recorded before the table existed)."""
-    return hashlib.sha256(config.model_dump_json(exclude={"compare"}).encode()).hexdigest()
+    Without ``[compare]`` and ``[study] checkpoint_every``, which change nothing a trial trains with (and so
+    digests stay those of studies recorded before they existed)."""
+    exclude = {"compare": True, "study": {"checkpoint_every"}}
+    return hashlib.sha256(config.model_dump_json(exclude=exclude).encode()).hexdigest()
 
 
 def _apply_variant(path: Path, raw: dict[str, Any], variant: str | None) -> dict[str, Any]:

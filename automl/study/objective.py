@@ -24,6 +24,8 @@ from automl.storage.artifacts import best_checkpoint, task_checkpoint
 from automl.storage.optuna_adapter import trial_id
 from automl.study import records
 from automl.study.config import StudyConfig, config_digest
+from automl.study.resume import TrialCheckpoints, identity
+from automl.train.checkpoints import Checkpointing, Every
 from automl.train.data import Dataset
 from automl.train.loop import TrainResult, train
 from automl.train.settings import TrainSettings
@@ -130,21 +132,34 @@ class Objective:
         return records.training_seed(self.seed, records.seed_index(frozen))
 
     def train(self, trial: optuna.Trial, plan: TrialPlan) -> Outcome:
-        """Train the planned trial, reporting each rung to the pruner."""
+        """Train the planned trial, reporting each rung to the pruner; with an artifact store, it saves
+        checkpoints and a retry resumes from the checkpoint of the trial it re-runs (``automl.study.resume``).
+        A stop signal leaves the trial's checkpoint for its retry; every other end removes it."""
+        if plan.failure is not None:
+            return self._failed(plan, plan.failure, 0.0)
+        if self.artifacts is None:
+            return self._train(trial, plan, None)
+        checkpoints = TrialCheckpoints(trial, self.artifacts, self.device)
+        every = Every.of(self.config.study.checkpoint_every, self.budget)
+        checkpointing = checkpoints.checkpointing(every, identity(trial, plan.tricks, plan.seed, plan.attrs))
+        outcome = self._train(trial, plan, checkpointing)
+        checkpoints.end()
+        outcome.spent_seconds += checkpoints.uncharged
+        outcome.attrs.update({**checkpoints.attrs, records.ATTR_SPENT: outcome.spent_seconds})
+        return outcome
 
+    def _train(self, trial: optuna.Trial, plan: TrialPlan, checkpointing: Checkpointing | None) -> Outcome:
         def report(rung: int, progress: float, val_error: float) -> bool:
             trial.report(val_error, rung)
             return trial.should_prune()
 
-        if plan.failure is not None:
-            return self._failed(plan, plan.failure, 0.0)
         torch.manual_seed(plan.seed)
         model = self.config.task.build_model(self.data)
         started = time.perf_counter()
         try:
             result = train(model, self.data, plan.settings, self.budget, tricks=plan.tricks, device=self.device,
                            seed=plan.seed, report=report, context=plan.context,
-                           build_model=lambda: self.config.task.build_model(self.data))
+                           build_model=lambda: self.config.task.build_model(self.data), checkpointing=checkpointing)
         except TrialFailed as exc:
             return self._failed(plan, exc, time.perf_counter() - started)
         except Exception as exc:
@@ -154,12 +169,13 @@ class Objective:
             return self._failed(plan, where.error(exc), time.perf_counter() - started)
         problem = records.attrs_problem(result.attrs)
         if problem is not None:
-            return self._failed(plan, TrialFailed("bad_attrs", problem), result.spent_seconds)
+            return self._failed(plan, TrialFailed("bad_attrs", problem), result.spent_seconds - result.resumed_seconds)
         self._tally(plan, None)
         attrs = measured(result)
+        own = attrs[records.ATTR_SPENT]
         if result.pruned:
-            return Outcome(TrialState.PRUNED, result.spent_seconds, {**attrs, records.ATTR_END: "pruned"})
-        return Outcome(TrialState.COMPLETE, result.spent_seconds, {**attrs, records.ATTR_END: "complete"},
+            return Outcome(TrialState.PRUNED, own, {**attrs, records.ATTR_END: "pruned"})
+        return Outcome(TrialState.COMPLETE, own, {**attrs, records.ATTR_END: "complete"},
                        value=result.val_error, model=task_checkpoint(self.config.task, model, self.data),
                        weights=result.weights)
 
@@ -197,9 +213,11 @@ class Objective:
 
 
 def measured(result: TrainResult) -> dict[str, Any]:
-    """What a run measured, as the trial's user attributes (the tricks' own ``run.attrs`` included)."""
+    """What a run measured, as the trial's user attributes (the tricks' own ``run.attrs`` included). A resumed
+    run's ``spent_seconds`` are its own, those past its checkpoint: what its cost row charges; its
+    ``train_seconds`` and ``eval_seconds`` are those of the whole training, checkpoint included."""
     attrs = {
-        records.ATTR_SPENT: result.spent_seconds, "train_seconds": result.train_seconds,
+        records.ATTR_SPENT: result.spent_seconds - result.resumed_seconds, "train_seconds": result.train_seconds,
         "eval_seconds": result.eval_seconds, records.ATTR_STEPS: result.steps, "epochs": round(result.epochs, 4),
         "progress": round(result.progress, 4), "train_loss": result.train_loss,
         "val_error_model": result.val_error_model, records.ATTR_DATA_WAIT: round(result.data_wait_fraction, 4),

@@ -44,12 +44,22 @@ ATTR_COMPARE_SEED = "compare_seed"
 weights and sees the same data order (the pairing of the comparison)."""
 ATTR_DATA_WAIT = "data_wait_fraction"
 """The fraction of the trial's training time spent waiting for batches of data."""
+ATTR_CHECKPOINT = "checkpoint"
+"""The trial's latest checkpoint in the artifact store: ``{"artifact", "step", "progress", "spent_seconds"}``, its
+own seconds spent when it was saved (see ``automl.study.resume``)."""
+ATTR_RESUMED = "resumed_from"
+"""A retry that resumed: ``{"trial", "step", "progress", "spent_seconds"}`` of the checkpoint it went on from."""
+ATTR_LOST = "lost_seconds"
+"""A resumed retry: the seconds the trial it re-runs spent after its checkpoint (charged, and trained again)."""
+ATTR_RESUME_REFUSED = "resume_refused"
+"""Why a retry did not resume from the checkpoint it found, and trained from scratch instead."""
 ATTR_VAL_SIZE = "val_size"
 """The images of the validation split the trial's value counts its errors over: the n of its Wilson interval."""
 
 OWN_ATTRS = frozenset({ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL, ATTR_SEED, ATTR_OPTIONS, ATTR_UNAVAILABLE,
                        ATTR_BUDGET, ATTR_CONFIG, ATTR_COMPARE_ARM, ATTR_COMPARE_SEED, ATTR_STEPS, ATTR_MODEL,
-                       ATTR_WEIGHTS, ATTR_DATA_WAIT, "train_seconds",
+                       ATTR_WEIGHTS, ATTR_DATA_WAIT, ATTR_CHECKPOINT, ATTR_RESUMED, ATTR_LOST, ATTR_RESUME_REFUSED,
+                       "train_seconds",
                        "eval_seconds", "epochs", "progress", "train_loss", "val_error_model"})
 """The user attributes automl writes itself: a trick's ``run.attrs`` may not use these keys."""
 

@@ -13,12 +13,14 @@ import sys
 import time
 
 import optuna
+from optuna.artifacts import FileSystemArtifactStore
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.storage.ledger import Ledger
 from automl.storage.locks import advisory_lock
 from automl.storage.optuna_adapter import fail_if_waiting, frozen_trial, set_user_attrs, study_engine, trial_id
+from automl.study.resume import drop_checkpoint
 from automl.study.records import ATTR_DETAIL, ATTR_END, STATE_NAMES, SYS_RETRY_HISTORY, SYS_RETRY_OF, end_reason
 
 WORKER_DIED = "worker_died"
@@ -46,8 +48,11 @@ def will_retry(trial: FrozenTrial) -> bool:
 class Recovery:
     """The recovery of one study, as run by one of its workers."""
 
-    def __init__(self, study: optuna.Study, ledger: Ledger, grace: float, every: float = 0.0) -> None:
+    def __init__(self, study: optuna.Study, ledger: Ledger, grace: float, every: float = 0.0,
+                 artifacts: FileSystemArtifactStore | None = None) -> None:
         self.study, self.ledger, self.grace = study, ledger, grace
+        self.artifacts = artifacts
+        """Where the trials' checkpoints are: a trial that will never run again has its checkpoint removed."""
         self.every = every
         """Seconds between two recoveries by :meth:`run_due`: nothing goes stale faster than a heartbeat."""
         self.last: float | None = None
@@ -76,8 +81,10 @@ class Recovery:
                 trial = self._fail(trial, WORKER_DIED, f"its worker sent no heartbeat for {self.grace:g} s "
                                                        "(killed, crashed or frozen)") or frozen_trial(self.study, number)
             state = trial.state if trial.state in STATE_NAMES else TrialState.FAIL
-            self.ledger.settle_stale(number, STATE_NAMES[state],
-                                     retried=state == TrialState.FAIL and will_retry(trial))
+            retried = state == TrialState.FAIL and will_retry(trial)
+            self.ledger.settle_stale(number, STATE_NAMES[state], retried=retried)
+            if not retried:
+                drop_checkpoint(self.artifacts, trial)
 
     def _fail_told_late(self) -> None:
         """RUNNING trials whose cost row was settled ``grace`` seconds ago: their worker settled them and died
@@ -134,6 +141,7 @@ class Recovery:
             if fail_if_waiting(self.study, trial_id(trial)):
                 closed.append(trial.number)
                 self.ledger.record_unreserved(trial.number, "failed")
+                drop_checkpoint(self.artifacts, frozen_trial(self.study, trial.system_attrs[SYS_RETRY_OF]))
         if closed:
             print(f"automl: retries {', '.join(map(str, closed))} were not run: the study's budget was spent "
                   "first", file=sys.stderr)

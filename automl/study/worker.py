@@ -52,7 +52,7 @@ class Worker:
         """Seconds between the running trial's heartbeats."""
         self.artifacts = artifacts
         """Where completed trials' models go; None keeps none."""
-        self.recovery = Recovery(study, ledger, grace, every=interval)
+        self.recovery = Recovery(study, ledger, grace, every=interval, artifacts=artifacts)
         self.first_estimate = first_estimate
         """Times what a trial in steps or epochs costs before any has completed; called once at most."""
         self.estimated = 0.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor
@@ -53,6 +53,10 @@ class Loader:
         # drawing there costs no transfer and no synchronisation.
         self.generator = torch.Generator(device=split.device).manual_seed(seed)
         self.wait_seconds = 0.0
+        self._pass: tuple[Tensor | None, int, int] | None = None
+        """(order, next batch, batch size) of the pass in progress; None between passes."""
+        self._resumed: tuple[Tensor | None, int, int] | None = None
+        """The pass a checkpoint was in, for the next ``iter`` to continue."""
 
     @property
     def batch_size(self) -> int:
@@ -75,20 +79,44 @@ class Loader:
         return self._num_batches(self._batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        batch_size, n = self._batch_size, len(self.split)
-        order = (torch.randperm(n, generator=self.generator, device=self.split.device) if self.shuffle else None)
-        windows = (slice(i * batch_size, (i + 1) * batch_size) for i in range(self._num_batches(batch_size)))
-        batches = self.split.take(windows if order is None else (order[w] for w in windows))
-        while True:
+        order, first, batch_size = self._resumed or self._new_pass()
+        self._resumed = None
+        batches = self._num_batches(batch_size)
+        windows = (slice(i * batch_size, (i + 1) * batch_size) for i in range(first, batches))
+        taken = self.split.take(windows if order is None else (order[w] for w in windows))
+        for i in range(first, batches):
             started = time.perf_counter()
-            batch = next(batches, None)
+            xb, yb = next(taken)
             self.wait_seconds += time.perf_counter() - started
-            if batch is None:
-                return
-            xb, yb = batch
             if self.augment:
                 xb = augment_batch(xb, padding=self.padding, flip=self.flip, generator=self.generator)
+            # Where the pass is, for a checkpoint taken before the next batch; after its last, none is open.
+            self._pass = None if i + 1 == batches else (order, i + 1, batch_size)
             yield xb, yb
+
+    def _new_pass(self) -> tuple[Tensor | None, int, int]:
+        if not self.shuffle:
+            return None, 0, self._batch_size
+        return torch.randperm(len(self.split), generator=self.generator, device=self.split.device), 0, self._batch_size
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the loader is, between two batches: its generator, its batch size, and the pass it is in
+        (its order and next batch; None between two passes), as plain tensors and numbers."""
+        open_pass = None
+        if self._pass is not None:
+            order, first, batch_size = self._pass
+            open_pass = {"order": None if order is None else order.cpu(), "next": first, "batch_size": batch_size}
+        return {"generator": self.generator.get_state(), "batch_size": self._batch_size, "pass": open_pass}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Go on from ``state``: the next ``iter`` continues the pass it was in (or starts the next one)."""
+        self.generator.set_state(state["generator"])
+        self.batch_size = state["batch_size"]
+        open_pass = state["pass"]
+        if open_pass is not None:
+            order = open_pass["order"]
+            order = None if order is None else order.to(self.split.device)
+            self._resumed = self._pass = (order, open_pass["next"], open_pass["batch_size"])
 
 
 InMemoryLoader = Loader

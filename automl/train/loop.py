@@ -12,6 +12,7 @@ from torch import nn
 from automl.budget import Budget, DeviceClock, Progress
 from automl.errors import TrialFailed
 from automl.interrupts import checkpoint
+from automl.train.checkpoints import Checkpointing
 from automl.train.cost import InferenceCost, measure_inference
 from automl.train.loader import Loader
 from automl.train.settings import TrainSettings
@@ -52,10 +53,14 @@ class TrainResult:
     inference: InferenceCost | None = None
     """The measured cost of one prediction of the trained run; None when it was pruned (or has no validation
     images). Measured after training and evaluation, on neither's clock."""
+    checkpoint_seconds: float = 0.0
+    """Spent writing checkpoints inside the run (see ``automl.train.checkpoints``)."""
+    resumed_seconds: float = 0.0
+    """Of ``spent_seconds``, those spent before the checkpoint this run resumed from (0 for a fresh run)."""
 
     @property
     def spent_seconds(self) -> float:
-        return self.train_seconds + self.eval_seconds
+        return self.train_seconds + self.eval_seconds + self.checkpoint_seconds
 
     @property
     def data_wait_fraction(self) -> float:
@@ -76,10 +81,12 @@ def build_optimizer(settings: TrainSettings, params: Any) -> torch.optim.Optimiz
 def train(model: nn.Module, data: Dataset, settings: TrainSettings, budget: Budget, *,
           tricks: Sequence[Trick] = (), device: torch.device | str = "cpu", seed: int = 0,
           report: Reporter | None = None, evaluate_test: bool = False,
-          context: TrialContext | None = None, build_model: Callable[[], nn.Module] | None = None) -> TrainResult:
+          context: TrialContext | None = None, build_model: Callable[[], nn.Module] | None = None,
+          checkpointing: Checkpointing | None = None) -> TrainResult:
     """Train ``model`` on ``data.train`` until ``budget`` is spent; the value is the final validation error.
 
     ``build_model`` builds another model like ``model`` from torch's global RNG (``Run.fresh_model``).
+    ``checkpointing``: when and where the run saves itself, and the checkpoint it resumes from.
 
     Only the training steps count towards the budget (and so towards progress);
     evaluation is timed apart and added to the device-seconds spent. Every trick's
@@ -88,7 +95,7 @@ def train(model: nn.Module, data: Dataset, settings: TrainSettings, budget: Budg
     if settings.searched():
         raise ValueError(f"settings still hold search ranges {sorted(settings.searched())}; resolve them first")
     loop = _out_of_memory_fails(_make_loop, model, data, settings, budget, tricks, torch.device(device), seed,
-                                report, context, build_model)
+                                report, context, build_model, checkpointing)
     try:
         result = _out_of_memory_fails(_train, loop, evaluate_test)
     except BaseException as exc:
@@ -115,6 +122,8 @@ def _out_of_memory_fails(train_run: Callable[..., TrainResult], *args: Any) -> T
 def _train(loop: "_Loop", evaluate_test: bool) -> TrainResult:
     for setup in loop.hooks.setup:
         setup(loop.run)
+    if loop.checkpointing is not None:
+        loop.checkpointing.start(loop)
     loop.train_clock.start()
     for x, y in loop.batches():
         loop.step(x, y)
@@ -126,11 +135,12 @@ def _train(loop: "_Loop", evaluate_test: bool) -> TrainResult:
     return result
 
 
-def _make_loop(model, data, settings, budget, tricks, device, seed, report, context, build_model) -> "_Loop":
+def _make_loop(model, data, settings, budget, tricks, device, seed, report, context, build_model,
+               checkpointing) -> "_Loop":
     model.to(device)
     run = _make_run(model, data, settings, budget, device, seed, context)
     run.seed, run.build_model = seed, build_model
-    return _Loop(run, _Hooks(tricks), settings, report)
+    return _Loop(run, tricks, settings, report, checkpointing)
 
 
 def _make_run(model, data, settings, budget, device, seed, context) -> Run:
@@ -172,8 +182,10 @@ class _Hooks:
 class _Loop:
     """One budgeted run: the passes and steps the budget allows, the rung evaluations, and what they measured."""
 
-    def __init__(self, run: Run, hooks: _Hooks, settings: TrainSettings, report: Reporter | None) -> None:
-        self.run, self.hooks, self.settings, self.report = run, hooks, settings, report
+    def __init__(self, run: Run, tricks: Sequence[Trick], settings: TrainSettings, report: Reporter | None,
+                 checkpointing: Checkpointing | None = None) -> None:
+        self.run, self.settings, self.report, self.checkpointing = run, settings, report, checkpointing
+        self.tricks, self.hooks = tuple(tricks), (hooks := _Hooks(tricks))
         # Taken before the tricks' setup, which may change what the run holds but not what the loop trains on.
         self.loader, self.data = run.loader, run.data
         run.after_backward_hooks = hooks.after_backward
@@ -186,27 +198,37 @@ class _Loop:
         self.loss_sum = torch.zeros((), device=run.device)
         self.p = self.epochs = 0.0
         self.pruned = False
+        self.pass_batch: int | None = None
+        """The batch of the pass in progress that comes next; None before a pass starts (a resumed run sets it)."""
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Each (x, y) the budget has room for, pass after pass, evaluating the rungs on the way;
         it ends once the budget is spent or the run is pruned."""
         run, loader, progress, clock = self.run, self.loader, self.progress, self.train_clock
         early_rungs = self.settings.rungs - 1  # the last rung is evaluated at the end
-        while self._start_pass():
+        saver = self.checkpointing
+        # A resumed run goes on inside the pass its checkpoint was taken in, whose start the tricks were told of.
+        while self.pass_batch is not None or self._start_pass():
+            first, self.pass_batch = self.pass_batch or 0, None
             batches = len(loader)
             if batches == 0:
                 raise ValueError("the training split is empty")
             pass_batches = iter(loader)
-            for i in range(batches):
+            for i in range(first, batches):
                 self.epochs = epochs = run.epoch + i / batches
-                self.p = p = progress.of(seconds=clock.read(), epochs=epochs, steps=run.step)
+                seconds = clock.read()
+                self.p = p = progress.of(seconds=seconds, epochs=epochs, steps=run.step)
                 if len(self.history) < early_rungs and p >= self.rung_points[len(self.history)]:
                     if self._early_rung():
                         return
                 if p >= 1.0:
                     return
+                if saver is not None:
+                    self.pass_batch = i  # where a checkpoint taken now goes on
+                    saver.at_stop_point(self, seconds)
                 checkpoint()  # a stop signal (Ctrl-C, SIGTERM) is raised here, between two steps
                 yield next(pass_batches)  # drawn only once the budget allows the step
+            self.pass_batch = None
             run.epoch += 1
             self.epochs = float(run.epoch)
 
@@ -302,7 +324,9 @@ class _Loop:
             eval_seconds=self.eval_clock.elapsed, steps=run.step, epochs=self.epochs, progress=self.p,
             pruned=self.pruned, train_loss=float(self.loss_sum) / max(1, run.step), history=self.history,
             test_error=test_error, test_error_model=test_error_model, attrs=run.attrs, weights=run.weights,
-            data_wait_seconds=self.loader.wait_seconds)
+            data_wait_seconds=self.loader.wait_seconds,
+            checkpoint_seconds=0.0 if self.checkpointing is None else self.checkpointing.seconds,
+            resumed_seconds=0.0 if self.checkpointing is None else self.checkpointing.resumed_seconds)
 
 
 @torch.no_grad()

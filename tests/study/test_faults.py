@@ -6,16 +6,20 @@ Issue 11, items 1, 2, 4, 10, 11 and 12 (the signals and cut connections are in t
 
 from __future__ import annotations
 
+import io
+
 import optuna
 import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
 from automl.host import get_host
+from automl.storage.artifacts import artifact_store
 from automl.storage.ledger import Ledger
 from automl.storage.models import TrialCostModel
-from automl.storage.optuna_adapter import study_engine
+from automl.storage.optuna_adapter import set_user_attrs, study_engine
 from automl.study.config import load_study_file
+from automl.study.records import ATTR_CHECKPOINT
 from automl.study.recovery import NOT_RETRIED, WORKER_DIED, Recovery
 from automl.study.runner import Overrides, create_study, prepare, run_study
 
@@ -199,9 +203,15 @@ def test_a_retry_with_no_budget_left_is_settled_and_reported_not_left_waiting(fa
     reservation = ledger.reserve(0.0, n_trials=3)
     trial = study.ask({"train.lr": optuna.distributions.FloatDistribution(0.01, 0.5, log=True)})
     assert ledger.attach(reservation, trial.number)
+    # It had saved a checkpoint: no retry will resume it, so the recovery that closes the retry removes it.
+    store = artifact_store(prepared.study_file.config.study.artifacts)
+    store.write("checkpoint-of-the-dead", io.BytesIO(b"a checkpoint"))
+    set_user_attrs(study, trial, {ATTR_CHECKPOINT: {"artifact": "checkpoint-of-the-dead"}})
     backdate(study, GRACE + 1)
     prepared.n_trials = 3
     run_study(prepared, study)
+    with pytest.raises(optuna.artifacts.exceptions.ArtifactNotFound):
+        store.open_reader("checkpoint-of-the-dead")
     trials = study.get_trials(deepcopy=False)
     (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == trial.number]
     assert retry.state == TrialState.FAIL and retry.user_attrs["end_reason"] == NOT_RETRIED

@@ -1,0 +1,140 @@
+"""Where a trial's checkpoints live in the artifact store, and how a retried trial finds the one to resume.
+
+A trial keeps only its latest checkpoint, named in its ``checkpoint`` attribute; it is removed when the
+trial ends, except when a stop signal or its worker's death ends it: then its retry (same parameters,
+same seed, see ``automl.study.recovery``) resumes from it, names it as its own until it saves a newer
+one, and removes it when it has. A checkpoint that does not match the retry (another trick version,
+other parameters or seed) is not resumed: the retry says why, in one line, and trains from scratch.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import uuid
+from typing import Any
+
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts.exceptions import ArtifactNotFound
+
+from automl.storage.ledger import Ledger
+from automl.storage.optuna_adapter import frozen_trial, set_user_attrs, study_engine, trial_id
+from automl.study.records import (ATTR_BUDGET, ATTR_CHECKPOINT, ATTR_LOST, ATTR_RESUME_REFUSED, ATTR_RESUMED,
+                                  SYS_RETRY_OF)
+from automl.train.checkpoints import FORMAT, Checkpointing, Every
+from automl.trick import Trick
+
+
+def identity(trial: optuna.Trial, tricks: list[Trick], seed: int, attrs: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint must share with the trial that resumes it: parameters, seed, budget, tricks' versions."""
+    return {"params": dict(trial.params), "seed": seed, "budget": attrs[ATTR_BUDGET],
+            "tricks": {t.name: type(t).state_version for t in tricks}}
+
+
+def mismatch(saved: dict[str, Any], expected: dict[str, Any]) -> str | None:
+    """Why a checkpoint whose identity is ``saved`` cannot be resumed by a trial of ``expected``, or None."""
+    if saved.get("tricks") != expected["tricks"]:
+        ours, theirs = expected["tricks"], saved.get("tricks", {})
+        changed = sorted(n for n in ours.keys() | theirs.keys() if ours.get(n) != theirs.get(n))
+        return "; ".join(f"trick {n} has state version {theirs.get(n, 'none')} in the checkpoint and "
+                         f"{ours.get(n, 'none')} here" for n in changed)
+    for key, what in (("seed", "seed"), ("params", "parameters"), ("budget", "trial budget")):
+        if saved.get(key) != expected[key]:
+            return f"its {what} {saved.get(key)!r} differ from this trial's {expected[key]!r}"
+    return None
+
+
+class TrialCheckpoints:
+    """The checkpoints of one running trial, in the study's artifact store."""
+
+    def __init__(self, trial: optuna.Trial, store: FileSystemArtifactStore, device: torch.device) -> None:
+        self.trial, self.store, self.device = trial, store, device
+        self.latest: str | None = None
+        """The artifact of this trial's own latest checkpoint."""
+        self.inherited: str | None = None
+        """The artifact of the checkpoint this trial resumed from (the trial it re-runs wrote it)."""
+        self.attrs: dict[str, Any] = {}
+        """What the trial records about its resume."""
+        self.uncharged = 0.0
+        """Seconds the resumed checkpoint had spent beyond what the dead trial's cost row charged (its last
+        heartbeat came before the checkpoint): charged to this trial, so the study pays for them once."""
+
+    def checkpointing(self, every: Every | None, expected: dict[str, Any]) -> Checkpointing:
+        """How the trial saves itself, resuming from the checkpoint of the trial it re-runs when it matches."""
+        return Checkpointing(save=self.save, every=every, resume=self._resume(expected), identity=expected)
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Write ``state`` as the trial's latest checkpoint, then remove the one it replaces: a worker that
+        dies in between leaves one checkpoint too many, never none."""
+        artifact = f"checkpoint-{uuid.uuid4().hex}"
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        buffer.seek(0)
+        self.store.write(artifact, buffer)
+        saved = state["loop"]
+        own = saved["spent_seconds"] - saved["resumed_seconds"]
+        set_user_attrs(self.trial.study, self.trial, {ATTR_CHECKPOINT: {
+            "artifact": artifact, "step": state["run"]["step"], "progress": saved["p"], "spent_seconds": own}})
+        self._remove(self.latest, self.inherited)
+        self.latest, self.inherited = artifact, None
+
+    def end(self) -> None:
+        """The trial has ended and will not be retried: its checkpoints go."""
+        self._remove(self.latest, self.inherited)
+        self.latest = self.inherited = None
+
+    def _remove(self, *artifacts: str | None) -> None:
+        for artifact in artifacts:
+            if artifact is not None:
+                remove_artifact(self.store, artifact)
+
+    def _resume(self, expected: dict[str, Any]) -> dict[str, Any] | None:
+        study = self.trial.study
+        retry_of = frozen_trial(study, self.trial.number).system_attrs.get(SYS_RETRY_OF)
+        found = None if retry_of is None else frozen_trial(study, retry_of).user_attrs.get(ATTR_CHECKPOINT)
+        if not found:
+            return None
+        try:
+            with self.store.open_reader(found["artifact"]) as reader:
+                state = torch.load(io.BytesIO(reader.read()), map_location=self.device, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a missing or unreadable checkpoint is refused, not fatal
+            return self._refuse(retry_of, f"it could not be read ({type(exc).__name__}: {exc})")
+        problem = (f"it has format {state.get('format')!r}, this automl reads {FORMAT}"
+                   if not isinstance(state, dict) or state.get("format") != FORMAT else None)
+        problem = problem or mismatch(state.get("identity", {}), expected)
+        if problem is not None:
+            self.inherited = found["artifact"]  # of no use to any trial now: removed with this one's
+            return self._refuse(retry_of, problem)
+        self.inherited = found["artifact"]
+        # Named as this trial's too: if it dies before saving its own, its retry resumes from the same one.
+        set_user_attrs(study, trial_id(self.trial), {ATTR_CHECKPOINT: found})
+        charged = Ledger(study_engine(study), study.study_name).spent_of(retry_of)
+        self.uncharged = max(0.0, found["spent_seconds"] - charged)
+        self.attrs = {ATTR_RESUMED: {"trial": retry_of, **{k: found[k] for k in ("step", "progress", "spent_seconds")}},
+                      ATTR_LOST: max(0.0, charged - found["spent_seconds"])}
+        return state
+
+    def _refuse(self, retry_of: int, reason: str) -> None:
+        print(f"automl: trial {self.trial.number} does not resume trial {retry_of}'s checkpoint: {reason}; "
+              "it trains from scratch", file=sys.stderr)
+        self.attrs = {ATTR_RESUME_REFUSED: reason}
+        return None
+
+
+def drop_checkpoint(store: FileSystemArtifactStore | None, trial: optuna.trial.FrozenTrial) -> None:
+    """Remove the checkpoint ``trial`` names: it ended for good (no retry will run), and none will resume it."""
+    found = trial.user_attrs.get(ATTR_CHECKPOINT)
+    if store is not None and found:
+        remove_artifact(store, found["artifact"])
+
+
+def remove_artifact(store: FileSystemArtifactStore, artifact: str) -> None:
+    try:
+        store.remove(artifact)
+    except ArtifactNotFound:
+        pass  # removed already: by a retry that resumed it, or a recovery before this one
+
+
+__all__ = ["TrialCheckpoints", "drop_checkpoint", "identity", "mismatch"]

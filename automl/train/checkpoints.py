@@ -1,0 +1,211 @@
+"""A checkpoint inside a trial: what a running run saves at a stop point, and how a resumed run takes it back.
+
+A checkpoint holds everything the loop needs to go on exactly where it was: the model, the optimizer,
+the ``GradScaler``, the loader's position, every random generator's state, the progress, the clocks and
+each trick's own state (``Trick.state_dict``), as tensors and plain data, so that it loads with
+``torch.load(weights_only=True)``. It is taken between two steps (the stop points of
+``automl.interrupts``): every ``checkpoint_every``, and at a stop signal before it is raised.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import torch
+
+from automl.budget import Budget
+from automl.errors import TrialFailed, UserError
+from automl.interrupts import stop_pending
+
+if TYPE_CHECKING:
+    from automl.train.loop import _Loop
+
+FORMAT = 1
+"""The form of a checkpoint; one of another form is not resumed."""
+DEFAULT_EVERY = 0.1
+"""Without ``checkpoint_every``, a long trial saves after every tenth of its budget."""
+DEFAULT_FROM_SECONDS = 600.0
+"""Without ``checkpoint_every``, trials shorter than this (device seconds), or in steps or epochs, save only at a
+stop signal: the quickstart's trials are seconds long and would pay for checkpoints they never need."""
+OFF = "off"
+# Progress of a steps budget is step / N: a save that lands on a step may round to just below it.
+_SLACK = 1e-9
+BAD_CHECKPOINT = "bad_checkpoint"
+"""The ``end_reason`` of a trial whose checkpoint passed its checks but could not be loaded."""
+
+
+@dataclass(frozen=True)
+class Every:
+    """When a run saves: after every ``fraction`` of its budget, or every ``seconds`` of training."""
+
+    fraction: float | None = None
+    seconds: float | None = None
+
+    @classmethod
+    def of(cls, value: str | float | None, budget: Budget) -> "Every | None":
+        """The rule ``[study] checkpoint_every`` gives a trial of ``budget``; None: only at a stop signal."""
+        if value is None:
+            long = budget.unit == "seconds" and budget.amount >= DEFAULT_FROM_SECONDS
+            return cls(fraction=DEFAULT_EVERY) if long else None
+        if value == OFF:
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not 0 < value <= 1:
+                raise UserError(f"checkpoint_every {value!r} as a number is a fraction of the trial budget in "
+                                "(0, 1]; give e.g. 0.1, or device time such as '30s', or 'off'")
+            return cls(fraction=float(value))
+        seconds = Budget.parse(value)
+        if seconds.unit != "seconds":
+            raise UserError(f"checkpoint_every {value!r} must be device time such as '30s', a fraction of the "
+                            "trial budget such as 0.1, or 'off'")
+        return cls(seconds=seconds.amount)
+
+    def next_after(self, progress: float, seconds: float) -> float:
+        """The progress or seconds (whichever this rule counts) at which the save after this point is due."""
+        step, now = (self.fraction, progress) if self.fraction is not None else (self.seconds, seconds)
+        return (math.floor(now / step + _SLACK) + 1) * step
+
+    def count(self, progress: float, seconds: float) -> float:
+        return progress if self.fraction is not None else seconds
+
+
+@dataclass
+class Checkpointing:
+    """How one run checkpoints: when (``every``; None: only at a stop signal), where (``save``), and the
+    checkpoint it resumes from (``resume``), if any. ``identity`` is saved with each checkpoint."""
+
+    save: Callable[[dict[str, Any]], None]
+    every: Every | None = None
+    resume: dict[str, Any] | None = None
+    identity: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    """Seconds spent writing checkpoints (spent by the trial, but not training: progress leaves them out)."""
+    resumed_seconds: float = 0.0
+    """The seconds the resumed checkpoint had spent: this run's own time is what it spends beyond them."""
+    _due: float = math.inf
+
+    def start(self, loop: "_Loop") -> None:
+        """Before the first step: resume, if there is a checkpoint, and schedule the next save."""
+        if self.resume is not None:
+            restore(loop, self.resume)
+            self.seconds = self.resume["loop"]["checkpoint_seconds"]
+            self.resumed_seconds = self.resume["loop"]["spent_seconds"]
+        if self.every is not None:
+            self._due = self.every.next_after(loop.p, loop.train_clock.elapsed)
+
+    def at_stop_point(self, loop: "_Loop", seconds: float) -> None:
+        """Between two steps: save when one is due, or when a stop signal is about to be raised."""
+        due = self.every is not None and self.every.count(loop.p, seconds) + _SLACK >= self._due
+        if not (due or stop_pending()):
+            return
+        loop.train_clock.stop()
+        started = time.perf_counter()
+        self.save(capture(loop, self))
+        self.seconds += time.perf_counter() - started
+        if self.every is not None:
+            self._due = self.every.next_after(loop.p, seconds)
+        loop.train_clock.start()
+
+
+def capture(loop: "_Loop", checkpointing: Checkpointing) -> dict[str, Any]:
+    """The checkpoint of ``loop`` between two steps."""
+    run = loop.run
+    spent = loop.train_clock.elapsed + loop.eval_clock.elapsed + checkpointing.seconds
+    return {
+        "format": FORMAT, "identity": checkpointing.identity,
+        "run": {"step": run.step, "epoch": run.epoch, "samples": run.samples, "progress": run.progress},
+        "loop": {"p": loop.p, "epochs": loop.epochs, "history": [list(h) for h in loop.history],
+                 "errors": list(loop.errors), "loss_sum": loop.loss_sum.detach().clone(),
+                 "batch": loop.pass_batch, "train_seconds": loop.train_clock.elapsed,
+                 "eval_seconds": loop.eval_clock.elapsed, "checkpoint_seconds": checkpointing.seconds,
+                 "spent_seconds": spent, "resumed_seconds": checkpointing.resumed_seconds},
+        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "grad_scaler": None if run.grad_scaler is None else run.grad_scaler.state_dict(),
+        "loader": loop.loader.state_dict(), "rng": rng_states(), "attrs": dict(run.attrs),
+        "tricks": {trick.name: trick.state_dict(run) for trick in loop.tricks},
+    }
+
+
+def restore(loop: "_Loop", state: dict[str, Any]) -> None:
+    """Put ``loop`` (its tricks set up) where ``state`` was taken; a checkpoint that does not fit the run fails
+    the trial (:data:`BAD_CHECKPOINT`) with the reason."""
+    run = loop.run
+    try:
+        for trick in loop.tricks:
+            trick.load_state_dict(run, state["tricks"].get(trick.name, {}))
+        run.model.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        if run.grad_scaler is not None and state["grad_scaler"] is not None:
+            run.grad_scaler.load_state_dict(state["grad_scaler"])
+        loop.loader.load_state_dict(state["loader"])
+    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+        raise TrialFailed(BAD_CHECKPOINT, f"the checkpoint does not fit this run: {type(exc).__name__}: "
+                                          f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    for key, value in state["run"].items():
+        setattr(run, key, value)
+    saved = state["loop"]
+    loop.p, loop.epochs, loop.pass_batch = saved["p"], saved["epochs"], saved["batch"]
+    loop.history = [tuple(h) for h in saved["history"]]
+    loop.errors = tuple(saved["errors"])
+    loop.loss_sum = saved["loss_sum"].to(run.device)
+    loop.train_clock.elapsed, loop.eval_clock.elapsed = saved["train_seconds"], saved["eval_seconds"]
+    run.attrs.clear()
+    run.attrs.update(state["attrs"])
+    set_rng_states(state["rng"])
+
+
+def rng_states() -> dict[str, Any]:
+    """Every global random generator's state: torch's (CPU and each CUDA device), numpy's and Python's."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                      "has_gauss": has_gauss, "gauss": gauss},
+            "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next}}
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    n = states["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = states["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+
+
+def generator_state(generator: torch.Generator | None) -> torch.Tensor | None:
+    """A trick's own torch generator as checkpoint data (None before it was made)."""
+    return None if generator is None else generator.get_state()
+
+
+def numpy_generator_state(rng: np.random.Generator) -> dict[str, Any]:
+    """A numpy ``Generator``'s state as checkpoint data: its 128-bit integers as strings."""
+    return _stringify(rng.bit_generator.state)
+
+
+def set_numpy_generator_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
+    rng.bit_generator.state = _unstringify(state)
+
+
+def _stringify(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _stringify(v) for k, v in value.items()}
+    return f"int:{value}" if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _unstringify(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _unstringify(v) for k, v in value.items()}
+    return int(value[4:]) if isinstance(value, str) and value.startswith("int:") else value
+
+
+__all__ = ["BAD_CHECKPOINT", "Checkpointing", "DEFAULT_EVERY", "DEFAULT_FROM_SECONDS", "Every", "FORMAT", "OFF",
+           "capture", "generator_state", "numpy_generator_state", "restore", "rng_states",
+           "set_numpy_generator_state", "set_rng_states"]
