@@ -106,6 +106,9 @@ class StudySection(Section):
     """Seconds between a running trial's heartbeats."""
     grace_period: int | None = Field(None, gt=0)
     """Seconds without a heartbeat after which a trial's worker is taken for dead (default: 2 heartbeats)."""
+    gpus_per_trial: int = Field(1, gt=0)
+    """Devices that train each trial together, one process each (``automl run --gpus-per-trial``): GPUs, or
+    gloo processes on the CPU with ``--device cpu``."""
 
     @model_validator(mode="after")
     def _bounded(self) -> "StudySection":

@@ -24,7 +24,9 @@ from automl.storage.artifacts import best_checkpoint, task_checkpoint
 from automl.storage.optuna_adapter import trial_id
 from automl.study import records
 from automl.study.config import StudyConfig, config_digest
+from automl.study.ranks import share_trial
 from automl.train.data import Dataset
+from automl.train.distributed import TrialGroup
 from automl.train.loop import TrainResult, train
 from automl.train.settings import TrainSettings
 from automl.trick import Trick, TrickError, TrialContext, raised_in
@@ -94,6 +96,8 @@ class Objective:
     """The tricks this worker has turned off (see ``TURN_OFF_AFTER``), with the reason each trial records."""
     failed_in_a_row: Counter = field(default_factory=Counter)
     """By trick, how many of the last trials that enabled it its own exceptions failed."""
+    group: TrialGroup | None = None
+    """The ranks that train each trial together (``--gpus-per-trial K``); None on one device."""
 
     def begin(self, trial: optuna.Trial) -> TrialPlan:
         """Choose the trial's tricks, parameters and seed."""
@@ -101,12 +105,15 @@ class Objective:
         context = TrialContext(
             study_name=study.study_name, trial_number=trial.number,
             best_checkpoint=lambda: best_checkpoint(study, self.artifacts, self.best_model_cache))
+        return self.plan(trial, context, self._seed(trial))
+
+    def plan(self, trial: Any, context: TrialContext, seed: int) -> TrialPlan:
+        """The plan of ``trial`` (an Optuna trial, or a ``FixedTrial`` of its params on another rank)."""
         try:
             tricks, failure = select_tricks(trial, self.tricks, self.settings, context, self.turned_off), None
         except TrickError as exc:
             tricks, failure = [], exc
         settings = self.config.train.resolve(trial)
-        seed = self._seed(trial)
         attrs: dict[str, Any] = {records.ATTR_TRICKS: [t.name for t in tricks], records.ATTR_BUDGET: str(self.budget),
                                  records.ATTR_CONFIG: config_digest(self.config), records.ATTR_SEED: seed,
                                  records.ATTR_VAL_SIZE: len(self.data.val)}
@@ -134,20 +141,22 @@ class Objective:
 
         if plan.failure is not None:
             return self._failed(plan, plan.failure, 0.0)
+        if self.group is not None:
+            plan = share_trial(self.group, trial, plan)
         torch.manual_seed(plan.seed)
         model = self.config.task.build_model(self.data)
         started = time.perf_counter()
         try:
             result = train(model, self.data, plan.settings, self.budget, tricks=plan.tricks, device=self.device,
                            seed=plan.seed, report=report, context=plan.context,
-                           build_model=lambda: self.config.task.build_model(self.data))
+                           build_model=lambda: self.config.task.build_model(self.data), group=self.group)
         except TrialFailed as exc:
-            return self._failed(plan, exc, time.perf_counter() - started)
+            return self._failed(plan, exc, self._spent_since(started))
         except Exception as exc:
             where = raised_in(exc)
             if where is None:
                 raise  # the engine's own error: not the trial's to absorb
-            return self._failed(plan, where.error(exc), time.perf_counter() - started)
+            return self._failed(plan, where.error(exc), self._spent_since(started))
         problem = records.attrs_problem(result.attrs)
         if problem is not None:
             return self._failed(plan, TrialFailed("bad_attrs", problem), result.spent_seconds)
@@ -158,6 +167,10 @@ class Objective:
         return Outcome(TrialState.COMPLETE, result.spent_seconds, {**attrs, records.ATTR_END: "complete"},
                        value=result.val_error, model=task_checkpoint(self.config.task, model, self.data),
                        weights=result.weights)
+
+    def _spent_since(self, started: float) -> float:
+        """Device-seconds since ``started``: the wall-clock time on each of the trial's devices."""
+        return (time.perf_counter() - started) * (self.group.world_size if self.group is not None else 1)
 
     def first_estimate(self) -> float:
         """Device seconds a trial of this study's budget in steps or epochs may take, from a few timed steps
@@ -172,7 +185,8 @@ class Objective:
         steps = self.budget.amount
         if self.budget.unit == "epochs":
             steps *= timed.steps / max(timed.epochs, 1e-9)
-        return ESTIMATE_MARGIN * (per_step * steps + timed.eval_seconds)
+        devices = self.group.world_size if self.group is not None else 1  # timed on one, charged on each
+        return ESTIMATE_MARGIN * (per_step * steps + timed.eval_seconds) * devices
 
     def _failed(self, plan: TrialPlan, exc: TrialFailed, spent: float) -> Outcome:
         self._tally(plan, exc.trick if isinstance(exc, TrickError) else None)

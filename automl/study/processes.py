@@ -35,7 +35,8 @@ def worker_argv(args: argparse.Namespace, session: int) -> list[str]:
     argv = [args.study_file, "--session", str(session)]
     for flag, value in (("--variant", args.variant), ("--study-name", args.study_name),
                         ("--n-trials", args.n_trials), ("--total-budget", args.total_budget),
-                        ("--trial-budget", args.trial_budget), ("--seed", args.seed)):
+                        ("--trial-budget", args.trial_budget), ("--seed", args.seed),
+                        ("--gpus-per-trial", args.gpus_per_trial)):
         if value is not None:
             argv += [flag, str(value)]
     for path in args.plugin:
@@ -64,17 +65,19 @@ def threads_per_worker(n: int) -> int:
     return max(1, (os.cpu_count() or 1) // n)
 
 
-def start_workers(argv: Sequence[str], url: str, devices: Sequence[str],
-                  command: str = "run") -> list[subprocess.Popen]:
+def start_workers(argv: Sequence[str], url: str, devices: Sequence[str], command: str = "run",
+                  envs: Sequence[dict[str, str]] | None = None) -> list[subprocess.Popen]:
     """Start one ``automl COMMAND --worker`` per device (``run``, or ``compare``); the storage URL goes through
-    the environment, so its password is never on a command line."""
+    the environment, so its password is never on a command line. ``envs``: each worker's own additions to
+    it (the GPUs it sees)."""
     env = dict(os.environ, **{ENV_VAR: url, PARENT_PID_VAR: str(os.getpid())})
     # The child imports the same automl as this process, installed or from a checkout.
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     threads = threads_per_worker(len(devices))
+    envs = envs or [{} for _ in devices]
     return [subprocess.Popen([sys.executable, "-m", "automl", command, *argv, "--worker", str(index),
-                              "--device", device, "--threads", str(threads)], env=env)
+                              "--device", device, "--threads", str(threads)], env={**env, **envs[index]})
             for index, device in enumerate(devices)]
 
 

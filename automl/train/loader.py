@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -25,6 +26,7 @@ class InMemoryLoader:
     image width. ``batch_size`` may be changed between epochs; an epoch in
     progress keeps the size it started with.
     Without shuffling the batches are views of the split: do not modify them in place.
+    After :meth:`shard`, each batch is this rank's part of the global batch of ``batch_size``.
     """
 
     def __init__(
@@ -49,6 +51,17 @@ class InMemoryLoader:
         # One generator on the data's device for permutations and augmentation alike:
         # drawing there costs no transfer and no synchronisation.
         self.generator = torch.Generator(device=split.x.device).manual_seed(seed)
+        self.augment_generator = self.generator
+        self.seed, self.rank, self.world_size = seed, 0, 1
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Yield only rank ``rank``'s part of each global batch, one of ``world_size`` parts that differ in size by
+        one at most. Every rank draws the same order (the seed's) and augments its own part with a generator of
+        its own, so the ranks do not crop and flip alike."""
+        self.rank, self.world_size = rank, world_size
+        if world_size > 1:
+            own_seed = int(np.random.SeedSequence([self.seed % 2**64, rank]).generate_state(1)[0])
+            self.augment_generator = torch.Generator(device=self.split.x.device).manual_seed(own_seed)
 
     @property
     def batch_size(self) -> int:
@@ -79,10 +92,10 @@ class InMemoryLoader:
         for i in range(self._num_batches(batch_size)):
             window = slice(i * batch_size, (i + 1) * batch_size)
             if order is None:
-                xb, yb = x[window], y[window]
+                xb, yb = (t[window].tensor_split(self.world_size)[self.rank] for t in (x, y))
             else:
-                idx = order[window]
+                idx = order[window].tensor_split(self.world_size)[self.rank]
                 xb, yb = x[idx], y[idx]
             if self.augment:
-                xb = augment_batch(xb, padding=self.padding, flip=self.flip, generator=self.generator)
+                xb = augment_batch(xb, padding=self.padding, flip=self.flip, generator=self.augment_generator)
             yield xb, yb

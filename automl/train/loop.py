@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -17,6 +17,9 @@ from automl.train.loader import InMemoryLoader
 from automl.train.settings import TrainSettings
 from automl.train.splits import Dataset, Split
 from automl.trick import HOOKS, INFERENCE_COST, Run, Trick, TrialContext, default_step, overridden
+
+if TYPE_CHECKING:
+    from automl.train.distributed import TrialGroup
 
 # Reading the loss synchronises a GPU, so NaNs are looked for every this many steps.
 NAN_CHECK_EVERY = 32
@@ -50,10 +53,13 @@ class TrainResult:
     inference: InferenceCost | None = None
     """The measured cost of one prediction of the trained run; None when it was pruned (or has no validation
     images). Measured after training and evaluation, on neither's clock."""
+    devices: int = 1
+    """The devices the run trained on at once (one per rank); its wall-clock seconds are charged on each."""
 
     @property
     def spent_seconds(self) -> float:
-        return self.train_seconds + self.eval_seconds
+        """Device-seconds: the seconds the run took, on each of its devices."""
+        return (self.train_seconds + self.eval_seconds) * self.devices
 
 
 def build_optimizer(settings: TrainSettings, params: Any) -> torch.optim.Optimizer:
@@ -69,10 +75,12 @@ def build_optimizer(settings: TrainSettings, params: Any) -> torch.optim.Optimiz
 def train(model: nn.Module, data: Dataset, settings: TrainSettings, budget: Budget, *,
           tricks: Sequence[Trick] = (), device: torch.device | str = "cpu", seed: int = 0,
           report: Reporter | None = None, evaluate_test: bool = False,
-          context: TrialContext | None = None, build_model: Callable[[], nn.Module] | None = None) -> TrainResult:
+          context: TrialContext | None = None, build_model: Callable[[], nn.Module] | None = None,
+          group: "TrialGroup | None" = None) -> TrainResult:
     """Train ``model`` on ``data.train`` until ``budget`` is spent; the value is the final validation error.
 
     ``build_model`` builds another model like ``model`` from torch's global RNG (``Run.fresh_model``).
+    ``group``: this process is one rank of a trial on several devices (see ``automl.train.distributed``).
 
     Only the training steps count towards the budget (and so towards progress);
     evaluation is timed apart and added to the device-seconds spent. Every trick's
@@ -81,7 +89,7 @@ def train(model: nn.Module, data: Dataset, settings: TrainSettings, budget: Budg
     if settings.searched():
         raise ValueError(f"settings still hold search ranges {sorted(settings.searched())}; resolve them first")
     loop = _out_of_memory_fails(_make_loop, model, data, settings, budget, tricks, torch.device(device), seed,
-                                report, context, build_model)
+                                report, context, build_model, group)
     try:
         result = _out_of_memory_fails(_train, loop, evaluate_test)
     except BaseException as exc:
@@ -119,11 +127,14 @@ def _train(loop: "_Loop", evaluate_test: bool) -> TrainResult:
     return result
 
 
-def _make_loop(model, data, settings, budget, tricks, device, seed, report, context, build_model) -> "_Loop":
+def _make_loop(model, data, settings, budget, tricks, device, seed, report, context, build_model, group) -> "_Loop":
     model.to(device)
     run = _make_run(model, data, settings, budget, device, seed, context)
     run.seed, run.build_model = seed, build_model
-    return _Loop(run, _Hooks(tricks), settings, report)
+    loop = _Loop(run, _Hooks(tricks), settings, report)
+    if group is not None:
+        group.join(loop)
+    return loop
 
 
 def _make_run(model, data, settings, budget, device, seed, context) -> Run:
@@ -173,6 +184,8 @@ class _Loop:
         self.train_step = hooks.train_step[0] if hooks.train_step else default_step
         self.progress = Progress(run.budget)
         self.train_clock, self.eval_clock = DeviceClock(run.device), DeviceClock(run.device)
+        self.clock_seconds = self.train_clock.read
+        """The training seconds progress counts; the ranks of one trial agree on theirs (``TrialGroup.join``)."""
         self.rung_points = [(k + 1) / settings.rungs for k in range(settings.rungs)]
         self.history: list[tuple[float, float]] = []
         self.errors = (math.nan, math.nan)
@@ -183,7 +196,7 @@ class _Loop:
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Each (x, y) the budget has room for, pass after pass, evaluating the rungs on the way;
         it ends once the budget is spent or the run is pruned."""
-        run, loader, progress, clock = self.run, self.loader, self.progress, self.train_clock
+        run, loader, progress, seconds = self.run, self.loader, self.progress, self.clock_seconds
         early_rungs = self.settings.rungs - 1  # the last rung is evaluated at the end
         while self._start_pass():
             batches = len(loader)
@@ -192,7 +205,7 @@ class _Loop:
             pass_batches = iter(loader)
             for i in range(batches):
                 self.epochs = epochs = run.epoch + i / batches
-                self.p = p = progress.of(seconds=clock.read(), epochs=epochs, steps=run.step)
+                self.p = p = progress.of(seconds=seconds(), epochs=epochs, steps=run.step)
                 if len(self.history) < early_rungs and p >= self.rung_points[len(self.history)]:
                     if self._early_rung():
                         return
@@ -207,7 +220,7 @@ class _Loop:
         """Tell the tricks of a new pass; False, and nobody told, when the budget has no room for one."""
         run = self.run
         if run.epoch:
-            self.p = self.progress.of(seconds=self.train_clock.read(), epochs=float(run.epoch), steps=run.step)
+            self.p = self.progress.of(seconds=self.clock_seconds(), epochs=float(run.epoch), steps=run.step)
             if self.p >= 1.0:
                 return False
             run.progress = self.p  # so a pass-level decision (a new batch size) sees where the run is now
@@ -248,7 +261,7 @@ class _Loop:
             x, y = transform(run, x, y)
         loss = self.train_step(run, x, y)
         run.step += 1
-        run.samples += len(x)
+        run.samples += len(x) * run.world_size  # every rank trained on a shard of the same size
         self.loss_sum += loss.detach().float()
         if run.step % NAN_CHECK_EVERY == 0:
             _check_finite(self.loss_sum, run.step)
@@ -294,7 +307,8 @@ class _Loop:
             val_error=self.errors[0], val_error_model=self.errors[1], train_seconds=self.train_clock.elapsed,
             eval_seconds=self.eval_clock.elapsed, steps=run.step, epochs=self.epochs, progress=self.p,
             pruned=self.pruned, train_loss=float(self.loss_sum) / max(1, run.step), history=self.history,
-            test_error=test_error, test_error_model=test_error_model, attrs=run.attrs, weights=run.weights)
+            test_error=test_error, test_error_model=test_error_model, attrs=run.attrs, weights=run.weights,
+            devices=run.world_size)
 
 
 @torch.no_grad()
