@@ -65,15 +65,22 @@ def threads_per_worker(n: int) -> int:
     return max(1, (os.cpu_count() or 1) // n)
 
 
+def child_env(url: str) -> dict[str, str]:
+    """The environment of a process this one starts for the same study: the storage URL (so its password is
+    never on a command line), this process as its parent, and the same automl on its path."""
+    env = dict(os.environ, **{ENV_VAR: url, PARENT_PID_VAR: str(os.getpid())})
+    # The child imports the same automl as this process, installed or from a checkout.
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
 def start_workers(argv: Sequence[str], url: str, devices: Sequence[str], command: str = "run",
                   envs: Sequence[dict[str, str]] | None = None) -> list[subprocess.Popen]:
     """Start one ``automl COMMAND --worker`` per device (``run``, or ``compare``); the storage URL goes through
     the environment, so its password is never on a command line. ``envs``: each worker's own additions to
     it (the GPUs it sees)."""
-    env = dict(os.environ, **{ENV_VAR: url, PARENT_PID_VAR: str(os.getpid())})
-    # The child imports the same automl as this process, installed or from a checkout.
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    env = child_env(url)
     threads = threads_per_worker(len(devices))
     envs = envs or [{} for _ in devices]
     return [subprocess.Popen([sys.executable, "-m", "automl", command, *argv, "--worker", str(index),
@@ -137,5 +144,5 @@ def worker_failure(status: int) -> str:
     return f"a worker exited with status {status}; its error is above"
 
 
-__all__ = ["check_workers", "split_devices", "start_workers", "stop", "threads_per_worker", "watch", "worker_argv",
+__all__ = ["check_workers", "child_env", "split_devices", "start_workers", "stop", "threads_per_worker", "watch", "worker_argv",
            "worker_failure"]

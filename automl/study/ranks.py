@@ -20,8 +20,7 @@ import torch
 from optuna.trial import FixedTrial
 
 from automl.errors import UserError
-from automl.interrupts import PARENT_PID_VAR
-from automl.storage.urls import ENV_VAR
+from automl.study.processes import child_env
 from automl.train.distributed import Ranks, TrialGroup, start_store
 from automl.trick import TrialContext
 
@@ -102,7 +101,7 @@ def trial_ranks(ranks: Ranks, device: torch.device, argv: Sequence[str], url: st
 
 
 def _start_followers(k: int, port: int, argv: Sequence[str], url: str, threads: int | None) -> list[subprocess.Popen]:
-    env = dict(os.environ, **{ENV_VAR: url, PARENT_PID_VAR: str(os.getpid())})
+    env = child_env(url)
     threads_option = ["--threads", str(threads)] if threads else []
     # A session of their own: Ctrl-C reaches rank 0 alone, which stops them once it has settled its trial.
     return [subprocess.Popen([sys.executable, "-m", "automl", "run", *argv, *threads_option],
