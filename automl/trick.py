@@ -166,8 +166,9 @@ class Run:
         (loss if self.grad_scaler is None else self.grad_scaler.scale(loss)).backward()
 
     def step_optimizer(self) -> None:
-        """Apply the gradients the params hold (averaged over the ranks of a trial on several devices): unscaled, then shown to every ``after_backward`` hook, then
-        stepped (through the ``grad_scaler`` when there is one). A trick that owns the step calls it once."""
+        """Apply the gradients the params hold (averaged over the ranks of a trial on several devices): unscaled,
+        then shown to every ``after_backward`` hook, then stepped (through the ``grad_scaler`` when there is one).
+        A trick that owns the step calls it once."""
         scaler = self.grad_scaler
         if self.sync_gradients is not None:
             self.sync_gradients(self)  # scaled alike on every rank, so averaged before the unscale

@@ -144,5 +144,5 @@ def worker_failure(status: int) -> str:
     return f"a worker exited with status {status}; its error is above"
 
 
-__all__ = ["check_workers", "child_env", "split_devices", "start_workers", "stop", "threads_per_worker", "watch", "worker_argv",
-           "worker_failure"]
+__all__ = ["check_workers", "child_env", "split_devices", "start_workers", "stop", "threads_per_worker", "watch",
+           "worker_argv", "worker_failure"]

@@ -79,9 +79,9 @@ def env_for_workers(k: int, workers: int, device: torch.device) -> list[dict[str
 @contextmanager
 def trial_ranks(ranks: Ranks, device: torch.device, argv: Sequence[str], url: str,
                 threads: int | None) -> Iterator[TrialGroup]:
-    """This process's group of ranks (``device`` is this rank's own), with ranks 1..K-1 started here when this is rank 0 and torchrun did not
-    start them; once the block ends on rank 0, the others are told the study is done (or, if the block
-    raised, killed: they hold nothing)."""
+    """This process's group of ranks (``device`` is this rank's own), with ranks 1..K-1 started here when this
+    is rank 0 and torchrun did not start them; once the block ends on rank 0, the others are told the study is
+    done (or, if the block raised, killed: they hold nothing)."""
     store, followers = None, []
     if ranks.is_main and Ranks.from_env() is None:
         store = start_store(ranks.world_size)

@@ -167,4 +167,5 @@ def start_store(world_size: int) -> Any:
                          wait_for_workers=False)  # they are started once its port is known
 
 
-__all__ = ["LOOPBACK", "RANK_TIMEOUT", "RENDEZVOUS_TIMEOUT", "STORE_VAR", "Ranks", "TrialGroup", "rank_device", "start_store"]
+__all__ = ["LOOPBACK", "RANK_TIMEOUT", "RENDEZVOUS_TIMEOUT", "STORE_VAR", "Ranks", "TrialGroup", "rank_device",
+           "start_store"]
