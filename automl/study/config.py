@@ -269,9 +269,10 @@ def parse_study_text(text: str, path: str, variant: str | None = None) -> StudyF
 def config_digest(config: StudyConfig) -> str:
     """The sha256 of a validated study config: which text (and variant) of a study file a trial ran with.
 
-    Without ``[compare]``, which changes nothing a trial trains with (and so digests stay those of studies
-    recorded before the table existed)."""
-    return hashlib.sha256(config.model_dump_json(exclude={"compare"}).encode()).hexdigest()
+    Without ``[compare]`` and ``[study] gpus_per_trial``, which change nothing a trial trains with, only where
+    (and so digests stay those of studies recorded before they existed)."""
+    return hashlib.sha256(config.model_dump_json(exclude={"compare": True, "study": {"gpus_per_trial"}})
+                          .encode()).hexdigest()
 
 
 def _apply_variant(path: Path, raw: dict[str, Any], variant: str | None) -> dict[str, Any]:

@@ -172,3 +172,14 @@ def test_a_count_other_than_torchruns_is_refused(capsys, tiny, sqlite_url, monke
     monkeypatch.setenv("WORLD_SIZE", "3")
     assert "torchrun --nproc-per-node 2" in refused(capsys, db, "run", study, "--storage", sqlite_url,
                                                      "--device", "cpu", "--gpus-per-trial", "2")
+
+
+def test_devices_per_trial_leave_the_trials_config_digest_as_it_was(write_study):
+    from automl.study.config import config_digest, load_study_file
+
+    one = load_study_file(str(write_study()), None).config
+    path = write_study(filename="two.toml")
+    path.write_text(path.read_text().replace("[study]\n", "[study]\ngpus_per_trial = 2\n"))
+    two = load_study_file(str(path), None).config
+    assert two.study.gpus_per_trial == 2
+    assert config_digest(one) == config_digest(two)
