@@ -66,7 +66,7 @@ def two_rank_run(tmp_path, write_study, sqlite_url, child_env):
     env = {**child_env(), "RANKLOG_DIR": str(logs)}
     done = subprocess.run([sys.executable, "-m", "automl", "run", str(study), "--storage", sqlite_url,
                            "--plugin", str(plugin), "--device", "cpu", "--gpus-per-trial", "2"],
-                          env=env, capture_output=True, text=True, timeout=240)
+                          env=env, capture_output=True, text=True, timeout=900)  # a guard against a hang only
     assert done.returncode == 0, done.stderr
     return sqlite_url, [(logs / f"rank-{r}.txt").read_text().splitlines() for r in (0, 1)]
 
