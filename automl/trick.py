@@ -112,10 +112,23 @@ class Run:
     None where the run was handed only a model (``fresh_model`` then re-initialises a copy)."""
     after_backward_hooks: list[Callable[["Run"], None]] = field(default_factory=list, repr=False)
     """The tricks' ``after_backward`` hooks, which ``step_optimizer`` calls; set by the trainer."""
+    rank: int = 0
+    """This process's rank among the ``world_size`` processes that train one trial on several devices
+    (``automl run --gpus-per-trial K``): every rank runs every hook, on its own shard of each batch, and holds
+    the same weights after every step. Only rank 0's ``attrs``, ``weights`` and result are kept; a trick with a
+    side effect of its own (a file it writes) does it where ``is_main``."""
+    world_size: int = 1
+    sync_gradients: Callable[["Run"], None] | None = field(default=None, repr=False)
+    """Averages the gradients over the ranks, first thing in ``step_optimizer``; None on one device."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.attrs, Attrs):
             self.attrs = Attrs(self.attrs)
+
+    @property
+    def is_main(self) -> bool:
+        """True on the one rank that reports the trial (always, on one device)."""
+        return self.rank == 0
 
     def amp(self) -> contextlib.AbstractContextManager:
         """The autocast context of this run's forward passes (a no-op in full precision)."""
@@ -154,9 +167,12 @@ class Run:
         (loss if self.grad_scaler is None else self.grad_scaler.scale(loss)).backward()
 
     def step_optimizer(self) -> None:
-        """Apply the gradients the params hold: unscaled, then shown to every ``after_backward`` hook, then
-        stepped (through the ``grad_scaler`` when there is one). A trick that owns the step calls it once."""
+        """Apply the gradients the params hold (averaged over the ranks of a trial on several devices): unscaled,
+        then shown to every ``after_backward`` hook, then stepped (through the ``grad_scaler`` when there is one).
+        A trick that owns the step calls it once."""
         scaler = self.grad_scaler
+        if self.sync_gradients is not None:
+            self.sync_gradients(self)  # scaled alike on every rank, so averaged before the unscale
         if self.after_backward_hooks:
             if scaler is not None:
                 scaler.unscale_(self.optimizer)  # so the hooks see the true gradients

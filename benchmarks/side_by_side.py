@@ -43,3 +43,12 @@ def describe(name: str, values: list[float], unit: str, width: int = 16) -> str:
     spread = (max(values) - min(values)) / med
     return (f"{name:<{width}} median {med:9.3f} {unit}   min {min(values):9.3f}   max {max(values):9.3f}"
             f"   spread (max-min)/median {spread:6.1%}")
+
+
+def paired_ratios(rates: dict[str, list[float]], top: str, bottom: str, unit: str) -> list[float]:
+    """Print each side's repetitions and the ratio ``top / bottom`` of every pair of runs; those ratios."""
+    for name in rates:
+        print(describe(name, rates[name], unit))
+    pairs = [a / b for a, b in zip(rates[top], rates[bottom])]
+    print("per-pair ratios " + " ".join(f"{r:.3f}" for r in pairs))
+    return pairs

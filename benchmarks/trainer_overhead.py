@@ -40,7 +40,7 @@ from automl.train.data import Dataset, load_dataset
 from automl.train.loop import train
 from automl_plugins.models import MODELS
 from automl.train.settings import TrainSettings
-from side_by_side import SEED, describe, fresh_model, pick_device
+from side_by_side import SEED, fresh_model, paired_ratios, pick_device
 
 GOAL = 0.97
 
@@ -133,10 +133,7 @@ def main() -> None:
             rates[name].append(sides[name](model, data, settings, args.steps, device))
         order.reverse()
 
-    for name in sides:
-        print(describe(name, rates[name], "samples/s"))
-    pairs = [a / b for a, b in zip(rates["automl"], rates["hand-written"])]
-    print("per-pair ratios " + " ".join(f"{r:.3f}" for r in pairs))
+    pairs = paired_ratios(rates, "automl", "hand-written", "samples/s")
     print(f"ratio of the medians {statistics.median(rates['automl']) / statistics.median(rates['hand-written']):.3f}")
     # The two runs of a pair are back to back, so they share the machine's drift (load from
     # other processes, clocks): the median of the pairs' ratios is the steadiest estimate.

@@ -58,11 +58,15 @@ class LedgerTotals:
 class Ledger:
     """One study's ledger, as seen by one worker."""
 
-    def __init__(self, engine: Engine, study_name: str, *, device: str = "cpu", worker: str | None = None) -> None:
+    def __init__(self, engine: Engine, study_name: str, *, device: str = "cpu", worker: str | None = None,
+                 devices: int = 1) -> None:
         self.engine = engine
         self.study_name = study_name
         self.device = device
         self.worker = worker or worker_id()
+        self.devices = devices
+        """The devices each of this worker's trials trains on at once: a trial budget of device time lasts
+        that long on each of them."""
 
     def open(self, total_seconds: float | None) -> None:
         """Create the study's ledger row, or set its total (the latest command's total budget wins)."""
@@ -259,15 +263,16 @@ class Ledger:
 
     def _estimate(self, connection: sa.Connection, trial_budget: Budget, first_estimate: float = 0.0) -> float:
         complete = sa.and_(TrialCostModel.study_name == self.study_name, TrialCostModel.state == "complete")
+        per_trial = trial_budget.amount * self.devices
         if trial_budget.unit == "seconds":
-            over = sa.case((TrialCostModel.spent_seconds > trial_budget.amount,
-                            TrialCostModel.spent_seconds - trial_budget.amount), else_=0.0)
+            over = sa.case((TrialCostModel.spent_seconds > per_trial, TrialCostModel.spent_seconds - per_trial),
+                           else_=0.0)
             query = sa.select(sa.func.avg(over)).where(complete)
         else:
             query = sa.select(sa.func.avg(TrialCostModel.spent_seconds)).where(complete)
         mean = connection.execute(query).scalar()
         if trial_budget.unit == "seconds":
-            return trial_budget.amount + float(mean or 0.0)
+            return per_trial + float(mean or 0.0)
         return first_estimate if mean is None else float(mean)
 
     def completed_mean(self) -> float | None:

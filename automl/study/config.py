@@ -111,6 +111,9 @@ class StudySection(Section):
     """A running trial saves a checkpoint every this much device time (``"30s"``) or fraction of its budget
     (``0.1``), or ``"off"``; by default every tenth of trials of at least ten minutes (see
     ``automl.train.checkpoints``). A retried trial resumes from the latest; SIGTERM always saves one."""
+    gpus_per_trial: int = Field(1, gt=0)
+    """Devices that train each trial together, one process each (``automl run --gpus-per-trial``): GPUs, or
+    gloo processes on the CPU with ``--device cpu``."""
 
     @model_validator(mode="after")
     def _bounded(self) -> "StudySection":
@@ -301,9 +304,9 @@ def parse_study_text(text: str, path: str, variant: str | None = None) -> StudyF
 def config_digest(config: StudyConfig) -> str:
     """The sha256 of a validated study config: which text (and variant) of a study file a trial ran with.
 
-    Without ``[compare]`` and ``[study] checkpoint_every``, which change nothing a trial trains with (and so
-    digests stay those of studies recorded before they existed)."""
-    exclude = {"compare": True, "study": {"checkpoint_every"}}
+    Without ``[compare]`` and ``[study] checkpoint_every`` and ``gpus_per_trial``, which change nothing a trial
+    trains with, only how and where (and so digests stay those of studies recorded before they existed)."""
+    exclude = {"compare": True, "study": {"checkpoint_every", "gpus_per_trial"}}
     return hashlib.sha256(config.model_dump_json(exclude=exclude).encode()).hexdigest()
 
 

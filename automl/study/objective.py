@@ -26,7 +26,9 @@ from automl.study import records
 from automl.study.config import StudyConfig, config_digest
 from automl.study.resume import TrialCheckpoints, identity
 from automl.train.checkpoints import Checkpointing, Every
+from automl.study.ranks import share_trial
 from automl.train.data import Dataset
+from automl.train.distributed import TrialGroup
 from automl.train.loop import TrainResult, train
 from automl.train.settings import TrainSettings
 from automl.trick import Trick, TrickError, TrialContext, raised_in
@@ -98,6 +100,8 @@ class Objective:
     """By trick, how many of the last trials that enabled it its own exceptions failed."""
     _probe: torch.nn.Module | None = field(default=None, repr=False)
     """The task's model, built once, for the tricks' ``unavailable`` (``TrialContext.model``)."""
+    group: TrialGroup | None = None
+    """The ranks that train each trial together (``--gpus-per-trial K``); None on one device."""
 
     def begin(self, trial: optuna.Trial) -> TrialPlan:
         """Choose the trial's tricks, parameters and seed."""
@@ -107,12 +111,15 @@ class Objective:
         context = TrialContext(
             study_name=study.study_name, trial_number=trial.number,
             best_checkpoint=lambda: best_checkpoint(study, self.artifacts, self.best_model_cache), model=self._probe)
+        return self.plan(trial, context, self._seed(trial))
+
+    def plan(self, trial: Any, context: TrialContext, seed: int) -> TrialPlan:
+        """The plan of ``trial`` (an Optuna trial, or a ``FixedTrial`` of its params on another rank)."""
         try:
             tricks, failure = select_tricks(trial, self.tricks, self.settings, context, self.turned_off), None
         except TrickError as exc:
             tricks, failure = [], exc
         settings = self.config.train.resolve(trial)
-        seed = self._seed(trial)
         attrs: dict[str, Any] = {records.ATTR_TRICKS: [t.name for t in tricks], records.ATTR_BUDGET: str(self.budget),
                                  records.ATTR_CONFIG: config_digest(self.config), records.ATTR_SEED: seed,
                                  records.ATTR_VAL_SIZE: len(self.data.val)}
@@ -137,6 +144,10 @@ class Objective:
         A stop signal leaves the trial's checkpoint for its retry; every other end removes it."""
         if plan.failure is not None:
             return self._failed(plan, plan.failure, 0.0)
+        if self.group is not None:
+            plan = share_trial(self.group, trial, plan)
+            # The ranks of one trial do not checkpoint yet: each would save, and resume, its own part.
+            return self._train(trial, plan, None)
         if self.artifacts is None:
             return self._train(trial, plan, None)
         checkpoints = TrialCheckpoints(trial, self.artifacts, self.device)
@@ -159,14 +170,15 @@ class Objective:
         try:
             result = train(model, self.data, plan.settings, self.budget, tricks=plan.tricks, device=self.device,
                            seed=plan.seed, report=report, context=plan.context,
-                           build_model=lambda: self.config.task.build_model(self.data), checkpointing=checkpointing)
+                           build_model=lambda: self.config.task.build_model(self.data), checkpointing=checkpointing,
+                           group=self.group)
         except TrialFailed as exc:
-            return self._failed(plan, exc, time.perf_counter() - started)
+            return self._failed(plan, exc, self._spent_since(started))
         except Exception as exc:
             where = raised_in(exc)
             if where is None:
                 raise  # the engine's own error: not the trial's to absorb
-            return self._failed(plan, where.error(exc), time.perf_counter() - started)
+            return self._failed(plan, where.error(exc), self._spent_since(started))
         problem = records.attrs_problem(result.attrs)
         if problem is not None:
             return self._failed(plan, TrialFailed("bad_attrs", problem), result.spent_seconds - result.resumed_seconds)
@@ -178,6 +190,10 @@ class Objective:
         return Outcome(TrialState.COMPLETE, own, {**attrs, records.ATTR_END: "complete"},
                        value=result.val_error, model=task_checkpoint(self.config.task, model, self.data),
                        weights=result.weights)
+
+    def _spent_since(self, started: float) -> float:
+        """Device-seconds since ``started``: the wall-clock time on each of the trial's devices."""
+        return (time.perf_counter() - started) * (self.group.world_size if self.group is not None else 1)
 
     def first_estimate(self) -> float:
         """Device seconds a trial of this study's budget in steps or epochs may take, from a few timed steps
@@ -192,7 +208,8 @@ class Objective:
         steps = self.budget.amount
         if self.budget.unit == "epochs":
             steps *= timed.steps / max(timed.epochs, 1e-9)
-        return ESTIMATE_MARGIN * (per_step * steps + timed.eval_seconds)
+        devices = self.group.world_size if self.group is not None else 1  # timed on one, charged on each
+        return ESTIMATE_MARGIN * (per_step * steps + timed.eval_seconds) * devices
 
     def _failed(self, plan: TrialPlan, exc: TrialFailed, spent: float) -> Outcome:
         self._tally(plan, exc.trick if isinstance(exc, TrickError) else None)

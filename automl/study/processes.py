@@ -35,7 +35,8 @@ def worker_argv(args: argparse.Namespace, session: int) -> list[str]:
     argv = [args.study_file, "--session", str(session)]
     for flag, value in (("--variant", args.variant), ("--study-name", args.study_name),
                         ("--n-trials", args.n_trials), ("--total-budget", args.total_budget),
-                        ("--trial-budget", args.trial_budget), ("--seed", args.seed)):
+                        ("--trial-budget", args.trial_budget), ("--seed", args.seed),
+                        ("--gpus-per-trial", args.gpus_per_trial)):
         if value is not None:
             argv += [flag, str(value)]
     for path in args.plugin:
@@ -64,17 +65,26 @@ def threads_per_worker(n: int) -> int:
     return max(1, (os.cpu_count() or 1) // n)
 
 
-def start_workers(argv: Sequence[str], url: str, devices: Sequence[str],
-                  command: str = "run") -> list[subprocess.Popen]:
-    """Start one ``automl COMMAND --worker`` per device (``run``, or ``compare``); the storage URL goes through
-    the environment, so its password is never on a command line."""
+def child_env(url: str) -> dict[str, str]:
+    """The environment of a process this one starts for the same study: the storage URL (so its password is
+    never on a command line), this process as its parent, and the same automl on its path."""
     env = dict(os.environ, **{ENV_VAR: url, PARENT_PID_VAR: str(os.getpid())})
     # The child imports the same automl as this process, installed or from a checkout.
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def start_workers(argv: Sequence[str], url: str, devices: Sequence[str], command: str = "run",
+                  envs: Sequence[dict[str, str]] | None = None) -> list[subprocess.Popen]:
+    """Start one ``automl COMMAND --worker`` per device (``run``, or ``compare``); the storage URL goes through
+    the environment, so its password is never on a command line. ``envs``: each worker's own additions to
+    it (the GPUs it sees)."""
+    env = child_env(url)
     threads = threads_per_worker(len(devices))
+    envs = envs or [{} for _ in devices]
     return [subprocess.Popen([sys.executable, "-m", "automl", command, *argv, "--worker", str(index),
-                              "--device", device, "--threads", str(threads)], env=env)
+                              "--device", device, "--threads", str(threads)], env={**env, **envs[index]})
             for index, device in enumerate(devices)]
 
 
@@ -134,5 +144,5 @@ def worker_failure(status: int) -> str:
     return f"a worker exited with status {status}; its error is above"
 
 
-__all__ = ["check_workers", "split_devices", "start_workers", "stop", "threads_per_worker", "watch", "worker_argv",
-           "worker_failure"]
+__all__ = ["check_workers", "child_env", "split_devices", "start_workers", "stop", "threads_per_worker", "watch",
+           "worker_argv", "worker_failure"]

@@ -35,6 +35,7 @@ from automl.study.tricks import study_tricks
 from automl.study.worker import Worker
 from automl.train.datasets import dataset_source
 from automl.train.data import Dataset
+from automl.train.distributed import TrialGroup
 from automl.train.models import check_output
 from automl.trick import TrialContext, Trick
 
@@ -86,6 +87,8 @@ class PreparedStudy:
     accept_plugin_change: bool = False
     model_origin: dict[str, str] = field(default_factory=dict)
     """Where the task's model comes from (``ModelSource.origin``): recorded with the study's plugins."""
+    group: TrialGroup | None = None
+    """The ranks that train each trial together (``--gpus-per-trial K``); None on one device."""
 
 
 def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(), *,
@@ -309,19 +312,25 @@ def _recorded_sources(storage: optuna.storages.BaseStorage, name: str) -> dict[s
                 for p in records.trick_sources(row.plugins)}
 
 
+def make_objective(prepared: PreparedStudy) -> Objective:
+    """The objective that plans and trains the prepared study's trials, on this process's device."""
+    artifacts = Path(prepared.study_file.config.study.artifacts)
+    return Objective(config=prepared.study_file.config, data=prepared.data, tricks=prepared.tricks,
+                     settings=prepared.settings, device=prepared.device, budget=prepared.trial_budget,
+                     artifacts=artifact_store(artifacts), best_model_cache=artifacts / BEST_MODEL_CACHE,
+                     seed=prepared.seed, group=prepared.group)
+
+
 def run_study(prepared: PreparedStudy, study: optuna.Study | None = None, *,
               on_trial: Callable[[optuna.Study, FrozenTrial], Any] | None = None) -> optuna.Study:
     """Optimise until the study's budget or trial count is spent; creates or resumes the study if not given."""
     study = study or create_study(prepared)
-    artifacts = Path(prepared.study_file.config.study.artifacts)
-    store = artifact_store(artifacts)
-    objective = Objective(config=prepared.study_file.config, data=prepared.data, tricks=prepared.tricks,
-                          settings=prepared.settings, device=prepared.device, budget=prepared.trial_budget,
-                          artifacts=store, best_model_cache=artifacts / BEST_MODEL_CACHE, seed=prepared.seed)
+    objective = make_objective(prepared)
     study_section = prepared.study_file.config.study
-    worker = Worker(study, Ledger(study_engine(study), study.study_name, device=str(prepared.device)),
-                    prepared.trial_budget, prepared.n_trials, interval=study_section.heartbeat_interval,
-                    grace=study_section.grace, artifacts=store, first_estimate=objective.first_estimate)
+    devices = prepared.group.world_size if prepared.group is not None else 1
+    ledger = Ledger(study_engine(study), study.study_name, device=str(prepared.device), devices=devices)
+    worker = Worker(study, ledger, prepared.trial_budget, prepared.n_trials, interval=study_section.heartbeat_interval,
+                    grace=study_section.grace, artifacts=objective.artifacts, first_estimate=objective.first_estimate)
     with at_checkpoints():  # a stop signal is raised between steps and trials, never inside a record
         while (trial := worker.next_trial()) is not None:
             frozen = worker.run(trial, objective)
@@ -330,5 +339,5 @@ def run_study(prepared: PreparedStudy, study: optuna.Study | None = None, *,
     return study
 
 
-__all__ = ["Overrides", "PreparedStudy", "create_study", "make_pruner", "make_sampler", "prepare", "run_study",
-           "sampler_seed"]
+__all__ = ["Overrides", "PreparedStudy", "create_study", "make_objective", "make_pruner", "make_sampler", "prepare",
+           "run_study", "sampler_seed"]

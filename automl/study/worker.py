@@ -115,7 +115,8 @@ class Worker:
                 error = exc
         if heartbeat.taken_over:
             return self._taken_over(trial)
-        outcome = self._failure(trial, error, time.perf_counter() - started) if outcome is None or error else outcome
+        if outcome is None or error:
+            outcome = self._failure(trial, error, (time.perf_counter() - started) * self.ledger.devices)
         retried = isinstance(error, KeyboardInterrupt)
         # Settled before Optuna is told: a worker that dies between the two leaves a RUNNING trial with a
         # settled cost row, which the next recovery fails and retries (see Recovery._fail_told_late).
@@ -175,7 +176,8 @@ class _Heartbeat:
 
     def beat(self) -> None:
         reservation = self.worker.reservations[self.trial.number]
-        if not self.worker.ledger.heartbeat(reservation, time.perf_counter() - self.started):
+        spent = (time.perf_counter() - self.started) * self.worker.ledger.devices
+        if not self.worker.ledger.heartbeat(reservation, spent):
             self.taken_over = True
 
     def loop(self) -> None:

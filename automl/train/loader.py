@@ -6,6 +6,7 @@ import math
 import time
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -28,6 +29,7 @@ class Loader:
     progress keeps the size it started with.
     Without shuffling the batches are views of the split: do not modify them in place.
     ``wait_seconds`` adds up the time spent waiting for batches (the data's, not the model's).
+    After :meth:`shard`, each batch is this rank's part of the global batch of ``batch_size``.
     """
 
     def __init__(
@@ -52,11 +54,30 @@ class Loader:
         # One generator on the data's device for permutations and augmentation alike:
         # drawing there costs no transfer and no synchronisation.
         self.generator = torch.Generator(device=split.device).manual_seed(seed)
+        self.augment_generator = self.generator
+        self.seed, self.rank, self.world_size = seed, 0, 1
         self.wait_seconds = 0.0
         self._pass: tuple[Tensor | None, int, int] | None = None
         """(order, next batch, batch size) of the pass in progress; None between passes."""
         self._resumed: tuple[Tensor | None, int, int] | None = None
         """The pass a checkpoint was in, for the next ``iter`` to continue."""
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Yield only rank ``rank``'s part of each global batch, one of ``world_size`` parts that differ in size by
+        one at most. Every rank draws the same order (the seed's) and augments its own part with a generator of
+        its own, so the ranks do not crop and flip alike."""
+        self.rank, self.world_size = rank, world_size
+        if world_size > 1:
+            own_seed = int(np.random.SeedSequence([self.seed % 2**64, rank]).generate_state(1)[0])
+            self.augment_generator = torch.Generator(device=self.split.device).manual_seed(own_seed)
+
+    def _own_part(self, window: slice | Tensor) -> slice | Tensor:
+        """This rank's part of one global batch (all of it on one device)."""
+        if self.world_size == 1:
+            return window
+        if isinstance(window, slice):
+            window = torch.arange(window.start, min(window.stop, len(self.split)), device=self.split.device)
+        return window.tensor_split(self.world_size)[self.rank]
 
     @property
     def batch_size(self) -> int:
@@ -83,13 +104,13 @@ class Loader:
         self._resumed = None
         batches = self._num_batches(batch_size)
         windows = (slice(i * batch_size, (i + 1) * batch_size) for i in range(first, batches))
-        taken = self.split.take(windows if order is None else (order[w] for w in windows))
+        taken = self.split.take(self._own_part(w if order is None else order[w]) for w in windows)
         for i in range(first, batches):
             started = time.perf_counter()
             xb, yb = next(taken)
             self.wait_seconds += time.perf_counter() - started
             if self.augment:
-                xb = augment_batch(xb, padding=self.padding, flip=self.flip, generator=self.generator)
+                xb = augment_batch(xb, padding=self.padding, flip=self.flip, generator=self.augment_generator)
             # Where the pass is, for a checkpoint taken before the next batch; after its last, none is open.
             self._pass = None if i + 1 == batches else (order, i + 1, batch_size)
             yield xb, yb

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -18,6 +18,9 @@ from automl.train.loader import Loader
 from automl.train.settings import TrainSettings
 from automl.train.splits import Dataset, Split
 from automl.trick import HOOKS, INFERENCE_COST, Run, Trick, TrialContext, default_step, overridden
+
+if TYPE_CHECKING:
+    from automl.train.distributed import TrialGroup
 
 # Reading the loss synchronises a GPU, so NaNs are looked for every this many steps.
 NAN_CHECK_EVERY = 32
@@ -57,10 +60,13 @@ class TrainResult:
     """Spent writing checkpoints inside the run (see ``automl.train.checkpoints``)."""
     resumed_seconds: float = 0.0
     """Of ``spent_seconds``, those spent before the checkpoint this run resumed from (0 for a fresh run)."""
+    devices: int = 1
+    """The devices the run trained on at once (one per rank); its wall-clock seconds are charged on each."""
 
     @property
     def spent_seconds(self) -> float:
-        return self.train_seconds + self.eval_seconds + self.checkpoint_seconds
+        """Device-seconds: the seconds the run took, on each of its devices."""
+        return (self.train_seconds + self.eval_seconds + self.checkpoint_seconds) * self.devices
 
     @property
     def data_wait_fraction(self) -> float:
@@ -82,11 +88,12 @@ def train(model: nn.Module, data: Dataset, settings: TrainSettings, budget: Budg
           tricks: Sequence[Trick] = (), device: torch.device | str = "cpu", seed: int = 0,
           report: Reporter | None = None, evaluate_test: bool = False,
           context: TrialContext | None = None, build_model: Callable[[], nn.Module] | None = None,
-          checkpointing: Checkpointing | None = None) -> TrainResult:
+          checkpointing: Checkpointing | None = None, group: "TrialGroup | None" = None) -> TrainResult:
     """Train ``model`` on ``data.train`` until ``budget`` is spent; the value is the final validation error.
 
     ``build_model`` builds another model like ``model`` from torch's global RNG (``Run.fresh_model``).
     ``checkpointing``: when and where the run saves itself, and the checkpoint it resumes from.
+    ``group``: this process is one rank of a trial on several devices (see ``automl.train.distributed``).
 
     Only the training steps count towards the budget (and so towards progress);
     evaluation is timed apart and added to the device-seconds spent. Every trick's
@@ -95,7 +102,7 @@ def train(model: nn.Module, data: Dataset, settings: TrainSettings, budget: Budg
     if settings.searched():
         raise ValueError(f"settings still hold search ranges {sorted(settings.searched())}; resolve them first")
     loop = _out_of_memory_fails(_make_loop, model, data, settings, budget, tricks, torch.device(device), seed,
-                                report, context, build_model, checkpointing)
+                                report, context, build_model, checkpointing, group)
     try:
         result = _out_of_memory_fails(_train, loop, evaluate_test)
     except BaseException as exc:
@@ -136,11 +143,14 @@ def _train(loop: "_Loop", evaluate_test: bool) -> TrainResult:
 
 
 def _make_loop(model, data, settings, budget, tricks, device, seed, report, context, build_model,
-               checkpointing) -> "_Loop":
+               checkpointing, group) -> "_Loop":
     model.to(device)
     run = _make_run(model, data, settings, budget, device, seed, context)
     run.seed, run.build_model = seed, build_model
-    return _Loop(run, tricks, settings, report, checkpointing)
+    loop = _Loop(run, tricks, settings, report, checkpointing)
+    if group is not None:
+        group.join(loop)
+    return loop
 
 
 def _make_run(model, data, settings, budget, device, seed, context) -> Run:
@@ -192,6 +202,8 @@ class _Loop:
         self.train_step = hooks.train_step[0] if hooks.train_step else default_step
         self.progress = Progress(run.budget)
         self.train_clock, self.eval_clock = DeviceClock(run.device), DeviceClock(run.device)
+        self.clock_seconds = self.train_clock.read
+        """The training seconds progress counts; the ranks of one trial agree on theirs (``TrialGroup.join``)."""
         self.rung_points = [(k + 1) / settings.rungs for k in range(settings.rungs)]
         self.history: list[tuple[float, float]] = []
         self.errors = (math.nan, math.nan)
@@ -204,7 +216,7 @@ class _Loop:
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Each (x, y) the budget has room for, pass after pass, evaluating the rungs on the way;
         it ends once the budget is spent or the run is pruned."""
-        run, loader, progress, clock = self.run, self.loader, self.progress, self.train_clock
+        run, loader, progress, seconds = self.run, self.loader, self.progress, self.clock_seconds
         early_rungs = self.settings.rungs - 1  # the last rung is evaluated at the end
         saver = self.checkpointing
         # A resumed run goes on inside the pass its checkpoint was taken in, whose start the tricks were told of.
@@ -216,8 +228,8 @@ class _Loop:
             pass_batches = iter(loader)
             for i in range(first, batches):
                 self.epochs = epochs = run.epoch + i / batches
-                seconds = clock.read()
-                self.p = p = progress.of(seconds=seconds, epochs=epochs, steps=run.step)
+                spent = seconds()
+                self.p = p = progress.of(seconds=spent, epochs=epochs, steps=run.step)
                 if len(self.history) < early_rungs and p >= self.rung_points[len(self.history)]:
                     if self._early_rung():
                         return
@@ -225,7 +237,7 @@ class _Loop:
                     return
                 if saver is not None:
                     self.pass_batch = i  # where a checkpoint taken now goes on
-                    saver.at_stop_point(self, seconds)
+                    saver.at_stop_point(self, spent)
                 checkpoint()  # a stop signal (Ctrl-C, SIGTERM) is raised here, between two steps
                 yield next(pass_batches)  # drawn only once the budget allows the step
             self.pass_batch = None
@@ -236,7 +248,7 @@ class _Loop:
         """Tell the tricks of a new pass; False, and nobody told, when the budget has no room for one."""
         run = self.run
         if run.epoch:
-            self.p = self.progress.of(seconds=self.train_clock.read(), epochs=float(run.epoch), steps=run.step)
+            self.p = self.progress.of(seconds=self.clock_seconds(), epochs=float(run.epoch), steps=run.step)
             if self.p >= 1.0:
                 return False
             run.progress = self.p  # so a pass-level decision (a new batch size) sees where the run is now
@@ -277,7 +289,7 @@ class _Loop:
             x, y = transform(run, x, y)
         loss = self.train_step(run, x, y)
         run.step += 1
-        run.samples += len(x)
+        run.samples += len(x) * run.world_size  # every rank trained on a shard of the same size
         self.loss_sum += loss.detach().float()
         if run.step % NAN_CHECK_EVERY == 0:
             _check_finite(self.loss_sum, run.step)
@@ -326,7 +338,8 @@ class _Loop:
             test_error=test_error, test_error_model=test_error_model, attrs=run.attrs, weights=run.weights,
             data_wait_seconds=self.loader.wait_seconds,
             checkpoint_seconds=0.0 if self.checkpointing is None else self.checkpointing.seconds,
-            resumed_seconds=0.0 if self.checkpointing is None else self.checkpointing.resumed_seconds)
+            resumed_seconds=0.0 if self.checkpointing is None else self.checkpointing.resumed_seconds,
+            devices=run.world_size)
 
 
 @torch.no_grad()

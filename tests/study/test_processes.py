@@ -11,12 +11,12 @@ def test_a_worker_is_given_the_parents_options_except_storage_and_device():
     parent = build_parser().parse_args([
         "run", "study.toml", "--variant", "cifar10", "--study-name", "s", "--n-trials", "7", "--total-budget", "5m",
         "--trial-budget", "30ep", "--seed", "3", "--plugin", "a.py", "--plugin", "b.py", "--storage", "sqlite:///x.db",
-        "--device", "cuda:0,cuda:1", "--workers", "2", "--traceback", "--accept-plugin-change",
+        "--device", "cuda:0,cuda:1", "--workers", "2", "--gpus-per-trial", "2", "--traceback", "--accept-plugin-change",
         "--accept-task-change"])
     child = build_parser().parse_args(["run", *worker_argv(parent, 4), "--worker", "1"])
     assert child.session == 4  # the parent's session of the study
     for option in ("study_file", "variant", "study_name", "n_trials", "total_budget", "trial_budget", "seed",
-                   "plugin", "traceback", "accept_plugin_change", "accept_task_change"):
+                   "gpus_per_trial", "plugin", "traceback", "accept_plugin_change", "accept_task_change"):
         assert getattr(child, option) == getattr(parent, option), option
     assert child.storage is None and child.device is None and child.workers == 1  # handed over apart
 

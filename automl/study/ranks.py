@@ -1,0 +1,140 @@
+"""The ranks of ``automl run --gpus-per-trial K``: started as torchrun would, rank 0 runs the study, the others follow.
+
+Rank 0 is the ``automl run`` (or worker) process itself: it asks Optuna for each trial, records it and settles
+it in the ledger, exactly as on one device. Ranks 1..K-1 are the same command started again with torchrun's
+environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``), or started by torchrun
+itself; they write nothing to the database: each receives its trial's params and seed from rank 0, trains its
+shard of every batch beside it, and waits for the next.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import torch
+from optuna.trial import FixedTrial
+
+from automl.errors import UserError
+from automl.study.processes import child_env
+from automl.train.distributed import Ranks, TrialGroup, start_store
+from automl.trick import TrialContext
+
+if TYPE_CHECKING:
+    from automl.study.objective import Objective, TrialPlan
+
+FOLLOWER_EXIT_SECONDS = 30.0
+"""How long rank 0, once the study is done, waits for the other ranks to exit before it kills them."""
+
+
+@dataclass(frozen=True)
+class TrialMessage:
+    """What rank 0 sends the other ranks for each trial it trains."""
+
+    params: dict[str, Any]
+    number: int
+    seed: int
+    study_name: str
+
+
+def check_ranks(k: int, device: torch.device, device_option: str | None, workers: int,
+                env_ranks: Ranks | None) -> None:
+    """Refuse a ``--gpus-per-trial K`` that cannot run, before anything is written."""
+    if k < 1:
+        raise UserError(f"--gpus-per-trial must be at least 1, got {k}")
+    if env_ranks is not None and workers > 1:
+        raise UserError(f"--workers {workers} under torchrun: torchrun starts the processes of one trial; "
+                        "leave --workers out, or run automl without torchrun")
+    if env_ranks is not None and env_ranks.world_size != k and k > 1:
+        raise UserError(f"--gpus-per-trial {k} under torchrun with WORLD_SIZE={env_ranks.world_size}: give "
+                        f"torchrun --nproc-per-node {k}, or leave --gpus-per-trial out (torchrun's count is used)")
+    if k == 1:
+        return
+    if device.type == "cpu" and device_option in (None, "auto"):
+        raise UserError(f"--gpus-per-trial {k}: no CUDA GPU is visible; to run each trial as {k} processes on "
+                        "the CPU (gloo), give --device cpu")
+    if device.type == "cuda":
+        if device_option not in (None, "auto", "cuda"):
+            raise UserError(f"--gpus-per-trial {k} with --device {device_option}: each trial takes the first {k} "
+                            "GPUs of its worker; choose them with CUDA_VISIBLE_DEVICES, and give --device cuda")
+        visible = torch.cuda.device_count()
+        if k * workers > visible:
+            raise UserError(f"--gpus-per-trial {k} with --workers {workers} needs {k * workers} GPUs, but "
+                            f"{visible} are visible; lower --gpus-per-trial or --workers")
+
+
+def env_for_workers(k: int, workers: int, device: torch.device) -> list[dict[str, str]]:
+    """Each worker's own ``CUDA_VISIBLE_DEVICES``: the next ``k`` of the GPUs visible (nothing on the CPU)."""
+    if device.type != "cuda" or k == 1:
+        return [{} for _ in range(workers)]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [d.strip() for d in visible.split(",")] if visible else [str(i) for i in range(torch.cuda.device_count())]
+    return [{"CUDA_VISIBLE_DEVICES": ",".join(ids[w * k:(w + 1) * k])} for w in range(workers)]
+
+
+@contextmanager
+def trial_ranks(ranks: Ranks, device: torch.device, argv: Sequence[str], url: str,
+                threads: int | None) -> Iterator[TrialGroup]:
+    """This process's group of ranks (``device`` is this rank's own), with ranks 1..K-1 started here when this
+    is rank 0 and torchrun did not start them; once the block ends on rank 0, the others are told the study is
+    done (or, if the block raised, killed: they hold nothing)."""
+    store, followers = None, []
+    if ranks.is_main and Ranks.from_env() is None:
+        store = start_store(ranks.world_size)
+        followers = _start_followers(ranks.world_size, store.port, argv, url, threads)
+    group = TrialGroup(ranks, device, store)
+    try:
+        yield group
+        if group.is_main:
+            group.share(None)
+    except BaseException:
+        for process in followers:
+            process.kill()
+        raise
+    finally:
+        _wait(followers)
+        group.close()
+
+
+def _start_followers(k: int, port: int, argv: Sequence[str], url: str, threads: int | None) -> list[subprocess.Popen]:
+    env = child_env(url)
+    threads_option = ["--threads", str(threads)] if threads else []
+    # A session of their own: Ctrl-C reaches rank 0 alone, which stops them once it has settled its trial.
+    return [subprocess.Popen([sys.executable, "-m", "automl", "run", *argv, *threads_option],
+                             env={**env, **Ranks(rank, k, rank).env(port)}, start_new_session=True)
+            for rank in range(1, k)]
+
+
+def _wait(followers: list[subprocess.Popen]) -> None:
+    for process in followers:
+        try:
+            process.wait(FOLLOWER_EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def follow(group: TrialGroup, objective: "Objective") -> int:
+    """A rank other than 0: train each trial rank 0 sends, until it says the study is done."""
+    while (message := group.share()) is not None:
+        trial = FixedTrial(message.params, message.number)
+        context = TrialContext(study_name=message.study_name, trial_number=message.number,
+                               best_checkpoint=lambda: None)  # rank 0's answer is shared (see share_trial)
+        objective.train(trial, objective.plan(trial, context, message.seed))
+    return 0
+
+
+def share_trial(group: TrialGroup, trial: Any, plan: "TrialPlan") -> "TrialPlan":
+    """On rank 0, send the trial to the other ranks; on every rank, the plan whose questions to the study
+    (its best model) rank 0 answers for all."""
+    if group.is_main:
+        group.share(TrialMessage(dict(trial.params), trial.number, plan.seed, trial.study.study_name))
+    context = replace(plan.context, best_checkpoint=group.shared(plan.context.best_checkpoint))
+    return replace(plan, context=context)
+
+
+__all__ = ["TrialMessage", "check_ranks", "env_for_workers", "follow", "share_trial", "trial_ranks"]

@@ -1,0 +1,171 @@
+"""One trial on several devices: the ranks' process group, and what they agree on while they train together.
+
+Data parallel as DDP does it: one process per device, each holding the whole model, each training on its own
+shard of every global batch, with the gradients averaged by one all-reduce before every optimizer step. The
+``DistributedDataParallel`` wrapper itself is not used, so that the tricks keep seeing the plain model (a
+frozen layer, an averaged copy, SAM's two passes); its float buffers (BatchNorm's statistics) are averaged in
+the same all-reduce, so every rank holds identical weights after every step. Rank 0 is the one that talks to
+Optuna: it sends the trial to the others and its pruning decisions are theirs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import torch
+import torch.distributed as dist
+
+if TYPE_CHECKING:
+    from automl.trick import Run
+
+RENDEZVOUS_TIMEOUT = datetime.timedelta(minutes=5)
+"""How long the ranks wait for each other to start (to load the data, build the plugin host)."""
+RANK_TIMEOUT = datetime.timedelta(hours=24)
+"""How long a rank waits in one collective: followers wait there for the next trial while rank 0 records,
+recovers and reserves (retrying a database that is away); a rank that dies closes its sockets, which ends
+the wait of the others at once."""
+LOOPBACK = "127.0.0.1"
+"""Where ranks that automl starts itself meet (one machine); under torchrun, MASTER_ADDR says."""
+STORE_VAR = "AUTOML_RANKS_STORE"
+"""Set (to ``host:port``) for the ranks automl starts: they meet at rank 0's store, not torchrun's."""
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place among the ranks of one trial, as torchrun's environment gives it."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Ranks | None":
+        """The ranks torchrun (or automl) set in ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; None without them."""
+        env = os.environ if env is None else env
+        if "WORLD_SIZE" not in env or "RANK" not in env:
+            return None
+        rank = int(env["RANK"])
+        return cls(rank, int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", rank)))
+
+    def env(self, port: int) -> dict[str, str]:
+        """The environment that tells a process it is rank ``self.rank``, as torchrun sets it, and where rank 0's
+        store is."""
+        return {"RANK": str(self.rank), "WORLD_SIZE": str(self.world_size), "LOCAL_RANK": str(self.local_rank),
+                "MASTER_ADDR": LOOPBACK, "MASTER_PORT": str(port), STORE_VAR: f"{LOOPBACK}:{port}"}
+
+
+def rank_device(device: torch.device, ranks: Ranks) -> torch.device:
+    """The device of rank ``ranks``: GPU ``LOCAL_RANK`` of those visible, or the CPU for every rank."""
+    return torch.device("cuda", ranks.local_rank) if device.type == "cuda" else device
+
+
+class TrialGroup:
+    """The process group of one trial's ranks, and the few things they exchange."""
+
+    def __init__(self, ranks: Ranks, device: torch.device, store: Any = None) -> None:
+        """Join the group (every rank at once); ``store`` is rank 0's ``TCPStore`` when automl started the ranks
+        (the others find it in ``STORE_VAR``), else torchrun's ``MASTER_ADDR``/``MASTER_PORT`` are used."""
+        self.ranks, self.device = ranks, device
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        if store is None and STORE_VAR in os.environ:
+            host, port = os.environ[STORE_VAR].rsplit(":", 1)
+            store = dist.TCPStore(host, int(port), ranks.world_size, is_master=False, timeout=RENDEZVOUS_TIMEOUT)
+        options: dict[str, Any] = {"store": store} if store is not None else {"init_method": "env://"}
+        dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world_size,
+                                timeout=RENDEZVOUS_TIMEOUT, **options)
+        self.pg = dist.new_group(backend=backend, timeout=RANK_TIMEOUT)
+
+    @property
+    def rank(self) -> int:
+        return self.ranks.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.ranks.world_size
+
+    @property
+    def is_main(self) -> bool:
+        return self.ranks.is_main
+
+    def close(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+    def share(self, value: Any = None) -> Any:
+        """Rank 0's ``value`` (any picklable object), on every rank."""
+        box = [value if self.is_main else None]
+        dist.broadcast_object_list(box, src=0, group=self.pg, device=self.device)
+        return box[0]
+
+    def shared(self, compute: Callable[[], Any]) -> Callable[[], Any]:
+        """``compute`` run on rank 0 alone, its result handed to every rank (all of them must call it)."""
+        return lambda: self.share(compute() if self.is_main else None)
+
+    def flag(self, value: bool) -> bool:
+        return bool(self.share(bool(value)))
+
+    def most(self, value: float) -> float:
+        """The largest ``value`` of all the ranks."""
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self.pg)
+        return float(tensor.item())
+
+    def average(self, tensors: Iterable[torch.Tensor]) -> None:
+        """Replace each tensor, in place, by its mean over the ranks: one all-reduce per dtype."""
+        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+        for tensor in tensors:
+            by_dtype.setdefault(tensor.dtype, []).append(tensor)
+        for group in by_dtype.values():
+            flat = torch.cat([t.reshape(-1) for t in group])
+            dist.all_reduce(flat, group=self.pg)
+            flat /= self.world_size
+            for tensor, part in zip(group, flat.split([t.numel() for t in group])):
+                tensor.copy_(part.view_as(tensor))
+
+    def average_gradients(self, run: "Run") -> None:
+        """The gradients (and the float buffers) of ``run.model`` averaged over the ranks, before its step."""
+        model = run.model
+        self.average([p.grad for p in model.parameters() if p.grad is not None]
+                     + [b for b in model.buffers() if b.is_floating_point()])
+
+    def copy_from_main(self, module: torch.nn.Module) -> None:
+        """Every rank starts from rank 0's weights (they were built from one seed: this makes sure)."""
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=0, group=self.pg)
+
+    def join(self, loop: Any) -> None:
+        """Make a training loop one rank of the trial: its loader's shard, the agreed clock and pruning, the
+        averaged step; called before the tricks' setup."""
+        run = loop.run
+        run.rank, run.world_size = self.rank, self.world_size
+        run.sync_gradients = self.average_gradients
+        loop.loader.shard(self.rank, self.world_size)
+        self.copy_from_main(run.model)
+        if run.budget.unit == "seconds":  # each rank's own clock would stop it at another step
+            clock = loop.train_clock
+            loop.clock_seconds = lambda: self.most(clock.read())
+        if loop.report is not None:
+            loop.report = self.shared_report(loop.report)
+
+    def shared_report(self, report: Callable[[int, float, float], bool]) -> Callable[[int, float, float], bool]:
+        """Rank 0 reports each rung to Optuna; its decision to prune is every rank's."""
+        return lambda rung, p, error: self.flag(report(rung, p, error) if self.is_main else False)
+
+
+def start_store(world_size: int) -> Any:
+    """Rank 0's rendezvous on a free port of the loopback (``store.port`` for the other ranks)."""
+    return dist.TCPStore(LOOPBACK, 0, world_size, is_master=True, timeout=RENDEZVOUS_TIMEOUT,
+                         wait_for_workers=False)  # they are started once its port is known
+
+
+__all__ = ["LOOPBACK", "RANK_TIMEOUT", "RENDEZVOUS_TIMEOUT", "STORE_VAR", "Ranks", "TrialGroup", "rank_device",
+           "start_store"]

@@ -1,0 +1,185 @@
+"""One trial on several devices (issue 14, item 4): two gloo ranks on the CPU through the real CLI, and its bad
+inputs (one line, exit 2, nothing written)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy as sa
+import torch
+
+from automl.budget import Budget
+from automl.cli import main
+from automl.storage.ledger import Ledger
+from automl.storage.models import TrialCostModel
+from automl.storage.schema import ensure_schema
+from automl.testing import tiny_data
+from automl.train.loader import InMemoryLoader
+
+STEPS = 12
+BATCH = 32
+
+# Each rank writes, after every step: the step, the world size, the size and a checksum of the batch it
+# trained on, and a checksum of every tensor of its model's state (weights and buffers).
+RANK_LOG = '''
+import os
+
+from automl import Trick, hookimpl
+
+
+class RankLog(Trick):
+    name = "ranklog"
+
+    def transform_batch(self, run, x, y):
+        self.batch = f"{len(x)} {float(x.double().sum())!r}"
+        return x, y
+
+    def on_step_end(self, run, loss):
+        state = [repr(float(t.double().sum())) for t in run.model.state_dict().values()]
+        with open(os.path.join(os.environ["RANKLOG_DIR"], f"rank-{run.rank}.txt"), "a") as f:
+            f.write(f"{run.step} {run.world_size} {self.batch} {' '.join(state)}\\n")
+
+
+@hookimpl
+def automl_register_tricks():
+    return [RankLog]
+'''
+
+
+@pytest.fixture
+def two_rank_run(tmp_path, write_study, sqlite_url, child_env):
+    """One trial of a tiny study, trained by two gloo processes through `python -m automl run`."""
+    plugin = tmp_path / "ranklog.py"
+    plugin.write_text(RANK_LOG)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    study = write_study("""
+        [tricks]
+        include = ["ranklog"]
+        [tricks.ranklog]
+        enabled = true
+        """, trial_budget=f"{STEPS}steps", n_trials=1)
+    env = {**child_env(), "RANKLOG_DIR": str(logs)}
+    done = subprocess.run([sys.executable, "-m", "automl", "run", str(study), "--storage", sqlite_url,
+                           "--plugin", str(plugin), "--device", "cpu", "--gpus-per-trial", "2"],
+                          env=env, capture_output=True, text=True, timeout=900)  # a guard against a hang only
+    assert done.returncode == 0, done.stderr
+    return sqlite_url, [(logs / f"rank-{r}.txt").read_text().splitlines() for r in (0, 1)]
+
+
+def test_two_ranks_train_one_trial_with_identical_weights_reported_once_charged_twice(two_rank_run):
+    url, (rank0, rank1) = two_rank_run
+    assert len(rank0) == len(rank1) == STEPS
+    for step, (line0, line1) in enumerate(zip(rank0, rank1), start=1):
+        n0, world0, size0, batch0, *state0 = line0.split()
+        n1, world1, size1, batch1, *state1 = line1.split()
+        assert int(n0) == int(n1) == step and world0 == world1 == "2"
+        assert int(size0) == int(size1) == BATCH // 2  # the global batch, split across the ranks
+        assert batch0 != batch1  # each rank trains on its own shard
+        assert state0 == state1, f"the ranks' weights differ after step {step}"
+    assert rank0[0].split()[4:] != rank0[-1].split()[4:]  # and they trained
+    # The trial is reported once, by rank 0, and charged twice its wall time.
+    trials = optuna.load_study(study_name="tiny", storage=url).get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE]
+    trial = trials[0]
+    assert len(trial.values) == 1 and sorted(trial.intermediate_values) == [0, 1]  # each rung once
+    assert trial.user_attrs["steps"] == STEPS
+    wall = trial.user_attrs["train_seconds"] + trial.user_attrs["eval_seconds"]
+    with sa.create_engine(url).connect() as connection:
+        rows = connection.execute(sa.select(TrialCostModel)).all()
+    assert [r.trial_number for r in rows] == [0]
+    assert rows[0].spent_seconds == pytest.approx(2 * wall, rel=1e-9)
+    assert trial.user_attrs["spent_seconds"] == pytest.approx(rows[0].spent_seconds, rel=1e-9)
+
+
+def test_each_rank_sees_its_part_of_the_global_batch_in_the_same_order():
+    data = tiny_data()
+    whole = InMemoryLoader(data.train, BATCH, seed=3)
+    parts = [InMemoryLoader(data.train, BATCH, seed=3) for _ in range(2)]
+    for rank, loader in enumerate(parts):
+        loader.shard(rank, 2)
+    assert len(parts[0]) == len(parts[1]) == len(whole)
+    for (x, y), (x0, y0), (x1, y1) in zip(whole, *parts):
+        assert torch.equal(torch.cat([x0, x1]), x) and torch.equal(torch.cat([y0, y1]), y)
+
+
+def test_each_rank_augments_its_part_with_draws_of_its_own():
+    data = tiny_data()
+    parts = [InMemoryLoader(data.train, BATCH, seed=3, augment=True) for _ in range(2)]
+    plain = [InMemoryLoader(data.train, BATCH, seed=3) for _ in range(2)]
+    for rank, loader in enumerate(parts + plain):
+        loader.shard(rank % 2, 2)
+    x0, x1 = (next(iter(loader))[0] for loader in parts)
+    p0, p1 = (next(iter(loader))[0] for loader in plain)
+    # The same crop and flip on both ranks would leave the two parts' differences unchanged by augmentation.
+    assert not torch.equal(x0 - x1, p0 - p1)
+
+
+def test_a_trial_budget_of_device_time_is_reserved_on_each_of_its_devices(sqlite_url):
+    ensure_schema(sqlite_url)
+    engine = sa.create_engine(sqlite_url)
+    one, two = Ledger(engine, "s"), Ledger(engine, "s", devices=2)
+    one.open(None)
+    assert one.estimate(Budget(30, "seconds")) == 30
+    assert two.estimate(Budget(30, "seconds")) == 60
+
+
+def refused(capsys, db: Path, *argv: str) -> str:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    assert err.startswith("automl: error: ") and err.count("\n") == 1, err
+    assert not db.exists()
+    return err
+
+
+@pytest.fixture
+def tiny(write_study, tmp_path):
+    return write_study(), tmp_path / "studies.db"
+
+
+def test_fewer_than_one_device_per_trial_is_refused(capsys, tiny, sqlite_url):
+    study, db = tiny
+    assert "--gpus-per-trial must be at least 1, got 0" in refused(
+        capsys, db, "run", study, "--storage", sqlite_url, "--device", "cpu", "--gpus-per-trial", "0")
+    study.write_text(study.read_text().replace("[study]\n", "[study]\ngpus_per_trial = 0\n"))
+    assert "gpus_per_trial" in refused(capsys, db, "run", study, "--storage", sqlite_url, "--device", "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: auto is the GPU")
+def test_several_devices_per_trial_without_a_gpu_ask_for_the_cpu_by_name(capsys, tiny, sqlite_url):
+    study, db = tiny
+    assert "give --device cpu" in refused(capsys, db, "run", study, "--storage", sqlite_url, "--gpus-per-trial", "2")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_more_devices_per_trial_than_visible_gpus_are_refused(capsys, tiny, sqlite_url):
+    study, db = tiny
+    k = torch.cuda.device_count() + 1
+    assert f"{torch.cuda.device_count()} are visible" in refused(
+        capsys, db, "run", study, "--storage", sqlite_url, "--gpus-per-trial", str(k))
+    assert "CUDA_VISIBLE_DEVICES" in refused(capsys, db, "run", study, "--storage", sqlite_url, "--device", "cuda:0",
+                                             "--gpus-per-trial", "2")
+
+
+def test_a_count_other_than_torchruns_is_refused(capsys, tiny, sqlite_url, monkeypatch):
+    study, db = tiny
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert "torchrun --nproc-per-node 2" in refused(capsys, db, "run", study, "--storage", sqlite_url,
+                                                     "--device", "cpu", "--gpus-per-trial", "2")
+
+
+def test_devices_per_trial_leave_the_trials_config_digest_as_it_was(write_study):
+    from automl.study.config import config_digest, load_study_file
+
+    one = load_study_file(str(write_study()), None).config
+    path = write_study(filename="two.toml")
+    path.write_text(path.read_text().replace("[study]\n", "[study]\ngpus_per_trial = 2\n"))
+    two = load_study_file(str(path), None).config
+    assert two.study.gpus_per_trial == 2
+    assert config_digest(one) == config_digest(two)
