@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 import pluggy
 
@@ -63,41 +63,25 @@ class TrickInfo:
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """A model's builder (``builder(in_channels=..., num_classes=..., **model_args)``) and where it came from."""
+class _Registered:
+    """A callable a plugin registered under a name (a model's builder, a data set's source) and where it came
+    from."""
 
     name: str
-    builder: Callable[..., Any]
+    function: Callable[..., Any]
     plugin: str
     source: str
+    common: ClassVar[frozenset[str]] = frozenset()
+    """The keyword arguments every callable of its kind takes; the rest are its own options."""
 
     def describe(self) -> dict[str, Any]:
-        """The model as plain data (``automl plugins list``): its own options and where it came from."""
-        return _describe_callable(self.name, self.builder, MODEL_COMMON_ARGS, self.plugin, self.source)
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """A data set's source (the callable that loads it) and where it came from."""
-
-    name: str
-    load: Callable[..., Any]
-    plugin: str
-    source: str
-
-    def describe(self) -> dict[str, Any]:
-        """The data set as plain data (``automl plugins list``): its own options and where it came from."""
-        return _describe_callable(self.name, self.load, DATASET_COMMON_ARGS, self.plugin, self.source)
-
-
-def _describe_callable(name: str, function: Callable[..., Any], common: frozenset[str], plugin: str,
-                       source: str) -> dict[str, Any]:
-    """A registered model or data set as plain data: its keyword options beyond ``common``, its first doc line."""
-    options = {p.name: None if p.default is inspect.Parameter.empty else p.default
-               for p in inspect.signature(function).parameters.values()
-               if p.kind is p.KEYWORD_ONLY and p.name not in common}
-    doc = (inspect.getdoc(function) or "").strip().splitlines()
-    return {"name": name, "plugin": plugin, "source": source, "options": options, "doc": doc[0] if doc else ""}
+        """As plain data (``automl plugins list``): its own options and where it came from."""
+        options = {p.name: None if p.default is inspect.Parameter.empty else p.default
+                   for p in inspect.signature(self.function).parameters.values()
+                   if p.kind is p.KEYWORD_ONLY and p.name not in self.common}
+        doc = (inspect.getdoc(self.function) or "").strip().splitlines()
+        return {"name": self.name, "plugin": self.plugin, "source": self.source, "options": options,
+                "doc": doc[0] if doc else ""}
 
 
 MODEL_COMMON_ARGS = frozenset({"in_channels", "num_classes"})
@@ -106,17 +90,24 @@ DATASET_COMMON_ARGS = frozenset({"root", "val_fraction", "seed", "device", "down
 """The arguments every data set's source takes by keyword; the rest of its parameters are its own options."""
 
 
-@dataclass(frozen=True)
-class PluginFailure:
-    """A plugin that was dropped, and why (with the traceback, for ``--traceback``)."""
+class ModelInfo(_Registered):
+    """A model's builder (``builder(in_channels=..., num_classes=..., **model_args)``) and where it came from."""
 
-    plugin: str
-    source: str
-    reason: str
-    traceback: str = field(default="", compare=False, repr=False)
+    common = MODEL_COMMON_ARGS
 
-    def __str__(self) -> str:
-        return f"plugin {self.plugin!r} ({self.source}) was skipped: {self.reason}"
+    @property
+    def builder(self) -> Callable[..., Any]:
+        return self.function
+
+
+class DatasetInfo(_Registered):
+    """A data set's source (the callable that loads it) and where it came from."""
+
+    common = DATASET_COMMON_ARGS
+
+    @property
+    def load(self) -> Callable[..., Any]:
+        return self.function
 
 
 @dataclass
@@ -153,21 +144,20 @@ class Host:
 
     def model(self, name: str) -> ModelInfo:
         """The model called ``name``; an unknown or blocked name raises with the valid ones or the reason."""
-        if name in self.blocked_models:
-            raise UserError(f"model {name!r} cannot be used: {self.blocked_models[name]}")
-        if name not in self.models:
-            raise UserError(unknown("model", name, self.models) + "; or torchvision:NAME, timm:NAME, "
-                            "package.module:callable" + self._failed_hint())
-        return self.models[name]
+        return self._registered("model", name, self.models, self.blocked_models,
+                                "; or torchvision:NAME, timm:NAME, package.module:callable")
 
     def dataset(self, name: str) -> DatasetInfo:
         """The data set called ``name``; an unknown or blocked name raises with the valid ones or the reason."""
-        if name in self.blocked_datasets:
-            raise UserError(f"dataset {name!r} cannot be used: {self.blocked_datasets[name]}")
-        if name not in self.datasets:
-            raise UserError(unknown("dataset", name, self.datasets) + ", torchvision:NAME or package.module:callable"
-                            + self._failed_hint())
-        return self.datasets[name]
+        return self._registered("dataset", name, self.datasets, self.blocked_datasets,
+                                ", torchvision:NAME or package.module:callable")
+
+    def _registered(self, kind: str, name: str, found: dict, blocked: dict[str, str], others: str) -> Any:
+        if name in blocked:
+            raise UserError(f"{kind} {name!r} cannot be used: {blocked[name]}")
+        if name not in found:
+            raise UserError(unknown(kind, name, found) + others + self._failed_hint())
+        return found[name]
 
     def _failed_hint(self) -> str:
         if not self.failures:
@@ -234,18 +224,15 @@ def _register(host: Host, name: str, source: str, load, explicit: bool = False) 
         host.pm.unregister(module)
         _fail(host, name, source, f"unknown hook {', '.join(unknown)}; valid: {', '.join(_hook_names())}")
         return
-    try:
-        models = _registered(module, "automl_register_models", "model", "builder")
-    except Exception as exc:
-        host.pm.unregister(module)
-        _fail(host, name, source, f"automl_register_models: {type(exc).__name__}: {exc}", exc)
-        return
-    try:
-        datasets = _registered(module, "automl_register_datasets", "data-set", "source")
-    except Exception as exc:
-        host.pm.unregister(module)
-        _fail(host, name, source, f"automl_register_datasets: {type(exc).__name__}: {exc}", exc)
-        return
+    registered = {}
+    for hook, kind, role in (("automl_register_models", "model", "builder"),
+                             ("automl_register_datasets", "data-set", "source")):
+        try:
+            registered[kind] = _registered(module, hook, kind, role)
+        except Exception as exc:
+            host.pm.unregister(module)
+            _fail(host, name, source, f"{hook}: {type(exc).__name__}: {exc}", exc)
+            return
     try:
         found = _tricks_of(module)
     except Exception as exc:
@@ -256,10 +243,12 @@ def _register(host: Host, name: str, source: str, load, explicit: bool = False) 
         return
     for cls in found:
         _add_trick(host, TrickInfo(cls, name, source), explicit)
-    for model, builder in models.items():
-        _add_model(host, ModelInfo(model, builder, name, source))
-    for dataset, load in datasets.items():
-        _add_dataset(host, DatasetInfo(dataset, load, name, source))
+    for model, builder in registered["model"].items():
+        _add_registered(ModelInfo(model, builder, name, source), host.models, host.model_providers,
+                        host.blocked_models, "model")
+    for dataset, load in registered["data-set"].items():
+        _add_registered(DatasetInfo(dataset, load, name, source), host.datasets, host.dataset_providers,
+                        host.blocked_datasets, "dataset")
 
 
 def _source_of(host: Host, plugin: str) -> str:
@@ -294,15 +283,15 @@ def _provided_twice(kind: str, name: str, sources: list[str]) -> str:
             f"disable one with AUTOML_DISABLE_PLUGINS={' or '.join(keys)}")
 
 
-def _add_dataset(host: Host, info: DatasetInfo) -> None:
-    """Add a data set; a name two plugins provide is blocked, naming both."""
-    others = host.dataset_providers.setdefault(info.name, [])
+def _add_registered(info: _Registered, found: dict, providers: dict, blocked: dict[str, str], kind: str) -> None:
+    """Add a model or a data set to ``found``; a name two plugins provide is blocked, naming both."""
+    others = providers.setdefault(info.name, [])
     others.append(info)
     if len(others) == 1:
-        host.datasets[info.name] = info
+        found[info.name] = info
         return
-    host.datasets.pop(info.name, None)
-    host.blocked_datasets[info.name] = _provided_twice("dataset", info.name, [o.source for o in others])
+    found.pop(info.name, None)
+    blocked[info.name] = _provided_twice(kind, info.name, [o.source for o in others])
 
 
 def _registered(module: ModuleType, hook: str, kind: str, role: str) -> dict[str, Callable[..., Any]]:
@@ -320,17 +309,6 @@ def _registered(module: ModuleType, hook: str, kind: str, role: str) -> dict[str
         if not callable(function):
             raise ValueError(f"the {role} of {kind} {name!r} is {function!r}, not a callable")
     return dict(found)
-
-
-def _add_model(host: Host, info: ModelInfo) -> None:
-    """Add a model; a name two plugins provide is blocked, naming both."""
-    others = host.model_providers.setdefault(info.name, [])
-    others.append(info)
-    if len(others) == 1:
-        host.models[info.name] = info
-        return
-    host.models.pop(info.name, None)
-    host.blocked_models[info.name] = _provided_twice("model", info.name, [o.source for o in others])
 
 
 def _tricks_of(module: ModuleType) -> list[type[Trick]]:

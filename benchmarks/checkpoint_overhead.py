@@ -21,7 +21,6 @@ The last line is ``ratio=<time without / time with>``. Goal: at least 0.97 on CP
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ from automl.train.checkpoints import Checkpointing, Every
 from automl.train.data import Dataset, load_dataset
 from automl.train.loop import train
 from automl.train.settings import TrainSettings
-from side_by_side import SEED, add_run_options, describe, fresh_model, pick_device
+from side_by_side import SEED, add_run_options, describe, fresh_model, pick_device, print_ratio
 
 GOAL = 0.97
 EVERY = 0.1
@@ -88,11 +87,7 @@ def main() -> None:
     for name in sides:
         print(describe(name, seconds[name], "s/run", width=18))
     print(f"checkpoints saved per run: {saves}")
-    pairs = [a / b for a, b in zip(seconds["without"], seconds["with checkpoints"])]
-    print("per-pair ratios " + " ".join(f"{r:.3f}" for r in pairs))
-    ratio = statistics.median(seconds["without"]) / statistics.median(seconds["with checkpoints"])
-    print(f"goal >= {GOAL} on CPU: {'met' if ratio >= GOAL else 'NOT met'}")
-    print(f"ratio={ratio:.3f}")
+    print_ratio(seconds["without"], seconds["with checkpoints"], GOAL)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,6 @@ The last line is ``ratio=<time without / time with>``. Goal: at least 1.15 on CP
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
 
@@ -47,7 +46,7 @@ from automl.train.data import Dataset, load_dataset
 from automl.train.loop import TrainResult, train
 from automl.train.models import build_model
 from automl.train.settings import TrainSettings
-from side_by_side import SEED, add_run_options, describe, fresh_model, pick_device
+from side_by_side import SEED, add_run_options, describe, fresh_model, pick_device, print_ratio
 from automl_plugins.freezeout import FreezeOut
 
 GOAL = 1.15
@@ -107,11 +106,7 @@ def main() -> None:
     print(f"steps per run {last.steps}; FreezeOut froze layers at steps {last.attrs['freezeout.frozen_at_step']}")
     print("final val error (synthetic data, for information): "
           + ", ".join(f"{name} {r.val_error:.3f}" for name, r in results.items()))
-    pairs = [a / b for a, b in zip(per_epoch["without"], per_epoch["with FreezeOut"])]
-    print("per-pair ratios " + " ".join(f"{r:.3f}" for r in pairs))
-    ratio = statistics.median(per_epoch["without"]) / statistics.median(per_epoch["with FreezeOut"])
-    print(f"goal >= {GOAL} on CPU: {'met' if ratio >= GOAL else 'NOT met'}")
-    print(f"ratio={ratio:.3f}")
+    print_ratio(per_epoch["without"], per_epoch["with FreezeOut"], GOAL)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from automl.train.image_files import write_image_folder
 from automl.train.loop import train
 from automl.train.settings import TrainSettings
 from automl.train.streaming import PREFETCH_FACTOR, STREAM_WORKERS
-from side_by_side import SEED, describe, fresh_model, pick_device
+from side_by_side import SEED, add_model_options, describe, fresh_model, pick_device
 
 GOAL = 0.95
 CLASSES = 10
@@ -85,13 +85,8 @@ def run_by_hand(model: nn.Module, data: Dataset, settings: TrainSettings, steps:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="resnet20", help="a built-in name, torchvision:NAME, timm:NAME, ...")
-    parser.add_argument("--width", type=float, default=0.5, help="channel multiplier of the model")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=20, help="training steps per run, the same on both sides")
-    parser.add_argument("--repeats", type=int, default=10, help="timed runs of each side, interleaved")
+    add_model_options(parser, repeats=10, steps=20)
     parser.add_argument("--images", type=int, default=1200, help="32x32 PNG training images in the folder")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args()
     device = pick_device(args.device)
 

@@ -14,15 +14,33 @@ from automl.train.data import Dataset
 SEED = 0
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """The options of a benchmark of whole runs on synthetic images: model, batch, budget, repeats, device."""
+def add_model_options(parser: argparse.ArgumentParser, repeats: int, steps: int | None = None) -> None:
+    """The options every side-by-side benchmark takes: model, width, batch, repeats, device (and ``--steps``
+    per run, with its default, when given)."""
     parser.add_argument("--model", default="resnet20", help="a built-in name, torchvision:NAME, timm:NAME, ...")
     parser.add_argument("--width", type=float, default=0.5, help="channel multiplier of the model")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=float, default=4, help="budget of every run, the same on both sides")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs of each side, interleaved")
-    parser.add_argument("--n-train", type=int, default=1024, help="synthetic 3x32x32 training images")
+    parser.add_argument("--repeats", type=int, default=repeats, help="timed runs of each side, interleaved")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    if steps is not None:
+        parser.add_argument("--steps", type=int, default=steps, help="training steps per run, the same on both sides")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a benchmark of whole runs on synthetic images: the model's, a budget, the images."""
+    add_model_options(parser, repeats=7)
+    parser.add_argument("--epochs", type=float, default=4, help="budget of every run, the same on both sides")
+    parser.add_argument("--n-train", type=int, default=1024, help="synthetic 3x32x32 training images")
+
+
+def print_ratio(without: list[float], with_: list[float], goal: float) -> float:
+    """Print the per-pair ratios and ``ratio=`` (median of ``without`` / median of ``with_``) against ``goal``."""
+    pairs = [a / b for a, b in zip(without, with_)]
+    print("per-pair ratios " + " ".join(f"{r:.3f}" for r in pairs))
+    ratio = statistics.median(without) / statistics.median(with_)
+    print(f"goal >= {goal} on CPU: {'met' if ratio >= goal else 'NOT met'}")
+    print(f"ratio={ratio:.3f}")
+    return ratio
 
 
 def pick_device(choice: str) -> torch.device:

@@ -38,9 +38,8 @@ from torch import nn
 from automl.budget import Budget
 from automl.train.data import Dataset, load_dataset
 from automl.train.loop import train
-from automl_plugins.models import MODELS
 from automl.train.settings import TrainSettings
-from side_by_side import SEED, fresh_model, paired_ratios, pick_device
+from side_by_side import SEED, add_model_options, fresh_model, paired_ratios, pick_device
 
 GOAL = 0.97
 
@@ -93,13 +92,8 @@ def run_by_hand(model: nn.Module, data: Dataset, settings: TrainSettings, steps:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="resnet20", choices=sorted(MODELS))
-    parser.add_argument("--width", type=float, default=0.5, help="channel multiplier of the model")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=20, help="training steps per run, the same on both sides")
-    parser.add_argument("--repeats", type=int, default=20, help="timed runs of each side, interleaved")
+    add_model_options(parser, repeats=20, steps=20)
     parser.add_argument("--n-train", type=int, default=1024, help="synthetic 3x32x32 training images")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args()
     if args.steps < 1 or args.repeats < 1 or args.batch_size > args.n_train:
         parser.error("need --steps >= 1, --repeats >= 1 and --batch-size <= --n-train")
