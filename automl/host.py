@@ -110,6 +110,19 @@ class DatasetInfo(_Registered):
         return self.function
 
 
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that was dropped, and why (with the traceback, for ``--traceback``)."""
+
+    plugin: str
+    source: str
+    reason: str
+    traceback: str = field(default="", compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return f"plugin {self.plugin!r} ({self.source}) was skipped: {self.reason}"
+
+
 @dataclass
 class Host:
     """The plugin manager with what it found: working tricks, failed plugins, and trick names that cannot be
@@ -307,7 +320,7 @@ def _registered(module: ModuleType, hook: str, kind: str, role: str) -> dict[str
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(f"{kind} name {name!r} must match [a-z][a-z0-9_]*")
         if not callable(function):
-            raise ValueError(f"the {role} of {kind} {name!r} is {function!r}, not a callable")
+            raise ValueError(f"the {role} of {kind.replace('-', ' ')} {name!r} is {function!r}, not a callable")
     return dict(found)
 
 

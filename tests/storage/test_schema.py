@@ -78,7 +78,8 @@ def test_automl_run_creates_the_tables_at_head_and_records_the_source(run_cli, w
     assert "n_trials = 1" in first.text and "n_trials = 2" in second.text
     assert first.sha256 == hashlib.sha256(first.text.encode()).hexdigest() != second.sha256
     assert first.path == str(study)
-    plugins = {p["trick"]: p for p in first.plugins}
+    plugins = {p["trick"]: p for p in first.plugins if "trick" in p}
+    assert [p["dataset"] for p in first.plugins if "dataset" in p] == ["synthetic"]  # the data set's source too
     assert plugins and all(p["plugin"] and p["source"] for p in plugins.values())
     assert plugins["cosine"]["source"].startswith("automl ")  # distribution and version of the entry point
 

@@ -31,6 +31,7 @@ TIMEOUT = 300.0
 
 STOP_AT = '''
 """Stops its own worker with the signal STOP_SIGNAL after step STOP_AT_STEP (when both are set)."""
+import os
 import signal
 
 from automl import Trick, hookimpl

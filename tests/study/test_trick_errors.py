@@ -147,7 +147,8 @@ def test_an_engine_error_still_ends_the_study(capsys, write_study, sqlite_url, t
 
     monkeypatch.setattr(objective, "train", broken)
     with pytest.raises(RuntimeError, match="an engine bug"):  # with its traceback: exit 1 from python
-        _run(capsys, write_study, sqlite_url, tmp_path, "", n_trials=3)
+        # No trick of the plugin on (those that refuse their options would fail the trial before training).
+        _run(capsys, write_study, sqlite_url, tmp_path, '[tricks]\ninclude = ["cosine"]\n', n_trials=3)
     trials = optuna.load_study(study_name="tiny", storage=sqlite_url).trials
     assert len(trials) == 1 and trials[0].state == optuna.trial.TrialState.FAIL
 
