@@ -146,9 +146,8 @@ class Objective:
             return self._failed(plan, plan.failure, 0.0)
         if self.group is not None:
             plan = share_trial(self.group, trial, plan)
-            # The ranks of one trial do not checkpoint yet: each would save, and resume, its own part.
-            return self._train(trial, plan, None)
-        if self.artifacts is None:
+        # The ranks of one trial do not checkpoint yet: each would save, and resume, its own part.
+        if self.artifacts is None or self.group is not None:
             return self._train(trial, plan, None)
         checkpoints = TrialCheckpoints(trial, self.artifacts, self.device)
         every = Every.of(self.config.study.checkpoint_every, self.budget)
