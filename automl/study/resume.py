@@ -5,6 +5,9 @@ trial ends, except when a stop signal or its worker's death ends it: then its re
 same seed, see ``automl.study.recovery``) resumes from it, names it as its own until it saves a newer
 one, and removes it when it has. A checkpoint that does not match the retry (another trick version,
 other parameters or seed) is not resumed: the retry says why, in one line, and trains from scratch.
+
+A checkpoint is copied to the CPU at its stop point and written by a thread of its own while the run goes on,
+one at a time; one saved at a stop signal is written before the worker exits.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import io
 import sys
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import optuna
@@ -23,7 +27,7 @@ from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import frozen_trial, set_user_attrs, study_engine, trial_id
 from automl.study.records import (ATTR_BUDGET, ATTR_CHECKPOINT, ATTR_LOST, ATTR_RESUME_REFUSED, ATTR_RESUMED,
                                   SYS_RETRY_OF)
-from automl.train.checkpoints import FORMAT, Checkpointing, Every
+from automl.train.checkpoints import FORMAT, Checkpointing, Every, packed, unpacked
 from automl.trick import Trick
 
 
@@ -60,30 +64,59 @@ class TrialCheckpoints:
         self.uncharged = 0.0
         """Seconds the resumed checkpoint had spent beyond what the dead trial's cost row charged (its last
         heartbeat came before the checkpoint): charged to this trial, so the study pays for them once."""
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: Future[None] | None = None
 
     def checkpointing(self, every: Every | None, expected: dict[str, Any]) -> Checkpointing:
         """How the trial saves itself, resuming from the checkpoint of the trial it re-runs when it matches."""
-        return Checkpointing(save=self.save, every=every, resume=self._resume(expected), identity=expected)
+        return Checkpointing(save=self.save, flush=self.flush, every=every, resume=self._resume(expected),
+                             identity=expected)
 
     def save(self, state: dict[str, Any]) -> None:
-        """Write ``state`` as the trial's latest checkpoint, then remove the one it replaces: a worker that
+        """Take ``state`` as the trial's latest checkpoint: copied now, written in the background while the run
+        goes on. One is written at a time: a save waits for the write before it, and raises that one's error."""
+        staged = packed(state)
+        self.flush()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"checkpoints-{self.trial.number}")
+        self._writing = self._writer.submit(self._write, staged)
+
+    def flush(self) -> None:
+        """Wait until the checkpoint being written is; its write's error, if any, is raised here."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+    def end(self) -> None:
+        """The trial has ended and will not be retried: its checkpoints go, the one being written too."""
+        try:
+            self.flush()
+        finally:
+            self._remove(self.latest, self.inherited)
+            self.latest = self.inherited = None
+            if self._writer is not None:
+                self._writer.shutdown()
+                self._writer = None
+
+    def _write(self, written: dict[str, Any]) -> None:
+        """Write ``written`` (a :func:`~automl.train.checkpoints.packed` state) as the trial's latest checkpoint, then remove the one it replaces: a worker that
         dies in between leaves one checkpoint too many, never none."""
         artifact = f"checkpoint-{uuid.uuid4().hex}"
         buffer = io.BytesIO()
-        torch.save(state, buffer)
+        torch.save(written, buffer)
         buffer.seek(0)
         self.store.write(artifact, buffer)
+        state = written["tree"]  # its numbers are plain data, its tensors placeholders
         saved = state["loop"]
         own = saved["spent_seconds"] - saved["resumed_seconds"]
-        set_user_attrs(self.trial.study, self.trial, {ATTR_CHECKPOINT: {
-            "artifact": artifact, "step": state["run"]["step"], "progress": saved["p"], "spent_seconds": own}})
+        try:
+            set_user_attrs(self.trial.study, self.trial, {ATTR_CHECKPOINT: {
+                "artifact": artifact, "step": state["run"]["step"], "progress": saved["p"], "spent_seconds": own}})
+        except BaseException:
+            remove_artifact(self.store, artifact)  # named by no trial: of use to none
+            raise
         self._remove(self.latest, self.inherited)
         self.latest, self.inherited = artifact, None
-
-    def end(self) -> None:
-        """The trial has ended and will not be retried: its checkpoints go."""
-        self._remove(self.latest, self.inherited)
-        self.latest = self.inherited = None
 
     def _remove(self, *artifacts: str | None) -> None:
         for artifact in artifacts:
@@ -98,12 +131,15 @@ class TrialCheckpoints:
             return None
         try:
             with self.store.open_reader(found["artifact"]) as reader:
-                state = torch.load(io.BytesIO(reader.read()), map_location=self.device, weights_only=True)
+                written = torch.load(io.BytesIO(reader.read()), map_location=self.device, weights_only=True)
         except Exception as exc:  # noqa: BLE001 - a missing or unreadable checkpoint is refused, not fatal
             return self._refuse(retry_of, f"it could not be read ({type(exc).__name__}: {exc})")
-        problem = (f"it has format {state.get('format')!r}, this automl reads {FORMAT}"
-                   if not isinstance(state, dict) or state.get("format") != FORMAT else None)
-        problem = problem or mismatch(state.get("identity", {}), expected)
+        if not isinstance(written, dict) or written.get("format") != FORMAT:
+            form = written.get("format") if isinstance(written, dict) else None
+            self.inherited = found["artifact"]
+            return self._refuse(retry_of, f"it has format {form!r}, this automl reads {FORMAT}")
+        state = unpacked(written)
+        problem = mismatch(state.get("identity", {}), expected)
         if problem is not None:
             self.inherited = found["artifact"]  # of no use to any trial now: removed with this one's
             return self._refuse(retry_of, problem)

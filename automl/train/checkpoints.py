@@ -25,8 +25,10 @@ from automl.interrupts import stop_pending
 if TYPE_CHECKING:
     from automl.train.loop import _Loop
 
-FORMAT = 1
-"""The form of a checkpoint; one of another form is not resumed."""
+FORMAT = 2
+"""The form of a checkpoint as written (:func:`packed`); one of another form is not resumed."""
+TENSOR = "__tensor__"
+"""The key of the placeholder that stands for a tensor in a packed checkpoint; no state may use it."""
 DEFAULT_EVERY = 0.1
 """Without ``checkpoint_every``, a long trial saves after every tenth of its budget."""
 DEFAULT_FROM_SECONDS = 600.0
@@ -81,6 +83,8 @@ class Checkpointing:
 
     save: Callable[[dict[str, Any]], None]
     every: Every | None = None
+    flush: Callable[[], None] = lambda: None
+    """Wait until every checkpoint ``save`` took is written (a ``save`` may write in the background)."""
     resume: dict[str, Any] | None = None
     identity: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
@@ -101,11 +105,14 @@ class Checkpointing:
     def at_stop_point(self, loop: "_Loop", seconds: float) -> None:
         """Between two steps: save when one is due, or when a stop signal is about to be raised."""
         due = self.every is not None and self.every.count(loop.p, seconds) + _SLACK >= self._due
-        if not (due or stop_pending()):
+        stopping = stop_pending()
+        if not (due or stopping):
             return
         loop.train_clock.stop()
         started = time.perf_counter()
         self.save(capture(loop, self))
+        if stopping:  # the process ends next: what it saves must be written first
+            self.flush()
         self.seconds += time.perf_counter() - started
         if self.every is not None:
             self._due = self.every.next_after(loop.p, seconds)
@@ -117,7 +124,7 @@ def capture(loop: "_Loop", checkpointing: Checkpointing) -> dict[str, Any]:
     run = loop.run
     spent = loop.train_clock.elapsed + loop.eval_clock.elapsed + checkpointing.seconds
     return {
-        "format": FORMAT, "identity": checkpointing.identity,
+        "identity": checkpointing.identity,
         "run": {"step": run.step, "epoch": run.epoch, "samples": run.samples, "progress": run.progress},
         "loop": {"p": loop.p, "epochs": loop.epochs, "history": [list(h) for h in loop.history],
                  "errors": list(loop.errors), "loss_sum": loop.loss_sum.detach().clone(),
@@ -129,6 +136,50 @@ def capture(loop: "_Loop", checkpointing: Checkpointing) -> dict[str, Any]:
         "loader": loop.loader.state_dict(), "rng": rng_states(), "attrs": dict(run.attrs),
         "tricks": {trick.name: trick.state_dict(run) for trick in loop.tricks},
     }
+
+
+def packed(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` as written: its tensors copied into one flat CPU tensor per dtype and device, and its tree
+    with a placeholder for each. What the run does next cannot change the copy, so it can be written while the
+    run goes on; and ``torch.save`` writes a few large tensors in a fraction of the time it takes for the
+    hundreds of small ones of a model, its optimizer and its generators (4 ms against 1 for a ResNet-20)."""
+    parts: dict[str, list[torch.Tensor]] = {}
+    sizes: dict[str, int] = {}
+
+    def place(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            key = f"{str(value.dtype).removeprefix('torch.')}/{value.device}"
+            parts.setdefault(key, []).append(value.detach().reshape(-1))
+            offset, sizes[key] = sizes.get(key, 0), sizes.get(key, 0) + value.numel()
+            return {TENSOR: [key, offset, list(value.shape)]}
+        if isinstance(value, dict):
+            if TENSOR in value:
+                raise ValueError(f"checkpoint state may not use the key {TENSOR!r}")
+            return {k: place(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return (list if isinstance(value, list) else tuple)(place(v) for v in value)
+        return value
+
+    tree = place(state)
+    return {"format": FORMAT, "tree": tree,
+            "buffers": {key: torch.cat(tensors).to("cpu", copy=True) for key, tensors in parts.items()}}
+
+
+def unpacked(written: dict[str, Any]) -> dict[str, Any]:
+    """The state :func:`packed` wrote, each tensor a copy of its own (on the buffers' device)."""
+    buffers = written["buffers"]
+
+    def take(value: Any) -> Any:
+        if isinstance(value, dict):
+            if TENSOR in value:
+                key, offset, shape = value[TENSOR]
+                return buffers[key][offset:offset + math.prod(shape)].view(shape).clone()
+            return {k: take(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return (list if isinstance(value, list) else tuple)(take(v) for v in value)
+        return value
+
+    return take(written["tree"])
 
 
 def restore(loop: "_Loop", state: dict[str, Any]) -> None:
@@ -207,5 +258,5 @@ def _unstringify(value: Any) -> Any:
 
 
 __all__ = ["BAD_CHECKPOINT", "Checkpointing", "DEFAULT_EVERY", "DEFAULT_FROM_SECONDS", "Every", "FORMAT", "OFF",
-           "capture", "generator_state", "numpy_generator_state", "restore", "rng_states",
+           "capture", "packed", "unpacked", "generator_state", "numpy_generator_state", "restore", "rng_states",
            "set_numpy_generator_state", "set_rng_states"]

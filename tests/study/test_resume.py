@@ -30,9 +30,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 TIMEOUT = 300.0
 
 STOP_AT = '''
-"""Stops its own worker with the signal STOP_SIGNAL after step STOP_AT_STEP (when both are set)."""
+"""Stops its own worker with the signal STOP_SIGNAL after step STOP_AT_STEP (when both are set), once the
+checkpoint of step STOP_AFTER_SAVED is in the SQLite database STOP_DB and the one before it gone from the folder
+STOP_ARTIFACTS (when set): a checkpoint is written in the background."""
+import json
 import os
 import signal
+import sqlite3
+import time
 
 from automl import Trick, hookimpl
 
@@ -43,7 +48,23 @@ class StopAt(Trick):
 
     def on_step_end(self, run, loss):
         if os.environ.get("STOP_AT_STEP") == str(run.step):
+            if "STOP_AFTER_SAVED" in os.environ:
+                wait_for_checkpoint(os.environ["STOP_DB"], os.environ["STOP_ARTIFACTS"],
+                                    int(os.environ["STOP_AFTER_SAVED"]))
             os.kill(os.getpid(), getattr(signal, os.environ["STOP_SIGNAL"]))
+
+
+def wait_for_checkpoint(db, artifacts, step):
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with sqlite3.connect(db) as connection:
+            rows = connection.execute(
+                "SELECT value_json FROM trial_user_attributes WHERE key = 'checkpoint'").fetchall()
+        files = [name for name in os.listdir(artifacts) if name.startswith("checkpoint-")]
+        if any(json.loads(value)["step"] == step for (value,) in rows) and len(files) == 1:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"the checkpoint of step {step} was not written within 120 s")
 
 
 @hookimpl
@@ -142,7 +163,10 @@ def test_a_stopped_trial_resumes_from_its_checkpoint_and_ends_bit_identical(
         reference, tmp_path, child_env, tricks, stop, every, at, saved_at, ended):
     path, url = study_file(tmp_path, tricks, every), f"sqlite:///{tmp_path / 'stopped.db'}"
 
-    stopped = automl_run(path, url, child_env, STOP_AT_STEP=str(at), STOP_SIGNAL=stop)
+    # SIGKILL gives no time to write: the worker is killed once the checkpoint it saved before is written.
+    wait = {"STOP_AFTER_SAVED": str(saved_at), "STOP_DB": str(tmp_path / "stopped.db"),
+            "STOP_ARTIFACTS": str(tmp_path / "artifacts")} if stop == "SIGKILL" else {}
+    stopped = automl_run(path, url, child_env, STOP_AT_STEP=str(at), STOP_SIGNAL=stop, **wait)
     assert stopped.returncode in (-signal.Signals[stop], 128 + signal.Signals[stop]), stopped.stderr
     (dead,) = trials(url)
     checkpoint = dead.user_attrs[ATTR_CHECKPOINT]

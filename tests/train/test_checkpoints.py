@@ -13,7 +13,7 @@ import torch
 from automl.budget import Budget
 from automl.errors import TrialFailed, UserError
 from automl.testing import tiny_builder, tiny_data, tiny_model, tiny_settings
-from automl.train.checkpoints import BAD_CHECKPOINT, DEFAULT_EVERY, Checkpointing, Every
+from automl.train.checkpoints import BAD_CHECKPOINT, DEFAULT_EVERY, Checkpointing, Every, packed, unpacked
 from automl.train.loop import train
 from automl.trick import Trick
 from automl_plugins.cutout import Cutout
@@ -37,10 +37,11 @@ def stateful_tricks() -> list[Trick]:
 
 
 def roundtrip(state: dict) -> dict:
+    """``state`` as a study writes it and reads it back: packed, saved, loaded and unpacked."""
     buffer = io.BytesIO()
-    torch.save(state, buffer)
+    torch.save(packed(state), buffer)
     buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
+    return unpacked(torch.load(buffer, weights_only=True))
 
 
 def run(tricks: list[Trick], *, every: Every | None = None, resume: dict | None = None, saved: list | None = None,
