@@ -2,21 +2,32 @@
 
 Each trick's effect is checked on the foreign model as its own test checks it on automl's: FreezeOut's frozen
 layers get no gradient and stop moving, zero_gamma's gammas are zero at the first step, no_bias_decay decays
-the conv and linear weights alone, EMA's average is the one written out by hand.
+the conv and linear weights alone, EMA's average is the one written out by hand, SWA's is the mean over its
+window with BatchNorm recomputed, a snapshot ensemble predicts the mean of its snapshots' softmaxes,
+mixed_precision runs the convolutions in bf16 on channels-last weights kept in fp32, and distillation's
+teacher, a ResNet-18 checkpoint, is rebuilt from it and gives the student its logits.
 """
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from automl.storage.artifacts import checkpoint
 from automl.testing import tiny_data, train_tiny
 from automl.train.models import build_model
 from automl.trick import Trick, TrialContext
+from automl_plugins.distillation import Distillation
 from automl_plugins.ema import Ema, ema_decay
 from automl_plugins.freezeout import FreezeOut, forward_layers
+from automl_plugins.mixed_precision import MixedPrecision
 from automl_plugins.no_bias_decay import NoBiasDecay
+from automl_plugins.snapshot_ensemble import SnapshotEnsemble
+from automl_plugins.swa import Swa
 from automl_plugins.zero_gamma import NO_BLOCK, ZeroGamma
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -168,3 +179,102 @@ def test_timm_resnet18_freezes_by_its_own_groups_and_zeroes_its_blocks():
     assert result.attrs["zero_gamma.blocks"] == len(last) == RESNET18_BLOCKS
     for name, gamma in rec.gammas.items():
         assert (torch.count_nonzero(gamma) == 0) == (name in last), name
+
+
+def _error(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return (logits.argmax(1) != y).float().mean().item()
+
+
+def test_swa_averages_resnet18_over_its_window_and_recomputes_its_batchnorm():
+    data = _data()
+    model = _model("torchvision:resnet18", data)
+    trick, rec = Swa(fraction=0.5), WeightRecorder()
+    result = train_tiny([trick, rec], "8steps", data=data, model=model, lr=0.05, batch_size=16)
+    window = [state for progress, state in rec.after if progress >= 0.5 - 1e-9]
+    assert len(window) == int(trick.averaged.n_averaged) == 4
+    averaged = trick.averaged.module
+    for name, param in averaged.named_parameters():
+        assert torch.allclose(param, torch.stack([s[name] for s in window]).mean(0), atol=1e-5), name
+    # BatchNorm's statistics recomputed on the training split for the averaged weights: not the model's.
+    bn, model_bn = averaged.bn1, model.bn1
+    assert not torch.allclose(bn.running_mean, model_bn.running_mean, atol=1e-4)
+    assert bn.num_batches_tracked.item() == len(data.train) // 16
+    with torch.no_grad():
+        assert result.val_error == pytest.approx(_error(averaged.eval()(data.val.x), data.val.y))
+
+
+def test_a_snapshot_ensemble_of_resnet18_predicts_the_mean_of_its_snapshots_softmaxes():
+    data = _data()
+    model = _model("torchvision:resnet18", data)
+    trick = SnapshotEnsemble(cycles=3, alpha0=0.05)
+    result = train_tiny([trick], "9steps", data=data, model=model, batch_size=16)
+    assert trick.taken == 3 == len(trick.snapshots) == result.attrs["inference_cost"]
+    assert not torch.equal(trick.snapshots[0]["fc.weight"], trick.snapshots[1]["fc.weight"])
+    member = copy.deepcopy(model).eval()
+    probs = []
+    with torch.no_grad():
+        for state in trick.snapshots:
+            member.load_state_dict(state)
+            probs.append(member(data.val.x).softmax(1))
+        alone = model.eval()(data.val.x)
+    ensemble = torch.stack(probs).mean(0)
+    assert result.val_error == pytest.approx(_error(ensemble, data.val.y))
+    assert result.val_error_model == pytest.approx(_error(alone, data.val.y))
+
+
+class ConvInputs(Trick):
+    """The dtype and memory format of what resnet18's first convolution receives in the training forwards."""
+
+    name = "conv_inputs"
+
+    def __init__(self):
+        self.seen = []
+
+    def setup(self, run):
+        def record(module, inputs, output):
+            if module.training:
+                self.seen.append((output.dtype, inputs[0].is_contiguous(memory_format=torch.channels_last)))
+        run.model.conv1.register_forward_hook(record)
+
+
+def test_mixed_precision_with_channels_last_on_resnet18_runs_bf16_convs_on_fp32_weights():
+    data = tiny_data(shape=(3, 8, 8), n_train=64, n_val=32, n_test=32)  # 3 channels: channels-last is visible
+    model = _model("torchvision:resnet18", data)
+    probe = ConvInputs()
+    result = train_tiny([MixedPrecision(dtype="bf16", channels_last=True), probe], "3steps", data=data,
+                        model=model, batch_size=16)
+    assert probe.seen == [(torch.bfloat16, True)] * result.steps
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 20
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    # A 1x1 kernel (the downsampling shortcuts) is contiguous in both formats; a 3x3 one in one only.
+    assert not any(c.weight.is_contiguous() for c in convs if c.kernel_size != (1, 1))
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_distillation_rebuilds_a_resnet18_teacher_from_its_checkpoint_and_teaches_with_its_logits(tmp_path):
+    data = _data()
+    teacher = _model("torchvision:resnet18", data, seed=5)
+    train_tiny(budget="4steps", data=data, model=teacher, lr=0.05, batch_size=16)
+    path = tmp_path / "teacher.pt"
+    torch.save(checkpoint(teacher, "torchvision:resnet18", {}, data.input_shape[0], data.num_classes), path)
+    teacher.eval()
+    trick = Distillation(temperature=2.0, weight=1.0, teacher=str(path))
+    checks = []
+
+    class Check(Trick):
+        name = "check"
+        order = 20
+
+        def transform_batch(self, run, x, y):
+            with torch.no_grad():
+                expected = teacher(x)
+            checks.append(torch.allclose(trick._teacher_logits, expected, atol=1e-5))
+            return x, y
+
+    student = _model("torchvision:resnet18", data, seed=9)
+    result = train_tiny([trick, Check()], "3steps", data=data, model=student, batch_size=16)
+    assert checks == [True] * result.steps
+    assert result.attrs["distillation.teacher"] == str(path)
+    with torch.no_grad():  # the student is not the teacher: the soft loss had something to teach
+        assert not torch.allclose(F.softmax(student.eval()(data.val.x), 1), F.softmax(teacher(data.val.x), 1))
