@@ -7,20 +7,19 @@ Each becomes two torch Datasets of (C×H×W tensor, int label) handed to
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
-import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 
 from automl.errors import UserError
+from automl.imports import import_spec
 from automl.train.splits import Dataset
 from automl.train.torch_data import from_torch
 
-__all__ = ["TORCHVISION_PREFIX", "import_callable", "load_callable", "load_imagefolder", "load_torchvision"]
+__all__ = ["TORCHVISION_PREFIX", "load_callable", "load_imagefolder", "load_torchvision"]
 
 TORCHVISION_PREFIX = "torchvision:"
 CLOSE_MATCHES = 3
@@ -158,35 +157,11 @@ def torchvision_class(name: str) -> type:
     return getattr(datasets, name)
 
 
-def import_callable(spec: str, folders: Sequence[Path], kind: str) -> Callable[..., Any]:
-    """The callable a ``package.module:callable`` names, imported from ``sys.path`` or from ``folders``."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise UserError(f"{kind} {spec!r} must be package.module:callable")
-    searched = [str(f) for f in folders if str(f) not in sys.path]
-    sys.path[:0] = searched
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UserError(f"{kind} {spec!r}: module {module_name!r} does not import ({exc}); searched sys.path and "
-                        f"{', '.join(searched) or 'no other folder'}") from None
-    except Exception as exc:
-        raise UserError(f"{kind} {spec!r}: importing {module_name!r} raised {type(exc).__name__}: {exc}") from None
-    finally:
-        for folder in searched:
-            sys.path.remove(folder)
-    target = getattr(module, attr, None)
-    if not callable(target):
-        raise UserError(f"{kind} {spec!r}: module {module_name!r} ({getattr(module, '__file__', '?')}) has no "
-                        f"callable {attr!r}")
-    return target
-
-
 def load_callable(spec: str, *, folders: Sequence[Path] = (), root: Path, val_fraction: float, seed: int,
                   device: torch.device, download: bool, verify: bool, loader: str, **options: Any) -> Dataset:
     """``callable(**dataset_args)`` (``root=`` too when it takes one), which returns (train, test) torch Datasets
     of (C×H×W tensor, int label), ``test`` possibly None."""
-    make = import_callable(spec, folders, "dataset")
+    _, make = import_spec(spec, folders, "dataset", "(train, test)")
     params = inspect.signature(make).parameters
     takes_root = "root" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
     try:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import difflib
 import functools
-import importlib
 import inspect
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -23,6 +21,7 @@ import torch
 from torch import nn
 
 from automl.errors import UserError
+from automl.imports import import_spec
 
 __all__ = ["ModelSource", "build_model", "check_model_name", "check_output", "resolve_model"]
 
@@ -212,39 +211,12 @@ def _no_such(library: str, spec: str, name: str, names: list[str]) -> str:
 
 def _imported(spec: str, folders: list[str]) -> ModelSource:
     """``package.module:callable``, the module imported from ``sys.path`` or, failing that, from ``folders``."""
-    module_name, _, attr = spec.partition(":")
-    module = _import(spec, module_name, folders)
-    target: Any = module
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            names = [n for n in dir(target) if not n.startswith("_")]
-            near = difflib.get_close_matches(part, names, n=NEAR)
-            hint = f"; did you mean {', '.join(near)}?" if near else ""
-            raise UserError(f"model {spec!r}: module {module_name!r} ({module.__file__}) has no {attr!r}{hint}")
-        target = getattr(target, part)
-    if not callable(target):
-        raise UserError(f"model {spec!r}: {attr!r} is a {type(target).__name__}, not a callable that returns a "
-                        "torch.nn.Module")
+    module, target = import_spec(spec, folders, "model", "a torch.nn.Module")
+    module_name = spec.partition(":")[0]
     file = str(getattr(module, "__file__", "") or "")
     folder = next((f for f in folders if file and Path(file).resolve().is_relative_to(Path(f).resolve())), "")
     origin = {"plugin": module_name, "source": f"{module_name} ({file})", "file": file, "folder": folder}
     return ModelSource(spec, _checked(spec, target), origin)
-
-
-def _import(spec: str, module_name: str, folders: list[str]) -> Any:
-    for folder in folders:
-        if folder not in sys.path:
-            sys.path.append(folder)  # after the installed packages: sys.path wins, as the study file says
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
-            searched = ", ".join(dict.fromkeys(p or "." for p in [*sys.path, *folders] if os.path.isdir(p or ".")))
-            raise UserError(f"model {spec!r}: no module named {exc.name!r}; searched {searched}") from None
-        raise UserError(f"model {spec!r}: importing module {module_name!r} failed: {_line(exc)}") from None
-    except Exception as exc:
-        raise UserError(f"model {spec!r}: importing module {module_name!r} raised {type(exc).__name__}: "
-                        f"{_line(exc)}") from None
 
 
 def adapt_first_conv(model: nn.Module, in_channels: int) -> nn.Module:
