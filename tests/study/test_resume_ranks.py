@@ -5,6 +5,7 @@ without a stop; a checkpoint written by another number of ranks is refused in on
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
@@ -16,8 +17,49 @@ from tests.study.test_resume import (artifact, assert_balanced, assert_same_trai
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 TWO_RANKS = ("--device", "cpu", "--gpus-per-trial", "2")
-TRICKS = ["ema"]  # its average is the same on both ranks: saved once
+TRICKS = ["ema", "rank_noise"]
 EVERY = "checkpoint_every = 0.25"
+
+# Draws from torch's global generator as many times as its rank's number, and keeps a count of its own: the
+# ranks' generators and this trick's state part ways, and each rank's shapes its batches (so its gradients).
+RANK_NOISE = '''
+import torch
+
+from automl import Trick, hookimpl
+
+
+class RankNoise(Trick):
+    name = "rank_noise"
+
+    def setup(self, run):
+        self.drawn = 0
+
+    def transform_batch(self, run, x, y):
+        noise = torch.rand(run.rank + 1)
+        self.drawn += run.rank + 1
+        return x + 0.01 * float(noise[-1]) * (self.drawn % 5), y
+
+    def state_dict(self, run):
+        return {"drawn": self.drawn}
+
+    def load_state_dict(self, run, state):
+        self.drawn = state["drawn"]
+
+
+@hookimpl
+def automl_register_tricks():
+    return [RankNoise]
+'''
+
+
+def two_rank_study(folder: Path) -> Path:
+    path = study_file(folder, TRICKS, EVERY)
+    (folder / "rank_noise.py").write_text(RANK_NOISE)
+    return path
+
+
+def plugin(path: Path) -> tuple[str, str]:
+    return "--plugin", str(path.parent / "rank_noise.py")
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +70,8 @@ def two_rank_reference(tmp_path_factory):
     def get(child_env):
         if not runs:
             folder = tmp_path_factory.mktemp("reference")
-            path, url = study_file(folder, TRICKS, EVERY), f"sqlite:///{folder / 'reference.db'}"
-            done = automl_run(path, url, child_env, *TWO_RANKS)
+            path, url = two_rank_study(folder), f"sqlite:///{folder / 'reference.db'}"
+            done = automl_run(path, url, child_env, *TWO_RANKS, *plugin(path))
             assert done.returncode == 0, done.stderr
             (trial,) = trials(url)
             runs.append((path, trial))
@@ -40,8 +82,8 @@ def two_rank_reference(tmp_path_factory):
 
 def killed_after_checkpoint(tmp_path, child_env, *args: str):
     """The study run until its rank 0 is killed with SIGKILL at step 14, the checkpoint of step 12 written."""
-    path, url = study_file(tmp_path, TRICKS, EVERY), f"sqlite:///{tmp_path / 'stopped.db'}"
-    stopped = automl_run(path, url, child_env, *args, STOP_AT_STEP="14", STOP_SIGNAL="SIGKILL",
+    path, url = two_rank_study(tmp_path), f"sqlite:///{tmp_path / 'stopped.db'}"
+    stopped = automl_run(path, url, child_env, *args, *plugin(path), STOP_AT_STEP="14", STOP_SIGNAL="SIGKILL",
                          STOP_AFTER_SAVED="12", STOP_DB=str(tmp_path / "stopped.db"),
                          STOP_ARTIFACTS=str(tmp_path / "artifacts"))
     assert stopped.returncode == -signal.SIGKILL, stopped.stderr
@@ -57,10 +99,12 @@ def test_a_killed_two_rank_trial_resumes_on_both_ranks_and_ends_bit_identical(
     path, url, checkpoint = killed_after_checkpoint(tmp_path, child_env, *TWO_RANKS)
     tree = load(path, checkpoint["artifact"])["tree"]
     assert tree["identity"]["world_size"] == 2
-    (rank1,) = tree["ranks"]  # rank 1's own generators, and no trick state: it is rank 0's
-    assert rank1["augment"] is not None and rank1["tricks"] == {}
+    # Rank 1's own generators, and of the tricks' states only the one that differs from rank 0's.
+    (rank1,) = tree["ranks"]
+    assert rank1["augment"] is not None and rank1["tricks"] == {"rank_noise": {"drawn": 2 * 12}}
+    assert tree["tricks"]["rank_noise"] == {"drawn": 12}
 
-    resumed = automl_run(path, url, child_env, *TWO_RANKS)
+    resumed = automl_run(path, url, child_env, *TWO_RANKS, *plugin(path))
     assert resumed.returncode == 0, resumed.stderr
     dead, retry = trials(url)
     assert dead.state == TrialState.FAIL and dead.user_attrs["end_reason"] == WORKER_DIED
@@ -77,7 +121,7 @@ def test_a_one_rank_checkpoint_is_refused_by_a_two_rank_retry_which_trains_from_
         two_rank_reference, tmp_path, child_env):
     path, url, checkpoint = killed_after_checkpoint(tmp_path, child_env)
 
-    resumed = automl_run(path, url, child_env, *TWO_RANKS)
+    resumed = automl_run(path, url, child_env, *TWO_RANKS, *plugin(path))
     assert resumed.returncode == 0, resumed.stderr
     reason = "it was written by 1 rank(s), this trial runs on 2"
     assert [line for line in resumed.stderr.splitlines() if line.startswith("automl:")] == [
