@@ -115,9 +115,9 @@ class Checkpointing:
     def at_stop_point(self, loop: "_Loop", seconds: float) -> None:
         """Between two steps: save when one is due, or when a stop signal is about to be raised."""
         due = self.every is not None and self.every.count(loop.p, seconds) + _SLACK >= self._due
-        stopping = stop_pending()
-        if self.group is not None:  # a signal may reach one rank (rank 0, under automl): all save, at this step
-            stopping = self.group.anyone(stopping)
+        signalled = stop_pending()
+        # A signal may reach one rank (rank 0, under automl): they all save, at this step, and stop.
+        stopping = signalled if self.group is None else self.group.anyone(signalled)
         if not (due or stopping):
             return
         loop.train_clock.stop()
@@ -129,7 +129,7 @@ class Checkpointing:
             self.save(state)
             if stopping:  # the process ends next: what it saves must be written first
                 self.flush()
-        if stopping and not stop_pending():
+        if stopping and not signalled:
             raise Interrupted(signal.SIGTERM)  # another rank was stopped: this one, whose part is saved, ends too
         self.seconds += time.perf_counter() - started
         if self.every is not None:

@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from automl.study.records import ATTR_CHECKPOINT, ATTR_LOST, ATTR_RESUME_REFUSED, ATTR_RESUMED
-from automl.study.recovery import WORKER_DIED
+from automl.study.recovery import INTERRUPTED, WORKER_DIED
 from tests.study.test_resume import (artifact, assert_balanced, assert_same_training, automl_run, backdate, load,
                                      study_file, trials)
 
@@ -131,4 +131,24 @@ def test_a_one_rank_checkpoint_is_refused_by_a_two_rank_retry_which_trains_from_
     assert ATTR_RESUMED not in retry.user_attrs
     assert_same_training(two_rank_reference(child_env), path, retry)  # from scratch on two ranks, with the same seed
     assert not artifact(path, checkpoint["artifact"]).exists()
+    assert_balanced(url)
+
+
+def test_a_two_rank_trial_stopped_by_sigterm_saves_on_both_ranks_and_its_retry_ends_bit_identical(
+        two_rank_reference, tmp_path, child_env):
+    # The signal reaches rank 0 alone, as it does the `automl run` a scheduler stops.
+    path, url = two_rank_study(tmp_path), f"sqlite:///{tmp_path / 'stopped.db'}"
+    stopped = automl_run(path, url, child_env, *TWO_RANKS, *plugin(path), STOP_AT_STEP="10", STOP_SIGNAL="SIGTERM")
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    (dead,) = trials(url)
+    checkpoint = dead.user_attrs[ATTR_CHECKPOINT]
+    assert checkpoint["step"] == 10  # saved at the stop, not at the last checkpoint_every (step 6)
+    assert load(path, checkpoint["artifact"])["tree"]["ranks"][0]["tricks"] == {"rank_noise": {"drawn": 20}}
+
+    resumed = automl_run(path, url, child_env, *TWO_RANKS, *plugin(path))
+    assert resumed.returncode == 0, resumed.stderr
+    dead, retry = trials(url)
+    assert dead.user_attrs["end_reason"] == INTERRUPTED and retry.user_attrs[ATTR_RESUMED]["step"] == 10
+    assert_same_training(two_rank_reference(child_env), path, retry)
+    assert not [f for f in (path.parent / "artifacts").iterdir() if f.name.startswith("checkpoint-")]
     assert_balanced(url)
