@@ -24,7 +24,7 @@ from automl.storage.artifacts import best_checkpoint, task_checkpoint
 from automl.storage.optuna_adapter import trial_id
 from automl.study import records
 from automl.study.config import StudyConfig, config_digest
-from automl.study.resume import TrialCheckpoints, identity
+from automl.study.resume import TrialCheckpoints, follower_checkpointing, identity
 from automl.train.checkpoints import Checkpointing, Every
 from automl.study.ranks import share_trial
 from automl.train.data import Dataset
@@ -141,17 +141,23 @@ class Objective:
     def train(self, trial: optuna.Trial, plan: TrialPlan) -> Outcome:
         """Train the planned trial, reporting each rung to the pruner; with an artifact store, it saves
         checkpoints and a retry resumes from the checkpoint of the trial it re-runs (``automl.study.resume``).
-        A stop signal leaves the trial's checkpoint for its retry; every other end removes it."""
+        A stop signal leaves the trial's checkpoint for its retry; every other end removes it. On several
+        ranks, every rank saves its part and resumes its own, and rank 0 alone reads and writes the store."""
         if plan.failure is not None:
             return self._failed(plan, plan.failure, 0.0)
         if self.group is not None:
             plan = share_trial(self.group, trial, plan)
-        # The ranks of one trial do not checkpoint yet: each would save, and resume, its own part.
-        if self.artifacts is None or self.group is not None:
+        if self.artifacts is None:
             return self._train(trial, plan, None)
-        checkpoints = TrialCheckpoints(trial, self.artifacts, self.device)
         every = Every.of(self.config.study.checkpoint_every, self.budget)
-        checkpointing = checkpoints.checkpointing(every, identity(trial, plan.tricks, plan.seed, plan.attrs))
+        world_size = 1 if self.group is None else self.group.world_size
+        expected = identity(trial, plan.tricks, plan.seed, plan.attrs, world_size)
+        if self.group is not None and not self.group.is_main:  # its outcome is rank 0's to record
+            return self._train(trial, plan, follower_checkpointing(self.group, every, expected))
+        # Rank 0 of several reads a checkpoint onto the CPU, as it sends it to the others.
+        device = self.device if self.group is None else torch.device("cpu")
+        checkpoints = TrialCheckpoints(trial, self.artifacts, device)
+        checkpointing = checkpoints.checkpointing(every, expected, self.group)
         outcome = self._train(trial, plan, checkpointing)
         checkpoints.end()
         outcome.spent_seconds += checkpoints.uncharged

@@ -4,7 +4,12 @@ A trial keeps only its latest checkpoint, named in its ``checkpoint`` attribute;
 trial ends, except when a stop signal or its worker's death ends it: then its retry (same parameters,
 same seed, see ``automl.study.recovery``) resumes from it, names it as its own until it saves a newer
 one, and removes it when it has. A checkpoint that does not match the retry (another trick version,
-other parameters or seed) is not resumed: the retry says why, in one line, and trains from scratch.
+other parameters or seed, another number of ranks) is not resumed: the retry says why, in one line, and
+trains from scratch.
+
+A trial on several devices checkpoints as one: rank 0 alone talks to the study and the store; at each save the
+other ranks hand it their own parts (``automl.train.checkpoints.with_ranks``), and on a retry it decides whether
+to resume and sends the checkpoint to them (:func:`shared_resume`), so no rank needs to read the store.
 
 A checkpoint is copied to the CPU at its stop point and written by a thread of its own while the run goes on,
 one at a time; one saved at a stop signal is written before the worker exits.
@@ -28,17 +33,23 @@ from automl.storage.optuna_adapter import frozen_trial, set_user_attrs, study_en
 from automl.study.records import (ATTR_BUDGET, ATTR_CHECKPOINT, ATTR_LOST, ATTR_RESUME_REFUSED, ATTR_RESUMED,
                                   SYS_RETRY_OF)
 from automl.train.checkpoints import FORMAT, Checkpointing, Every, packed, unpacked
+from automl.train.distributed import TrialGroup
 from automl.trick import Trick
 
 
-def identity(trial: optuna.Trial, tricks: list[Trick], seed: int, attrs: dict[str, Any]) -> dict[str, Any]:
-    """What a checkpoint must share with the trial that resumes it: parameters, seed, budget, tricks' versions."""
+def identity(trial: optuna.Trial, tricks: list[Trick], seed: int, attrs: dict[str, Any],
+             world_size: int = 1) -> dict[str, Any]:
+    """What a checkpoint must share with the trial that resumes it: parameters, seed, budget, tricks' versions,
+    and the number of ranks (each has a part of its own in the checkpoint)."""
     return {"params": dict(trial.params), "seed": seed, "budget": attrs[ATTR_BUDGET],
-            "tricks": {t.name: type(t).state_version for t in tricks}}
+            "tricks": {t.name: type(t).state_version for t in tricks}, "world_size": world_size}
 
 
 def mismatch(saved: dict[str, Any], expected: dict[str, Any]) -> str | None:
     """Why a checkpoint whose identity is ``saved`` cannot be resumed by a trial of ``expected``, or None."""
+    ours, theirs = expected.get("world_size", 1), saved.get("world_size", 1)  # none before there were ranks: one
+    if ours != theirs:
+        return f"it was written by {theirs} rank(s), this trial runs on {ours}"
     if saved.get("tricks") != expected["tricks"]:
         ours, theirs = expected["tricks"], saved.get("tricks", {})
         changed = sorted(n for n in ours.keys() | theirs.keys() if ours.get(n) != theirs.get(n))
@@ -67,10 +78,15 @@ class TrialCheckpoints:
         self._writer: ThreadPoolExecutor | None = None
         self._writing: Future[None] | None = None
 
-    def checkpointing(self, every: Every | None, expected: dict[str, Any]) -> Checkpointing:
-        """How the trial saves itself, resuming from the checkpoint of the trial it re-runs when it matches."""
-        return Checkpointing(save=self.save, flush=self.flush, every=every, resume=self._resume(expected),
-                             identity=expected)
+    def checkpointing(self, every: Every | None, expected: dict[str, Any],
+                      group: TrialGroup | None = None) -> Checkpointing:
+        """How the trial saves itself, resuming from the checkpoint of the trial it re-runs when it matches;
+        with ``group`` (this is its rank 0), the other ranks resume from it too (:func:`follower_checkpointing`)."""
+        resume = self._resume(expected)
+        if group is not None:
+            resume = shared_resume(group, resume)
+        return Checkpointing(save=self.save, flush=self.flush, every=every, resume=resume, identity=expected,
+                             group=group)
 
     def save(self, state: dict[str, Any]) -> None:
         """Take ``state`` as the trial's latest checkpoint: copied now, written in the background while the run
@@ -159,6 +175,22 @@ class TrialCheckpoints:
         return None
 
 
+def follower_checkpointing(group: TrialGroup, every: Every | None, expected: dict[str, Any]) -> Checkpointing:
+    """How a rank other than 0 saves (it hands its part to rank 0, which writes) and resumes (what rank 0 sends)."""
+    return Checkpointing(save=_written_by_rank_0, every=every, resume=shared_resume(group, None), identity=expected,
+                         group=group)
+
+
+def shared_resume(group: TrialGroup, state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Rank 0's ``state`` to resume from (None: the trial starts from scratch), on every rank (all must call it)."""
+    written = group.share(packed(state) if group.is_main and state is not None else None)
+    return state if group.is_main or written is None else unpacked(written)
+
+
+def _written_by_rank_0(state: dict[str, Any]) -> None:
+    raise AssertionError("only rank 0 of a trial writes its checkpoints")  # with_ranks gives the others None
+
+
 def drop_checkpoint(store: FileSystemArtifactStore | None, trial: optuna.trial.FrozenTrial) -> None:
     """Remove the checkpoint ``trial`` names: it ended for good (no retry will run), and none will resume it."""
     found = trial.user_attrs.get(ATTR_CHECKPOINT)
@@ -173,4 +205,4 @@ def remove_artifact(store: FileSystemArtifactStore, artifact: str) -> None:
         pass  # removed already: by a retry that resumed it, or a recovery before this one
 
 
-__all__ = ["TrialCheckpoints", "drop_checkpoint", "identity", "mismatch"]
+__all__ = ["TrialCheckpoints", "drop_checkpoint", "follower_checkpointing", "identity", "mismatch", "shared_resume"]

@@ -5,12 +5,18 @@ the ``GradScaler``, the loader's position, every random generator's state, the p
 each trick's own state (``Trick.state_dict``), as tensors and plain data, so that it loads with
 ``torch.load(weights_only=True)``. It is taken between two steps (the stop points of
 ``automl.interrupts``): every ``checkpoint_every``, and at a stop signal before it is raised.
+
+The ranks of one trial on several devices (``automl.train.distributed``) save together, at one step: what
+is the same on every rank (the model, the optimizer, the progress) is saved once, and what may differ (the
+random generators, the loader's augmentation generator, the loss summed over the rank's shards, a trick's
+state that differs from rank 0's) for each rank under ``"ranks"``; rank 0 alone writes it.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -20,9 +26,10 @@ import torch
 
 from automl.budget import Budget
 from automl.errors import TrialFailed, UserError
-from automl.interrupts import stop_pending
+from automl.interrupts import Interrupted, stop_pending
 
 if TYPE_CHECKING:
+    from automl.train.distributed import TrialGroup
     from automl.train.loop import _Loop
 
 FORMAT = 2
@@ -90,7 +97,10 @@ class Checkpointing:
     seconds: float = 0.0
     """Seconds spent writing checkpoints (spent by the trial, but not training: progress leaves them out)."""
     resumed_seconds: float = 0.0
-    """The seconds the resumed checkpoint had spent: this run's own time is what it spends beyond them."""
+    """The device-seconds the resumed checkpoint had spent: this run's own are those it spends beyond them."""
+    group: "TrialGroup | None" = None
+    """The ranks of a trial on several devices: each saves at the same stop points, and rank 0 alone calls
+    ``save``, with the others' own parts (:func:`with_ranks`)."""
     _due: float = math.inf
 
     def start(self, loop: "_Loop") -> None:
@@ -105,14 +115,22 @@ class Checkpointing:
     def at_stop_point(self, loop: "_Loop", seconds: float) -> None:
         """Between two steps: save when one is due, or when a stop signal is about to be raised."""
         due = self.every is not None and self.every.count(loop.p, seconds) + _SLACK >= self._due
-        stopping = stop_pending()
+        signalled = stop_pending()
+        # A signal may reach one rank (rank 0, under automl): they all save, at this step, and stop.
+        stopping = signalled if self.group is None else self.group.anyone(signalled)
         if not (due or stopping):
             return
         loop.train_clock.stop()
         started = time.perf_counter()
-        self.save(capture(loop, self))
-        if stopping:  # the process ends next: what it saves must be written first
-            self.flush()
+        state = capture(loop, self)
+        if self.group is not None:
+            state = with_ranks(self.group, state)
+        if state is not None:
+            self.save(state)
+            if stopping:  # the process ends next: what it saves must be written first
+                self.flush()
+        if stopping and not signalled:
+            raise Interrupted(signal.SIGTERM)  # another rank was stopped: this one, whose part is saved, ends too
         self.seconds += time.perf_counter() - started
         if self.every is not None:
             self._due = self.every.next_after(loop.p, seconds)
@@ -122,7 +140,8 @@ class Checkpointing:
 def capture(loop: "_Loop", checkpointing: Checkpointing) -> dict[str, Any]:
     """The checkpoint of ``loop`` between two steps."""
     run = loop.run
-    spent = loop.train_clock.elapsed + loop.eval_clock.elapsed + checkpointing.seconds
+    # Device-seconds, as the ledger charges them: the wall-clock seconds on each of the trial's devices.
+    spent = (loop.train_clock.elapsed + loop.eval_clock.elapsed + checkpointing.seconds) * run.world_size
     return {
         "identity": checkpointing.identity,
         "run": {"step": run.step, "epoch": run.epoch, "samples": run.samples, "progress": run.progress},
@@ -136,6 +155,47 @@ def capture(loop: "_Loop", checkpointing: Checkpointing) -> dict[str, Any]:
         "loader": loop.loader.state_dict(), "rng": rng_states(), "attrs": dict(run.attrs),
         "tricks": {trick.name: trick.state_dict(run) for trick in loop.tricks},
     }
+
+
+def own_part(state: dict[str, Any]) -> dict[str, Any]:
+    """What of a captured ``state`` may differ between the ranks of one trial: it is saved for each rank."""
+    return {"rng": state["rng"], "augment": state["loader"]["augment"], "loss_sum": state["loop"]["loss_sum"],
+            "tricks": state["tricks"]}
+
+
+def with_ranks(group: "TrialGroup", state: dict[str, Any]) -> dict[str, Any] | None:
+    """On rank 0, its captured ``state`` with every other rank's own part under ``"ranks"`` (every rank calls
+    this at the same stop point); None on the others. A trick's state is kept for a rank only where it differs
+    from rank 0's: most are the same on every rank (an average of identical weights), and are saved once."""
+    parts = group.gather(packed(own_part(state)))  # flat CPU copies: pickled quickly, whatever the device
+    if parts is None:
+        return None
+    tricks = state["tricks"]
+    others = [unpacked(part) for part in parts[1:]]
+    for part in others:
+        part["tricks"] = {name: own for name, own in part["tricks"].items() if not same(own, tricks.get(name))}
+    return {**state, "ranks": others}
+
+
+def rank_state(state: dict[str, Any], rank: int) -> dict[str, Any]:
+    """``state`` as rank ``rank`` resumes it: the part every rank shares, with the rank's own."""
+    if rank == 0:
+        return state
+    part = state["ranks"][rank - 1]
+    return {**state, "rng": part["rng"], "loader": {**state["loader"], "augment": part["augment"]},
+            "loop": {**state["loop"], "loss_sum": part["loss_sum"]}, "tricks": {**state["tricks"], **part["tricks"]}}
+
+
+def same(a: Any, b: Any) -> bool:
+    """Whether two states are equal, tensors compared by value (on the CPU: they may be on two devices)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype
+                and torch.equal(a.cpu(), b.cpu()))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
 
 
 def packed(state: dict[str, Any]) -> dict[str, Any]:
@@ -184,9 +244,10 @@ def unpacked(written: dict[str, Any]) -> dict[str, Any]:
 
 def restore(loop: "_Loop", state: dict[str, Any]) -> None:
     """Put ``loop`` (its tricks set up) where ``state`` was taken; a checkpoint that does not fit the run fails
-    the trial (:data:`BAD_CHECKPOINT`) with the reason."""
+    the trial (:data:`BAD_CHECKPOINT`) with the reason. One rank of several takes its own part of it."""
     run = loop.run
     try:
+        state = rank_state(state, run.rank)
         for trick in loop.tricks:
             trick.load_state_dict(run, state["tricks"].get(trick.name, {}))
         run.model.load_state_dict(state["model"])
@@ -194,7 +255,7 @@ def restore(loop: "_Loop", state: dict[str, Any]) -> None:
         if run.grad_scaler is not None and state["grad_scaler"] is not None:
             run.grad_scaler.load_state_dict(state["grad_scaler"])
         loop.loader.load_state_dict(state["loader"])
-    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+    except (KeyError, IndexError, ValueError, RuntimeError, TypeError) as exc:
         raise TrialFailed(BAD_CHECKPOINT, f"the checkpoint does not fit this run: {type(exc).__name__}: "
                                           f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
     for key, value in state["run"].items():
@@ -258,5 +319,5 @@ def _unstringify(value: Any) -> Any:
 
 
 __all__ = ["BAD_CHECKPOINT", "Checkpointing", "DEFAULT_EVERY", "DEFAULT_FROM_SECONDS", "Every", "FORMAT", "OFF",
-           "capture", "packed", "unpacked", "generator_state", "numpy_generator_state", "restore", "rng_states",
+           "capture", "own_part", "packed", "rank_state", "same", "with_ranks", "unpacked", "generator_state", "numpy_generator_state", "restore", "rng_states",
            "set_numpy_generator_state", "set_rng_states"]

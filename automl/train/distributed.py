@@ -83,6 +83,9 @@ class TrialGroup:
         dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world_size,
                                 timeout=RENDEZVOUS_TIMEOUT, **options)
         self.pg = dist.new_group(backend=backend, timeout=RANK_TIMEOUT)
+        # Flags the ranks agree on at every stop point, and checkpoints, go through the CPU: on a GPU, reading a
+        # flag back from the device would wait for the step in flight.
+        self.control = self.pg if backend == "gloo" else dist.new_group(backend="gloo", timeout=RANK_TIMEOUT)
 
     @property
     def rank(self) -> int:
@@ -112,6 +115,18 @@ class TrialGroup:
 
     def flag(self, value: bool) -> bool:
         return bool(self.share(bool(value)))
+
+    def anyone(self, value: bool) -> bool:
+        """Whether ``value`` is true on any of the ranks (a stop signal that reached one of them)."""
+        tensor = torch.tensor([int(value)], dtype=torch.int32)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self.control)
+        return bool(tensor.item())
+
+    def gather(self, value: Any) -> list[Any] | None:
+        """Every rank's ``value`` (any picklable object), in rank order, on rank 0; None on the others."""
+        values = [None] * self.world_size if self.is_main else None
+        dist.gather_object(value, values, group=self.control, group_dst=0)  # pickled on the CPU: no device copy
+        return values
 
     def most(self, value: float) -> float:
         """The largest ``value`` of all the ranks."""

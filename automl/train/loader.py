@@ -121,17 +121,22 @@ class Loader:
         return torch.randperm(len(self.split), generator=self.generator, device=self.split.device), 0, self._batch_size
 
     def state_dict(self) -> dict[str, Any]:
-        """Where the loader is, between two batches: its generator, its batch size, and the pass it is in
-        (its order and next batch; None between two passes), as plain tensors and numbers."""
+        """Where the loader is, between two batches: its generator, its batch size, the pass it is in (its order
+        and next batch; None between two passes), and after :meth:`shard` its rank's own augmentation generator
+        (None before), as plain tensors and numbers."""
         open_pass = None
         if self._pass is not None:
             order, first, batch_size = self._pass
             open_pass = {"order": None if order is None else order.cpu(), "next": first, "batch_size": batch_size}
-        return {"generator": self.generator.get_state(), "batch_size": self._batch_size, "pass": open_pass}
+        augment = None if self.augment_generator is self.generator else self.augment_generator.get_state()
+        return {"generator": self.generator.get_state(), "batch_size": self._batch_size, "pass": open_pass,
+                "augment": augment}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Go on from ``state``: the next ``iter`` continues the pass it was in (or starts the next one)."""
         self.generator.set_state(state["generator"])
+        if state.get("augment") is not None:  # saved by one rank of several (after ``shard``)
+            self.augment_generator.set_state(state["augment"])
         self.batch_size = state["batch_size"]
         open_pass = state["pass"]
         if open_pass is not None:

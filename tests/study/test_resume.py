@@ -30,7 +30,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 TIMEOUT = 300.0
 
 STOP_AT = '''
-"""Stops its own worker with the signal STOP_SIGNAL after step STOP_AT_STEP (when both are set), once the
+"""Stops its own worker (rank STOP_RANK of a trial's ranks, 0 unless set) with the signal STOP_SIGNAL after step
+STOP_AT_STEP (when both are set), once the
 checkpoint of step STOP_AFTER_SAVED is in the SQLite database STOP_DB and the one before it gone from the folder
 STOP_ARTIFACTS (when set): a checkpoint is written in the background."""
 import json
@@ -47,7 +48,7 @@ class StopAt(Trick):
     state_version = int(os.environ.get("STOP_AT_VERSION", "1"))
 
     def on_step_end(self, run, loss):
-        if os.environ.get("STOP_AT_STEP") == str(run.step):
+        if os.environ.get("STOP_AT_STEP") == str(run.step) and str(run.rank) == os.environ.get("STOP_RANK", "0"):
             if "STOP_AFTER_SAVED" in os.environ:
                 wait_for_checkpoint(os.environ["STOP_DB"], os.environ["STOP_ARTIFACTS"],
                                     int(os.environ["STOP_AFTER_SAVED"]))
@@ -105,9 +106,9 @@ def reference(tmp_path_factory):
     return get
 
 
-def automl_run(path: Path, url: str, child_env, **env: str) -> subprocess.CompletedProcess:
+def automl_run(path: Path, url: str, child_env, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "automl", "run", str(path), "--storage", url,
-                           "--plugin", str(path.parent / "stop_at.py")], cwd=path.parent,
+                           "--plugin", str(path.parent / "stop_at.py"), *args], cwd=path.parent,
                           env={**child_env(), **env}, capture_output=True, text=True, timeout=TIMEOUT)
 
 
@@ -214,6 +215,7 @@ def test_a_checkpoint_of_another_trick_version_is_refused_in_one_line_and_the_tr
     ({"params": {"ema.half_life": 0.2}}, "its parameters {'ema.half_life': 0.1} differ"),
     ({"budget": "30steps"}, "its trial budget '24steps' differ"),
     ({"tricks": {"ema": 1, "swa": 1}}, "trick swa has state version none in the checkpoint and 1 here"),
+    ({"world_size": 2}, "it was written by 1 rank(s), this trial runs on 2"),
 ])
 def test_a_checkpoint_of_other_params_seed_budget_or_tricks_is_not_resumed(change, reason):
     saved = {"params": {"ema.half_life": 0.1}, "seed": 7, "budget": "24steps", "tricks": {"ema": 1}}
