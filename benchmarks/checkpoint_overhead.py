@@ -77,7 +77,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(storage=f"sqlite:///{Path(tmp) / 'bench.db'}")
-        checkpoints = TrialCheckpoints(study.ask(), artifact_store(Path(tmp) / "artifacts"), device)
+        checkpoints = TrialCheckpoints(study.ask(), artifact_store(Path(tmp) / "artifacts"))
         sides = {"without": None, "with checkpoints": checkpoints}
         for side in sides.values():  # warm-up, untimed
             run_side(side, args, data, settings, device, epochs=1)

@@ -154,9 +154,7 @@ class Objective:
         expected = identity(trial, plan.tricks, plan.seed, plan.attrs, world_size)
         if self.group is not None and not self.group.is_main:  # its outcome is rank 0's to record
             return self._train(trial, plan, follower_checkpointing(self.group, every, expected))
-        # Rank 0 of several reads a checkpoint onto the CPU, as it sends it to the others.
-        device = self.device if self.group is None else torch.device("cpu")
-        checkpoints = TrialCheckpoints(trial, self.artifacts, device)
+        checkpoints = TrialCheckpoints(trial, self.artifacts)
         checkpointing = checkpoints.checkpointing(every, expected, self.group)
         outcome = self._train(trial, plan, checkpointing)
         checkpoints.end()

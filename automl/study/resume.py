@@ -64,8 +64,8 @@ def mismatch(saved: dict[str, Any], expected: dict[str, Any]) -> str | None:
 class TrialCheckpoints:
     """The checkpoints of one running trial, in the study's artifact store."""
 
-    def __init__(self, trial: optuna.Trial, store: FileSystemArtifactStore, device: torch.device) -> None:
-        self.trial, self.store, self.device = trial, store, device
+    def __init__(self, trial: optuna.Trial, store: FileSystemArtifactStore) -> None:
+        self.trial, self.store = trial, store
         self.latest: str | None = None
         """The artifact of this trial's own latest checkpoint."""
         self.inherited: str | None = None
@@ -147,7 +147,9 @@ class TrialCheckpoints:
             return None
         try:
             with self.store.open_reader(found["artifact"]) as reader:
-                written = torch.load(io.BytesIO(reader.read()), map_location=self.device, weights_only=True)
+                # Onto the CPU: generators take their states there only, rank 0 sends it on from there, and
+                # loading a model's or an optimizer's state copies it to their device.
+                written = torch.load(io.BytesIO(reader.read()), map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - a missing or unreadable checkpoint is refused, not fatal
             return self._refuse(retry_of, f"it could not be read ({type(exc).__name__}: {exc})")
         if not isinstance(written, dict) or written.get("format") != FORMAT:

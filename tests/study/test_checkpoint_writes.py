@@ -30,7 +30,7 @@ def state(step: int, weight: torch.Tensor) -> dict:
 def checkpoints(tmp_path):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}")
-    saving = TrialCheckpoints(study.ask(), artifact_store(tmp_path / "artifacts"), torch.device("cpu"))
+    saving = TrialCheckpoints(study.ask(), artifact_store(tmp_path / "artifacts"))
     yield saving
     if saving._writer is not None:
         saving._writer.shutdown()
