@@ -146,6 +146,17 @@ def assert_balanced(url: str) -> None:
     assert all(rows[t.number].spent_seconds == pytest.approx(t.user_attrs[ATTR_SPENT]) for t in done)
 
 
+def refused_retry(resumed: subprocess.CompletedProcess, url: str, reason: str) -> optuna.trial.FrozenTrial:
+    """The retry of trial 0, checked to have refused its checkpoint for ``reason``, in one line, and completed."""
+    assert resumed.returncode == 0, resumed.stderr
+    assert [line for line in resumed.stderr.splitlines() if line.startswith("automl:")] == [
+        f"automl: trial 1 does not resume trial 0's checkpoint: {reason}; it trains from scratch"]
+    _, retry = trials(url)
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs[ATTR_RESUME_REFUSED] == reason
+    assert ATTR_RESUMED not in retry.user_attrs
+    return retry
+
+
 def backdate(url: str, seconds: float) -> None:
     """The dead worker's heartbeats ``seconds`` older, as if the next run came that much later."""
     engine = sa.create_engine(url)
@@ -198,13 +209,7 @@ def test_a_checkpoint_of_another_trick_version_is_refused_in_one_line_and_the_tr
     (dead,) = trials(url)
 
     resumed = automl_run(path, url, child_env, STOP_AT_VERSION="2")
-    assert resumed.returncode == 0, resumed.stderr
-    reason = "trick stop_at has state version 1 in the checkpoint and 2 here"
-    assert [line for line in resumed.stderr.splitlines() if line.startswith("automl:")] == [
-        f"automl: trial 1 does not resume trial 0's checkpoint: {reason}; it trains from scratch"]
-    _, retry = trials(url)
-    assert retry.state == TrialState.COMPLETE and retry.user_attrs[ATTR_RESUME_REFUSED] == reason
-    assert ATTR_RESUMED not in retry.user_attrs
+    retry = refused_retry(resumed, url, "trick stop_at has state version 1 in the checkpoint and 2 here")
     assert_same_training(reference(SNAPSHOTS, child_env), path, retry)  # trained from scratch, with the same seed
     assert not artifact(path, dead.user_attrs[ATTR_CHECKPOINT]["artifact"]).exists()
     assert_balanced(url)

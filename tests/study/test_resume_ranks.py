@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from automl.study.records import ATTR_CHECKPOINT, ATTR_LOST, ATTR_RESUME_REFUSED, ATTR_RESUMED
+from automl.study.records import ATTR_CHECKPOINT, ATTR_LOST, ATTR_RESUMED
 from automl.study.recovery import INTERRUPTED, WORKER_DIED
 from tests.study.test_resume import (artifact, assert_balanced, assert_same_training, automl_run, backdate, load,
-                                     study_file, trials)
+                                     refused_retry, study_file, trials)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 TWO_RANKS = ("--device", "cpu", "--gpus-per-trial", "2")
@@ -122,13 +122,7 @@ def test_a_one_rank_checkpoint_is_refused_by_a_two_rank_retry_which_trains_from_
     path, url, checkpoint = killed_after_checkpoint(tmp_path, child_env)
 
     resumed = automl_run(path, url, child_env, *TWO_RANKS, *plugin(path))
-    assert resumed.returncode == 0, resumed.stderr
-    reason = "it was written by 1 rank(s), this trial runs on 2"
-    assert [line for line in resumed.stderr.splitlines() if line.startswith("automl:")] == [
-        f"automl: trial 1 does not resume trial 0's checkpoint: {reason}; it trains from scratch"]
-    _, retry = trials(url)
-    assert retry.state == TrialState.COMPLETE and retry.user_attrs[ATTR_RESUME_REFUSED] == reason
-    assert ATTR_RESUMED not in retry.user_attrs
+    retry = refused_retry(resumed, url, "it was written by 1 rank(s), this trial runs on 2")
     assert_same_training(two_rank_reference(child_env), path, retry)  # from scratch on two ranks, with the same seed
     assert not artifact(path, checkpoint["artifact"]).exists()
     assert_balanced(url)
