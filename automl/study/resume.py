@@ -115,8 +115,8 @@ class TrialCheckpoints:
                 self._writer = None
 
     def _write(self, written: dict[str, Any]) -> None:
-        """Write ``written`` (a :func:`~automl.train.checkpoints.packed` state) as the trial's latest checkpoint, then remove the one it replaces: a worker that
-        dies in between leaves one checkpoint too many, never none."""
+        """Write ``written`` (a :func:`~automl.train.checkpoints.packed` state) as the trial's latest checkpoint,
+        then remove the one it replaces: a worker that dies in between leaves one checkpoint too many, never none."""
         artifact = f"checkpoint-{uuid.uuid4().hex}"
         buffer = io.BytesIO()
         torch.save(written, buffer)
@@ -150,14 +150,12 @@ class TrialCheckpoints:
                 # Onto the CPU: generators take their states there only, rank 0 sends it on from there, and
                 # loading a model's or an optimizer's state copies it to their device.
                 written = torch.load(io.BytesIO(reader.read()), map_location="cpu", weights_only=True)
+            form = written.get("format") if isinstance(written, dict) else None
+            state = unpacked(written) if form == FORMAT else None
         except Exception as exc:  # noqa: BLE001 - a missing or unreadable checkpoint is refused, not fatal
             return self._refuse(retry_of, f"it could not be read ({type(exc).__name__}: {exc})")
-        if not isinstance(written, dict) or written.get("format") != FORMAT:
-            form = written.get("format") if isinstance(written, dict) else None
-            self.inherited = found["artifact"]
-            return self._refuse(retry_of, f"it has format {form!r}, this automl reads {FORMAT}")
-        state = unpacked(written)
-        problem = mismatch(state.get("identity", {}), expected)
+        problem = (f"it has format {form!r}, this automl reads {FORMAT}" if state is None
+                   else mismatch(state.get("identity", {}), expected))
         if problem is not None:
             self.inherited = found["artifact"]  # of no use to any trial now: removed with this one's
             return self._refuse(retry_of, problem)

@@ -210,7 +210,8 @@ def packed(state: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, torch.Tensor):
             key = f"{str(value.dtype).removeprefix('torch.')}/{value.device}"
             parts.setdefault(key, []).append(value.detach().reshape(-1))
-            offset, sizes[key] = sizes.get(key, 0), sizes.get(key, 0) + value.numel()
+            offset = sizes.get(key, 0)
+            sizes[key] = offset + value.numel()
             return {TENSOR: [key, offset, list(value.shape)]}
         if isinstance(value, dict):
             if TENSOR in value:
@@ -319,5 +320,5 @@ def _unstringify(value: Any) -> Any:
 
 
 __all__ = ["BAD_CHECKPOINT", "Checkpointing", "DEFAULT_EVERY", "DEFAULT_FROM_SECONDS", "Every", "FORMAT", "OFF",
-           "capture", "own_part", "packed", "rank_state", "same", "with_ranks", "unpacked", "generator_state", "numpy_generator_state", "restore", "rng_states",
-           "set_numpy_generator_state", "set_rng_states"]
+           "TENSOR", "capture", "generator_state", "numpy_generator_state", "own_part", "packed", "rank_state",
+           "restore", "rng_states", "same", "set_numpy_generator_state", "set_rng_states", "unpacked", "with_ranks"]

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from automl.storage.artifacts import artifact_store
-from automl.storage.optuna_adapter import frozen_trial
-from automl.study.records import ATTR_CHECKPOINT
+from automl.storage.optuna_adapter import frozen_trial, set_user_attrs
+from automl.study.records import ATTR_CHECKPOINT, ATTR_RESUME_REFUSED, SYS_RETRY_OF
 from automl.study.resume import TrialCheckpoints
 from automl.train.checkpoints import TENSOR, packed, unpacked
 
@@ -108,3 +108,30 @@ def test_a_packed_state_comes_back_whole_each_tensor_with_its_dtype_shape_and_va
 def test_a_state_that_uses_the_placeholder_key_is_refused():
     with pytest.raises(ValueError, match=TENSOR):
         packed({"trick": {TENSOR: 1}})
+
+
+@pytest.mark.parametrize("content, reason, kept", [
+    ({"format": 1, "model": {}}, "it has format 1, this automl reads 2", False),  # another form: removed with the retry
+    ("not a checkpoint", "it could not be read", True),  # unreadable: left where it is
+])
+def test_a_checkpoint_of_another_form_or_unreadable_is_refused_in_one_line(tmp_path, capsys, content, reason, kept):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}")
+    store = artifact_store(tmp_path / "artifacts")
+    dead = study.ask()
+    path = tmp_path / "artifacts" / "checkpoint-old"
+    if isinstance(content, str):
+        path.write_text(content)
+    else:
+        torch.save(content, path)
+    set_user_attrs(study, dead, {ATTR_CHECKPOINT: {"artifact": "checkpoint-old", "step": 3, "progress": 0.3,
+                                                   "spent_seconds": 3.0}})
+    study.tell(dead, state=optuna.trial.TrialState.FAIL)
+    retry = study.ask()
+    study._storage.set_trial_system_attr(retry._trial_id, SYS_RETRY_OF, dead.number)
+    saving = TrialCheckpoints(retry, store)
+    assert saving.checkpointing(None, {}).resume is None
+    assert capsys.readouterr().err.startswith(f"automl: trial 1 does not resume trial 0's checkpoint: {reason}")
+    assert saving.attrs[ATTR_RESUME_REFUSED].startswith(reason)
+    saving.end()
+    assert path.exists() == kept

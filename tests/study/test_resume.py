@@ -31,9 +31,9 @@ TIMEOUT = 300.0
 
 STOP_AT = '''
 """Stops its own worker (rank STOP_RANK of a trial's ranks, 0 unless set) with the signal STOP_SIGNAL after step
-STOP_AT_STEP (when both are set), once the
-checkpoint of step STOP_AFTER_SAVED is in the SQLite database STOP_DB and the one before it gone from the folder
-STOP_ARTIFACTS (when set): a checkpoint is written in the background."""
+STOP_AT_STEP (when both are set). With STOP_AFTER_SAVED set, it waits first until the checkpoint of that step is
+in the SQLite database STOP_DB and the one before it gone from the folder STOP_ARTIFACTS: checkpoints are
+written in the background."""
 import json
 import os
 import signal
