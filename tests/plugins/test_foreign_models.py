@@ -3,9 +3,8 @@
 Each trick's effect is checked on the foreign model as its own test checks it on automl's: FreezeOut's frozen
 layers get no gradient and stop moving, zero_gamma's gammas are zero at the first step, no_bias_decay decays
 the conv and linear weights alone, EMA's average is the one written out by hand, SWA's is the mean over its
-window with BatchNorm recomputed, a snapshot ensemble predicts the mean of its snapshots' softmaxes,
-mixed_precision runs the convolutions in bf16 on channels-last weights kept in fp32, and distillation's
-teacher, a ResNet-18 checkpoint, is rebuilt from it and gives the student its logits.
+window with BatchNorm recomputed, a snapshot ensemble predicts the mean of its snapshots' softmaxes, and
+distillation's teacher, a ResNet-18 checkpoint, is rebuilt from it and gives the student its logits.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from automl.trick import Trick, TrialContext
 from automl_plugins.distillation import Distillation
 from automl_plugins.ema import Ema, ema_decay
 from automl_plugins.freezeout import FreezeOut, forward_layers
-from automl_plugins.mixed_precision import MixedPrecision
 from automl_plugins.no_bias_decay import NoBiasDecay
 from automl_plugins.snapshot_ensemble import SnapshotEnsemble
 from automl_plugins.swa import Swa
@@ -220,37 +218,6 @@ def test_a_snapshot_ensemble_of_resnet18_predicts_the_mean_of_its_snapshots_soft
     ensemble = torch.stack(probs).mean(0)
     assert result.val_error == pytest.approx(_error(ensemble, data.val.y))
     assert result.val_error_model == pytest.approx(_error(alone, data.val.y))
-
-
-class ConvInputs(Trick):
-    """The dtype and memory format of what resnet18's first convolution receives in the training forwards."""
-
-    name = "conv_inputs"
-
-    def __init__(self):
-        self.seen = []
-
-    def setup(self, run):
-        def record(module, inputs, output):
-            if module.training:
-                self.seen.append((output.dtype, inputs[0].is_contiguous(memory_format=torch.channels_last)))
-        run.model.conv1.register_forward_hook(record)
-
-
-def test_mixed_precision_with_channels_last_on_resnet18_runs_bf16_convs_on_fp32_weights():
-    data = tiny_data(shape=(3, 16, 16), n_train=64, n_val=32, n_test=32)  # 3 channels: channels-last is visible
-    model = _model("torchvision:resnet18", data)
-    probe = ConvInputs()
-    # A small LR: bf16 steps at the default 0.1 can take a fresh ResNet-18 on tiny images to a NaN loss.
-    result = train_tiny([MixedPrecision(dtype="bf16", channels_last=True), probe], "3steps", data=data,
-                        model=model, batch_size=16, lr=0.01)
-    assert probe.seen == [(torch.bfloat16, True)] * result.steps
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    assert len(convs) == 20
-    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
-    # A 1x1 kernel (the downsampling shortcuts) is contiguous in both formats; a 3x3 one in one only.
-    assert not any(c.weight.is_contiguous() for c in convs if c.kernel_size != (1, 1))
-    assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
 def test_distillation_rebuilds_a_resnet18_teacher_from_its_checkpoint_and_teaches_with_its_logits(tmp_path):
