@@ -3,7 +3,8 @@
 Each trick's effect is checked on the foreign model as its own test checks it on automl's: FreezeOut's frozen
 layers get no gradient and stop moving, zero_gamma's gammas are zero at the first step, no_bias_decay decays
 the conv and linear weights alone, EMA's average is the one written out by hand, SWA's is the mean over its
-window with BatchNorm recomputed, a snapshot ensemble predicts the mean of its snapshots' softmaxes, and
+window with BatchNorm recomputed, a snapshot ensemble predicts the mean of its snapshots' softmaxes,
+mixed_precision runs the convolutions in bf16 on channels-last inputs and weights kept in fp32, and
 distillation's teacher, a ResNet-18 checkpoint, is rebuilt from it and gives the student its logits.
 """
 
@@ -23,6 +24,7 @@ from automl.trick import Trick, TrialContext
 from automl_plugins.distillation import Distillation
 from automl_plugins.ema import Ema, ema_decay
 from automl_plugins.freezeout import FreezeOut, forward_layers
+from automl_plugins.mixed_precision import MixedPrecision
 from automl_plugins.no_bias_decay import NoBiasDecay
 from automl_plugins.snapshot_ensemble import SnapshotEnsemble
 from automl_plugins.swa import Swa
@@ -218,6 +220,47 @@ def test_a_snapshot_ensemble_of_resnet18_predicts_the_mean_of_its_snapshots_soft
     ensemble = torch.stack(probs).mean(0)
     assert result.val_error == pytest.approx(_error(ensemble, data.val.y))
     assert result.val_error_model == pytest.approx(_error(alone, data.val.y))
+
+
+class ConvInputs(Trick):
+    """Each training step's loss, and what resnet18's first convolution received and gave in its forwards."""
+
+    name = "conv_inputs"
+    order = 1 << 30
+
+    def __init__(self):
+        self.seen, self.losses = [], []
+
+    def setup(self, run):
+        def record(module, inputs, output):
+            if module.training:
+                self.seen.append((output.dtype, inputs[0].is_contiguous(memory_format=torch.channels_last)))
+        run.model.conv1.register_forward_hook(record)
+
+    def on_step_end(self, run, loss):
+        self.losses.append(loss.item())
+
+
+def test_mixed_precision_with_channels_last_on_resnet18_runs_bf16_convs_on_fp32_weights():
+    data = tiny_data(shape=(3, 16, 16), n_train=64, n_val=32, n_test=32)  # 3 channels: channels-last is visible
+    model, probe = _model("torchvision:resnet18", data), ConvInputs()
+    # Two steps at a small LR: the test is of the layout and the dtypes, not of how far bf16 steps can go
+    # before a fresh ResNet-18 on 16x16 images, batch 16, diverges (its fp32 loss goes 2.5, 12, 26 at LR 0.1).
+    result = train_tiny([MixedPrecision(dtype="bf16", channels_last=True), probe], "2steps", data=data,
+                        model=model, batch_size=16, lr=0.001)
+    assert probe.seen == [(torch.bfloat16, True)] * result.steps == [(torch.bfloat16, True)] * 2
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 20
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    # A 1x1 kernel (the downsampling shortcuts) is contiguous in both formats; a 3x3 one in one only.
+    assert not any(c.weight.is_contiguous() for c in convs if c.kernel_size != (1, 1))
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    # The bf16 forward computes the same thing: the first loss, before any update, is the fp32 one to bf16's
+    # precision (8 bits of mantissa, about 0.4%), on the same weights and batch.
+    fp32 = ConvInputs()
+    train_tiny([fp32], "1steps", data=data, model=_model("torchvision:resnet18", data), batch_size=16, lr=0.001)
+    assert fp32.seen == [(torch.float32, False)]
+    assert probe.losses[0] == pytest.approx(fp32.losses[0], rel=0.01) and probe.losses[0] != fp32.losses[0]
 
 
 def test_distillation_rebuilds_a_resnet18_teacher_from_its_checkpoint_and_teaches_with_its_logits(tmp_path):
