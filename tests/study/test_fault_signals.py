@@ -54,6 +54,20 @@ def trials(url: str) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
+def trial_started(url: str) -> bool:
+    """Whether the study has a trial, read in plain SQL: ``optuna.load_study`` would create Optuna's tables
+    if they were missing, racing the worker that is creating them (a unique violation in PostgreSQL's
+    catalog for whichever loses)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return bool(connection.scalar(sa.text("SELECT count(*) FROM trials")))
+    except sa.exc.ProgrammingError:  # the tables are not there yet
+        return False
+    finally:
+        engine.dispose()
+
+
 def wait_for(condition, what: str, process: subprocess.Popen | None = None):
     deadline = time.monotonic() + DEADLINE
     while not (found := condition()):
@@ -217,7 +231,7 @@ def test_connections_cut_under_a_running_study_cost_retries_not_trials(write_stu
     cutter = threading.Thread(target=lambda: cuts.extend(terminate_connections(
         pg_server, postgres_url.rsplit("/", 1)[1], stop, 0.4)))
     parent = start(path, postgres_url, child_env(), "--workers", "2")
-    wait_for(lambda: trials(postgres_url), "the study", parent)
+    wait_for(lambda: trial_started(postgres_url), "a trial", parent)
     cutter.start()
     try:
         code = parent.wait(DEADLINE * 2)

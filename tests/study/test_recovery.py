@@ -18,13 +18,20 @@ from automl.storage.ledger import Ledger
 from automl.storage.models import TrialCostModel
 
 
-def running_trial(url: str) -> int | None:
-    """The number of a RUNNING trial after the first, once the study exists; else None."""
+def beating_trial(url: str) -> int | None:
+    """The number of a trial after the first whose worker has sent a heartbeat (its cost row has spent
+    seconds), once the study's tables exist; else None. Plain SQL: ``optuna.load_study`` would create
+    Optuna's tables if they were missing, racing the worker that is creating them."""
+    engine = sa.create_engine(url)
     try:
-        trials = optuna.load_study(study_name="tiny", storage=url).trials
-    except Exception:  # noqa: BLE001 - the study or its tables are not there yet
+        with engine.connect() as connection:
+            return connection.scalar(sa.select(TrialCostModel.trial_number).where(
+                TrialCostModel.state == "running", TrialCostModel.trial_number >= 1,
+                TrialCostModel.spent_seconds > 0))
+    except sa.exc.DBAPIError:  # the tables are not there yet
         return None
-    return next((t.number for t in trials if t.state == TrialState.RUNNING and t.number >= 1), None)
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -41,11 +48,12 @@ def test_a_killed_worker_is_failed_settled_and_retried_once(write_study, url, tm
                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while (killed := running_trial(url)) is None:
+        # Mid-trial, once a heartbeat has landed: a fixed wait would depend on the machine's speed, and a
+        # trial killed before its first heartbeat is settled to 0 s by another path (tested elsewhere).
+        while (killed := beating_trial(url)) is None:
             assert worker.poll() is None, worker.stderr.read()
-            assert time.monotonic() < deadline, "no second trial started"
-            time.sleep(0.2)
-        time.sleep(1.2)  # mid-trial, after a heartbeat or two
+            assert time.monotonic() < deadline, "no second trial sent a heartbeat"
+            time.sleep(0.05)
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
     finally:
