@@ -249,7 +249,8 @@ def pinned_conflicts(tricks: Mapping[str, type[Trick]], settings: Mapping[str, T
 
 
 def select_tricks(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mapping[str, TrickSettings],
-                  context: Any = None, turned_off: Mapping[str, str] | None = None) -> list[Trick]:
+                  context: Any = None, turned_off: Mapping[str, str] | None = None, *,
+                  unavailable: Mapping[str, str] | None = None) -> list[Trick]:
     """Decide which tricks this trial enables and build them with their suggested parameters.
 
     Resources are shared out first. A trick that owns several resources (a batch ramp owns
@@ -260,14 +261,16 @@ def select_tricks(trial: Any, tricks: Mapping[str, type[Trick]], settings: Mappi
     study pins it. Choices never depend on earlier answers, as Optuna requires. A trick
     that says it is ``unavailable`` for this trial is off, and the reason is recorded in
     the trial's ``unavailable`` attribute; so is one the study has ``turned_off`` (name to reason), so
-    that the trial's distributions stay those of earlier trials.
+    that the trial's distributions stay those of earlier trials. A given ``unavailable`` (name to reason)
+    is taken as decided, and no trick is asked: the other ranks of a trial take rank 0's decision.
 
     Every enabled trick's space is suggested before any is built, so that the trial records all of its
     parameters even when an ``__init__`` raises: that raises :class:`TrickError` naming the trick.
     """
-    off = turned_off or {}
-    unavailable = {n: reason for n in sorted(tricks)
-                   if (reason := off.get(n) or tricks[n].unavailable(context, dict(_options_of(settings, n))))}
+    if unavailable is None:
+        off = turned_off or {}
+        unavailable = {n: reason for n in sorted(tricks)
+                       if (reason := off.get(n) or tricks[n].unavailable(context, dict(_options_of(settings, n))))}
     if unavailable:
         trial.set_user_attr(ATTR_UNAVAILABLE, unavailable)
     pinned_on = {n for n in tricks if _pin_of(settings, n)}

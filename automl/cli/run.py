@@ -45,9 +45,10 @@ def _run(args: argparse.Namespace) -> int:
     if ranks is None:
         return _run_study(args, prepared, url, devices)
     from automl.study.ranks import follow, trial_ranks
-    from automl.study.runner import make_objective
+    from automl.study.runner import current_sources, make_objective
 
-    with trial_ranks(ranks, prepared.device, _follower_argv(args, ranks), url, args.threads) as group:
+    with trial_ranks(ranks, prepared.device, _follower_argv(args, ranks), url, args.threads,
+                     current_sources(prepared)) as group:
         prepared.group = group
         if not group.is_main:
             _stop_with_launcher()

@@ -113,10 +113,13 @@ class Objective:
             best_checkpoint=lambda: best_checkpoint(study, self.artifacts, self.best_model_cache), model=self._probe)
         return self.plan(trial, context, self._seed(trial))
 
-    def plan(self, trial: Any, context: TrialContext, seed: int) -> TrialPlan:
-        """The plan of ``trial`` (an Optuna trial, or a ``FixedTrial`` of its params on another rank)."""
+    def plan(self, trial: Any, context: TrialContext, seed: int,
+             unavailable: dict[str, str] | None = None) -> TrialPlan:
+        """The plan of ``trial`` (an Optuna trial, or a ``FixedTrial`` of its params on another rank, with the
+        tricks rank 0 found ``unavailable``)."""
         try:
-            tricks, failure = select_tricks(trial, self.tricks, self.settings, context, self.turned_off), None
+            tricks, failure = select_tricks(trial, self.tricks, self.settings, context, self.turned_off,
+                                            unavailable=unavailable), None
         except TrickError as exc:
             tricks, failure = [], exc
         settings = self.config.train.resolve(trial)

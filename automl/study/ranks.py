@@ -9,9 +9,11 @@ shard of every batch beside it, and waits for the next.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -20,8 +22,9 @@ import torch
 from optuna.trial import FixedTrial
 
 from automl.errors import UserError
+from automl.study.records import ATTR_UNAVAILABLE
 from automl.study.processes import child_env
-from automl.train.distributed import Ranks, TrialGroup, start_store
+from automl.train.distributed import RENDEZVOUS_TIMEOUT, Ranks, TrialGroup, start_store, started_key
 from automl.trick import TrialContext
 
 if TYPE_CHECKING:
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
 
 FOLLOWER_EXIT_SECONDS = 30.0
 """How long rank 0, once the study is done, waits for the other ranks to exit before it kills them."""
+FOLLOWER_POLL_SECONDS = 0.1
+"""How often rank 0, while the ranks it started get ready, looks whether one of them has exited."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,10 @@ class TrialMessage:
     number: int
     seed: int
     study_name: str
+    unavailable: dict[str, str]
+    """The tricks rank 0 found unavailable for the trial, or turned off, with why: the other ranks take this
+    decision as it is, since what it rests on (the best trial's model, the errors of earlier trials) is rank
+    0's to know."""
 
 
 def check_ranks(k: int, device: torch.device, device_option: str | None, workers: int,
@@ -77,23 +86,29 @@ def env_for_workers(k: int, workers: int, device: torch.device) -> list[dict[str
 
 
 @contextmanager
-def trial_ranks(ranks: Ranks, device: torch.device, argv: Sequence[str], url: str,
-                threads: int | None) -> Iterator[TrialGroup]:
+def trial_ranks(ranks: Ranks, device: torch.device, argv: Sequence[str], url: str, threads: int | None,
+                sources: dict[str, str]) -> Iterator[TrialGroup]:
     """This process's group of ranks (``device`` is this rank's own), with ranks 1..K-1 started here when this
-    is rank 0 and torchrun did not start them; once the block ends on rank 0, the others are told the study is
-    done (or, if the block raised, killed: they hold nothing)."""
+    is rank 0 and torchrun did not start them, and refused unless they got as far as rank 0 with the same
+    ``sources`` (where each trick and the model come from); once the block ends on rank 0, the others are told
+    the study is done (or, if the block raised, killed: they hold nothing)."""
     store, followers = None, []
-    if ranks.is_main and Ranks.from_env() is None:
-        store = start_store(ranks.world_size)
-        followers = _start_followers(ranks.world_size, store.port, argv, url, threads)
-    group = TrialGroup(ranks, device, store)
+    try:
+        if ranks.is_main and Ranks.from_env() is None:
+            store = start_store(ranks.world_size)
+            followers = _start_followers(ranks.world_size, store.port, argv, url, threads)
+            _await_followers(store, followers, sources)
+        group = TrialGroup(ranks, device, store, started=json.dumps(sources, sort_keys=True))
+    except BaseException:
+        _kill(followers)
+        _wait(followers)
+        raise
     try:
         yield group
         if group.is_main:
             group.share(None)
     except BaseException:
-        for process in followers:
-            process.kill()
+        _kill(followers)
         raise
     finally:
         _wait(followers)
@@ -107,6 +122,42 @@ def _start_followers(k: int, port: int, argv: Sequence[str], url: str, threads: 
     return [subprocess.Popen([sys.executable, "-m", "automl", "run", *argv, *threads_option],
                              env={**env, **Ranks(rank, k, rank).env(port)}, start_new_session=True)
             for rank in range(1, k)]
+
+
+def _await_followers(store: Any, followers: list[subprocess.Popen], sources: dict[str, str]) -> None:
+    """Wait until every rank automl started has read the study file and the data, as rank 0 has; one that
+    exits first ends the wait at once (rather than at the rendezvous' timeout), before anything is written,
+    and so does one whose tricks or model come from elsewhere (a plugin that failed to load there alone)."""
+    k = len(followers) + 1
+    keys = [started_key(rank) for rank in range(1, k)]
+    deadline = time.monotonic() + RENDEZVOUS_TIMEOUT.total_seconds()
+    while not store.check(keys):
+        for rank, process in enumerate(followers, start=1):
+            if process.poll() is not None:
+                raise UserError(f"rank {rank} of --gpus-per-trial {k} exited with code {process.returncode} "
+                                "before the trial's ranks met (its own message is above); nothing was written "
+                                "to the study")
+        if time.monotonic() > deadline:
+            raise UserError(f"the ranks of --gpus-per-trial {k} did not all start within "
+                            f"{RENDEZVOUS_TIMEOUT.total_seconds():g} s; see their messages above")
+        time.sleep(FOLLOWER_POLL_SECONDS)
+    for rank, key in enumerate(keys, start=1):
+        _check_sources(rank, k, sources, json.loads(store.get(key)))
+
+
+def _check_sources(rank: int, k: int, ours: dict[str, str], theirs: dict[str, str]) -> None:
+    """Refuse a rank that would train other tricks, or another model, than rank 0 does."""
+    differ = sorted(name for name in {*ours, *theirs} if ours.get(name) != theirs.get(name))
+    if differ:
+        name = differ[0]
+        raise UserError(f"rank {rank} of --gpus-per-trial {k} has {name!r} from {theirs.get(name, 'nowhere')}, "
+                        f"but rank 0 has it from {ours.get(name, 'nowhere')}: every rank must load the same "
+                        "plugins (see the warnings above); nothing was written to the study")
+
+
+def _kill(followers: list[subprocess.Popen]) -> None:
+    for process in followers:
+        process.kill()
 
 
 def _wait(followers: list[subprocess.Popen]) -> None:
@@ -124,7 +175,7 @@ def follow(group: TrialGroup, objective: "Objective") -> int:
         trial = FixedTrial(message.params, message.number)
         context = TrialContext(study_name=message.study_name, trial_number=message.number,
                                best_checkpoint=lambda: None)  # rank 0's answer is shared (see share_trial)
-        objective.train(trial, objective.plan(trial, context, message.seed))
+        objective.train(trial, objective.plan(trial, context, message.seed, message.unavailable))
     return 0
 
 
@@ -132,7 +183,8 @@ def share_trial(group: TrialGroup, trial: Any, plan: "TrialPlan") -> "TrialPlan"
     """On rank 0, send the trial to the other ranks; on every rank, the plan whose questions to the study
     (its best model) rank 0 answers for all."""
     if group.is_main:
-        group.share(TrialMessage(dict(trial.params), trial.number, plan.seed, trial.study.study_name))
+        group.share(TrialMessage(dict(trial.params), trial.number, plan.seed, trial.study.study_name,
+                                 dict(trial.user_attrs.get(ATTR_UNAVAILABLE, {}))))
     context = replace(plan.context, best_checkpoint=group.shared(plan.context.best_checkpoint))
     return replace(plan, context=context)
 

@@ -281,13 +281,19 @@ def _refuse_another_task(storage: optuna.storages.BaseStorage, prepared: Prepare
                             "--study-name to start a new study (or --accept-task-change to mix them)")
 
 
+def current_sources(prepared: PreparedStudy) -> dict[str, str]:
+    """Where each of the study's tricks, and its model, comes from in this process: ``{name: source}``."""
+    now = {p["trick"]: p["source"] for p in records.trick_sources(prepared.plugins)}
+    if prepared.model_origin:
+        now[MODEL_KEY + prepared.study_file.config.task.model] = prepared.model_origin["source"]
+    return now
+
+
 def _plugin_sources(storage: optuna.storages.BaseStorage, prepared: PreparedStudy) -> dict[str, str]:
     """Where the study's tricks come from, the earlier ones kept; a trick that now comes from another plugin
     or version than the study's trials had it from is refused unless ``accept_plugin_change``."""
     before = _recorded_sources(storage, prepared.name)
-    now = {p["trick"]: p["source"] for p in records.trick_sources(prepared.plugins)}
-    if prepared.model_origin:
-        now[MODEL_KEY + prepared.study_file.config.task.model] = prepared.model_origin["source"]
+    now = current_sources(prepared)
     changed = sorted(n for n in now if n in before and before[n] != now[n])
     if changed and not prepared.accept_plugin_change:
         name = changed[0]

@@ -69,9 +69,10 @@ def rank_device(device: torch.device, ranks: Ranks) -> torch.device:
 class TrialGroup:
     """The process group of one trial's ranks, and the few things they exchange."""
 
-    def __init__(self, ranks: Ranks, device: torch.device, store: Any = None) -> None:
+    def __init__(self, ranks: Ranks, device: torch.device, store: Any = None, started: str = "") -> None:
         """Join the group (every rank at once); ``store`` is rank 0's ``TCPStore`` when automl started the ranks
-        (the others find it in ``STORE_VAR``), else torchrun's ``MASTER_ADDR``/``MASTER_PORT`` are used."""
+        (the others find it in ``STORE_VAR``, and set ``started`` under ``started_key`` there for rank 0 to
+        read before they join), else torchrun's ``MASTER_ADDR``/``MASTER_PORT`` are used."""
         self.ranks, self.device = ranks, device
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
@@ -79,6 +80,7 @@ class TrialGroup:
         if store is None and STORE_VAR in os.environ:
             host, port = os.environ[STORE_VAR].rsplit(":", 1)
             store = dist.TCPStore(host, int(port), ranks.world_size, is_master=False, timeout=RENDEZVOUS_TIMEOUT)
+            store.set(started_key(ranks.rank), started)  # rank 0 watches the process until this is set
         options: dict[str, Any] = {"store": store} if store is not None else {"init_method": "env://"}
         dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world_size,
                                 timeout=RENDEZVOUS_TIMEOUT, **options)
@@ -176,6 +178,11 @@ class TrialGroup:
         return lambda rung, p, error: self.flag(report(rung, p, error) if self.is_main else False)
 
 
+def started_key(rank: int) -> str:
+    """The key of rank 0's store that rank ``rank``, started by automl, sets once it is ready to join."""
+    return f"automl/started/{rank}"
+
+
 def start_store(world_size: int) -> Any:
     """Rank 0's rendezvous on a free port of the loopback (``store.port`` for the other ranks)."""
     return dist.TCPStore(LOOPBACK, 0, world_size, is_master=True, timeout=RENDEZVOUS_TIMEOUT,
@@ -183,4 +190,4 @@ def start_store(world_size: int) -> Any:
 
 
 __all__ = ["LOOPBACK", "RANK_TIMEOUT", "RENDEZVOUS_TIMEOUT", "STORE_VAR", "Ranks", "TrialGroup", "rank_device",
-           "start_store"]
+           "start_store", "started_key"]

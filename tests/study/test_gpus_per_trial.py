@@ -183,3 +183,128 @@ def test_devices_per_trial_leave_the_trials_config_digest_as_it_was(write_study)
     two = load_study_file(str(path), None).config
     assert two.study.gpus_per_trial == 2
     assert config_digest(one) == config_digest(two)
+
+
+
+# What each rank's trial ran with: the attributes its tricks set up (each trick names its own), at the end.
+ATTRS_LOG = '''
+import json
+import os
+
+from automl import Trick, hookimpl
+
+
+class AttrsLog(Trick):
+    name = "attrslog"
+    order = 1 << 30
+
+    def on_end(self, run):
+        with open(os.path.join(os.environ["RANKLOG_DIR"], f"attrs-{run.rank}.txt"), "a") as f:
+            f.write(json.dumps(sorted(run.attrs)) + "\\n")
+
+
+@hookimpl
+def automl_register_tricks():
+    return [AttrsLog]
+'''
+
+
+@pytest.mark.slow
+def test_the_other_ranks_take_rank_0s_word_for_which_tricks_are_unavailable(tmp_path, write_study, sqlite_url,
+                                                                             child_env):
+    # zero_gamma is unavailable for small_cnn, which rank 1 cannot know without the model; distillation is
+    # unavailable until a trial has completed, which only rank 0 asks the study about. Rank 1 once crashed on
+    # the first and trained without the second.
+    plugin = tmp_path / "attrslog.py"
+    plugin.write_text(ATTRS_LOG)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    study = write_study("""
+        [tricks]
+        include = ["attrslog", "zero_gamma", "distillation"]
+        [tricks.attrslog]
+        enabled = true
+        [tricks.zero_gamma]
+        enabled = true
+        [tricks.distillation]
+        enabled = true
+        """, n_trials=2)
+    done = subprocess.run([sys.executable, "-m", "automl", "run", str(study), "--storage", sqlite_url,
+                           "--plugin", str(plugin), "--device", "cpu", "--gpus-per-trial", "2"],
+                          env={**child_env(), "RANKLOG_DIR": str(logs)}, capture_output=True, text=True,
+                          timeout=900)  # a guard against a hang only
+    assert done.returncode == 0, done.stderr
+    trials = optuna.load_study(study_name="tiny", storage=sqlite_url).get_trials()
+    assert [sorted(t.user_attrs["unavailable"]) for t in trials] == [["distillation", "zero_gamma"], ["zero_gamma"]]
+    assert [t.user_attrs["tricks"] for t in trials] == [["attrslog"], ["distillation", "attrslog"]]
+    rank0, rank1 = ((logs / f"attrs-{r}.txt").read_text().splitlines() for r in (0, 1))
+    assert rank0 == rank1 and len(rank0) == 2
+    assert "distillation.teacher" in rank1[1] and not any("zero_gamma" in line for line in rank1)
+
+
+# The ranks automl starts fail to start, in rank 1 alone: a model that cannot be built there, a plugin that
+# cannot be loaded there.
+RANK_1_MODEL = '''
+import os
+
+from torch import nn
+
+
+def build(num_classes, in_channels, **model_args):
+    if os.environ.get("RANK") == "1":
+        raise RuntimeError("this model cannot be built in rank 1")
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 8 * 8, num_classes))
+'''
+
+RANK_1_PLUGIN = '''
+import os
+
+from automl import Trick, hookimpl
+
+if os.environ.get("RANK") == "1":
+    raise RuntimeError("this plugin does not load in rank 1")
+
+
+class Loaded(Trick):
+    name = "loaded"
+
+
+@hookimpl
+def automl_register_tricks():
+    return [Loaded]
+'''
+
+
+def _two_ranks_refused(study: Path, url: str, env: dict[str, str], *argv: str) -> list[str]:
+    # Far below the rendezvous' timeout (RENDEZVOUS_TIMEOUT, 5 min), which is how long rank 0 used to wait.
+    done = subprocess.run([sys.executable, "-m", "automl", "run", str(study), "--storage", url, *argv,
+                           "--device", "cpu", "--gpus-per-trial", "2"],
+                          env=env, capture_output=True, text=True, timeout=150)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert not (study.parent / "studies.db").exists() or optuna.get_all_study_names(url) == []
+    return done.stderr.splitlines()
+
+
+@pytest.mark.slow
+def test_a_rank_that_fails_to_start_stops_rank_0_at_once_with_one_line(write_study, tmp_path, sqlite_url, child_env):
+    (tmp_path / "rank_model.py").write_text(RANK_1_MODEL)
+    study = write_study()
+    study.write_text(study.read_text().replace('model = "small_cnn"', 'model = "rank_model:build"'))
+    lines = _two_ranks_refused(study, sqlite_url, child_env())
+    assert any("this model cannot be built in rank 1" in line for line in lines)  # rank 1's own line, above
+    assert lines[-1] == ("automl: error: rank 1 of --gpus-per-trial 2 exited with code 2 before the trial's ranks "
+                         "met (its own message is above); nothing was written to the study")
+
+
+@pytest.mark.slow
+def test_a_rank_with_other_plugins_than_rank_0_is_refused_before_a_trial(write_study, tmp_path, sqlite_url,
+                                                                         child_env):
+    plugin = tmp_path / "rank_plugin.py"
+    plugin.write_text(RANK_1_PLUGIN)
+    lines = _two_ranks_refused(write_study(), sqlite_url, child_env(), "--plugin", str(plugin))
+    assert any("this plugin does not load in rank 1" in line for line in lines)  # its warning, in rank 1
+    assert lines[-1].startswith("automl: error: rank 1 of --gpus-per-trial 2 has 'loaded' from nowhere, but rank 0 "
+                                "has it from ")
+    assert lines[-1].endswith(": every rank must load the same plugins (see the warnings above); nothing was "
+                              "written to the study")
