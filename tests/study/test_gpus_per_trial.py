@@ -50,24 +50,31 @@ def automl_register_tricks():
 '''
 
 
+def run_two_ranks(tmp_path: Path, study: Path, url: str, env: dict[str, str], plugin_source: str) -> Path:
+    """Run ``study`` with two gloo processes per trial through `python -m automl run`, with ``plugin_source``
+    as a trick plugin that writes its logs to ``$RANKLOG_DIR``; that folder."""
+    plugin = tmp_path / "ranks_plugin.py"
+    plugin.write_text(plugin_source)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    done = subprocess.run([sys.executable, "-m", "automl", "run", str(study), "--storage", url,
+                           "--plugin", str(plugin), "--device", "cpu", "--gpus-per-trial", "2"],
+                          env={**env, "RANKLOG_DIR": str(logs)}, capture_output=True, text=True,
+                          timeout=900)  # a guard against a hang only
+    assert done.returncode == 0, done.stderr
+    return logs
+
+
 @pytest.fixture
 def two_rank_run(tmp_path, write_study, sqlite_url, child_env):
     """One trial of a tiny study, trained by two gloo processes through `python -m automl run`."""
-    plugin = tmp_path / "ranklog.py"
-    plugin.write_text(RANK_LOG)
-    logs = tmp_path / "logs"
-    logs.mkdir()
     study = write_study("""
         [tricks]
         include = ["ranklog"]
         [tricks.ranklog]
         enabled = true
         """, trial_budget=f"{STEPS}steps", n_trials=1)
-    env = {**child_env(), "RANKLOG_DIR": str(logs)}
-    done = subprocess.run([sys.executable, "-m", "automl", "run", str(study), "--storage", sqlite_url,
-                           "--plugin", str(plugin), "--device", "cpu", "--gpus-per-trial", "2"],
-                          env=env, capture_output=True, text=True, timeout=900)  # a guard against a hang only
-    assert done.returncode == 0, done.stderr
+    logs = run_two_ranks(tmp_path, study, sqlite_url, child_env(), RANK_LOG)
     return sqlite_url, [(logs / f"rank-{r}.txt").read_text().splitlines() for r in (0, 1)]
 
 
@@ -215,10 +222,6 @@ def test_the_other_ranks_take_rank_0s_word_for_which_tricks_are_unavailable(tmp_
     # zero_gamma is unavailable for small_cnn, which rank 1 cannot know without the model; distillation is
     # unavailable until a trial has completed, which only rank 0 asks the study about. Rank 1 once crashed on
     # the first and trained without the second.
-    plugin = tmp_path / "attrslog.py"
-    plugin.write_text(ATTRS_LOG)
-    logs = tmp_path / "logs"
-    logs.mkdir()
     study = write_study("""
         [tricks]
         include = ["attrslog", "zero_gamma", "distillation"]
@@ -229,11 +232,7 @@ def test_the_other_ranks_take_rank_0s_word_for_which_tricks_are_unavailable(tmp_
         [tricks.distillation]
         enabled = true
         """, n_trials=2)
-    done = subprocess.run([sys.executable, "-m", "automl", "run", str(study), "--storage", sqlite_url,
-                           "--plugin", str(plugin), "--device", "cpu", "--gpus-per-trial", "2"],
-                          env={**child_env(), "RANKLOG_DIR": str(logs)}, capture_output=True, text=True,
-                          timeout=900)  # a guard against a hang only
-    assert done.returncode == 0, done.stderr
+    logs = run_two_ranks(tmp_path, study, sqlite_url, child_env(), ATTRS_LOG)
     trials = optuna.load_study(study_name="tiny", storage=sqlite_url).get_trials()
     assert [sorted(t.user_attrs["unavailable"]) for t in trials] == [["distillation", "zero_gamma"], ["zero_gamma"]]
     assert [t.user_attrs["tricks"] for t in trials] == [["attrslog"], ["distillation", "attrslog"]]
