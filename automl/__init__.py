@@ -3,7 +3,8 @@
 from automl.budget import Budget
 from automl.errors import TrialFailed, UserError
 from automl.hookspecs import hookimpl, hookspec
-from automl.trick import INFERENCE_COST, Run, Trick
+from automl.records import INFERENCE_COST
+from automl.trick import Run, Trick
 
 __all__ = ["INFERENCE_COST", "Budget", "Run", "Trick", "TrialFailed", "UserError", "hookimpl", "hookspec"]
 __version__ = "0.1.0"

@@ -11,7 +11,7 @@ import optuna
 from pydantic import BaseModel, ConfigDict
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from automl.study.records import ATTR_UNAVAILABLE
+from automl.records import ATTR_UNAVAILABLE
 from automl.trick import Trick, TrickError
 
 OWNER_PREFIX = "owner"

@@ -14,7 +14,7 @@ from automl.budget import Budget
 from automl.host import validate_trick
 from automl.space import (SpaceRecorder, TrickSettings, contains, describe, pinned_conflicts, scratch_study,
                           select_tricks, study_order)
-from automl.study.records import attrs_problem
+from automl.records import attrs_problem
 from automl.train.data import Dataset, InMemoryLoader, load_dataset
 from automl.train.loop import TrainResult, build_optimizer, train
 from automl.train.models import build_model

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from automl.errors import TrialFailed
+from automl.records import TRICK_ERROR
 
 if TYPE_CHECKING:
     from automl.budget import Budget
@@ -21,9 +22,6 @@ if TYPE_CHECKING:
     from automl.train.loader import Loader
 
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-INFERENCE_COST = "inference_cost"
-"""The ``Run.attrs`` key of the forward passes one prediction costs (1 unless a trick ensembles)."""
 
 RESOURCES = {
     "lr_schedule": "the LR factor of every step (cosine, step decay, one-cycle, ...)",
@@ -35,12 +33,6 @@ RESOURCES = {
 """The resources a trick may own (``Trick.owns``), with what owning each means. The host refuses any other name
 in ``owns`` (a typo such as ``lr_shedule`` would silently be a resource nobody else owns) unless the trick
 declares it as a resource of its own, in ``Trick.declares``."""
-
-ENDINGS = ("complete", "pruned", "failed")
-"""How a trial can end, as ``Trick.on_trial_end`` is told (the names ``automl.study.records`` gives the states)."""
-
-TRICK_ERROR = "trick_error"
-"""The ``end_reason`` of a trial failed by an exception from one of its tricks."""
 
 
 class Attrs(dict):
@@ -305,7 +297,7 @@ class Trick:
 
     def on_trial_end(self, run: Run, ended: str) -> None:
         """Once at every end of a run that started training: ``ended`` is ``"complete"``, ``"pruned"`` or
-        ``"failed"`` (``ENDINGS``). Attrs set here are recorded, except for a failed trial; clean up here."""
+        ``"failed"`` (``automl.records.ENDINGS``). Attrs set here are recorded, except for a failed trial; clean up here."""
 
     # -- every step ---------------------------------------------------------------------
     def lr_factor(self, progress: float) -> float:

@@ -20,7 +20,7 @@ import torch
 
 from automl import Trick, hookimpl
 from automl.checks import integer, number
-from automl.trick import INFERENCE_COST
+from automl import INFERENCE_COST
 from automl_plugins.snapshot_ensemble import cycle_of, snapshot_lr_factor
 
 

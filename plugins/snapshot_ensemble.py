@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from automl import Trick, hookimpl
+from automl import INFERENCE_COST, Trick, hookimpl
 from automl.checks import integer, number
 
 # Progress of a steps budget is step / N: a boundary that lands on a step may round to just below it.
@@ -113,7 +113,7 @@ class SnapshotEnsemble(Trick):
         self.snapshots.append({key: value.detach().clone() for key, value in run.model.state_dict().items()})
         self.taken += 1
         run.attrs[f"{self.name}.snapshots"] = self.taken
-        run.attrs["inference_cost"] = len(self.snapshots)
+        run.attrs[INFERENCE_COST] = len(self.snapshots)
 
     def state_dict(self, run) -> dict:
         return {"snapshots": list(self.snapshots), "taken": self.taken, "cycle": self._cycle}

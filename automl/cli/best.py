@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from automl.study.records import load_study
+    from automl.records import load_study
 
     name, storage, shown = open_study(args)
     study = load_study(name, storage, shown)
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_confirmed(study, args: argparse.Namespace) -> int:
     from automl.errors import UserError
-    from automl.study.records import STUDY_CONFIRMED
+    from automl.records import STUDY_CONFIRMED
 
     ranking = study.user_attrs.get(STUDY_CONFIRMED)
     if ranking is None:

@@ -140,7 +140,7 @@ def print_best(study: Any, shown_url: str, *, top: int, as_json: bool) -> int:
     """The ``top`` best trials of ``study``, as `automl best` and the end of `automl run` show them."""
     from automl.report.tables import best_lines
     from automl.storage import mask_url
-    from automl.study.records import mark_ties, ranked, trial_record
+    from automl.records import mark_ties, ranked, trial_record
 
     completed = [trial_record(t) for t in ranked(study.get_trials(deepcopy=False))]
     records = completed[:top]

@@ -29,7 +29,7 @@ def output_options(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from automl.report.study_report import build_report, output_paths
     from automl.study import compare
-    from automl.study.records import load_study
+    from automl.records import load_study
 
     html, png_dir = output_paths(args.output, args.png)
     name, storage, shown = open_study(args)

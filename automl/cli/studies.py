@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import optuna
 
-    from automl.study.records import study_record
+    from automl.records import study_record
 
     storage, _ = open_study_storage(args.storage)
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=True)

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from automl.study.records import load_study, trial_record
+    from automl.records import load_study, trial_record
 
     name, storage, shown = open_study(args)
     records = [trial_record(t) for t in load_study(name, storage, shown).get_trials(deepcopy=False)]

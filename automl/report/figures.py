@@ -21,7 +21,7 @@ import optuna  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
-from automl.study.records import ATTR_SPENT, FINISHED, STATE_NAMES  # noqa: E402
+from automl.records import ATTR_SPENT, FINISHED, STATE_NAMES  # noqa: E402
 
 TARGET = "validation error"
 COLOURS = {TrialState.COMPLETE: "tab:green", TrialState.PRUNED: "tab:orange", TrialState.FAIL: "tab:red"}

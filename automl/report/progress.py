@@ -13,7 +13,7 @@ from automl.storage import mask_url
 from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import study_engine
 from automl.report.tables import interval
-from automl.study.records import ATTR_SPENT, ATTR_TRICKS, ATTR_VAL_SIZE, end_reason, val_interval
+from automl.records import ATTR_SPENT, ATTR_TRICKS, ATTR_VAL_SIZE, end_reason, val_interval
 from automl.study.runner import PreparedStudy
 
 

@@ -24,7 +24,7 @@ from automl.report.tricks import TrickRow, trick_table
 if TYPE_CHECKING:
     from automl.report.comparison_report import ComparisonReport
 from automl.storage.models import BudgetLedgerModel
-from automl.study.records import (ATTR_DATA_WAIT, ATTR_SPENT, STATE_NAMES, mark_ties, ranked, trial_record,
+from automl.records import (ATTR_DATA_WAIT, ATTR_SPENT, STATE_NAMES, mark_ties, ranked, trial_record,
                                   trick_params)
 
 DEFAULT_HTML = "report.html"

@@ -40,8 +40,8 @@ def _si(value: float) -> str:
 def inference_text(attrs: dict[str, Any], short: bool = False) -> str:
     """The cost of one prediction from a trial's user attributes: forward passes, then, where measured, the
     latency per 1000 images on its device and the FLOPs per image (``short``: for a table cell)."""
-    from automl.study.records import ATTR_INFERENCE_DEVICE, ATTR_INFERENCE_FLOPS, ATTR_INFERENCE_MS
-    from automl.trick import INFERENCE_COST
+    from automl.records import ATTR_INFERENCE_DEVICE, ATTR_INFERENCE_FLOPS, ATTR_INFERENCE_MS
+    from automl.records import INFERENCE_COST
 
     passes = attrs.get(INFERENCE_COST, 1)
     ms, flops = attrs.get(ATTR_INFERENCE_MS), attrs.get(ATTR_INFERENCE_FLOPS)
@@ -141,7 +141,7 @@ def trick_lines(record: dict[str, Any]) -> list[str]:
 
 def best_lines(records: list[dict[str, Any]], study_name: str) -> list[Any]:
     """``automl best``: per trial a line, its parameters grouped by trick, and its tricks."""
-    from automl.study.records import trick_params
+    from automl.records import trick_params
 
     if not records:
         return [f"study {study_name!r} has no completed trial yet"]

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.space import OWNER_PREFIX
-from automl.study.records import ATTR_TRICKS, ATTR_VAL_SIZE, FINISHED, val_interval
+from automl.records import ATTR_TRICKS, ATTR_VAL_SIZE, FINISHED, val_interval
 
 ENABLED = "enabled"
 NO_OWNER = "none"  # the owner.<resource> choice that gives the resource to no trick

@@ -12,7 +12,7 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_
 from optuna.trial import TrialState
 from torch import nn
 
-from automl.study.records import ATTR_MODEL, ATTR_WEIGHTS, best_of
+from automl.records import ATTR_MODEL, ATTR_WEIGHTS, best_of
 from automl.train.models import build_model
 
 CHECKPOINT_FORMAT = 1

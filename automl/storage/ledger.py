@@ -19,13 +19,14 @@ import sqlalchemy.exc
 from sqlalchemy import Engine
 
 from automl.budget import Budget
+from automl.records import COMPLETE, ENDINGS, FAILED
 from automl.storage.clock import database_now, utc_now
 from automl.storage.models import BudgetLedgerModel, TrialCostModel, session_scope, utcnow
 from automl.storage.retry import retrying
 
 RESERVED = "reserved"
 RUNNING = "running"
-SETTLED_STATES = ("complete", "pruned", "failed")
+SETTLED_STATES = ENDINGS
 """The states a settled trial's cost row ends in (Optuna's final states, in lower case)."""
 
 _RESERVE = ("UPDATE automl_budget_ledger SET reserved_seconds = reserved_seconds + :r, "
@@ -183,7 +184,7 @@ class Ledger:
         with self.engine.begin() as connection:
             connection.execute(sa.update(TrialCostModel).where(
                 TrialCostModel.study_name == self.study_name, TrialCostModel.trial_number == trial_number,
-            ).values(state="failed"))
+            ).values(state=FAILED))
             if retried:
                 connection.execute(_MOVE, {"r": 0.0, "spent": 0.0, "uncount": 1, "s": self.study_name,
                                            "now": utcnow()})
@@ -226,7 +227,7 @@ class Ledger:
         return self._settle(TrialCostModel.id == reservation, (RESERVED, RUNNING), trial_number, spent, state,
                             uncount=int(retried))
 
-    def settle_stale(self, trial_number: int, state: str = "failed", *, retried: bool) -> bool:
+    def settle_stale(self, trial_number: int, state: str = FAILED, *, retried: bool) -> bool:
         """Settle the trial of a dead worker, ended in ``state``, to the seconds its last heartbeat recorded.
 
         False when it holds no running reservation (already settled, or never tied to its trial).
@@ -262,7 +263,7 @@ class Ledger:
             return self._estimate(connection, trial_budget, first_estimate)
 
     def _estimate(self, connection: sa.Connection, trial_budget: Budget, first_estimate: float = 0.0) -> float:
-        complete = sa.and_(TrialCostModel.study_name == self.study_name, TrialCostModel.state == "complete")
+        complete = sa.and_(TrialCostModel.study_name == self.study_name, TrialCostModel.state == COMPLETE)
         per_trial = trial_budget.amount * self.devices
         if trial_budget.unit == "seconds":
             over = sa.case((TrialCostModel.spent_seconds > per_trial, TrialCostModel.spent_seconds - per_trial),
@@ -279,7 +280,7 @@ class Ledger:
         """The mean cost of the study's completed trials; None before any has completed."""
         with self.engine.connect() as connection:
             value = connection.execute(sa.select(sa.func.avg(TrialCostModel.spent_seconds)).where(
-                TrialCostModel.study_name == self.study_name, TrialCostModel.state == "complete")).scalar()
+                TrialCostModel.study_name == self.study_name, TrialCostModel.state == COMPLETE)).scalar()
         return None if value is None else float(value)
 
     def spent_of(self, trial_number: int) -> float:

@@ -23,11 +23,11 @@ from automl.space import ENABLED, OWNER_PREFIX, contains, describe, select_trick
 from automl.storage import open_storage
 from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import study_engine
-from automl.study import records
+from automl import records
 from automl.study.recovery import will_retry
 from automl.study.runner import PreparedStudy, create_study, run_study, sampler_seed
 from automl.train.settings import SEARCH_PREFIX
-from automl.trick import INFERENCE_COST, TrickError, TrialContext
+from automl.trick import TrickError, TrialContext
 
 ALPHA = 0.05
 """The level at which a verdict says "better" or "worse" (p after Holm at most this)."""
@@ -393,8 +393,8 @@ def arm_summary(arm: Arm, cells: dict[int, FrozenTrial]) -> dict[str, Any]:
     return {
         "arm": arm.name, "tricks": list(arm.tricks), "n": len(values), "mean": mean,
         "ci": list(ci) if ci is not None else None,
-        "single_model_mean": _mean([a.get("val_error_model") for a in attrs]),
-        "inference_cost": max((a.get(INFERENCE_COST, 1) for a in attrs), default=None),
+        "single_model_mean": _mean([a.get(records.ATTR_VAL_ERROR_MODEL) for a in attrs]),
+        records.INFERENCE_COST: max((a.get(records.INFERENCE_COST, 1) for a in attrs), default=None),
         "inference_ms_per_1000": _mean([a.get(records.ATTR_INFERENCE_MS) for a in attrs]),
         "inference_flops_per_image": _mean([a.get(records.ATTR_INFERENCE_FLOPS) for a in attrs]),
         "steps": _mean([a.get(records.ATTR_STEPS) for a in attrs]),

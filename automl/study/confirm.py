@@ -22,7 +22,7 @@ from automl.host import Host
 from automl.storage import open_storage
 from automl.storage.urls import mask_url
 from automl.study.export import export_trial
-from automl.study.records import STUDY_CONFIRMED, best_trials, load_study
+from automl.records import STUDY_CONFIRMED, best_trials, load_study
 from automl.study.standalone import prepare_run, train_seeds
 
 MIN_SEEDS = 2

@@ -22,7 +22,7 @@ from automl.errors import TrialFailed
 from automl.space import TrickSettings, scratch_study, select_tricks
 from automl.storage.artifacts import best_checkpoint, task_checkpoint
 from automl.storage.optuna_adapter import trial_id
-from automl.study import records
+from automl import records
 from automl.study.config import StudyConfig, config_digest
 from automl.study.resume import TrialCheckpoints, follower_checkpointing, identity
 from automl.train.checkpoints import Checkpointing, Every
@@ -192,8 +192,8 @@ class Objective:
         attrs = measured(result)
         own = attrs[records.ATTR_SPENT]
         if result.pruned:
-            return Outcome(TrialState.PRUNED, own, {**attrs, records.ATTR_END: "pruned"})
-        return Outcome(TrialState.COMPLETE, own, {**attrs, records.ATTR_END: "complete"},
+            return Outcome(TrialState.PRUNED, own, {**attrs, records.ATTR_END: records.PRUNED})
+        return Outcome(TrialState.COMPLETE, own, {**attrs, records.ATTR_END: records.COMPLETE},
                        value=result.val_error, model=task_checkpoint(self.config.task, model, self.data),
                        weights=result.weights)
 
@@ -240,10 +240,10 @@ def measured(result: TrainResult) -> dict[str, Any]:
     run's ``spent_seconds`` are its own, those past its checkpoint: what its cost row charges; its
     ``train_seconds`` and ``eval_seconds`` are those of the whole training, checkpoint included."""
     attrs = {
-        records.ATTR_SPENT: result.spent_seconds - result.resumed_seconds, "train_seconds": result.train_seconds,
-        "eval_seconds": result.eval_seconds, records.ATTR_STEPS: result.steps, "epochs": round(result.epochs, 4),
-        "progress": round(result.progress, 4), "train_loss": result.train_loss,
-        "val_error_model": result.val_error_model, records.ATTR_DATA_WAIT: round(result.data_wait_fraction, 4),
+        records.ATTR_SPENT: result.spent_seconds - result.resumed_seconds, records.ATTR_TRAIN_SECONDS: result.train_seconds,
+        records.ATTR_EVAL_SECONDS: result.eval_seconds, records.ATTR_STEPS: result.steps,
+        records.ATTR_EPOCHS: round(result.epochs, 4), records.ATTR_PROGRESS: round(result.progress, 4),
+        records.ATTR_TRAIN_LOSS: result.train_loss, records.ATTR_VAL_ERROR_MODEL: result.val_error_model, records.ATTR_DATA_WAIT: round(result.data_wait_fraction, 4),
         **result.attrs,
     }
     if result.inference is not None:

@@ -22,7 +22,7 @@ import torch
 from optuna.trial import FixedTrial
 
 from automl.errors import UserError
-from automl.study.records import ATTR_UNAVAILABLE
+from automl.records import ATTR_UNAVAILABLE
 from automl.study.processes import child_env
 from automl.train.distributed import RENDEZVOUS_TIMEOUT, Ranks, TrialGroup, start_store, started_key
 from automl.trick import TrialContext

@@ -21,7 +21,7 @@ from automl.storage.ledger import Ledger
 from automl.storage.locks import advisory_lock
 from automl.storage.optuna_adapter import fail_if_waiting, frozen_trial, set_user_attrs, study_engine, trial_id
 from automl.study.resume import drop_checkpoint
-from automl.study.records import ATTR_DETAIL, ATTR_END, STATE_NAMES, SYS_RETRY_HISTORY, SYS_RETRY_OF, end_reason
+from automl.records import ATTR_DETAIL, ATTR_END, FAILED, STATE_NAMES, SYS_RETRY_HISTORY, SYS_RETRY_OF, end_reason
 
 WORKER_DIED = "worker_died"
 """The ``end_reason`` of a trial whose worker stopped sending heartbeats (killed, crashed, frozen)."""
@@ -107,7 +107,7 @@ class Recovery:
         attached = self.ledger.attached()
         for trial in running:
             # The cost row is the claim: one recovery fails each orphan, and no worker can tie it after.
-            if trial.number not in attached and self.ledger.record_unreserved(trial.number, "failed"):
+            if trial.number not in attached and self.ledger.record_unreserved(trial.number, FAILED):
                 self._fail(trial, WORKER_DIED, "its worker died before the trial's first heartbeat")
 
     def _enqueue_retries(self) -> None:
@@ -140,7 +140,7 @@ class Recovery:
                              "was spent first; raise total_budget or n_trials and run again to run it"})
             if fail_if_waiting(self.study, trial_id(trial)):
                 closed.append(trial.number)
-                self.ledger.record_unreserved(trial.number, "failed")
+                self.ledger.record_unreserved(trial.number, FAILED)
                 drop_checkpoint(self.artifacts, frozen_trial(self.study, trial.system_attrs[SYS_RETRY_OF]))
         if closed:
             print(f"automl: retries {', '.join(map(str, closed))} were not run: the study's budget was spent "

@@ -30,7 +30,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 
 from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import frozen_trial, set_user_attrs, study_engine, trial_id
-from automl.study.records import (ATTR_BUDGET, ATTR_CHECKPOINT, ATTR_LOST, ATTR_RESUME_REFUSED, ATTR_RESUMED,
+from automl.records import (ATTR_BUDGET, ATTR_CHECKPOINT, ATTR_LOST, ATTR_RESUME_REFUSED, ATTR_RESUMED,
                                   SYS_RETRY_OF)
 from automl.train.checkpoints import FORMAT, Checkpointing, Every, packed, unpacked
 from automl.train.distributed import TrialGroup

@@ -24,7 +24,7 @@ from automl.host import Host
 from automl.space import TrickSettings, select_tricks
 from automl.study.config import (SEED_LIMIT, BudgetValue, Section, Seed, StudyConfig, StudyFile, StudyName,
                                  StudySection, TaskSection, TricksSection, first_problem, parse_toml, read_text)
-from automl.study.records import ATTR_UNAVAILABLE
+from automl.records import ATTR_UNAVAILABLE
 from automl.study.tricks import study_tricks
 from automl.train.settings import TrainSettings
 from automl.trick import Trick, TrialContext

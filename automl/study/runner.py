@@ -28,7 +28,7 @@ from automl.storage.ledger import Ledger
 from automl.storage.models import StudySourceModel, session_scope
 from automl.storage.optuna_adapter import study_engine
 from automl.storage.schema import ensure_schema
-from automl.study import records
+from automl import records
 from automl.study.config import Seed, StudyFile, StudyName, StudySection, check_option
 from automl.study.objective import Objective
 from automl.study.tricks import study_tricks

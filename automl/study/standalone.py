@@ -14,6 +14,7 @@ from automl.budget import Budget
 from automl.devices import resolve_device
 from automl.errors import UserError
 from automl.host import Host
+from automl import records
 from automl.files import atomic_write
 from automl.storage.artifacts import task_checkpoint, with_weights
 from automl.study.runfile import LoadedRun, Replayed, load_run_file, replay_run
@@ -143,8 +144,9 @@ def _run_record(run: SeedRun) -> dict[str, Any]:
     result = run.result
     return {
         "seed": run.seed, "val_error": result.val_error, "test_error": result.test_error,
-        "val_error_model": result.val_error_model, "test_error_model": result.test_error_model,
-        "steps": result.steps, "epochs": round(result.epochs, 4), "spent_seconds": round(result.spent_seconds, 3),
+        records.ATTR_VAL_ERROR_MODEL: result.val_error_model, "test_error_model": result.test_error_model,
+        records.ATTR_STEPS: result.steps, records.ATTR_EPOCHS: round(result.epochs, 4),
+        records.ATTR_SPENT: round(result.spent_seconds, 3),
         "model": str(run.model), "weights": {name: str(path) for name, path in run.weights.items()},
         # What this run was built from: the tricks' own attributes, next to the params they came from.
         "tricks": run.replayed.names, "params": run.replayed.params,

@@ -19,7 +19,7 @@ from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import frozen_trial, set_user_attrs
 from automl.storage.retry import DatabaseLost
 from automl.study.objective import Outcome, TrialPlan
-from automl.study.records import ATTR_DETAIL, ATTR_END, ATTR_SPENT, STATE_NAMES
+from automl.records import ATTR_DETAIL, ATTR_END, ATTR_SPENT, STATE_NAMES
 from automl.study.recovery import INTERRUPTED, Recovery
 
 

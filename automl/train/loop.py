@@ -12,12 +12,13 @@ from torch import nn
 from automl.budget import Budget, DeviceClock, Progress
 from automl.errors import TrialFailed
 from automl.interrupts import checkpoint
+from automl.records import COMPLETE, FAILED, INFERENCE_COST, PRUNED
 from automl.train.checkpoints import Checkpointing
 from automl.train.cost import InferenceCost, measure_inference
 from automl.train.loader import Loader
 from automl.train.settings import TrainSettings
 from automl.train.splits import Dataset, Split
-from automl.trick import HOOKS, INFERENCE_COST, Run, Trick, TrialContext, default_step, overridden
+from automl.trick import HOOKS, Run, Trick, TrialContext, default_step, overridden
 
 if TYPE_CHECKING:
     from automl.train.distributed import TrialGroup
@@ -106,9 +107,9 @@ def train(model: nn.Module, data: Dataset, settings: TrainSettings, budget: Budg
     try:
         result = _out_of_memory_fails(_train, loop, evaluate_test)
     except BaseException as exc:
-        loop.end_trial("failed", exc)
+        loop.end_trial(FAILED, exc)
         raise
-    loop.end_trial("pruned" if result.pruned else "complete")
+    loop.end_trial(PRUNED if result.pruned else COMPLETE)
     return result
 
 

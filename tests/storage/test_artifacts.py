@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from automl.storage.artifacts import artifact_store, best_checkpoint, checkpoint, load_model, save_trial_model
-from automl.study.records import ATTR_MODEL, ATTR_WEIGHTS
+from automl.records import ATTR_MODEL, ATTR_WEIGHTS
 from automl.testing import tiny_data, tiny_model
 
 

@@ -15,7 +15,7 @@ import torch
 
 from automl.storage.artifacts import artifact_store
 from automl.storage.optuna_adapter import frozen_trial, set_user_attrs
-from automl.study.records import ATTR_CHECKPOINT, ATTR_RESUME_REFUSED, SYS_RETRY_OF
+from automl.records import ATTR_CHECKPOINT, ATTR_RESUME_REFUSED, SYS_RETRY_OF
 from automl.study.resume import TrialCheckpoints
 from automl.train.checkpoints import TENSOR, packed, unpacked
 

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from automl.cli import main
 from automl.host import get_host
 from automl.space import select_tricks
-from automl.study import records
+from automl import records
 from automl.study.compare import study_arms
 from automl.study.config import load_study_file
 from automl.study.runner import Overrides, make_sampler, prepare

@@ -19,7 +19,7 @@ from automl.storage.ledger import Ledger
 from automl.storage.models import TrialCostModel
 from automl.storage.optuna_adapter import set_user_attrs, study_engine
 from automl.study.config import load_study_file
-from automl.study.records import ATTR_CHECKPOINT
+from automl.records import ATTR_CHECKPOINT
 from automl.study.recovery import NOT_RETRIED, WORKER_DIED, Recovery
 from automl.study.runner import Overrides, create_study, prepare, run_study
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 
-from automl.study import records
+from automl import records
 
 SHIFT = """
 from automl import Trick, hookimpl

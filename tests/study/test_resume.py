@@ -18,7 +18,7 @@ import sqlalchemy as sa
 import torch
 from optuna.trial import TrialState
 
-from automl.study.records import (ATTR_CHECKPOINT, ATTR_LOST, ATTR_MODEL, ATTR_RESUME_REFUSED, ATTR_RESUMED,
+from automl.records import (ATTR_CHECKPOINT, ATTR_LOST, ATTR_MODEL, ATTR_RESUME_REFUSED, ATTR_RESUMED,
                                   ATTR_SPENT, ATTR_WEIGHTS)
 from automl.study.recovery import INTERRUPTED, WORKER_DIED
 from automl.study.resume import mismatch

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from automl.study.records import ATTR_CHECKPOINT, ATTR_LOST, ATTR_RESUMED
+from automl.records import ATTR_CHECKPOINT, ATTR_LOST, ATTR_RESUMED
 from automl.study.recovery import INTERRUPTED, WORKER_DIED
 from tests.study.test_resume import (artifact, assert_balanced, assert_same_training, automl_run, backdate, load,
                                      refused_retry, study_file, trials)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from automl.storage.artifacts import load_model
-from automl.study.records import STUDY_PLUGINS
+from automl.records import STUDY_PLUGINS
 from tests.study.test_bad_inputs import db, edited, refused  # noqa: F401 (db: a fixture)
 
 NAMES = itertools.count()

@@ -14,6 +14,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl.errors import UserError
 
+# -- how a trial ends -------------------------------------------------------------------------------
+COMPLETE, PRUNED, FAILED = "complete", "pruned", "failed"
+ENDINGS = (COMPLETE, PRUNED, FAILED)
+"""How a trial can end: its state as automl names it, what ``Trick.on_trial_end`` is told, and the ledger's
+settled states."""
+TRICK_ERROR = "trick_error"
+"""The ``end_reason`` of a trial failed by an exception from one of its tricks."""
+
 # -- the trial's user attributes -------------------------------------------------------------------
 ATTR_TRICKS = "tricks"
 ATTR_SPENT = "spent_seconds"
@@ -53,14 +61,22 @@ ATTR_LOST = "lost_seconds"
 """A resumed retry: the seconds the trial it re-runs spent after its checkpoint (charged, and trained again)."""
 ATTR_RESUME_REFUSED = "resume_refused"
 """Why a retry did not resume from the checkpoint it found, and trained from scratch instead."""
+ATTR_TRAIN_SECONDS, ATTR_EVAL_SECONDS = "train_seconds", "eval_seconds"
+"""Seconds the trial spent training and evaluating (their sum, with checkpoints, is ``ATTR_SPENT``)."""
+ATTR_EPOCHS, ATTR_PROGRESS = "epochs", "progress"
+ATTR_TRAIN_LOSS = "train_loss"
+ATTR_VAL_ERROR_MODEL = "val_error_model"
+"""The validation error of the trained model alone, where the trial's value is a trick's prediction (an ensemble)."""
+INFERENCE_COST = "inference_cost"
+"""The ``Run.attrs`` key of the forward passes one prediction costs (1 unless a trick ensembles)."""
 ATTR_VAL_SIZE = "val_size"
 """The images of the validation split the trial's value counts its errors over: the n of its Wilson interval."""
 
 OWN_ATTRS = frozenset({ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL, ATTR_SEED, ATTR_OPTIONS, ATTR_UNAVAILABLE,
                        ATTR_BUDGET, ATTR_CONFIG, ATTR_COMPARE_ARM, ATTR_COMPARE_SEED, ATTR_STEPS, ATTR_MODEL,
                        ATTR_WEIGHTS, ATTR_DATA_WAIT, ATTR_CHECKPOINT, ATTR_RESUMED, ATTR_LOST, ATTR_RESUME_REFUSED,
-                       "train_seconds",
-                       "eval_seconds", "epochs", "progress", "train_loss", "val_error_model"})
+                       ATTR_TRAIN_SECONDS, ATTR_EVAL_SECONDS, ATTR_EPOCHS, ATTR_PROGRESS, ATTR_TRAIN_LOSS,
+                       ATTR_VAL_ERROR_MODEL})
 """The user attributes automl writes itself: a trick's ``run.attrs`` may not use these keys."""
 
 
@@ -97,13 +113,13 @@ STUDY_DATA_LOAD = "data_load"
 decoding them before any trial (charged to none)."""
 STUDY_COMPARE = "compare"
 """On the study of one budget of `automl compare`: ``{"study": the compared study's name, "budget": "20s"}``."""
-STUDY_PLUGINS = "plugins"
 STUDY_CONFIRMED = "confirmed"
 """The ranking `automl confirm` made: the best trials trained again at paired seeds (see study/confirm.py)."""
+STUDY_PLUGINS = "plugins"
 """``{trick: source}``: where each trick the study has searched came from (``"<distribution> <version>:
 <module>"`` or a file path), so that a resume with a trick from elsewhere is refused (see ``automl run``)."""
 
-STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
+STATE_NAMES = {TrialState.COMPLETE: COMPLETE, TrialState.PRUNED: PRUNED, TrialState.FAIL: FAILED,
                TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
 """Every trial state as automl names it (the default ``end_reason`` of a trial that recorded none)."""
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
