@@ -7,12 +7,13 @@ Everything that writes, shows or exports trials (the worker, the objective, the 
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
-
-import optuna
-from optuna.trial import FrozenTrial, TrialState
+from typing import TYPE_CHECKING, Any, Iterable
 
 from automl.errors import UserError
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial, TrialState
 
 # -- how a trial ends -------------------------------------------------------------------------------
 COMPLETE, PRUNED, FAILED = "complete", "pruned", "failed"
@@ -119,10 +120,17 @@ STUDY_PLUGINS = "plugins"
 """``{trick: source}``: where each trick the study has searched came from (``"<distribution> <version>:
 <module>"`` or a file path), so that a resume with a trick from elsewhere is refused (see ``automl run``)."""
 
-STATE_NAMES = {TrialState.COMPLETE: COMPLETE, TrialState.PRUNED: PRUNED, TrialState.FAIL: FAILED,
-               TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
+# Keyed by the names of Optuna's states, so that `import automl` (which every plugin does) and `automl --help`
+# do not load Optuna: the functions below that need it import it when called.
+STATE_NAMES = {"COMPLETE": COMPLETE, "PRUNED": PRUNED, "FAIL": FAILED, "RUNNING": "running", "WAITING": "waiting"}
 """Every trial state as automl names it (the default ``end_reason`` of a trial that recorded none)."""
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+"""The names of the Optuna states a trial ends in (``trial.state.name in FINISHED``)."""
+
+
+def state_name(state: TrialState) -> str:
+    """An Optuna trial state as automl names it."""
+    return STATE_NAMES[state.name]
 
 
 def training_seed(study_seed: int, number: int) -> int:
@@ -150,7 +158,7 @@ def best_key(trial: FrozenTrial) -> tuple[float, int]:
 
 def ranked(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     """The completed trials with a value, best first."""
-    return sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None), key=best_key)
+    return sorted((t for t in trials if t.state.name == "COMPLETE" and t.value is not None), key=best_key)
 
 
 def best_of(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
@@ -160,16 +168,20 @@ def best_of(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
 
 
 def best_trials(study: optuna.Study, top: int) -> list[FrozenTrial]:
+    from optuna.trial import TrialState
+
     return ranked(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))[:top]
 
 
 def end_reason(trial: FrozenTrial) -> str:
     """Why the trial ended as it recorded it, else the name of its state."""
-    return trial.user_attrs.get(ATTR_END, STATE_NAMES[trial.state])
+    return trial.user_attrs.get(ATTR_END, state_name(trial.state))
 
 
 def load_study(name: str, storage: optuna.storages.BaseStorage, shown_url: str) -> optuna.Study:
     """The study called ``name``; a missing one raises with the names that do exist."""
+    import optuna
+
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
@@ -183,9 +195,9 @@ def study_record(summary: optuna.study.StudySummary, storage: optuna.storages.Ba
     return {
         "name": summary.study_name,
         "n_trials": len(trials),
-        "n_complete": sum(t.state == TrialState.COMPLETE for t in trials),
-        "n_pruned": sum(t.state == TrialState.PRUNED for t in trials),
-        "n_failed": sum(t.state == TrialState.FAIL for t in trials),
+        "n_complete": sum(t.state.name == "COMPLETE" for t in trials),
+        "n_pruned": sum(t.state.name == "PRUNED" for t in trials),
+        "n_failed": sum(t.state.name == "FAIL" for t in trials),
         "best_value": best.value if best else None,
         "best_trial": best.number if best else None,
         "spent_seconds": round(sum(t.user_attrs.get(ATTR_SPENT, 0.0) for t in trials), 3),

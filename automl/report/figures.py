@@ -21,7 +21,7 @@ import optuna  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
-from automl.records import ATTR_SPENT, FINISHED, STATE_NAMES  # noqa: E402
+from automl.records import ATTR_SPENT, FINISHED, state_name  # noqa: E402
 
 TARGET = "validation error"
 COLOURS = {TrialState.COMPLETE: "tab:green", TrialState.PRUNED: "tab:orange", TrialState.FAIL: "tab:red"}
@@ -58,7 +58,7 @@ def _budget(trials: Sequence[FrozenTrial], total: float | None) -> Figure:
     name, title = "budget", "Budget spent over time"
     caption = ("Device-seconds spent by all finished trials, against wall-clock time; each point is a trial "
                "ending" + (f"; the dashed line is the study's total budget ({total:g} s)." if total else "."))
-    done = sorted((t for t in trials if t.state in FINISHED and t.datetime_complete and ATTR_SPENT in t.user_attrs),
+    done = sorted((t for t in trials if t.state.name in FINISHED and t.datetime_complete and ATTR_SPENT in t.user_attrs),
                   key=lambda t: t.datetime_complete)
     if not done:
         return Figure(name, title, caption, None, "no finished trial has recorded its device time yet")
@@ -71,7 +71,7 @@ def _budget(trials: Sequence[FrozenTrial], total: float | None) -> Figure:
         for state, colour in COLOURS.items():
             points = [(m, s) for m, s, t in zip(minutes, spent, done) if t.state == state]
             if points:
-                ax.scatter(*zip(*points), s=14, color=colour, zorder=2, label=f"{STATE_NAMES[state]} ({len(points)})")
+                ax.scatter(*zip(*points), s=14, color=colour, zorder=2, label=f"{state_name(state)} ({len(points)})")
         if total:
             ax.axhline(total, color="tab:blue", linestyle="--", label=f"total budget ({total:g} s)")
         ax.set_title(title)

@@ -76,7 +76,7 @@ def _build(study: optuna.Study, engine: sqlalchemy.Engine, shown_url: str) -> St
         study_name=study.study_name, storage=shown_url,
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         study_attrs=dict(study.user_attrs),
-        states={name: sum(t.state == state for t in trials) for state, name in STATE_NAMES.items()},
+        states={name: sum(t.state.name == state for t in trials) for state, name in STATE_NAMES.items()},
         spent_seconds=sum(t.user_attrs.get(ATTR_SPENT, 0.0) for t in trials),
         total_budget=total, best=record, tricks=trick_table(trials),
         figures=draw_figures(study, trials, total), data_wait=_data_wait(trials))

@@ -74,7 +74,7 @@ def is_on(trial: FrozenTrial, trick: str) -> bool:
 
 def trick_table(trials: Sequence[FrozenTrial]) -> list[TrickRow]:
     """One row per trick (sorted by name) over the finished ``trials``."""
-    finished = [t for t in trials if t.state in FINISHED]
+    finished = [t for t in trials if t.state.name in FINISHED]
     return [TrickRow(name, _side([t for t in finished if is_on(t, name)]),
                      _side([t for t in finished if not is_on(t, name)]))
             for name in trick_names(finished)]

@@ -21,7 +21,8 @@ from automl.storage.ledger import Ledger
 from automl.storage.locks import advisory_lock
 from automl.storage.optuna_adapter import fail_if_waiting, frozen_trial, set_user_attrs, study_engine, trial_id
 from automl.study.resume import drop_checkpoint
-from automl.records import ATTR_DETAIL, ATTR_END, FAILED, STATE_NAMES, SYS_RETRY_HISTORY, SYS_RETRY_OF, end_reason
+from automl.records import (ATTR_DETAIL, ATTR_END, FAILED, STATE_NAMES, SYS_RETRY_HISTORY, SYS_RETRY_OF, end_reason,
+                            state_name)
 
 WORKER_DIED = "worker_died"
 """The ``end_reason`` of a trial whose worker stopped sending heartbeats (killed, crashed, frozen)."""
@@ -80,9 +81,9 @@ class Recovery:
             if trial.state == TrialState.RUNNING:
                 trial = self._fail(trial, WORKER_DIED, f"its worker sent no heartbeat for {self.grace:g} s "
                                                        "(killed, crashed or frozen)") or frozen_trial(self.study, number)
-            state = trial.state if trial.state in STATE_NAMES else TrialState.FAIL
+            state = trial.state if trial.state.name in STATE_NAMES else TrialState.FAIL
             retried = state == TrialState.FAIL and will_retry(trial)
-            self.ledger.settle_stale(number, STATE_NAMES[state], retried=retried)
+            self.ledger.settle_stale(number, state_name(state), retried=retried)
             if not retried:
                 drop_checkpoint(self.artifacts, trial)
 

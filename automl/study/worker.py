@@ -19,7 +19,7 @@ from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import frozen_trial, set_user_attrs
 from automl.storage.retry import DatabaseLost
 from automl.study.objective import Outcome, TrialPlan
-from automl.records import ATTR_DETAIL, ATTR_END, ATTR_SPENT, STATE_NAMES
+from automl.records import ATTR_DETAIL, ATTR_END, ATTR_SPENT, state_name
 from automl.study.recovery import INTERRUPTED, Recovery
 
 
@@ -121,7 +121,7 @@ class Worker:
         # Settled before Optuna is told: a worker that dies between the two leaves a RUNNING trial with a
         # settled cost row, which the next recovery fails and retries (see Recovery._fail_told_late).
         self.ledger.settle(self.reservations.pop(trial.number), trial.number, outcome.spent_seconds,
-                           STATE_NAMES[outcome.state], retried=retried)
+                           state_name(outcome.state), retried=retried)
         try:
             frozen = self.study.tell(trial, outcome.value if outcome.state == TrialState.COMPLETE else None,
                                      state=outcome.state, skip_if_finished=True)
