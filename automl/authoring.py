@@ -14,7 +14,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from automl.errors import UserError
 from automl.files import write_beside
-from automl.host import _NAME, _RESERVED  # the host's own rule: a name it would refuse is no use
+from automl.trick_checks import NAME  # the host's own rule: a name it would refuse is no use
+from automl.trick_space import RESERVED_PREFIXES
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,9 @@ class NewTrick:
 def new_trick(name: str, directory: str | Path = ".", *, installed: Iterable[str] = (),
               force: bool = False) -> NewTrick:
     """Write ``DIRECTORY/NAME.py`` and ``DIRECTORY/test_NAME.py``; ``installed`` are the trick names taken."""
-    if not _NAME.match(name) or keyword.iskeyword(name):
+    if not NAME.match(name) or keyword.iskeyword(name):
         raise UserError(f"trick name {name!r} must be a snake_case Python identifier, such as 'input_noise'")
-    if name in _RESERVED:
+    if name in RESERVED_PREFIXES:
         raise UserError(f"trick name {name!r} is reserved: a study names its own parameters {name}.*; "
                         "choose another name")
     if name in set(installed):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from automl.train.splits import Dataset
     from automl.trick import Trick
 
 hookspec = pluggy.HookspecMarker("automl")
@@ -48,7 +47,7 @@ def automl_register_models() -> "dict[str, Callable[..., nn.Module]]":
 
 
 @hookspec
-def automl_register_datasets() -> "dict[str, Callable[..., Dataset]]":
+def automl_register_datasets() -> "dict[str, Callable[..., Any]]":
     """Return the data sets this plugin provides: ``{name: source}``.
 
     A source is called by keyword with the arguments every data set takes (``root``,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
-import inspect
 import os
 import re
 import sys
@@ -13,114 +11,17 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, ClassVar, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import pluggy
 
 from automl import hookspecs
 from automl.errors import UserError, unknown
-from automl.space import OWNER_PREFIX, SpaceError, SpaceRecorder, check_space, option_names, to_json
-from automl.trick import HOOKS, RESOURCES, Trick
+from automl.registrations import DatasetInfo, ModelInfo, PluginFailure, Registered, TrickInfo
+from automl.trick import Trick
+from automl.trick_checks import NAME, InvalidTrick, near_hooks, validate_trick
 
 GROUP = "automl"
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_RESERVED = {OWNER_PREFIX, "train"}
-NEAR_HOOK = 0.85
-"""How alike (difflib's ratio) a method's name and a hook's must be for the method to be warned about:
-``on_step_ends`` (0.96) and ``transform_batches`` (0.94) are, ``predict_all`` (0.78) is not."""
-
-
-@dataclass(frozen=True)
-class TrickInfo:
-    """A trick class and where it came from."""
-
-    cls: type[Trick]
-    plugin: str
-    source: str
-
-    @property
-    def name(self) -> str:
-        return self.cls.name
-
-    def describe(self) -> dict[str, Any]:
-        """The trick as plain data (``automl plugins list|show``): its parameters and their spaces, the options a
-        study file may set, the resources it owns (and declares), its ``order``, the hooks the trainer will call,
-        where it came from."""
-        recorder = SpaceRecorder(self.name)
-        returned = self.cls.search_space(recorder)
-        signature = inspect.signature(self.cls.__init__).parameters
-        options = {name: signature[name].default for name in option_names(self.cls, returned)}
-        doc = (self.cls.__doc__ or sys.modules[self.cls.__module__].__doc__ or "").strip().splitlines()
-        return {"name": self.name, "owns": list(self.cls.owns), "declares": list(self.cls.declares),
-                "order": self.cls.order,
-                # A misspelt hook is not among them, and is never called.
-                "hooks": [hook for hook in HOOKS if getattr(self.cls, hook) is not getattr(Trick, hook)],
-                "plugin": self.plugin, "source": self.source,
-                "params": {name: to_json(dist) for name, dist in recorder.params.items()},
-                "options": {name: None if value is inspect.Parameter.empty else value
-                            for name, value in options.items()},
-                "doc": doc[0] if doc else ""}
-
-
-@dataclass(frozen=True)
-class _Registered:
-    """A callable a plugin registered under a name (a model's builder, a data set's source) and where it came
-    from."""
-
-    name: str
-    function: Callable[..., Any]
-    plugin: str
-    source: str
-    common: ClassVar[frozenset[str]] = frozenset()
-    """The keyword arguments every callable of its kind takes; the rest are its own options."""
-
-    def describe(self) -> dict[str, Any]:
-        """As plain data (``automl plugins list``): its own options and where it came from."""
-        options = {p.name: None if p.default is inspect.Parameter.empty else p.default
-                   for p in inspect.signature(self.function).parameters.values()
-                   if p.kind is p.KEYWORD_ONLY and p.name not in self.common}
-        doc = (inspect.getdoc(self.function) or "").strip().splitlines()
-        return {"name": self.name, "plugin": self.plugin, "source": self.source, "options": options,
-                "doc": doc[0] if doc else ""}
-
-
-MODEL_COMMON_ARGS = frozenset({"in_channels", "num_classes"})
-"""The arguments every model's builder takes by keyword; the rest of its parameters are its own options."""
-DATASET_COMMON_ARGS = frozenset({"root", "val_fraction", "seed", "device", "download", "verify", "loader"})
-"""The arguments every data set's source takes by keyword; the rest of its parameters are its own options."""
-
-
-class ModelInfo(_Registered):
-    """A model's builder (``builder(in_channels=..., num_classes=..., **model_args)``) and where it came from."""
-
-    common = MODEL_COMMON_ARGS
-
-    @property
-    def builder(self) -> Callable[..., Any]:
-        return self.function
-
-
-class DatasetInfo(_Registered):
-    """A data set's source (the callable that loads it) and where it came from."""
-
-    common = DATASET_COMMON_ARGS
-
-    @property
-    def load(self) -> Callable[..., Any]:
-        return self.function
-
-
-@dataclass(frozen=True)
-class PluginFailure:
-    """A plugin that was dropped, and why (with the traceback, for ``--traceback``)."""
-
-    plugin: str
-    source: str
-    reason: str
-    traceback: str = field(default="", compare=False, repr=False)
-
-    def __str__(self) -> str:
-        return f"plugin {self.plugin!r} ({self.source}) was skipped: {self.reason}"
 
 
 @dataclass
@@ -296,7 +197,7 @@ def _provided_twice(kind: str, name: str, sources: list[str]) -> str:
             f"disable one with AUTOML_DISABLE_PLUGINS={' or '.join(keys)}")
 
 
-def _add_registered(info: _Registered, found: dict, providers: dict, blocked: dict[str, str], kind: str) -> None:
+def _add_registered(info: Registered, found: dict, providers: dict, blocked: dict[str, str], kind: str) -> None:
     """Add a model or a data set to ``found``; a name two plugins provide is blocked, naming both."""
     others = providers.setdefault(info.name, [])
     others.append(info)
@@ -317,7 +218,7 @@ def _registered(module: ModuleType, hook: str, kind: str, role: str) -> dict[str
     if not isinstance(found, Mapping):
         raise ValueError(f"returned {type(found).__name__}, not a dict of {kind} name to {role}")
     for name, function in found.items():
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not NAME.match(name):
             raise ValueError(f"{kind} name {name!r} must match [a-z][a-z0-9_]*")
         if not callable(function):
             raise ValueError(f"the {role} of {kind.replace('-', ' ')} {name!r} is {function!r}, not a callable")
@@ -331,66 +232,6 @@ def _tricks_of(module: ModuleType) -> list[type[Trick]]:
     found = list(impl() or [])
     for cls in found:
         validate_trick(cls)
-    return found
-
-
-class InvalidTrick(ValueError):
-    """A trick class the host refuses, and the name it would have had (to block that name with the reason)."""
-
-    def __init__(self, trick: str, message: str) -> None:
-        super().__init__(message)
-        self.trick = trick
-
-
-def validate_trick(cls: object) -> None:
-    """Raise ValueError naming what is wrong with a trick class, from its name to its search space.
-
-    The space is sampled (:func:`automl.space.check_space`), so that an ``__init__`` refusing a value its own
-    space suggests is refused here, at load, and not in the middle of a study.
-    """
-    if not (isinstance(cls, type) and issubclass(cls, Trick)):
-        raise ValueError(f"automl_register_tricks returned {cls!r}, not a subclass of automl.Trick")
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not _NAME.match(name) or name in _RESERVED:
-        raise ValueError(f"{cls.__name__}.name = {name!r} must match [a-z][a-z0-9_]* and not be one of {sorted(_RESERVED)}")
-    try:
-        _check_owns(cls)
-    except ValueError as exc:
-        raise InvalidTrick(name, str(exc)) from exc
-    try:
-        check_space(cls)
-    except SpaceError as exc:
-        raise InvalidTrick(name, str(exc)) from exc
-    except Exception as exc:
-        raise InvalidTrick(name, f"{cls.__name__} cannot be built from its own search space: "
-                                 f"{type(exc).__name__}: {exc}") from exc
-
-
-def _check_owns(cls: type[Trick]) -> None:
-    """``owns`` names resources of ``RESOURCES`` or of the trick's own ``declares``; a near miss is named."""
-    for attr in ("owns", "declares"):
-        value = getattr(cls, attr)
-        if not isinstance(value, tuple) or not all(isinstance(r, str) and _NAME.match(r) for r in value):
-            raise ValueError(f"{cls.__name__}.{attr} = {value!r} must be a tuple of resource names ([a-z][a-z0-9_]*)")
-    known = [*RESOURCES, *cls.declares]
-    for resource in cls.owns:
-        if resource not in known:
-            near = difflib.get_close_matches(resource, known, n=3, cutoff=0.6)
-            hint = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
-            raise ValueError(f"{cls.__name__}.owns names {resource!r}, which is not a resource{hint}; resources: "
-                             f"{', '.join(RESOURCES)}; a trick adding its own says so: declares = ({resource!r},)")
-
-
-def near_hooks(cls: type[Trick]) -> list[str]:
-    """A warning for each public method of ``cls`` named almost like a hook (``on_step_ends``): never called."""
-    found = []
-    for attr in sorted(set(dir(cls)) - set(dir(Trick))):
-        if attr.startswith("_") or not callable(getattr(cls, attr)):
-            continue
-        near = difflib.get_close_matches(attr, HOOKS, n=1, cutoff=NEAR_HOOK)
-        if near:
-            found.append(f"trick {cls.name!r}: {cls.__name__}.{attr} is not a hook, so the trainer never calls it; "
-                         f"did you mean {near[0]}?")
     return found
 
 

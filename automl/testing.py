@@ -11,15 +11,20 @@ import torch
 from torch import nn
 
 from automl.budget import Budget
-from automl.host import validate_trick
-from automl.space import (SpaceRecorder, TrickSettings, contains, describe, pinned_conflicts, scratch_study,
-                          select_tricks, study_order)
+from automl.trick_checks import validate_trick
+from automl.overrides import contains, describe
+from automl.space import TrickSettings, pinned_conflicts, select_tricks, study_order
+from automl.trick_space import SpaceRecorder, scratch_study
 from automl.records import attrs_problem
-from automl.train.data import Dataset, InMemoryLoader, load_dataset
+from automl.train.datasets import load_dataset
+from automl.train.loader import InMemoryLoader
+from automl.train.splits import Dataset
 from automl.train.loop import TrainResult, build_optimizer, train
 from automl.train.models import build_model
 from automl.train.settings import TrainSettings
-from automl.trick import Run, Trick, TrickError, raised_in
+from automl.run import Run
+from automl.trick import Trick
+from automl.trick_errors import TrickError, raised_in
 
 LAST = 1 << 30
 """The ``order`` of the recorders: after every trick, so that they see what all the tricks did."""

@@ -34,7 +34,8 @@ from automl.budget import Budget
 from automl.storage.artifacts import artifact_store
 from automl.study.resume import TrialCheckpoints
 from automl.train.checkpoints import Checkpointing, Every
-from automl.train.data import Dataset, load_dataset
+from automl.train.datasets import load_dataset
+from automl.train.splits import Dataset
 from automl.train.loop import train
 from automl.train.settings import TrainSettings
 from side_by_side import SEED, add_run_options, describe, fresh_model, pick_device, print_ratio

@@ -42,7 +42,8 @@ import argparse
 import torch
 
 from automl.budget import Budget
-from automl.train.data import Dataset, load_dataset
+from automl.train.datasets import load_dataset
+from automl.train.splits import Dataset
 from automl.train.loop import TrainResult, train
 from automl.train.models import build_model
 from automl.train.settings import TrainSettings

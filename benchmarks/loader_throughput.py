@@ -35,7 +35,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from automl.budget import Budget
-from automl.train.data import Dataset, load_dataset
+from automl.train.datasets import load_dataset
+from automl.train.splits import Dataset
 from automl.train.dataset_sources import ToTensor
 from automl.train.image_files import write_image_folder
 from automl.train.loop import train

@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from automl.budget import Budget  # noqa: E402
-from automl.train.data import load_dataset  # noqa: E402
+from automl.train.datasets import load_dataset  # noqa: E402
 from automl.train.distributed import LOOPBACK, STORE_VAR, Ranks, TrialGroup, start_store  # noqa: E402
 from automl.train.loop import train  # noqa: E402
 from automl.train.models import MODELS  # noqa: E402

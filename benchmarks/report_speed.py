@@ -74,7 +74,7 @@ def build_study(folder: Path, url: str, n_trials: int, seed: int) -> str:
     from automl.storage.schema import ensure_schema
     from automl.study.config import load_study_file
     from automl.study.tricks import study_tricks
-    from automl.trick import TrialContext
+    from automl.run import TrialContext
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     path = folder / "study.toml"

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from automl.testing import tiny_model
-from automl.train.data import Dataset
+from automl.train.splits import Dataset
 
 SEED = 0
 

@@ -49,7 +49,7 @@ def _setup(folder: str):
     from automl.host import get_host
     from automl.study.config import load_study_file
     from automl.study.tricks import study_tricks
-    from automl.trick import TrialContext
+    from automl.run import TrialContext
 
     from automl.files import atomic_write
 

@@ -32,7 +32,8 @@ from pathlib import Path
 import torch
 
 from automl.budget import Budget
-from automl.train.data import Dataset, load_dataset
+from automl.train.datasets import load_dataset
+from automl.train.splits import Dataset
 from automl.train.image_files import write_image_folder
 from automl.train.loop import train
 from automl.train.settings import TrainSettings

@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from automl.budget import Budget
-from automl.train.data import Dataset, load_dataset
+from automl.train.datasets import load_dataset
+from automl.train.splits import Dataset
 from automl.train.loop import train
 from automl.train.settings import TrainSettings
 from side_by_side import SEED, add_model_options, fresh_model, paired_ratios, pick_device

@@ -63,7 +63,7 @@ def automl_side(folder: Path, trials: int) -> tuple[float, list[optuna.trial.Fro
 
 def optuna_side(folder: Path, recorded: list[optuna.trial.FrozenTrial]) -> float:
     """The same params and user attributes, one trial each, through Optuna's public API."""
-    from automl.space import suggest
+    from automl.overrides import suggest
 
     study = optuna.create_study(storage=f"sqlite:///{folder / 'optuna.db'}", study_name="commits")
     before = _commits[0]

@@ -57,7 +57,7 @@ def test_integer_words_label_and_owner_can_be_given():
             == "t k must be an integer in [1, cycles=4], got k=5")
     assert (message(integer, "t", "n", True, label="number of layers")
             == "t number of layers must be an integer >= 1, got n=True")
-    # Another owner than a trick: the data set options of automl.train.data.
+    # Another owner than a trick: the data set options of automl.train.datasets.
     assert (message(integer, "synthetic option", "n_train", 0)
             == "synthetic option n_train must be an integer >= 1, got n_train=0")
     assert (message(integer, "synthetic option", "num_classes", 1, at_least=2)

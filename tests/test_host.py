@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from automl.errors import UserError
-from automl.host import GROUP, get_host, validate_trick
+from automl.host import GROUP, get_host
+from automl.trick_checks import validate_trick
 from automl.trick import Trick
 
 BUILTINS = {"warmup", "cosine", "label_smoothing"}

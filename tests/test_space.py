@@ -8,10 +8,9 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from automl.space import (
-    Choices, Pinned, Range, SpaceRecorder, TrickSettings, TrickTrial, build_trick, describe,
-    pinned_conflicts, representative, resolve, select_tricks,
-)
+from automl.overrides import Choices, Pinned, Range, describe, representative, resolve
+from automl.space import TrickSettings, pinned_conflicts, select_tricks
+from automl.trick_space import SpaceRecorder, TrickTrial, build_trick
 from automl.trick import Trick
 from automl_plugins.warmup import Warmup
 

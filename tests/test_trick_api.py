@@ -5,10 +5,12 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from automl.space import SpaceRecorder, TrickSettings, build_trick, option_names, select_tricks
+from automl.space import TrickSettings, select_tricks
+from automl.trick_space import SpaceRecorder, build_trick, option_names
 from automl.testing import tiny_settings, tiny_data, tiny_model
 from automl.train.loop import build_optimizer
-from automl.trick import Run, Trick
+from automl.run import Run
+from automl.trick import Trick
 
 
 def _run(model):
@@ -145,7 +147,7 @@ def test_attrs_refuse_a_value_that_is_not_json_when_set_naming_the_key():
 
 def test_trick_errors_name_the_trick_hook_and_step():
     from automl.testing import train_tiny
-    from automl.trick import raised_in
+    from automl.trick_errors import raised_in
 
     class Breaks(Trick):
         name = "breaks"

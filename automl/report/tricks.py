@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 
 from optuna.trial import FrozenTrial, TrialState
 
-from automl.space import OWNER_PREFIX
+from automl.trick_space import OWNER_PREFIX
 from automl.records import ATTR_TRICKS, ATTR_VAL_SIZE, FINISHED, val_interval
 
 ENABLED = "enabled"

@@ -19,7 +19,9 @@ from optuna.trial import FrozenTrial, TrialState
 from automl import stats
 from automl.budget import Budget
 from automl.errors import UserError
-from automl.space import ENABLED, OWNER_PREFIX, contains, describe, select_tricks
+from automl.overrides import contains, describe
+from automl.space import select_tricks
+from automl.trick_space import ENABLED, OWNER_PREFIX
 from automl.storage import open_storage
 from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import study_engine
@@ -27,7 +29,8 @@ from automl import records
 from automl.study.recovery import will_retry
 from automl.study.runner import PreparedStudy, create_study, run_study, sampler_seed
 from automl.train.settings import SEARCH_PREFIX
-from automl.trick import TrickError, TrialContext
+from automl.run import TrialContext
+from automl.trick_errors import TrickError
 
 ALPHA = 0.05
 """The level at which a verdict says "better" or "worse" (p after Holm at most this)."""

@@ -30,7 +30,8 @@ from automl.records import (ATTR_BUDGET, ATTR_CONFIG, ATTR_MODEL, ATTR_SEED, ATT
                                   trick_sources, training_seed)
 from automl.study.runfile import ReplayError, Replayed, replay, write_run_file
 from automl.study.tricks import study_tricks
-from automl.trick import Trick, TrialContext
+from automl.run import TrialContext
+from automl.trick import Trick
 
 STUDY_BEST_SUFFIX = ".study-best.pt"
 

@@ -19,7 +19,8 @@ from optuna.trial import TrialState
 
 from automl.budget import Budget
 from automl.errors import TrialFailed
-from automl.space import TrickSettings, scratch_study, select_tricks
+from automl.space import TrickSettings, select_tricks
+from automl.trick_space import scratch_study
 from automl.storage.artifacts import best_checkpoint, task_checkpoint
 from automl.storage.optuna_adapter import trial_id
 from automl import records
@@ -27,11 +28,13 @@ from automl.study.config import StudyConfig, config_digest
 from automl.study.resume import TrialCheckpoints, follower_checkpointing, identity
 from automl.train.checkpoints import Checkpointing, Every
 from automl.study.ranks import share_trial
-from automl.train.data import Dataset
+from automl.train.splits import Dataset
 from automl.train.distributed import TrialGroup
 from automl.train.loop import TrainResult, train
 from automl.train.settings import TrainSettings
-from automl.trick import Trick, TrickError, TrialContext, raised_in
+from automl.run import TrialContext
+from automl.trick import Trick
+from automl.trick_errors import TrickError, raised_in
 
 CALIBRATION_STEPS = 5
 """Steps timed, once per worker, to estimate a trial in steps or epochs before any trial has completed."""

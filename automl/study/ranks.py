@@ -25,7 +25,7 @@ from automl.errors import UserError
 from automl.records import ATTR_UNAVAILABLE
 from automl.study.processes import child_env
 from automl.train.distributed import RENDEZVOUS_TIMEOUT, Ranks, TrialGroup, start_store, started_key
-from automl.trick import TrialContext
+from automl.run import TrialContext
 
 if TYPE_CHECKING:
     from automl.study.objective import Objective, TrialPlan

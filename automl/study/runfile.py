@@ -27,7 +27,8 @@ from automl.study.config import (SEED_LIMIT, BudgetValue, Section, Seed, StudyCo
 from automl.records import ATTR_UNAVAILABLE
 from automl.study.tricks import study_tricks
 from automl.train.settings import TrainSettings
-from automl.trick import Trick, TrialContext
+from automl.run import TrialContext
+from automl.trick import Trick
 
 Param = bool | int | float | str
 

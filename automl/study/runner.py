@@ -34,10 +34,11 @@ from automl.study.objective import Objective
 from automl.study.tricks import study_tricks
 from automl.study.worker import Worker
 from automl.train.datasets import dataset_source
-from automl.train.data import Dataset
+from automl.train.splits import Dataset
 from automl.train.distributed import TrialGroup
 from automl.train.models import check_output
-from automl.trick import TrialContext, Trick
+from automl.run import TrialContext
+from automl.trick import Trick
 
 MODEL_KEY = "model:"
 """The prefix of the model's entry among the study's plugin sources (``records.STUDY_PLUGINS``): ``model:resnet20``."""

@@ -18,9 +18,10 @@ from automl import records
 from automl.files import atomic_write
 from automl.storage.artifacts import task_checkpoint, with_weights
 from automl.study.runfile import LoadedRun, Replayed, load_run_file, replay_run
-from automl.train.data import Dataset
+from automl.train.splits import Dataset
 from automl.train.loop import TrainResult, train
-from automl.trick import Run, Trick, TrialContext
+from automl.run import Run, TrialContext
+from automl.trick import Trick
 
 Ticker = Callable[[int, float], None]
 """(seed, progress) after each step, for a live display."""

@@ -8,8 +8,9 @@ from pydantic import ValidationError
 
 from automl.errors import UserError
 from automl.host import Host
-from automl.space import (Choices, Override, Pinned, Range, SpaceRecorder, TrickSettings, check_space, option_names,
-                          pinned_conflicts)
+from automl.overrides import Choices, Override, Pinned, Range
+from automl.space import TrickSettings, pinned_conflicts
+from automl.trick_space import SpaceRecorder, check_space, option_names
 from automl.study.config import StudyFile
 from automl.trick import Trick
 

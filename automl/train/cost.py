@@ -16,7 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from automl.train.splits import Split
-from automl.trick import Run
+from automl.run import Run
 
 LATENCY_BATCH = 256
 """Images per timed prediction at most (fewer when the validation split is smaller)."""

@@ -14,7 +14,7 @@ import torch
 
 from automl.devices import resolve_device
 from automl.errors import UserError
-from automl.host import DATASET_COMMON_ARGS
+from automl.registrations import DATASET_COMMON_ARGS
 from automl.train.dataset_sources import TORCHVISION_PREFIX, load_callable, load_torchvision
 from automl.train.sources import data_root
 from automl.train.splits import Dataset, Split

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 if TYPE_CHECKING:
-    from automl.trick import Run
+    from automl.run import Run
 
 RENDEZVOUS_TIMEOUT = datetime.timedelta(minutes=5)
 """How long the ranks wait for each other to start (to load the data, build the plugin host)."""

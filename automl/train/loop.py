@@ -18,7 +18,8 @@ from automl.train.cost import InferenceCost, measure_inference
 from automl.train.loader import Loader
 from automl.train.settings import TrainSettings
 from automl.train.splits import Dataset, Split
-from automl.trick import HOOKS, Run, Trick, TrialContext, default_step, overridden
+from automl.run import Run, TrialContext, default_step
+from automl.trick import HOOKS, Trick, overridden
 
 if TYPE_CHECKING:
     from automl.train.distributed import TrialGroup

@@ -7,9 +7,9 @@ from typing import Any, Literal
 from optuna.distributions import FloatDistribution
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
-from automl.space import Range, resolve, suggest
+from automl.overrides import Range, resolve, suggest
+from automl.trick_space import SEARCH_PREFIX
 
-SEARCH_PREFIX = "train"
 
 
 class TrainSettings(BaseModel):

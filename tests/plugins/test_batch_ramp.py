@@ -138,7 +138,7 @@ def test_constructor_rejects_bad_arguments(kwargs, name):
 
 
 def test_search_space_builds_valid_tricks():
-    from automl.space import SpaceRecorder, build_trick
+    from automl.trick_space import SpaceRecorder, build_trick
 
     rec = SpaceRecorder("batch_ramp")
     trick = build_trick(BatchRamp, rec)

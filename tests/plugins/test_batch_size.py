@@ -9,7 +9,7 @@ import torch
 
 from automl import Budget, TrialFailed
 from automl.testing import StepRecorder, tiny_data, tiny_model, tiny_settings, train_tiny
-from automl.train.data import Dataset, Split
+from automl.train.splits import Dataset, Split
 from automl.train.loop import train
 from automl_plugins.batch_size import BatchSize, scaled_lr
 
@@ -90,7 +90,8 @@ def test_constructor_rejects_bad_arguments(kwargs, name):
 
 
 def test_search_space_builds_valid_tricks():
-    from automl.space import Choices, SpaceRecorder, build_trick
+    from automl.overrides import Choices
+    from automl.trick_space import SpaceRecorder, build_trick
 
     rec = SpaceRecorder("batch_size")
     trick = build_trick(BatchSize, rec)

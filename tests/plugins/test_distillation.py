@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from automl.cli import main
-from automl.space import SpaceRecorder, build_trick
+from automl.trick_space import SpaceRecorder, build_trick
 from automl.storage.artifacts import checkpoint
 from automl.testing import tiny_data, tiny_model, train_tiny
-from automl.trick import Trick, TrialContext
+from automl.run import TrialContext
+from automl.trick import Trick
 from automl_plugins.distillation import Distillation, distillation_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")

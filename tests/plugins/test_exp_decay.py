@@ -37,7 +37,7 @@ def test_the_lr_of_every_step_is_the_formula(budget, batch_size):
 
 
 def test_search_space_is_log_scaled_and_it_owns_the_schedule():
-    from automl.space import SpaceRecorder, build_trick
+    from automl.trick_space import SpaceRecorder, build_trick
 
     rec = SpaceRecorder("exp_decay")
     decay = build_trick(ExpDecay, rec)

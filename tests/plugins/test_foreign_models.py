@@ -20,7 +20,8 @@ from torch import nn
 from automl.storage.artifacts import checkpoint
 from automl.testing import tiny_data, train_tiny
 from automl.train.models import build_model
-from automl.trick import Trick, TrialContext
+from automl.run import TrialContext
+from automl.trick import Trick
 from automl_plugins.distillation import Distillation
 from automl_plugins.ema import Ema, ema_decay
 from automl_plugins.freezeout import FreezeOut, forward_layers

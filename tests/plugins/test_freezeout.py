@@ -280,7 +280,7 @@ def test_constructor_rejects_bad_arguments(kwargs, match):
 
 
 def test_search_space_builds_valid_tricks():
-    from automl.space import SpaceRecorder, build_trick
+    from automl.trick_space import SpaceRecorder, build_trick
 
     rec = SpaceRecorder("freezeout")
     trick = build_trick(FreezeOut, rec)

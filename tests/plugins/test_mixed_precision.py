@@ -162,7 +162,8 @@ def test_bf16_on_cuda_needs_no_scaler():
 
 
 def test_search_space_builds_valid_tricks():
-    from automl.space import Pinned, SpaceRecorder, build_trick
+    from automl.overrides import Pinned
+    from automl.trick_space import SpaceRecorder, build_trick
 
     rec = SpaceRecorder("mixed_precision")
     trick = build_trick(MixedPrecision, rec)

@@ -138,7 +138,7 @@ def test_composes_with_label_smoothing():
 
 
 def test_search_space_builds_valid_tricks():
-    from automl.space import SpaceRecorder, build_trick
+    from automl.trick_space import SpaceRecorder, build_trick
 
     rec = SpaceRecorder("mixup")
     trick = build_trick(Mixup, rec)

@@ -118,7 +118,7 @@ def test_decay_options_go_by_number_of_dimensions():
 
 
 def test_no_search_space_and_no_parameters():
-    from automl.space import SpaceRecorder, build_trick
+    from automl.trick_space import SpaceRecorder, build_trick
 
     rec = SpaceRecorder("no_bias_decay")
     assert isinstance(build_trick(NoBiasDecay, rec), NoBiasDecay)

@@ -68,7 +68,7 @@ def test_constructor_rejects_out_of_range_arguments(kwargs):
 
 
 def test_search_space_builds_valid_tricks():
-    from automl.space import SpaceRecorder, build_trick
+    from automl.trick_space import SpaceRecorder, build_trick
 
     rec = SpaceRecorder("one_cycle")
     cycle = build_trick(OneCycle, rec)

@@ -193,7 +193,8 @@ def test_k_defaults_to_every_cycle():
 
 @pytest.mark.parametrize("cycles", [2, 3, 8])
 def test_search_space_bounds_k_by_the_cycles(cycles):
-    from automl.space import Pinned, SpaceRecorder, build_trick
+    from automl.overrides import Pinned
+    from automl.trick_space import SpaceRecorder, build_trick
 
     rec = SpaceRecorder("snapshot_ensemble", {"cycles": Pinned(cycles)})
     trick = build_trick(SnapshotEnsemble, rec)

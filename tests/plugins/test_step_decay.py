@@ -61,7 +61,7 @@ def test_constructor_rejects_bad_milestones(milestones):
 
 
 def test_search_space_builds_valid_tricks():
-    from automl.space import SpaceRecorder, build_trick
+    from automl.trick_space import SpaceRecorder, build_trick
 
     rec = SpaceRecorder("step_decay")
     decay = build_trick(StepDecay, rec)

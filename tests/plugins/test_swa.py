@@ -136,7 +136,7 @@ def test_constructor_rejects_bad_arguments(kwargs, name):
 
 
 def test_search_space_builds_valid_tricks():
-    from automl.space import SpaceRecorder, build_trick, option_names
+    from automl.trick_space import SpaceRecorder, build_trick, option_names
 
     rec = SpaceRecorder("swa")
     trick = build_trick(Swa, rec)

@@ -65,7 +65,7 @@ def test_constructor_rejects_out_of_range_fraction(fraction):
 
 
 def test_search_space_builds_valid_tricks():
-    from automl.space import SpaceRecorder, build_trick
+    from automl.trick_space import SpaceRecorder, build_trick
 
     rec = SpaceRecorder("warmup")
     warmup = build_trick(Warmup, rec)

@@ -101,7 +101,7 @@ def test_a_last_bn_without_affine_weight_is_skipped():
 
 
 def test_no_search_space_and_no_parameters():
-    from automl.space import SpaceRecorder, build_trick
+    from automl.trick_space import SpaceRecorder, build_trick
 
     rec = SpaceRecorder("zero_gamma")
     assert isinstance(build_trick(ZeroGamma, rec), ZeroGamma)

@@ -52,7 +52,7 @@ def test_a_trials_snapshots_are_stored_beside_its_model_and_rebuild_its_ensemble
     from optuna.artifacts import download_artifact
 
     from automl.cli import main
-    from automl.train.data import load_dataset
+    from automl.train.datasets import load_dataset
 
     study_file = write_study("""
         [tricks]

@@ -10,7 +10,7 @@ import pytest
 from automl.budget import Budget
 from automl.errors import UserError
 from automl.host import get_host
-from automl.space import Pinned, Range
+from automl.overrides import Pinned, Range
 from automl.study.config import load_study_file
 from automl.study.tricks import study_tricks
 

@@ -14,7 +14,7 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact
 from optuna.trial import TrialState
 
 from automl.storage.artifacts import load_model
-from automl.train.data import load_dataset
+from automl.train.datasets import load_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # one thread: the same run gives the same bits
 

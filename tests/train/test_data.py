@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from automl.errors import UserError
-from automl.train import data
 from automl.train.augment import default_padding
 from automl.host import get_host
 from automl.train.datasets import check_dataset_name, load_dataset
@@ -50,11 +49,6 @@ def test_the_name_check_is_a_value_error_for_validators():
         assert check_dataset_name(name) == name
     with pytest.raises(ValueError, match=r"dataset 'not a name' must be a data set's name"):
         check_dataset_name("not a name")
-
-
-def test_data_re_exports_the_names_older_importers_use():
-    assert (data.load_dataset, data.InMemoryLoader, data.Dataset, data.Split) == (
-        load_dataset, InMemoryLoader, Dataset, Split)
 
 
 def test_devices_are_parsed_by_the_one_device_parser():
