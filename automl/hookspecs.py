@@ -40,9 +40,9 @@ def automl_register_models() -> "dict[str, Callable[..., nn.Module]]":
     ``[task]``; its keyword parameters other than those two are the model's options) and
     returns an ``nn.Module`` that maps a (N, C, H, W) batch to (N, K) scores; that is checked
     on one batch before a study is created. Called once when the host starts; a name may be
-    provided by one plugin only and must match ``[a-z][a-z0-9_]*`` (names with a ``:`` are
-    ``torchvision:NAME``, ``timm:NAME`` and ``package.module:callable``). A plugin whose hook
-    raises or returns anything else is reported by name and dropped.
+    provided by one plugin only and must match ``[a-z][a-z0-9_]*`` (names with a ``:`` belong to a
+    family, see :func:`automl_register_model_families`). A plugin whose hook raises or returns
+    anything else is reported by name and dropped.
     """
 
 
@@ -56,6 +56,31 @@ def automl_register_datasets() -> "dict[str, Callable[..., Any]]":
     returns an :class:`automl.train.splits.Dataset` (``automl.train.torch_data.from_torch``
     makes one from two ``torch.utils.data.Dataset``s, in memory or streamed). Called once
     when the host starts; a name may be provided by one plugin only, and a name with a
-    ``:`` is refused (those are ``torchvision:NAME`` and ``module:callable``). A plugin
-    whose hook raises or returns anything else is reported by name and dropped.
+    ``:`` is refused (those belong to a family, see :func:`automl_register_dataset_families`).
+    A plugin whose hook raises or returns anything else is reported by name and dropped.
+    """
+
+
+@hookspec
+def automl_register_model_families() -> "dict[str, Callable[..., Any]]":
+    """Return the families of models this plugin provides: ``{prefix: resolver}``.
+
+    A study names one as ``[task] model = "PREFIX:NAME"`` (``torchvision:resnet18``). The resolver is
+    called as ``resolver(spec, folders=[...])`` (``spec`` the whole ``PREFIX:NAME``, ``folders`` where the
+    study looks for files) and returns an :class:`automl.train.models.ModelSource`; it raises
+    :class:`automl.UserError` for a name the family does not have. The prefix
+    ``"package.module:callable"`` (``automl.registrations.IMPORT_PATH``) is the family of every other
+    ``PREFIX:NAME``. The built-in ``torchvision``, ``timm`` and import-path families are registered so, by
+    the plugin ``automl_plugins.families``; a prefix may be provided by one plugin only, and every message
+    that lists the forms a model may take is made from these.
+    """
+
+
+@hookspec
+def automl_register_dataset_families() -> "dict[str, Callable[..., Any]]":
+    """Return the families of data sets this plugin provides: ``{prefix: resolver}``.
+
+    As :func:`automl_register_model_families`, for ``[task] dataset = "PREFIX:NAME"``: the resolver is
+    called as ``resolver(spec, folders=[...])`` and returns ``(source, where)``, a data set's source (called
+    like a registered one, see :func:`automl_register_datasets`) and where it comes from, for the record.
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
@@ -17,11 +18,14 @@ import pluggy
 
 from automl import hookspecs
 from automl.errors import UserError, unknown
-from automl.registrations import DatasetInfo, ModelInfo, PluginFailure, Registered, TrickInfo
+from automl.registrations import (IMPORT_PATH, DatasetInfo, FamilyInfo, ModelInfo, PluginFailure, Registered, TrickInfo,
+                                  family_forms)
 from automl.trick import Trick
 from automl.trick_checks import NAME, InvalidTrick, near_hooks, validate_trick
 
 GROUP = "automl"
+MODEL, DATASET = "model", "dataset"
+"""The two kinds of registered callable that also come in families (``PREFIX:NAME``)."""
 
 
 @dataclass
@@ -46,6 +50,12 @@ class Host:
     blocked_datasets: dict[str, str] = field(default_factory=dict)
     """Data-set name to why it cannot be used (two plugins provide it)."""
     dataset_providers: dict[str, list[DatasetInfo]] = field(default_factory=dict, repr=False)
+    families: dict[str, dict[str, FamilyInfo]] = field(default_factory=lambda: {MODEL: {}, DATASET: {}})
+    """For models and for data sets: prefix (``torchvision``, or ``IMPORT_PATH``) to the family that resolves
+    ``PREFIX:NAME``."""
+    blocked_families: dict[str, dict[str, str]] = field(default_factory=lambda: {MODEL: {}, DATASET: {}})
+    family_providers: dict[str, dict[str, list[FamilyInfo]]] = field(default_factory=lambda: {MODEL: {}, DATASET: {}},
+                                                                     repr=False)
 
     def trick(self, name: str) -> TrickInfo:
         """The trick called ``name``; an unknown or blocked name raises with the valid ones or the reason."""
@@ -58,13 +68,32 @@ class Host:
 
     def model(self, name: str) -> ModelInfo:
         """The model called ``name``; an unknown or blocked name raises with the valid ones or the reason."""
-        return self._registered("model", name, self.models, self.blocked_models,
-                                "; or torchvision:NAME, timm:NAME, package.module:callable")
+        return self._registered(MODEL, name, self.models, self.blocked_models, self._others(MODEL))
 
     def dataset(self, name: str) -> DatasetInfo:
         """The data set called ``name``; an unknown or blocked name raises with the valid ones or the reason."""
-        return self._registered("dataset", name, self.datasets, self.blocked_datasets,
-                                ", torchvision:NAME or package.module:callable")
+        return self._registered(DATASET, name, self.datasets, self.blocked_datasets, self._others(DATASET))
+
+    def family(self, kind: str, spec: str) -> FamilyInfo | None:
+        """The family that resolves ``spec`` (``PREFIX:NAME``) for ``kind`` (``"model"`` or ``"dataset"``):
+        its prefix's, else the import path's; None for a plain name. A blocked or unknown one raises."""
+        prefix, colon, _ = spec.partition(":")
+        if not colon:
+            return None
+        for key in (prefix, IMPORT_PATH):
+            if key in self.blocked_families[kind]:
+                raise UserError(f"{kind} {spec!r} cannot be used: {self.blocked_families[kind][key]}")
+            if key in self.families[kind]:
+                return self.families[kind][key]
+        raise UserError(f"{kind} {spec!r}: no {kind} family {prefix + ':'!r}; a {kind} is its name"
+                        f"{self._others(kind)}{self._failed_hint()}")
+
+    def forms(self, kind: str) -> str:
+        """What a ``kind`` may be named, for messages: its name or each family's form."""
+        return family_forms(self.families[kind])
+
+    def _others(self, kind: str) -> str:
+        return f", {self.forms(kind)}" if self.families[kind] else ""
 
     def _registered(self, kind: str, name: str, found: dict, blocked: dict[str, str], others: str) -> Any:
         if name in blocked:
@@ -112,6 +141,29 @@ def get_host(plugin_paths: Iterable[str | os.PathLike] = (), environ: Mapping[st
     return host
 
 
+_IN_USE: list[Host] = []
+"""The command's host, once it has made one: the host a name is looked up in where no host is handed down."""
+
+
+def use_host(host: Host) -> None:
+    """Look model names up in ``host`` from now on in this process (the command's, with its ``--plugin`` paths)."""
+    _IN_USE[:] = [host]
+
+
+def installed_host() -> Host:
+    """The host a model's or a data set's name is looked up in: the command's (:func:`use_host`), else the installed plugins'
+    (entry points, ``AUTOML_PLUGINS``), made once per process."""
+    if _IN_USE:
+        return _IN_USE[0]
+    keys = ("AUTOML_PLUGINS", "AUTOML_DISABLE_PLUGINS")
+    return _host_for(tuple((k, os.environ.get(k, "")) for k in keys))
+
+
+@functools.lru_cache(maxsize=4)
+def _host_for(environ: tuple[tuple[str, str], ...]) -> Host:
+    return get_host(environ=dict(environ))
+
+
 def _register(host: Host, name: str, source: str, load, explicit: bool = False) -> None:
     """Load one plugin and collect its tricks; any failure drops this plugin alone.
 
@@ -140,9 +192,11 @@ def _register(host: Host, name: str, source: str, load, explicit: bool = False) 
         return
     registered = {}
     for hook, kind, role in (("automl_register_models", "model", "builder"),
-                             ("automl_register_datasets", "data-set", "source")):
+                             ("automl_register_datasets", "data-set", "source"),
+                             ("automl_register_model_families", "model family", "resolver"),
+                             ("automl_register_dataset_families", "data-set family", "resolver")):
         try:
-            registered[kind] = _registered(module, hook, kind, role)
+            registered[hook] = _registered(module, hook, kind, role)
         except Exception as exc:
             host.pm.unregister(module)
             _fail(host, name, source, f"{hook}: {type(exc).__name__}: {exc}", exc)
@@ -157,12 +211,16 @@ def _register(host: Host, name: str, source: str, load, explicit: bool = False) 
         return
     for cls in found:
         _add_trick(host, TrickInfo(cls, name, source), explicit)
-    for model, builder in registered["model"].items():
+    for model, builder in registered["automl_register_models"].items():
         _add_registered(ModelInfo(model, builder, name, source), host.models, host.model_providers,
                         host.blocked_models, "model")
-    for dataset, load in registered["data-set"].items():
+    for dataset, load in registered["automl_register_datasets"].items():
         _add_registered(DatasetInfo(dataset, load, name, source), host.datasets, host.dataset_providers,
                         host.blocked_datasets, "dataset")
+    for kind in (MODEL, DATASET):
+        for prefix, resolve in registered[f"automl_register_{kind}_families"].items():
+            _add_registered(FamilyInfo(prefix, resolve, name, source), host.families[kind],
+                            host.family_providers[kind], host.blocked_families[kind], f"{kind} family")
 
 
 def _source_of(host: Host, plugin: str) -> str:
@@ -217,9 +275,11 @@ def _registered(module: ModuleType, hook: str, kind: str, role: str) -> dict[str
     found = impl() or {}
     if not isinstance(found, Mapping):
         raise ValueError(f"returned {type(found).__name__}, not a dict of {kind} name to {role}")
+    family = kind.endswith("family")
     for name, function in found.items():
-        if not isinstance(name, str) or not NAME.match(name):
-            raise ValueError(f"{kind} name {name!r} must match [a-z][a-z0-9_]*")
+        if not isinstance(name, str) or not (NAME.match(name) or family and name == IMPORT_PATH):
+            also = f" (a prefix), or {IMPORT_PATH!r}" if family else ""
+            raise ValueError(f"{kind} name {name!r} must match [a-z][a-z0-9_]*{also}")
         if not callable(function):
             raise ValueError(f"the {role} of {kind.replace('-', ' ')} {name!r} is {function!r}, not a callable")
     return dict(found)

@@ -17,10 +17,14 @@ from typing import Any, Sequence
 
 from automl.errors import UserError
 
-__all__ = ["import_spec"]
+__all__ = ["NoModule", "import_spec"]
 
 CLOSE_MATCHES = 3
 """Names offered when an attribute is not found."""
+
+
+class NoModule(UserError):
+    """The module of a ``package.module:callable`` is nowhere to be found (perhaps a misspelt family prefix)."""
 
 
 def import_spec(spec: str, folders: Sequence[str | Path], kind: str, returns: str) -> tuple[ModuleType, Any]:
@@ -56,7 +60,7 @@ def _module(spec: str, module_name: str, folders: list[str], kind: str) -> Modul
     except ModuleNotFoundError as exc:
         if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
             searched = ", ".join(dict.fromkeys(p or "." for p in [*sys.path, *folders] if os.path.isdir(p or ".")))
-            raise UserError(f"{kind} {spec!r}: no module named {exc.name!r}; searched {searched}") from None
+            raise NoModule(f"{kind} {spec!r}: no module named {exc.name!r}; searched {searched}") from None
         raise UserError(f"{kind} {spec!r}: importing module {module_name!r} failed: {_line(exc)}") from None
     except Exception as exc:
         raise UserError(f"{kind} {spec!r}: importing module {module_name!r} raised {type(exc).__name__}: "

@@ -94,6 +94,36 @@ class DatasetInfo(Registered):
         return self.function
 
 
+IMPORT_PATH = "package.module:callable"
+"""The key of the family that takes every other ``PREFIX:NAME`` as a module to import and a callable in it."""
+
+
+class FamilyInfo(Registered):
+    """A family of sources written ``PREFIX:NAME`` (``torchvision:resnet18``), its resolver, and where it came
+    from. A model family's resolver is called as ``resolve(spec, folders=...)`` and returns a
+    :class:`automl.train.models.ModelSource`; a data-set family's returns ``(source, where it comes from)``."""
+
+    @property
+    def form(self) -> str:
+        """How the family is written, as messages show it."""
+        return self.name if self.name == IMPORT_PATH else f"{self.name}:NAME"
+
+    @property
+    def resolve(self) -> Callable[..., Any]:
+        return self.function
+
+    def describe(self) -> dict[str, Any]:
+        return {"form": self.form, "plugin": self.plugin, "source": self.source}
+
+
+def family_forms(families: dict[str, FamilyInfo]) -> str:
+    """The forms of ``families`` for messages (``torchvision:NAME, timm:NAME or package.module:callable``), in the
+    order they were registered, the import path last: every message that lists what a study may name is made
+    here."""
+    forms = [f.form for f in sorted(families.values(), key=lambda f: f.name == IMPORT_PATH)]  # else as registered
+    return " or ".join([", ".join(forms[:-1]), forms[-1]]) if len(forms) > 1 else "".join(forms)
+
+
 @dataclass(frozen=True)
 class PluginFailure:
     """A plugin that was dropped, and why (with the traceback, for ``--traceback``)."""

@@ -36,8 +36,7 @@ def positive_int(text: str) -> int:
 def host(plugin_paths: list[str], traceback: bool | None = None):
     """The plugin host, each plugin that failed to load, each blocked trick name and each near miss of a hook
     told as a warning; with ``traceback`` (default: ``AUTOML_TRACEBACK=1``) a failure's traceback too."""
-    from automl.host import get_host
-    from automl.train.models import use_host
+    from automl.host import get_host, use_host
 
     found = get_host(plugin_paths)
     use_host(found)  # a model named in a study may come from a --plugin path too

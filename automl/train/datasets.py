@@ -14,8 +14,10 @@ import torch
 
 from automl.devices import resolve_device
 from automl.errors import UserError
-from automl.registrations import DATASET_COMMON_ARGS
-from automl.train.dataset_sources import TORCHVISION_PREFIX, load_callable, load_torchvision
+from automl.host import DATASET, installed_host
+from automl.imports import NoModule, import_spec
+from automl.registrations import DATASET_COMMON_ARGS, IMPORT_PATH
+from automl.train.dataset_sources import load_callable, load_torchvision
 from automl.train.sources import data_root
 from automl.train.splits import Dataset, Split
 
@@ -39,32 +41,48 @@ DEFAULT_VERIFY = True
 DEFAULT_LOADER = "auto"
 """In memory or streamed, by size (see ``automl.train.torch_data.MEMORY_LOADER_MAX_BYTES``)."""
 
-_DATASET_NAME = re.compile(r"^([a-z][a-z0-9_]*|torchvision:[A-Za-z0-9_]+|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")
+_DATASET_NAME = re.compile(r"^([a-z][a-z0-9_]*|[A-Za-z_][\w.]*:\w+)$")
 
 def dataset_source(name: str, *, host: Any = None, folders: Sequence[Path] = ()) -> tuple[Callable[..., Dataset], str]:
     """The source that loads data set ``name`` and where it comes from (a plugin and its version, torchvision's
-    version, or the import path): ``torchvision:NAME``, ``package.module:callable``, or a registered name."""
-    if name.startswith(TORCHVISION_PREFIX):
-        import torchvision
-
-        return functools.partial(load_torchvision, name.removeprefix(TORCHVISION_PREFIX)), \
-            f"torchvision {torchvision.__version__}"
-    if ":" in name:
-        return functools.partial(load_callable, name, folders=folders), f"import {name}"
+    version, or the import path): a registered name, or ``PREFIX:NAME`` of a family (``torchvision:NAME``,
+    ``package.module:callable``)."""
     if host is None:
         from automl.host import get_host
 
         host = get_host()
-    info = host.dataset(name)
-    return info.load, info.source
+    family = host.family(DATASET, name)
+    if family is None:
+        info = host.dataset(name)
+        return info.load, info.source
+    try:
+        return family.resolve(name, folders=folders)
+    except NoModule as exc:
+        if family.name != IMPORT_PATH:
+            raise
+        raise UserError(f"{exc}; a data set is its name, {host.forms(DATASET)}") from None
+
+
+def from_torchvision(name: str, *, folders: Sequence[Path] = ()) -> tuple[Callable[..., Dataset], str]:
+    """``torchvision:NAME``: a class of ``torchvision.datasets``, downloaded into the data root."""
+    import torchvision
+
+    return functools.partial(load_torchvision, name.partition(":")[2]), f"torchvision {torchvision.__version__}"
+
+
+def from_import_path(name: str, *, folders: Sequence[Path] = ()) -> tuple[Callable[..., Dataset], str]:
+    """``package.module:callable`` returning (train, test) torch Datasets; its module is imported here, so that
+    one that is not found is said before anything loads."""
+    import_spec(name, folders, "dataset", "(train, test)")
+    return functools.partial(load_callable, name, folders=folders), f"import {name}"
 
 
 def check_dataset_name(name: str) -> str:
-    """``name`` if it has the form of a data set's name (a plugin's, ``torchvision:NAME`` or
-    ``package.module:callable``); else a ValueError saying the forms. Whether it exists is checked on loading."""
+    """``name`` if it has the form of a data set's name (a plugin's, or ``PREFIX:NAME``); else a ValueError saying
+    the forms (the installed plugins' families). Whether it exists is checked on loading."""
     if not isinstance(name, str) or not _DATASET_NAME.match(name):
         raise ValueError(f"dataset {name!r} must be a data set's name (digits, imagefolder, ...; see `automl "
-                         "plugins list`), torchvision:NAME, or package.module:callable")
+                         f"plugins list`), {installed_host().forms(DATASET)}")
     return name
 
 

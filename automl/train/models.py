@@ -10,9 +10,7 @@ ResNet ``conv1``, VGG's first conv, ViT's ``conv_proj``). timm adapts its own st
 from __future__ import annotations
 
 import difflib
-import functools
 import inspect
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -21,11 +19,13 @@ import torch
 from torch import nn
 
 from automl.errors import UserError
-from automl.imports import import_spec
+from automl.host import MODEL, installed_host
+from automl.imports import NoModule, import_spec
+from automl.registrations import IMPORT_PATH
 
-__all__ = ["ModelSource", "build_model", "check_model_name", "check_output", "resolve_model"]
+__all__ = ["ModelSource", "build_model", "check_model_name", "check_output", "from_import_path", "from_timm",
+           "from_torchvision", "resolve_model"]
 
-TORCHVISION, TIMM = "torchvision:", "timm:"
 TIMM_INSTALL = 'pip install -e ".[timm]"'
 """The command that installs the optional timm extra, named when a study asks for a timm model without it."""
 NEAR = 3
@@ -45,11 +45,11 @@ class ModelSource:
 
 
 def check_model_name(spec: str) -> str:
-    """``spec`` if it has the form of a model (a name, or ``prefix:rest``); else a ValueError saying the forms."""
+    """``spec`` if it has the form of a model (a name, or ``prefix:rest``); else a ValueError saying the forms
+    (the installed plugins' families: a study file is checked before any ``--plugin`` host is at hand)."""
     name, colon, rest = spec.partition(":")
     if not name.strip() or (colon and not rest.strip()):
-        raise ValueError(f"model {spec!r} must be a model's name, torchvision:NAME, timm:NAME or "
-                         "package.module:callable")
+        raise ValueError(f"model {spec!r} must be a model's name, {installed_host().forms(MODEL)}")
     return spec
 
 
@@ -63,15 +63,18 @@ def resolve_model(spec: str, *, folders: Iterable[str | Path] = (), host: Any = 
         check_model_name(spec)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    if spec.startswith(TORCHVISION):
-        return _torchvision(spec)
-    if spec.startswith(TIMM):
-        return _timm(spec)
-    if ":" in spec:
-        return _imported(spec, [str(f) for f in folders])
-    info = (host or installed_host()).model(spec)
-    return ModelSource(spec, _checked(spec, info.builder, options=_options(info.builder)),
-                       {"plugin": info.plugin, "source": info.source})
+    host = host or installed_host()
+    family = host.family(MODEL, spec)
+    if family is None:
+        info = host.model(spec)
+        return ModelSource(spec, _checked(spec, info.builder, options=_options(info.builder)),
+                           {"plugin": info.plugin, "source": info.source})
+    try:
+        return family.resolve(spec, folders=[str(f) for f in folders])
+    except NoModule as exc:
+        if family.name != IMPORT_PATH:
+            raise
+        raise UserError(f"{exc}; a model is its name, {host.forms(MODEL)}") from None
 
 
 def build_model(spec: str, *, in_channels: int, num_classes: int, folders: Iterable[str | Path] = (),
@@ -104,30 +107,6 @@ def check_output(model: nn.Module, spec: str, input_shape: tuple[int, ...], num_
     if shape != (2, num_classes):
         raise UserError(f"model {spec!r} returns {shape} for one batch of shape {batch}; expected "
                         f"(2, {num_classes}): a score for each of the data set's {num_classes} classes")
-
-
-_IN_USE: list[Any] = []
-
-
-def use_host(host: Any) -> None:
-    """Look model names up in ``host`` from now on in this process (the command's, with its ``--plugin`` paths)."""
-    _IN_USE[:] = [host]
-
-
-def installed_host() -> Any:
-    """The host a model's name is looked up in: the command's (:func:`use_host`), else the installed plugins'
-    (entry points, ``AUTOML_PLUGINS``), made once per process."""
-    if _IN_USE:
-        return _IN_USE[0]
-    keys = ("AUTOML_PLUGINS", "AUTOML_DISABLE_PLUGINS")
-    return _host_for(tuple((k, os.environ.get(k, "")) for k in keys))
-
-
-@functools.lru_cache(maxsize=4)
-def _host_for(environ: tuple[tuple[str, str], ...]) -> Any:
-    from automl.host import get_host  # the host loads every plugin: only when a model is asked for by name
-
-    return get_host(environ=dict(environ))
 
 
 def _checked(spec: str, builder: Callable[..., Any], *, options: list[str] | None = None,
@@ -169,10 +148,11 @@ def _options(builder: Callable[..., Any]) -> list[str] | None:
     return [p.name for p in params if p.name not in ("in_channels", "num_classes")]
 
 
-def _torchvision(spec: str) -> ModelSource:
+def from_torchvision(spec: str, *, folders: Iterable[str] = ()) -> ModelSource:
+    """``torchvision:NAME``: one of torchvision's classifiers, untrained, its first conv adapted to the channels."""
     import torchvision
 
-    name = spec.removeprefix(TORCHVISION)
+    name = spec.partition(":")[2]
     names = torchvision.models.list_models(module=torchvision.models)  # the classifiers, not detection's
     if name not in names:
         raise UserError(_no_such("torchvision", spec, name, names))
@@ -187,20 +167,21 @@ def _torchvision(spec: str) -> ModelSource:
                        {"plugin": "torchvision", "source": f"torchvision {torchvision.__version__}"})
 
 
-def _timm(spec: str) -> ModelSource:
+def from_timm(spec: str, *, folders: Iterable[str] = ()) -> ModelSource:
+    """``timm:NAME``: one of timm's models, untrained, for the data set's channels and classes."""
     try:
         import timm
     except ImportError:
         raise UserError(f"model {spec!r} needs timm, which is not installed; install it with "
                         f"{TIMM_INSTALL}") from None
-    name = spec.removeprefix(TIMM)
+    name = spec.partition(":")[2]
     if not timm.is_model(name):
         raise UserError(_no_such("timm", spec, name, timm.list_models()))
 
-    def from_timm(*, num_classes: int, in_channels: int, **kwargs: Any) -> nn.Module:
+    def create(*, num_classes: int, in_channels: int, **kwargs: Any) -> nn.Module:
         return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **kwargs)
 
-    return ModelSource(spec, _checked(spec, from_timm), {"plugin": "timm", "source": f"timm {timm.__version__}"})
+    return ModelSource(spec, _checked(spec, create), {"plugin": "timm", "source": f"timm {timm.__version__}"})
 
 
 def _no_such(library: str, spec: str, name: str, names: list[str]) -> str:
@@ -209,8 +190,9 @@ def _no_such(library: str, spec: str, name: str, names: list[str]) -> str:
     return f"model {spec!r}: {library} has no model {name!r}{hint} ({len(names)} models in all)"
 
 
-def _imported(spec: str, folders: list[str]) -> ModelSource:
+def from_import_path(spec: str, *, folders: Iterable[str] = ()) -> ModelSource:
     """``package.module:callable``, the module imported from ``sys.path`` or, failing that, from ``folders``."""
+    folders = list(folders)
     module, target = import_spec(spec, folders, "model", "a torch.nn.Module")
     module_name = spec.partition(":")[0]
     file = str(getattr(module, "__file__", "") or "")
