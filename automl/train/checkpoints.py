@@ -59,7 +59,7 @@ class Every:
     def of(cls, value: str | float | None, budget: Budget) -> "Every | None":
         """The rule ``[study] checkpoint_every`` gives a trial of ``budget``; None: only at a stop signal."""
         if value is None:
-            long = budget.unit == "seconds" and budget.amount >= DEFAULT_FROM_SECONDS
+            long = budget.is_time and budget.amount >= DEFAULT_FROM_SECONDS
             return cls(fraction=DEFAULT_EVERY) if long else None
         if value == OFF:
             return None
@@ -69,7 +69,7 @@ class Every:
                                 "(0, 1]; give e.g. 0.1, or device time such as '30s', or 'off'")
             return cls(fraction=float(value))
         seconds = Budget.parse(value)
-        if seconds.unit != "seconds":
+        if not seconds.is_time:
             raise UserError(f"checkpoint_every {value!r} must be device time such as '30s', a fraction of the "
                             "trial budget such as 0.1, or 'off'")
         return cls(seconds=seconds.amount)
