@@ -145,6 +145,21 @@ class _Loop:
         self.pass_batch: int | None = None
         """The batch of the pass in progress that comes next; None before a pass starts (a resumed run sets it)."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """Where the loop is, between two steps, as checkpoint data (``Checkpointing`` saves it under
+        ``"loop"``, with its own seconds)."""
+        return {"p": self.p, "epochs": self.epochs, "history": [list(h) for h in self.history],
+                "errors": list(self.errors), "loss_sum": self.loss_sum.detach().clone(), "batch": self.pass_batch,
+                "train_seconds": self.train_clock.elapsed, "eval_seconds": self.eval_clock.elapsed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Go on where :meth:`state_dict` was taken; keys it does not know (checkpointing's own) are left."""
+        self.p, self.epochs, self.pass_batch = state["p"], state["epochs"], state["batch"]
+        self.history = [tuple(h) for h in state["history"]]
+        self.errors = tuple(state["errors"])
+        self.loss_sum = state["loss_sum"].to(self.run.device)
+        self.train_clock.elapsed, self.eval_clock.elapsed = state["train_seconds"], state["eval_seconds"]
+
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Each (x, y) the budget has room for, pass after pass, evaluating the rungs on the way;
         it ends once the budget is spent or the run is pruned."""
