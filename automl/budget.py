@@ -6,13 +6,14 @@ import math
 import re
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
 from automl.errors import UserError
 
 Unit = Literal["seconds", "epochs", "steps"]
+"""In the order budgets sort in (:attr:`Budget.sort_key`)."""
 
 _SECONDS_PER = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 # A sign is matched so that "-3s" is told it must be positive rather than that it is not a duration.
@@ -55,25 +56,45 @@ class Budget:
             raise UserError(f"budget {text!r} must be a whole number of steps")
         return cls(amount, unit)
 
+    @classmethod
+    def of_steps(cls, steps: int) -> "Budget":
+        """A budget of ``steps`` optimizer steps."""
+        return cls(steps, "steps")
+
+    @property
+    def is_time(self) -> bool:
+        """Whether this budget is device-seconds (rather than passes or steps, which read no clock)."""
+        return self.unit == "seconds"
+
+    @property
+    def is_epochs(self) -> bool:
+        """Whether this budget counts passes over the training split."""
+        return self.unit == "epochs"
+
+    @property
+    def sort_key(self) -> tuple[int, float]:
+        """Budgets in order: device time, then epochs, then steps, each smallest first."""
+        return get_args(Unit).index(self.unit), self.amount
+
     def require_device_time(self, name: str) -> "Budget":
         """This budget, if it is device time: a total over trials and workers adds up seconds, and
         epochs or steps of trials that differ in speed do not add up to anything."""
-        if self.unit != "seconds":
+        if not self.is_time:
             raise UserError(f"{name} must be device time such as '10m', got '{self}'")
         return self
 
     def require_within(self, total: "Budget | None", names: tuple[str, str]) -> "Budget":
         """This trial budget, if it fits in ``total`` (when both are device time): a trial longer than the
         whole study could never start. ``names`` are (this, total) as the user wrote them."""
-        if total is not None and self.unit == total.unit == "seconds" and self.amount > total.amount:
+        if total is not None and self.is_time and total.is_time and self.amount > total.amount:
             raise UserError(f"{names[0]} '{self}' is longer than {names[1]} '{total}'; "
                             f"make {names[0]} at most {names[1]}")
         return self
 
     def __str__(self) -> str:
-        if self.unit == "seconds":
+        if self.is_time:
             return f"{self.amount:g}s"
-        return f"{self.amount:g}{'ep' if self.unit == 'epochs' else 'steps'}"
+        return f"{self.amount:g}{'ep' if self.is_epochs else 'steps'}"
 
 
 class DeviceClock:

@@ -265,14 +265,14 @@ class Ledger:
     def _estimate(self, connection: sa.Connection, trial_budget: Budget, first_estimate: float = 0.0) -> float:
         complete = sa.and_(TrialCostModel.study_name == self.study_name, TrialCostModel.state == COMPLETE)
         per_trial = trial_budget.amount * self.devices
-        if trial_budget.unit == "seconds":
+        if trial_budget.is_time:
             over = sa.case((TrialCostModel.spent_seconds > per_trial, TrialCostModel.spent_seconds - per_trial),
                            else_=0.0)
             query = sa.select(sa.func.avg(over)).where(complete)
         else:
             query = sa.select(sa.func.avg(TrialCostModel.spent_seconds)).where(complete)
         mean = connection.execute(query).scalar()
-        if trial_budget.unit == "seconds":
+        if trial_budget.is_time:
             return per_trial + float(mean or 0.0)
         return first_estimate if mean is None else float(mean)
 

@@ -211,11 +211,11 @@ class Objective:
             torch.manual_seed(self.seed)
             settings = self.config.train.resolve(scratch_study(self.seed).ask())  # a range: any of its values
             model = self.config.task.build_model(self.data)
-            timed = train(model, self.data, settings, Budget(CALIBRATION_STEPS, "steps"), device=self.device,
+            timed = train(model, self.data, settings, Budget.of_steps(CALIBRATION_STEPS), device=self.device,
                           seed=self.seed)
         per_step = timed.train_seconds / max(timed.steps, 1)
         steps = self.budget.amount
-        if self.budget.unit == "epochs":
+        if self.budget.is_epochs:
             steps *= timed.steps / max(timed.epochs, 1e-9)
         devices = self.group.world_size if self.group is not None else 1  # timed on one, charged on each
         return ESTIMATE_MARGIN * (per_step * steps + timed.eval_seconds) * devices

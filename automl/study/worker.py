@@ -90,7 +90,7 @@ class Worker:
         """A trial in steps or epochs has no duration of its own: before any has completed, reserve a timed
         estimate, so that a total budget bounds the first trials too (measured once, only when needed)."""
         if self.first_estimate is not None:
-            needed = (self.trial_budget.unit != "seconds" and self.ledger.completed_mean() is None
+            needed = (not self.trial_budget.is_time and self.ledger.completed_mean() is None
                       and self.ledger.totals().total is not None)
             self.estimated = self.first_estimate() if needed else 0.0
             self.first_estimate = None  # from now on: the timed figure, or the completed trials' costs

@@ -19,7 +19,7 @@ import random
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -29,8 +29,10 @@ from automl.errors import TrialFailed, UserError
 from automl.interrupts import Interrupted, stop_pending
 
 if TYPE_CHECKING:
+    from automl.budget import DeviceClock
     from automl.train.distributed import TrialGroup
-    from automl.train.loop import _Loop
+    from automl.train.loader import Loader
+    from automl.trick import Run, Trick
 
 FORMAT = 2
 """The form of a checkpoint as written (:func:`packed`); one of another form is not resumed."""
@@ -48,6 +50,21 @@ BAD_CHECKPOINT = "bad_checkpoint"
 """The ``end_reason`` of a trial whose checkpoint passed its checks but could not be loaded."""
 
 
+class Resumable(Protocol):
+    """A training loop as its checkpoints see it (``automl.train.loop``'s, which imports this module, so this
+    one cannot import it): its parts, progress and training clock, and its own state."""
+
+    run: Run
+    loader: Loader
+    tricks: tuple[Trick, ...]
+    p: float
+    train_clock: DeviceClock
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
 @dataclass(frozen=True)
 class Every:
     """When a run saves: after every ``fraction`` of its budget, or every ``seconds`` of training."""
@@ -59,7 +76,7 @@ class Every:
     def of(cls, value: str | float | None, budget: Budget) -> "Every | None":
         """The rule ``[study] checkpoint_every`` gives a trial of ``budget``; None: only at a stop signal."""
         if value is None:
-            long = budget.unit == "seconds" and budget.amount >= DEFAULT_FROM_SECONDS
+            long = budget.is_time and budget.amount >= DEFAULT_FROM_SECONDS
             return cls(fraction=DEFAULT_EVERY) if long else None
         if value == OFF:
             return None
@@ -69,7 +86,7 @@ class Every:
                                 "(0, 1]; give e.g. 0.1, or device time such as '30s', or 'off'")
             return cls(fraction=float(value))
         seconds = Budget.parse(value)
-        if seconds.unit != "seconds":
+        if not seconds.is_time:
             raise UserError(f"checkpoint_every {value!r} must be device time such as '30s', a fraction of the "
                             "trial budget such as 0.1, or 'off'")
         return cls(seconds=seconds.amount)
@@ -103,7 +120,7 @@ class Checkpointing:
     ``save``, with the others' own parts (:func:`with_ranks`)."""
     _due: float = math.inf
 
-    def start(self, loop: "_Loop") -> None:
+    def start(self, loop: "Resumable") -> None:
         """Before the first step: resume, if there is a checkpoint, and schedule the next save."""
         if self.resume is not None:
             restore(loop, self.resume)
@@ -112,7 +129,7 @@ class Checkpointing:
         if self.every is not None:
             self._due = self.every.next_after(loop.p, loop.train_clock.elapsed)
 
-    def at_stop_point(self, loop: "_Loop", seconds: float) -> None:
+    def at_stop_point(self, loop: "Resumable", seconds: float) -> None:
         """Between two steps: save when one is due, or when a stop signal is about to be raised."""
         due = self.every is not None and self.every.count(loop.p, seconds) + _SLACK >= self._due
         signalled = stop_pending()
@@ -137,19 +154,16 @@ class Checkpointing:
         loop.train_clock.start()
 
 
-def capture(loop: "_Loop", checkpointing: Checkpointing) -> dict[str, Any]:
+def capture(loop: "Resumable", checkpointing: Checkpointing) -> dict[str, Any]:
     """The checkpoint of ``loop`` between two steps."""
-    run = loop.run
+    run, own = loop.run, loop.state_dict()
     # Device-seconds, as the ledger charges them: the wall-clock seconds on each of the trial's devices.
-    spent = (loop.train_clock.elapsed + loop.eval_clock.elapsed + checkpointing.seconds) * run.world_size
+    spent = (own["train_seconds"] + own["eval_seconds"] + checkpointing.seconds) * run.world_size
     return {
         "identity": checkpointing.identity,
         "run": {"step": run.step, "epoch": run.epoch, "samples": run.samples, "progress": run.progress},
-        "loop": {"p": loop.p, "epochs": loop.epochs, "history": [list(h) for h in loop.history],
-                 "errors": list(loop.errors), "loss_sum": loop.loss_sum.detach().clone(),
-                 "batch": loop.pass_batch, "train_seconds": loop.train_clock.elapsed,
-                 "eval_seconds": loop.eval_clock.elapsed, "checkpoint_seconds": checkpointing.seconds,
-                 "spent_seconds": spent, "resumed_seconds": checkpointing.resumed_seconds},
+        "loop": {**own, "checkpoint_seconds": checkpointing.seconds, "spent_seconds": spent,
+                 "resumed_seconds": checkpointing.resumed_seconds},
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "grad_scaler": None if run.grad_scaler is None else run.grad_scaler.state_dict(),
         "loader": loop.loader.state_dict(), "rng": rng_states(), "attrs": dict(run.attrs),
@@ -243,7 +257,7 @@ def unpacked(written: dict[str, Any]) -> dict[str, Any]:
     return take(written["tree"])
 
 
-def restore(loop: "_Loop", state: dict[str, Any]) -> None:
+def restore(loop: "Resumable", state: dict[str, Any]) -> None:
     """Put ``loop`` (its tricks set up) where ``state`` was taken; a checkpoint that does not fit the run fails
     the trial (:data:`BAD_CHECKPOINT`) with the reason. One rank of several takes its own part of it."""
     run = loop.run
@@ -261,12 +275,7 @@ def restore(loop: "_Loop", state: dict[str, Any]) -> None:
                                           f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
     for key, value in state["run"].items():
         setattr(run, key, value)
-    saved = state["loop"]
-    loop.p, loop.epochs, loop.pass_batch = saved["p"], saved["epochs"], saved["batch"]
-    loop.history = [tuple(h) for h in saved["history"]]
-    loop.errors = tuple(saved["errors"])
-    loop.loss_sum = saved["loss_sum"].to(run.device)
-    loop.train_clock.elapsed, loop.eval_clock.elapsed = saved["train_seconds"], saved["eval_seconds"]
+    loop.load_state_dict(state["loop"])
     run.attrs.clear()
     run.attrs.update(state["attrs"])
     set_rng_states(state["rng"])
@@ -320,5 +329,6 @@ def _unstringify(value: Any) -> Any:
 
 
 __all__ = ["BAD_CHECKPOINT", "Checkpointing", "DEFAULT_EVERY", "DEFAULT_FROM_SECONDS", "Every", "FORMAT", "OFF",
-           "TENSOR", "capture", "generator_state", "numpy_generator_state", "own_part", "packed", "rank_state",
-           "restore", "rng_states", "same", "set_numpy_generator_state", "set_rng_states", "unpacked", "with_ranks"]
+           "Resumable", "TENSOR", "capture", "generator_state", "numpy_generator_state", "own_part", "packed",
+           "rank_state", "restore", "rng_states", "same", "set_numpy_generator_state", "set_rng_states", "unpacked",
+           "with_ranks"]

@@ -167,7 +167,7 @@ class TrialGroup:
         run.sync_gradients = self.average_gradients
         loop.loader.shard(self.rank, self.world_size)
         self.copy_from_main(run.model)
-        if run.budget.unit == "seconds":  # each rank's own clock would stop it at another step
+        if run.budget.is_time:  # each rank's own clock would stop it at another step
             clock = loop.train_clock
             loop.clock_seconds = lambda: self.most(clock.read())
         if loop.report is not None:

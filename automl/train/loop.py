@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
@@ -14,12 +13,15 @@ from automl.errors import TrialFailed
 from automl.interrupts import checkpoint
 from automl.records import COMPLETE, FAILED, INFERENCE_COST, PRUNED
 from automl.train.checkpoints import Checkpointing
-from automl.train.cost import InferenceCost, measure_inference
+from automl.train.cost import measure_inference
+from automl.train.evaluation import evaluate
 from automl.train.loader import Loader
+from automl.train.result import TrainResult
 from automl.train.settings import TrainSettings
-from automl.train.splits import Dataset, Split
+from automl.train.splits import Dataset
+from automl.train.trick_hooks import TrickHooks
 from automl.run import Run, TrialContext, default_step
-from automl.trick import HOOKS, Trick, overridden
+from automl.trick import Trick
 
 if TYPE_CHECKING:
     from automl.train.distributed import TrialGroup
@@ -29,51 +31,6 @@ NAN_CHECK_EVERY = 32
 
 Reporter = Callable[[int, float, float], bool]
 """(rung, progress, val_error) -> True to stop the run early (pruned)."""
-
-
-@dataclass
-class TrainResult:
-    """What a run measured. Errors are fractions in [0, 1]."""
-
-    val_error: float
-    """With the tricks' ``predict`` where one takes over inference (an ensemble), else the model's."""
-    val_error_model: float
-    """The trained model alone."""
-    train_seconds: float
-    eval_seconds: float
-    steps: int
-    epochs: float
-    progress: float
-    pruned: bool
-    train_loss: float
-    history: list[tuple[float, float]] = field(default_factory=list)
-    """(progress, val_error) at each rung."""
-    test_error: float | None = None
-    test_error_model: float | None = None
-    data_wait_seconds: float = 0.0
-    """Of ``train_seconds``, the time the loop waited for the loader's batches."""
-    attrs: dict[str, Any] = field(default_factory=dict)
-    weights: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
-    """The extra weights the tricks kept (see ``Run.weights``)."""
-    inference: InferenceCost | None = None
-    """The measured cost of one prediction of the trained run; None when it was pruned (or has no validation
-    images). Measured after training and evaluation, on neither's clock."""
-    checkpoint_seconds: float = 0.0
-    """Spent writing checkpoints inside the run (see ``automl.train.checkpoints``)."""
-    resumed_seconds: float = 0.0
-    """Of ``spent_seconds``, those spent before the checkpoint this run resumed from (0 for a fresh run)."""
-    devices: int = 1
-    """The devices the run trained on at once (one per rank); its wall-clock seconds are charged on each."""
-
-    @property
-    def spent_seconds(self) -> float:
-        """Device-seconds: the seconds the run took, on each of its devices."""
-        return (self.train_seconds + self.eval_seconds + self.checkpoint_seconds) * self.devices
-
-    @property
-    def data_wait_fraction(self) -> float:
-        """The fraction of the training time spent waiting for data: near 1, the data is the bottleneck."""
-        return min(1.0, self.data_wait_seconds / self.train_seconds) if self.train_seconds > 0 else 0.0
 
 
 def build_optimizer(settings: TrainSettings, params: Any) -> torch.optim.Optimizer:
@@ -108,9 +65,9 @@ def train(model: nn.Module, data: Dataset, settings: TrainSettings, budget: Budg
     try:
         result = _out_of_memory_fails(_train, loop, evaluate_test)
     except BaseException as exc:
-        loop.end_trial(FAILED, exc)
+        loop.hooks.end_trial(loop.run, FAILED, exc)
         raise
-    loop.end_trial(PRUNED if result.pruned else COMPLETE)
+    loop.hooks.end_trial(loop.run, PRUNED if result.pruned else COMPLETE)
     return result
 
 
@@ -165,39 +122,13 @@ def _make_run(model, data, settings, budget, device, seed, context) -> Run:
                make_optimizer=make_optimizer, context=context, attrs={INFERENCE_COST: 1})
 
 
-class _Hooks:
-    """The hooks the tricks override, one list of bound methods per hook in trick order; built once per run,
-    so that the loop never calls a no-op hook."""
-
-    __slots__ = HOOKS
-    setup: list[Callable]
-    on_end: list[Callable]
-    on_trial_end: list[Callable]
-    lr_factor: list[Callable]
-    on_epoch_start: list[Callable]
-    on_step_start: list[Callable]
-    transform_batch: list[Callable]
-    train_step: list[Callable]
-    after_backward: list[Callable]
-    on_step_end: list[Callable]
-    on_rung: list[Callable]
-    predict: list[Callable]
-
-    def __init__(self, tricks: Sequence[Trick]) -> None:
-        for name in HOOKS:
-            setattr(self, name, [getattr(t, name) for t in tricks if overridden(t, name)])
-        if len(self.train_step) > 1:
-            owners = [t.name for t in tricks if overridden(t, "train_step")]
-            raise ValueError(f"tricks {' and '.join(owners)} each replace the training step; one may own 'step'")
-
-
 class _Loop:
     """One budgeted run: the passes and steps the budget allows, the rung evaluations, and what they measured."""
 
     def __init__(self, run: Run, tricks: Sequence[Trick], settings: TrainSettings, report: Reporter | None,
                  checkpointing: Checkpointing | None = None) -> None:
         self.run, self.settings, self.report, self.checkpointing = run, settings, report, checkpointing
-        self.tricks, self.hooks = tuple(tricks), (hooks := _Hooks(tricks))
+        self.tricks, self.hooks = tuple(tricks), (hooks := TrickHooks(tricks))
         # Taken before the tricks' setup, which may change what the run holds but not what the loop trains on.
         self.loader, self.data = run.loader, run.data
         run.after_backward_hooks = hooks.after_backward
@@ -214,6 +145,21 @@ class _Loop:
         self.pruned = False
         self.pass_batch: int | None = None
         """The batch of the pass in progress that comes next; None before a pass starts (a resumed run sets it)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the loop is, between two steps, as checkpoint data (``Checkpointing`` saves it under
+        ``"loop"``, with its own seconds)."""
+        return {"p": self.p, "epochs": self.epochs, "history": [list(h) for h in self.history],
+                "errors": list(self.errors), "loss_sum": self.loss_sum.detach().clone(), "batch": self.pass_batch,
+                "train_seconds": self.train_clock.elapsed, "eval_seconds": self.eval_clock.elapsed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Go on where :meth:`state_dict` was taken; keys it does not know (checkpointing's own) are left."""
+        self.p, self.epochs, self.pass_batch = state["p"], state["epochs"], state["batch"]
+        self.history = [tuple(h) for h in state["history"]]
+        self.errors = tuple(state["errors"])
+        self.loss_sum = state["loss_sum"].to(self.run.device)
+        self.train_clock.elapsed, self.eval_clock.elapsed = state["train_seconds"], state["eval_seconds"]
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Each (x, y) the budget has room for, pass after pass, evaluating the rungs on the way;
@@ -311,20 +257,6 @@ class _Loop:
         if self.report is not None:
             self.report(len(self.history) - 1, self.p, self.errors[0])
 
-    def end_trial(self, ended: str, error: BaseException | None = None) -> None:
-        """Tell every trick how the run ended, each once. When it failed, a hook that raises too adds a note to
-        the ``error`` that failed it; otherwise the first such exception is raised once all were told."""
-        raised = None
-        for on_trial_end in self.hooks.on_trial_end:
-            try:
-                on_trial_end(self.run, ended)
-            except Exception as exc:  # noqa: BLE001 - the other tricks are still told
-                if error is not None:
-                    error.add_note(f"{on_trial_end.__self__.name}.on_trial_end raised too: {exc!r}")
-                raised = raised or exc
-        if raised is not None and error is None:
-            raise raised
-
     def evaluate_test(self) -> tuple[float, float]:
         self.eval_clock.start()
         errors = evaluate(self.run, self.data.test, self.hooks.predict, self.settings.eval_batch_size)
@@ -342,30 +274,6 @@ class _Loop:
             checkpoint_seconds=0.0 if self.checkpointing is None else self.checkpointing.seconds,
             resumed_seconds=0.0 if self.checkpointing is None else self.checkpointing.resumed_seconds,
             devices=run.world_size)
-
-
-@torch.no_grad()
-def evaluate(run: Run, split: Split, predictors: Sequence[Callable] = (), batch_size: int = 1024) -> tuple[float, float]:
-    """(error with the tricks' predict, error of the model alone) on ``split``."""
-    was_training = run.model.training
-    run.model.eval()
-    wrong_model = torch.zeros((), dtype=torch.long, device=split.device)
-    wrong = torch.zeros_like(wrong_model)
-    try:
-        for x, y in split.batches(batch_size):
-            with run.amp():
-                scores = run.model(x)
-                wrong_model += (scores.argmax(1) != y).sum()
-                for predict in predictors:
-                    other = predict(run, x)
-                    if other is not None:
-                        scores = other
-                        break
-            wrong += (scores.argmax(1) != y).sum()
-    finally:
-        run.model.train(was_training)
-    n = max(1, len(split))
-    return wrong.item() / n, wrong_model.item() / n
 
 
 def _check_finite(loss_sum: torch.Tensor, step: int) -> None:

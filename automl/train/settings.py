@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, m
 from automl.overrides import Range, resolve, suggest
 from automl.trick_space import SEARCH_PREFIX
 
+EVAL_BATCH_SIZE = 1024
+"""Images per batch when a run is evaluated, unless ``[train] eval_batch_size`` says otherwise."""
 
 
 class TrainSettings(BaseModel):
@@ -31,7 +33,7 @@ class TrainSettings(BaseModel):
     """Horizontal flips; off for data where mirror images change the class (digits)."""
     rungs: PositiveInt = 4
     """Evaluations on the validation split, evenly spaced in progress; the last is at the end."""
-    eval_batch_size: PositiveInt = 1024
+    eval_batch_size: PositiveInt = EVAL_BATCH_SIZE
 
     @model_validator(mode="after")
     def _sampleable(self) -> "TrainSettings":
