@@ -1,4 +1,24 @@
-"""automl: tune the training tricks of deep networks under a fixed budget of device time."""
+"""automl: tune the training tricks of deep networks under a fixed budget of device time.
+
+Layers, from the bottom up. A module imports from its own layer and the layers below it, never from one above
+(imports under ``TYPE_CHECKING`` and inside functions count too), and no imports go round in a cycle;
+``tests/test_layers.py`` reads this table and holds the code to it. A package stands for all its modules.
+
+- base: errors, files, checks, imports, interrupts, devices, records, budget, stats
+- tricks: __init__, run, trick, trick_errors, overrides, trick_space, trick_checks, hookspecs
+- host: registrations, host, authoring
+- space: space
+- train: train
+- storage: storage
+- study: study
+- report: report
+- commands: cli, testing, __main__
+
+base holds what every layer needs (the trial's records: keys, states, endings, the best-trial rule); tricks is
+what a plugin author sees; host discovers plugins and their source families; space picks a trial's tricks;
+train trains one run; storage keeps studies, the ledger and artifacts; study runs trials, workers and
+comparisons; report shows them; the commands (and the test helpers) sit on top.
+"""
 
 from automl.budget import Budget
 from automl.errors import TrialFailed, UserError

@@ -30,13 +30,17 @@ def run_list(args: argparse.Namespace) -> int:
         failed = [{"plugin": f.plugin, "source": f.source, "reason": f.reason} for f in found.failures]
         print_json({"tricks": records, "models": models, "datasets": datasets, "failed": failed,
                     "blocked": found.blocked, "blocked_models": found.blocked_models,
-                    "blocked_datasets": found.blocked_datasets, "warnings": found.warnings})
+                    "blocked_datasets": found.blocked_datasets, "warnings": found.warnings,
+                    "families": {kind: [f.describe() for f in families.values()]
+                                 for kind, families in found.families.items()},
+                    "blocked_families": found.blocked_families})
     else:
+        from automl.host import DATASET, MODEL
         from automl.report.tables import datasets_table, models_table, plugins_table
 
         stdout().print(plugins_table(records))
-        stdout().print(models_table(models))
-        stdout().print(datasets_table(datasets))
+        stdout().print(models_table(models, found.forms(MODEL)))
+        stdout().print(datasets_table(datasets, found.forms(DATASET)))
     return 0
 
 

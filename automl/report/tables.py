@@ -103,14 +103,15 @@ def plugins_table(records: Iterable[dict[str, Any]]) -> Table:
     return table
 
 
-def models_table(records: Iterable[dict[str, Any]]) -> Table:
-    """``automl plugins list``: the models plugins provide (``ModelInfo.describe``), beside the tricks."""
-    return _registered_table("models (also torchvision:NAME, timm:NAME, package.module:callable)", records)
+def models_table(records: Iterable[dict[str, Any]], forms: str) -> Table:
+    """``automl plugins list``: the models plugins provide (``ModelInfo.describe``), beside the tricks; ``forms``
+    the families' (``Host.forms``)."""
+    return _registered_table(f"models (also {forms})", records)
 
 
-def datasets_table(records: Iterable[dict[str, Any]]) -> Table:
+def datasets_table(records: Iterable[dict[str, Any]], forms: str) -> Table:
     """``automl plugins list``: the data sets beside the tricks, with their own options."""
-    return _registered_table("data sets (also torchvision:NAME and package.module:callable)", records)
+    return _registered_table(f"data sets (also {forms})", records)
 
 
 def _registered_table(title: str, records: Iterable[dict[str, Any]]) -> Table:

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from automl.budget import DeviceClock
     from automl.train.distributed import TrialGroup
     from automl.train.loader import Loader
-    from automl.trick import Run, Trick
+    from automl.run import Run
+    from automl.trick import Trick
 
 FORMAT = 2
 """The form of a checkpoint as written (:func:`packed`); one of another form is not resumed."""

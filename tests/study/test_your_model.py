@@ -167,3 +167,47 @@ def test_a_timm_model_without_timm_names_the_install_command(capsys, write_study
 def test_an_unknown_model_name_lists_the_registered_ones_and_the_other_forms(capsys, write_study, db):
     err = _refused(capsys, db, _study(write_study, "resnet18", "{}"))
     assert "unknown model 'resnet18'; valid: resnet110" in err and "torchvision:NAME" in err
+
+
+FAMILY_PLUGIN = '''
+"""A family of models registered by a plugin: fake:NAME."""
+from torch import nn
+
+from automl import UserError, hookimpl
+from automl.train.models import ModelSource
+
+
+def resolve(spec, *, folders=()):
+    name = spec.partition(":")[2]
+    if name != "tiny":
+        raise UserError(f"model {spec!r}: the fake family has only fake:tiny")
+
+    def build(*, in_channels, num_classes, hidden=4):
+        return nn.Sequential(nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                             nn.Flatten(), nn.Linear(hidden, num_classes))
+
+    return ModelSource(spec, build, {"plugin": "fake_family", "source": "the fake family"})
+
+
+@hookimpl
+def automl_register_model_families():
+    return {"fake": resolve}
+'''
+
+
+def test_a_model_family_is_one_registration_and_every_form_message_lists_it(run_cli, write_study, tmp_path, capsys):
+    plugin = tmp_path / "fake_family.py"
+    plugin.write_text(FAMILY_PLUGIN)
+    url = f"sqlite:///{tmp_path / 'family.db'}"
+    run_cli("run", _study(write_study, "fake:tiny", "{ hidden = 3 }"), "--storage", url, "--plugin", plugin)
+    stored = optuna.load_study(study_name="tiny", storage=url)
+    assert [t.state.name for t in stored.trials] == ["COMPLETE", "COMPLETE"]
+    assert stored.user_attrs[STUDY_PLUGINS]["model:fake:tiny"] == "the fake family"
+
+    db = tmp_path / "refused.db"
+    err = refused(capsys, db, "run", str(_study(write_study, "fake:huge", "{}")), "--storage", f"sqlite:///{db}",
+                  "--plugin", str(plugin))
+    assert "the fake family has only fake:tiny" in err
+    err = refused(capsys, db, "run", str(_study(write_study, "nope:tiny", "{}")), "--storage", f"sqlite:///{db}",
+                  "--plugin", str(plugin))
+    assert "no module named 'nope'" in err and "torchvision:NAME, timm:NAME, fake:NAME or package.module:callable" in err
