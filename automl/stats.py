@@ -9,6 +9,7 @@ difference means the arm is better.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -30,10 +31,6 @@ SIGN_FLIP_SEED = 0
 _TIE = 1e-12
 
 
-def _z(confidence: float) -> float:
-    return float(_scipy.norm.ppf(0.5 + confidence / 2))
-
-
 def wilson_interval(wrong: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Wilson's score interval for an error rate of ``wrong`` out of ``n`` (no continuity correction).
 
@@ -41,12 +38,15 @@ def wilson_interval(wrong: int, n: int, confidence: float = CONFIDENCE) -> tuple
     """
     if n < 1 or not 0 <= wrong <= n:
         raise ValueError(f"an error rate needs 0 <= wrong <= n and n >= 1, got wrong={wrong}, n={n}")
-    z = _z(confidence)
-    p = wrong / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    # At 0 or n wrong the bound is exactly 0 or 1; the formula only reaches it up to rounding.
-    return (0.0 if wrong == 0 else centre - half), (1.0 if wrong == n else centre + half)
+    return _wilson(wrong, n, confidence)
+
+
+# scipy's binomtest computes the test's p-value as well, ten times the cost of the interval; the trials of
+# a study share one validation size, so a listing or a report of thousands of them asks for few counts.
+@functools.lru_cache(maxsize=4096)
+def _wilson(wrong: int, n: int, confidence: float) -> tuple[float, float]:
+    interval = _scipy.binomtest(wrong, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 def error_interval(error: float, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -105,15 +105,20 @@ def sign_flip_p(arm: Sequence[float], reference: Sequence[float]) -> float:
     give p < 0.0625.
     """
     diffs = _paired(arm, reference)
-    observed = abs(diffs.mean())
     tie = _TIE * max(1.0, float(np.abs(diffs).max()))
-    if len(diffs) <= EXACT_SIGN_FLIPS_UP_TO:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(diffs))))
-        return float(np.mean(np.abs(signs @ diffs) / len(diffs) >= observed - tie))
-    rng = np.random.default_rng(SIGN_FLIP_SEED)
-    signs = rng.choice((1.0, -1.0), size=(SIGN_FLIP_DRAWS, len(diffs)))
-    extreme = int(np.sum(np.abs(signs @ diffs) / len(diffs) >= observed - tie))
-    return (extreme + 1) / (SIGN_FLIP_DRAWS + 1)
+
+    def distance(flipped: np.ndarray, axis: int) -> np.ndarray:
+        # Counted in units of the tie, so that means equal up to rounding are equal numbers: scipy's own
+        # tolerance is relative to the observed mean, too small when the differences nearly cancel.
+        return np.round(np.abs(flipped.mean(axis=axis)) / tie)
+
+    # One sample under permutation_type="samples" is scipy's sign-flip test; it enumerates all 2^n flips
+    # while 2^n <= n_resamples (SIGN_FLIP_DRAWS = 2^EXACT_SIGN_FLIPS_UP_TO), else draws n_resamples and
+    # counts the observed flip too. "greater" on the distance from 0 is the two-sided test.
+    result = _scipy.permutation_test((diffs,), distance, permutation_type="samples", vectorized=True,
+                                     n_resamples=SIGN_FLIP_DRAWS, alternative="greater",
+                                     rng=np.random.default_rng(SIGN_FLIP_SEED))
+    return float(result.pvalue)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
