@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal
 
 import torch
-from optuna.storages._rdb.models import MAX_INDEXED_STRING_LENGTH
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, TypeAdapter,
                       ValidationError, field_validator, model_validator)
 from torch import nn
 
 from automl.budget import Budget
 from automl.errors import UserError
+from automl.storage.optuna_adapter import max_name_length
 from automl.train.checkpoints import Every
 from automl.train.datasets import (DEFAULT_DOWNLOAD, DEFAULT_LOADER, DEFAULT_VAL_FRACTION, DEFAULT_VERIFY, Dataset,
                                    check_dataset_name, load_dataset)
@@ -45,9 +45,9 @@ _STEM_MAX = 200
 
 
 def _study_name(value: str) -> str:
-    if len(value) > MAX_INDEXED_STRING_LENGTH:  # Optuna's column for study names; longer fails on PostgreSQL
+    if len(value) > max_name_length():  # Optuna's column for study names; longer fails on PostgreSQL
         raise ValueError(f"is {len(value)} characters long; the database keeps at most "
-                         f"{MAX_INDEXED_STRING_LENGTH}, so give a shorter name")
+                         f"{max_name_length()}, so give a shorter name")
     if not _NAME.match(value):
         raise ValueError(f"{value!r} must start with a letter or digit and hold only letters, digits, "
                          "'_', '.' and '-'")

@@ -21,7 +21,7 @@ from automl.budget import Budget
 from automl.errors import TrialFailed
 from automl.space import TrickSettings, scratch_study, select_tricks
 from automl.storage.artifacts import best_checkpoint, task_checkpoint
-from automl.storage.optuna_adapter import trial_id
+from automl.storage.optuna_adapter import study_id, trial_id
 from automl import records
 from automl.study.config import StudyConfig, config_digest
 from automl.study.resume import TrialCheckpoints, follower_checkpointing, identity
@@ -138,7 +138,7 @@ class Objective:
         frozen = storage.get_trial(trial_id(trial))
         number = records.original_number(frozen)
         if number != frozen.number:
-            frozen = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(trial.study._study_id, number))
+            frozen = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id(trial.study), number))
         return records.training_seed(self.seed, records.seed_index(frozen))
 
     def train(self, trial: optuna.Trial, plan: TrialPlan) -> Outcome:
