@@ -1,7 +1,8 @@
 """One trial: choose tricks and hyperparameters, train under the trial budget, and say how it ended.
 
 The objective writes nothing to the study: :meth:`Objective.begin` returns the trial's plan and
-:meth:`Objective.train` its :class:`Outcome`; the worker records both (see ``automl.study.worker``).
+:meth:`Objective.train` its outcome (both in ``automl.study.plan``); the worker records both (see
+``automl.study.worker``).
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from automl.storage.artifacts import best_checkpoint, task_checkpoint
 from automl.storage.optuna_adapter import study_id, trial_id
 from automl import records
 from automl.study.config import StudyConfig, config_digest
+from automl.study.plan import Outcome, TrialPlan
+from automl.study.ranks import share_trial
 from automl.study.resume import TrialCheckpoints, follower_checkpointing, identity
 from automl.train.checkpoints import Checkpointing, Every
-from automl.study.ranks import share_trial
 from automl.train.data import Dataset
 from automl.train.distributed import TrialGroup
 from automl.train.loop import TrainResult, train
-from automl.train.settings import TrainSettings
 from automl.trick import Trick, TrickError, TrialContext, raised_in
 
 CALIBRATION_STEPS = 5
@@ -40,42 +41,6 @@ ESTIMATE_MARGIN = 2.0
 TURN_OFF_AFTER = 3
 """A trick whose own exceptions fail this many of the trials that enable it in a row, on one worker, is turned
 off for the rest of the study (one warning): three, so that one unlucky sample of its space is not enough."""
-
-
-@dataclass
-class Outcome:
-    """How a trial ended: what the worker tells Optuna, records and settles in the ledger."""
-
-    state: TrialState
-    """COMPLETE, PRUNED or FAIL."""
-    spent_seconds: float
-    attrs: dict[str, Any]
-    """The user attributes to record (``spent_seconds`` and ``end_reason`` among them)."""
-    value: float | None = None
-    """The validation error of a completed trial."""
-    model: dict[str, Any] | None = None
-    """The trained model's checkpoint, to keep in the artifact store (completed trials only)."""
-    weights: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
-    """Extra weights the tricks kept (``Run.weights``), stored beside the model."""
-
-    @classmethod
-    def failed(cls, exc: TrialFailed, spent: float) -> "Outcome":
-        # What the run spent before it failed still counts against the study's budget.
-        attrs = {records.ATTR_SPENT: spent, records.ATTR_END: exc.reason, records.ATTR_DETAIL: exc.detail}
-        return cls(TrialState.FAIL, spent, attrs)
-
-
-@dataclass
-class TrialPlan:
-    """What a trial will train with, decided before training; ``attrs`` record it with the trial."""
-
-    tricks: list[Trick]
-    settings: TrainSettings
-    seed: int
-    context: TrialContext
-    attrs: dict[str, Any]
-    failure: TrickError | None = None
-    """A trick's ``__init__`` refused its parameters: the trial fails without training."""
 
 
 @dataclass
