@@ -18,6 +18,8 @@ from typing import Hashable, Mapping, Sequence
 import numpy as np
 from scipy import stats as _scipy
 
+from automl.seeds import MIN_SEEDS
+
 CONFIDENCE = 0.95
 MEAN_CI_METHOD = "Student t over seeds"
 """How ``mean_ci`` and ``paired_difference`` make their intervals, in words for reports."""
@@ -61,8 +63,8 @@ def overlap(a: Sequence[float], b: Sequence[float]) -> bool:
 
 def _values(values: Sequence[float], what: str) -> np.ndarray:
     array = np.asarray(values, dtype=float)
-    if array.ndim != 1 or len(array) < 2:
-        raise ValueError(f"{what} needs at least 2 values (one per seed), got {len(array)}: "
+    if array.ndim != 1 or len(array) < MIN_SEEDS:
+        raise ValueError(f"{what} needs at least {MIN_SEEDS} values (one per seed), got {len(array)}: "
                          "one seed gives no interval")
     if not np.isfinite(array).all():
         raise ValueError(f"{what} needs finite values, got {list(values)}")

@@ -77,7 +77,7 @@ class Suggesting:
         self.suggest = suggest
 
     def begin(self, trial):
-        from automl.study.objective import TrialPlan
+        from automl.study.plan import TrialPlan
 
         self.value = self.suggest(trial)
         return TrialPlan(tricks=[], settings=None, seed=0, context=None, attrs={})
@@ -85,7 +85,7 @@ class Suggesting:
     def train(self, trial, plan):
         from optuna.trial import TrialState
 
-        from automl.study.objective import Outcome
+        from automl.study.plan import Outcome
 
         return Outcome(TrialState.COMPLETE, 0.0, {}, value=self.value)
 

@@ -8,8 +8,7 @@ from typing import Any
 from automl.cli.options import (host, json_option, plugin_option, positive_int, print_json, quiet_optuna, stderr,
                                 stdout, storage_option, worker_options)
 from automl.cli.report import output_options
-
-DEFAULT_SEEDS = 5
+from automl.seeds import DEFAULT_SEEDS, MIN_SEEDS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,8 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", metavar="NAME", help="apply the file's [variants.NAME] table (e.g. cifar10)")
     storage_option(parser)
     parser.add_argument("--seeds", type=positive_int, default=DEFAULT_SEEDS, metavar="N",
-                        help=f"paired seeds per arm and budget, at least 2 (default {DEFAULT_SEEDS}): seed s gives "
-                             "every arm the same initial weights and data order")
+                        help=f"paired seeds per arm and budget, at least {MIN_SEEDS} (default {DEFAULT_SEEDS}): seed s "
+                             "gives every arm the same initial weights and data order")
     parser.add_argument("--budgets", metavar="B1,B2,...",
                         help="trial budgets to compare at, in order, e.g. 10s,20s,40s (default: the study's)")
     parser.add_argument("--reference", metavar="ARM",

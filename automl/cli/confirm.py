@@ -6,13 +6,15 @@ import argparse
 
 from automl.cli.options import (host, json_option, plugin_option, positive_int, print_json, quiet_optuna, stderr,
                                 stdout, storage_option, study_argument, study_location)
+from automl.seeds import DEFAULT_SEEDS, MIN_SEEDS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     study_argument(parser)
     parser.add_argument("--top", type=positive_int, default=3, metavar="K", help="the K best trials (default 3)")
-    parser.add_argument("--seeds", type=int, default=5, metavar="N",
-                        help="train each N times, at the same N seeds for all (default 5; at least 2)")
+    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, metavar="N",
+                        help=f"train each N times, at the same N seeds for all (default {DEFAULT_SEEDS}; at least "
+                             f"{MIN_SEEDS})")
     storage_option(parser)
     plugin_option(parser)
     json_option(parser, "print the confirmed ranking as JSON")

@@ -6,10 +6,14 @@ says what it relies on, and falls back to the public API where Optuna changes sh
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 import optuna
 import sqlalchemy
+from optuna.trial import TrialState
+
+from automl.storage.retry import retrying, with_retry
 
 
 def rdb_storage(study: optuna.Study) -> optuna.storages.BaseStorage:
@@ -29,11 +33,31 @@ def trial_id(trial: optuna.Trial) -> int:
     return trial._trial_id
 
 
+def study_id(study: optuna.Study) -> int:
+    """The storage's id of a study (``Study._study_id``): what the storage's calls by trial number need."""
+    return study._study_id
+
+
 def frozen_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
-    """Trial ``number`` of ``study`` as the database holds it now (``Study._study_id``; Optuna's cache in front
-    of the storage is bypassed, so a trial another worker has just ended reads as ended)."""
+    """Trial ``number`` of ``study`` as the database holds it now (Optuna's cache in front of the storage is
+    bypassed, so a trial another worker has just ended reads as ended)."""
     storage = rdb_storage(study)
-    return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+    return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id(study), number))
+
+
+def max_name_length() -> int:
+    """The longest study name Optuna's ``studies`` table indexes (``MAX_INDEXED_STRING_LENGTH`` of its private
+    models); a longer one fails on PostgreSQL."""
+    from optuna.storages._rdb.models import MAX_INDEXED_STRING_LENGTH
+
+    return MAX_INDEXED_STRING_LENGTH
+
+
+def optuna_migrations() -> Path:
+    """The folder of Optuna's own alembic migrations of its tables, inside its private ``_rdb`` package."""
+    import optuna.storages._rdb
+
+    return Path(optuna.storages._rdb.__file__).parent / "alembic"
 
 
 def set_user_attrs(study: optuna.Study, trial: optuna.Trial | int, attrs: Mapping[str, Any]) -> None:
@@ -57,8 +81,6 @@ def set_user_attrs(study: optuna.Study, trial: optuna.Trial | int, attrs: Mappin
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    from automl.storage.retry import with_retry
-
     def write() -> None:
         with _create_scoped_session(storage.scoped_session, True) as session:
             # A trial another worker has failed meanwhile (this one was paused) refuses the write.
@@ -76,8 +98,6 @@ def fail_if_waiting(study: optuna.Study, tid: int) -> bool:
     conditional UPDATE of Optuna's ``trials`` table (its ``state`` column holds the state's name).
     """
     from datetime import datetime
-
-    from automl.storage.retry import with_retry
 
     def update() -> bool:
         with study_engine(study).begin() as connection:
@@ -99,4 +119,35 @@ def _session_writer(storage: optuna.storages.BaseStorage):
     return getattr(storage, "_set_trial_user_attr_without_commit", None)  # Optuna 4
 
 
-__all__ = ["fail_if_waiting", "frozen_trial", "rdb_storage", "set_user_attrs", "study_engine", "trial_id"]
+_STORAGE_CALLS = ("create_new_study", "delete_study", "get_all_studies", "get_all_trials", "get_best_trial",
+                  "get_n_trials", "get_study_directions", "get_study_id_from_name", "get_study_name_from_id",
+                  "get_study_system_attrs", "get_study_user_attrs", "get_trial",
+                  "get_trial_id_from_study_id_trial_number", "get_trial_number_from_id", "get_trial_param",
+                  "get_trial_params", "get_trial_system_attrs", "get_trial_user_attrs", "record_heartbeat",
+                  "set_study_system_attr", "set_study_user_attr", "set_trial_intermediate_value",
+                  "set_trial_param", "set_trial_system_attr", "set_trial_user_attr")
+"""The storage calls Optuna makes for a study (each one transaction of its own), retried as they are."""
+_PRIVATE_CALLS = ("_create_new_trial", "_get_best_trial_id", "_get_trials", "_set_trial_param")
+"""What Optuna's own cache in front of an RDB storage (``_CachedStorage``) calls instead of the public ones."""
+
+
+class RetryingStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage, each of whose calls is retried on a transient error (see :func:`with_retry`)."""
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values=None) -> bool:
+        try:
+            return with_retry(super().set_trial_state_values, trial_id, state, values)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # A retry after a commit whose answer was lost finds the trial already as it was asked to be.
+            if self.get_trial(trial_id).state == state and state.is_finished():
+                return True
+            raise
+
+
+for _name in _STORAGE_CALLS + _PRIVATE_CALLS:
+    if hasattr(optuna.storages.RDBStorage, _name):  # the private ones as Optuna 4 and 5 have them
+        setattr(RetryingStorage, _name, retrying(getattr(optuna.storages.RDBStorage, _name)))
+
+
+__all__ = ["RetryingStorage", "fail_if_waiting", "frozen_trial", "max_name_length", "optuna_migrations", "rdb_storage",
+           "set_user_attrs", "study_engine", "study_id", "trial_id"]

@@ -1,6 +1,7 @@
 """Transient database errors (a dropped connection, a serialisation failure, a deadlock) retried with back-off.
 
-A worker's every database call, automl's own and Optuna's, goes through :func:`with_retry`, so a
+A worker's every database call, automl's own and Optuna's (through ``RetryingStorage`` in
+``automl.storage.optuna_adapter``, which reaches into Optuna's private calls), goes through :func:`with_retry`, so a
 connection cut in the middle of a statement or a transaction costs a retry, not the trial. A
 database that stays out of reach for longer than :data:`RETRY_SECONDS` ends the worker with one
 line (:class:`DatabaseLost`); its trial is then recovered like a dead worker's.
@@ -13,9 +14,7 @@ import os
 import time
 from typing import Any, Callable, TypeVar
 
-import optuna
 import sqlalchemy.exc
-from optuna.trial import TrialState
 
 from automl.errors import UserError
 
@@ -99,35 +98,5 @@ def retrying(method: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-_STORAGE_CALLS = ("create_new_study", "delete_study", "get_all_studies", "get_all_trials", "get_best_trial",
-                  "get_n_trials", "get_study_directions", "get_study_id_from_name", "get_study_name_from_id",
-                  "get_study_system_attrs", "get_study_user_attrs", "get_trial",
-                  "get_trial_id_from_study_id_trial_number", "get_trial_number_from_id", "get_trial_param",
-                  "get_trial_params", "get_trial_system_attrs", "get_trial_user_attrs", "record_heartbeat",
-                  "set_study_system_attr", "set_study_user_attr", "set_trial_intermediate_value",
-                  "set_trial_param", "set_trial_system_attr", "set_trial_user_attr")
-"""The storage calls Optuna makes for a study (each one transaction of its own), retried as they are."""
-_PRIVATE_CALLS = ("_create_new_trial", "_get_best_trial_id", "_get_trials", "_set_trial_param")
-"""What Optuna's own cache in front of an RDB storage (``_CachedStorage``) calls instead of the public ones."""
-
-
-class RetryingStorage(optuna.storages.RDBStorage):
-    """Optuna's RDB storage, each of whose calls is retried on a transient error (see :func:`with_retry`)."""
-
-    def set_trial_state_values(self, trial_id: int, state: TrialState, values=None) -> bool:
-        try:
-            return with_retry(super().set_trial_state_values, trial_id, state, values)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            # A retry after a commit whose answer was lost finds the trial already as it was asked to be.
-            if self.get_trial(trial_id).state == state and state.is_finished():
-                return True
-            raise
-
-
-for _name in _STORAGE_CALLS + _PRIVATE_CALLS:
-    if hasattr(optuna.storages.RDBStorage, _name):  # the private ones as Optuna 4 and 5 have them
-        setattr(RetryingStorage, _name, retrying(getattr(optuna.storages.RDBStorage, _name)))
-
-
-__all__ = ["DatabaseLost", "ENV_RETRY_SECONDS", "RETRY_SECONDS", "RetryingStorage", "is_transient", "retry_seconds",
-           "retrying", "with_retry"]
+__all__ = ["DatabaseLost", "ENV_RETRY_SECONDS", "RETRY_SECONDS", "is_transient", "retry_seconds", "retrying",
+           "with_retry"]

@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Iterator
 
-import optuna.storages._rdb
+import optuna
 import sqlalchemy
 import sqlalchemy.exc
 from alembic import command
@@ -23,12 +23,12 @@ from alembic.script import ScriptDirectory
 
 from automl.errors import UserError
 from automl.storage.locks import SCHEMA_LOCK, lock_key
+from automl.storage.optuna_adapter import optuna_migrations
 from automl.storage.urls import make_engine, mask_url, unreachable
 
 VERSION_TABLE = "automl_alembic_version"
 """automl's own version table, so Optuna's ``alembic_version`` is never touched."""
 OPTUNA_VERSION_TABLE = "alembic_version"
-_OPTUNA_MIGRATIONS = Path(optuna.storages._rdb.__file__).parent / "alembic"
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -155,7 +155,7 @@ def _status(connection: sqlalchemy.Connection, shown: str) -> SchemaStatus:
 
 @cache
 def _optuna_scripts() -> ScriptDirectory:
-    return ScriptDirectory(str(_OPTUNA_MIGRATIONS))
+    return ScriptDirectory(str(optuna_migrations()))
 
 
 def _refuse_other_optuna(connection: sqlalchemy.Connection, shown: str) -> None:

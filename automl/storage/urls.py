@@ -51,7 +51,7 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
     two runs starting at once on a new database do not race to create them.
     """
     from automl.storage.locks import SCHEMA_LOCK, advisory_lock
-    from automl.storage.retry import RetryingStorage
+    from automl.storage.optuna_adapter import RetryingStorage
 
     shown = mask_url(url)
     parsed = _check(url, create=create)

@@ -26,6 +26,7 @@ from automl.storage import open_storage
 from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import study_engine
 from automl import records
+from automl.seeds import MIN_SEEDS
 from automl.study.recovery import will_retry
 from automl.study.runner import PreparedStudy, create_study, run_study, sampler_seed
 from automl.train.settings import SEARCH_PREFIX
@@ -240,9 +241,9 @@ def parse_budgets(text: str | None, default: Budget) -> list[Budget]:
 
 
 def check_seeds(seeds: int) -> int:
-    if seeds < 2:
-        raise UserError(f"--seeds {seeds}: one seed gives no interval and no paired test; give --seeds 2 or more "
-                        "(6 or more for the sign-flip test to be able to reach p < 0.05)")
+    if seeds < MIN_SEEDS:
+        raise UserError(f"--seeds {seeds}: one seed gives no interval and no paired test; give --seeds "
+                        f"{MIN_SEEDS} or more (6 or more for the sign-flip test to be able to reach p < 0.05)")
     return seeds
 
 
@@ -391,7 +392,7 @@ def arm_summary(arm: Arm, cells: dict[int, FrozenTrial]) -> dict[str, Any]:
     """One arm at one budget: n, the mean validation error over seeds with its interval, and its costs."""
     trials = [cells[s] for s in sorted(cells)]
     values = [t.value for t in trials]
-    mean, ci = stats.mean_ci(values) if len(values) >= 2 else (_mean(values), None)
+    mean, ci = stats.mean_ci(values) if len(values) >= MIN_SEEDS else (_mean(values), None)
     attrs = [t.user_attrs for t in trials]
     return {
         "arm": arm.name, "tricks": list(arm.tricks), "n": len(values), "mean": mean,
@@ -413,7 +414,7 @@ def budget_summary(name: str, arms: Sequence[Arm], reference: Arm, budget: Budge
     tests: dict[str, stats.Versus] = {}
     for arm in arms:
         common = sorted(set(done.get(arm.name, {})) & set(ref_cells))
-        if arm is not reference and len(common) >= 2:
+        if arm is not reference and len(common) >= MIN_SEEDS:
             tests[arm.name] = stats.versus([done[arm.name][s].value for s in common],
                                            [ref_cells[s].value for s in common])
     adjusted = dict(zip(tests, stats.holm([t.p for t in tests.values()])))
@@ -487,7 +488,7 @@ def verdicts(result: dict[str, Any], alpha: float = ALPHA) -> list[str]:
         for entry in result["budgets"]:
             test = next(r for r in entry["arms"] if r["arm"] == arm)["vs_reference"]
             if test is None:
-                said.setdefault("not tested (fewer than 2 paired seeds)", []).append(entry["budget"])
+                said.setdefault(f"not tested (fewer than {MIN_SEEDS} paired seeds)", []).append(entry["budget"])
                 continue
             word = ("better than" if test["diff"] < 0 else "worse than") if test["p_holm"] <= alpha \
                 else "not distinguishable from"
@@ -506,7 +507,7 @@ def power_note(result: dict[str, Any]) -> str | None:
     floor = min(1.0, smallest_p(result["seeds"]) * tested)  # Holm multiplies the smallest p by the arms tested
     if not tested or floor <= ALPHA:
         return None
-    needed = next(n for n in range(2, 64) if smallest_p(n) * tested <= ALPHA)
+    needed = next(n for n in range(MIN_SEEDS, 64) if smallest_p(n) * tested <= ALPHA)
     return (f"with {result['seeds']} seeds and {tested} arm(s) against {result['reference']}, no p after Holm can "
             f"fall below {floor:.3g}, so no arm can be told better or worse; --seeds {needed} or more can")
 

@@ -4,29 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal
+from typing import Annotated, Any, Literal
 
 import torch
-from optuna.storages._rdb.models import MAX_INDEXED_STRING_LENGTH
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, TypeAdapter,
                       ValidationError, field_validator, model_validator)
 from torch import nn
 
 from automl.budget import Budget
 from automl.errors import UserError
+from automl.storage.optuna_adapter import max_name_length
+from automl.study.tomlfiles import Section, first_problem, listing, parse_toml, read_text
 from automl.train.checkpoints import Every
 from automl.train.datasets import (DEFAULT_DOWNLOAD, DEFAULT_LOADER, DEFAULT_VAL_FRACTION, DEFAULT_VERIFY, Dataset,
                                    check_dataset_name, load_dataset)
 from automl.train.models import ModelSource, check_model_name, resolve_model
 from automl.train.settings import TrainSettings
-
-
-class Section(BaseModel):
-    """A table of a study or run file: unknown keys are errors, values are fixed once read."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _budget(value: Any) -> Any:
@@ -45,9 +39,9 @@ _STEM_MAX = 200
 
 
 def _study_name(value: str) -> str:
-    if len(value) > MAX_INDEXED_STRING_LENGTH:  # Optuna's column for study names; longer fails on PostgreSQL
+    if len(value) > max_name_length():  # Optuna's column for study names; longer fails on PostgreSQL
         raise ValueError(f"is {len(value)} characters long; the database keeps at most "
-                         f"{MAX_INDEXED_STRING_LENGTH}, so give a shorter name")
+                         f"{max_name_length()}, so give a shorter name")
     if not _NAME.match(value):
         raise ValueError(f"{value!r} must start with a letter or digit and hold only letters, digits, "
                          "'_', '.' and '-'")
@@ -68,24 +62,12 @@ SEED_LIMIT = 2**31
 Seed = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]
 """A study's or a trial's seed. Optuna's samplers take numpy seeds below 2**32, and workers and trials add
 offsets to the study's seed, so half that range is left for them."""
-LISTED = 10
-"""How many valid names an error lists before it gives the count of the rest."""
-
-
-def listing(names: Iterable[str]) -> str:
-    """Valid ``names`` for an error message, sorted; a long list is cut and says how many there are."""
-    names = sorted(names)
-    if len(names) > LISTED:
-        return f"{', '.join(names[:LISTED])}, ... ({len(names)} in all)"
-    return ", ".join(names) or "(none)"
-
-
 def check_option(kind: Any, value: Any, flag: str) -> Any:
     """``value`` of a command-line ``flag`` checked as the same ``kind`` a file's key is (a name, a seed)."""
     try:
         return TypeAdapter(kind).validate_python(value)
     except ValidationError as exc:
-        raise UserError(f"{flag} {first_problem(exc)}") from None
+        raise UserError(f"{flag} {first_problem(exc, StudyConfig)}") from None
 
 
 class StudySection(Section):
@@ -267,34 +249,13 @@ def load_study_file(path: str | Path, variant: str | None = None) -> StudyFile:
     return parse_study_text(text, str(path), variant)
 
 
-def parse_toml(text: str, path: str | Path) -> dict[str, Any]:
-    """The TOML ``text`` of the file at ``path``; malformed or too deeply nested text is a one-line UserError."""
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: malformed TOML: {exc}") from None
-    except RecursionError:  # tomllib recurses once per level of nesting
-        raise UserError(f"{path}: malformed TOML: arrays or tables nested too deeply; "
-                        "flatten the file") from None
-
-
-def read_text(path: Path, kind: str, if_missing: str) -> str:
-    """The text of a ``kind`` of file; a missing or unreadable one is a one-line UserError (``if_missing``: the fix)."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{kind} {str(path)!r} not found; {if_missing}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {kind} {str(path)!r}: {exc}") from None
-
-
 def parse_study_text(text: str, path: str, variant: str | None = None) -> StudyFile:
     """Validate the text of a study file (as read, or as stored with a study); ``path`` names it in errors."""
     raw = _apply_variant(Path(path), parse_toml(text, path), variant)
     try:
         config = StudyConfig.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(f"{path}: {first_problem(exc)}") from None
+        raise UserError(f"{path}: {first_problem(exc, StudyConfig)}") from None
     except RecursionError:
         raise UserError(f"{path}: values nested too deeply; flatten the file") from None
     config.task.look_in(Path(path).parent)
@@ -349,38 +310,3 @@ def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     for key, value in overlay.items():
         merged[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
     return merged
-
-
-def first_problem(exc: ValidationError, root: type[BaseModel] | None = None) -> str:
-    """The first error of a validation as one line: where (``[section] key:``), what, and the valid keys."""
-    error = exc.errors(include_url=False)[0]
-    loc = [str(part) for part in error["loc"] if not str(part).startswith(("function-", "union["))]
-    kind = error["type"]
-    where = _where(loc)
-    if kind == "extra_forbidden":
-        section, key = loc[:-1], loc[-1]
-        return f"{_where(section)}unknown key {key!r}; valid: {', '.join(_valid_keys(section, root or StudyConfig))}".strip()
-    if kind == "missing":
-        return f"{where}is required".strip()
-    message = error["msg"].removeprefix("Value error, ")
-    got = error.get("input")
-    shown = f" (got {got!r})" if isinstance(got, (str, int, float, bool)) and repr(got) not in message else ""
-    return f"{where}{message}{shown}".strip()
-
-
-def _where(loc: list[str]) -> str:
-    if not loc:
-        return ""
-    if len(loc) == 1:
-        return f"[{loc[0]}] "
-    return f"[{loc[0]}] {'.'.join(loc[1:])}: "
-
-
-def _valid_keys(section: list[str], root: type[BaseModel]) -> list[str]:
-    model: Any = root
-    for part in section:
-        field = model.model_fields.get(part)
-        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
-            break
-        model = field.annotation
-    return list(model.model_fields)

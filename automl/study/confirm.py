@@ -23,16 +23,14 @@ from automl.storage import open_storage
 from automl.storage.urls import mask_url
 from automl.study.export import export_trial
 from automl.records import STUDY_CONFIRMED, best_trials, load_study
+from automl.seeds import DEFAULT_SEEDS, MIN_SEEDS
 from automl.study.standalone import prepare_run, train_seeds
-
-MIN_SEEDS = 2
-"""No interval comes from one seed."""
 
 
 def check_request(top: int, seeds: int) -> None:
     if seeds < MIN_SEEDS:
         raise UserError(f"--seeds {seeds}: confirming needs at least {MIN_SEEDS} seeds (no interval comes from "
-                        "one); give --seeds 5 or more")
+                        f"one); give --seeds {DEFAULT_SEEDS} or more")
     if top < 1:
         raise UserError(f"--top {top}: give 1 or more")
 
@@ -79,4 +77,4 @@ def _retrain(url: str, study_name: str, number: int, value: float, host: Host, s
             "test_mean": statistics.fmean(tests) if tests else None}
 
 
-__all__ = ["MIN_SEEDS", "check_request", "confirm"]
+__all__ = ["check_request", "confirm"]

@@ -24,7 +24,8 @@ from automl.host import Host
 from automl.storage import mask_url, open_storage
 from automl.files import atomic_write
 from automl.storage.models import StudySourceModel, session_scope
-from automl.study.config import StudyConfig, StudyFile, config_digest, file_stem, parse_study_text, parse_toml
+from automl.study.config import StudyConfig, StudyFile, config_digest, file_stem, parse_study_text
+from automl.study.tomlfiles import parse_toml
 from automl.records import (ATTR_BUDGET, ATTR_CONFIG, ATTR_MODEL, ATTR_SEED, ATTR_SPENT, ATTR_STEPS, ATTR_TRICKS,
                                   STUDY_DATASET, STUDY_MODEL, STUDY_MODEL_INPUT, best_of, end_reason, load_study, ranked,
                                   trick_sources, training_seed)

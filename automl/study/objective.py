@@ -1,7 +1,8 @@
 """One trial: choose tricks and hyperparameters, train under the trial budget, and say how it ended.
 
 The objective writes nothing to the study: :meth:`Objective.begin` returns the trial's plan and
-:meth:`Objective.train` its :class:`Outcome`; the worker records both (see ``automl.study.worker``).
+:meth:`Objective.train` its outcome (both in ``automl.study.plan``); the worker records both (see
+``automl.study.worker``).
 """
 
 from __future__ import annotations
@@ -22,16 +23,16 @@ from automl.errors import TrialFailed
 from automl.space import TrickSettings, select_tricks
 from automl.trick_space import scratch_study
 from automl.storage.artifacts import best_checkpoint, task_checkpoint
-from automl.storage.optuna_adapter import trial_id
+from automl.storage.optuna_adapter import study_id, trial_id
 from automl import records
 from automl.study.config import StudyConfig, config_digest
+from automl.study.plan import Outcome, TrialPlan
+from automl.study.ranks import share_trial
 from automl.study.resume import TrialCheckpoints, follower_checkpointing, identity
 from automl.train.checkpoints import Checkpointing, Every
-from automl.study.ranks import share_trial
 from automl.train.splits import Dataset
 from automl.train.distributed import TrialGroup
 from automl.train.loop import TrainResult, train
-from automl.train.settings import TrainSettings
 from automl.run import TrialContext
 from automl.trick import Trick
 from automl.trick_errors import TrickError, raised_in
@@ -43,42 +44,6 @@ ESTIMATE_MARGIN = 2.0
 TURN_OFF_AFTER = 3
 """A trick whose own exceptions fail this many of the trials that enable it in a row, on one worker, is turned
 off for the rest of the study (one warning): three, so that one unlucky sample of its space is not enough."""
-
-
-@dataclass
-class Outcome:
-    """How a trial ended: what the worker tells Optuna, records and settles in the ledger."""
-
-    state: TrialState
-    """COMPLETE, PRUNED or FAIL."""
-    spent_seconds: float
-    attrs: dict[str, Any]
-    """The user attributes to record (``spent_seconds`` and ``end_reason`` among them)."""
-    value: float | None = None
-    """The validation error of a completed trial."""
-    model: dict[str, Any] | None = None
-    """The trained model's checkpoint, to keep in the artifact store (completed trials only)."""
-    weights: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
-    """Extra weights the tricks kept (``Run.weights``), stored beside the model."""
-
-    @classmethod
-    def failed(cls, exc: TrialFailed, spent: float) -> "Outcome":
-        # What the run spent before it failed still counts against the study's budget.
-        attrs = {records.ATTR_SPENT: spent, records.ATTR_END: exc.reason, records.ATTR_DETAIL: exc.detail}
-        return cls(TrialState.FAIL, spent, attrs)
-
-
-@dataclass
-class TrialPlan:
-    """What a trial will train with, decided before training; ``attrs`` record it with the trial."""
-
-    tricks: list[Trick]
-    settings: TrainSettings
-    seed: int
-    context: TrialContext
-    attrs: dict[str, Any]
-    failure: TrickError | None = None
-    """A trick's ``__init__`` refused its parameters: the trial fails without training."""
 
 
 @dataclass
@@ -141,7 +106,7 @@ class Objective:
         frozen = storage.get_trial(trial_id(trial))
         number = records.original_number(frozen)
         if number != frozen.number:
-            frozen = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(trial.study._study_id, number))
+            frozen = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id(trial.study), number))
         return records.training_seed(self.seed, records.seed_index(frozen))
 
     def train(self, trial: optuna.Trial, plan: TrialPlan) -> Outcome:

@@ -16,24 +16,32 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 import torch
 from optuna.trial import FixedTrial
 
 from automl.errors import UserError
 from automl.records import ATTR_UNAVAILABLE
+from automl.study.plan import Outcome, TrialPlan
 from automl.study.processes import child_env
 from automl.train.distributed import RENDEZVOUS_TIMEOUT, Ranks, TrialGroup, start_store, started_key
 from automl.run import TrialContext
-
-if TYPE_CHECKING:
-    from automl.study.objective import Objective, TrialPlan
 
 FOLLOWER_EXIT_SECONDS = 30.0
 """How long rank 0, once the study is done, waits for the other ranks to exit before it kills them."""
 FOLLOWER_POLL_SECONDS = 0.1
 """How often rank 0, while the ranks it started get ready, looks whether one of them has exited."""
+
+
+class TrialFollower(Protocol):
+    """What a rank other than 0 drives (``automl.study.objective.Objective``): plan the trial rank 0 sent, as
+    rank 0 decided it, then train its share of it."""
+
+    def plan(self, trial: Any, context: TrialContext, seed: int,
+             unavailable: dict[str, str] | None = None) -> TrialPlan: ...
+
+    def train(self, trial: Any, plan: TrialPlan) -> Outcome: ...
 
 
 @dataclass(frozen=True)
@@ -169,7 +177,7 @@ def _wait(followers: list[subprocess.Popen]) -> None:
             process.wait()
 
 
-def follow(group: TrialGroup, objective: "Objective") -> int:
+def follow(group: TrialGroup, objective: TrialFollower) -> int:
     """A rank other than 0: train each trial rank 0 sends, until it says the study is done."""
     while (message := group.share()) is not None:
         trial = FixedTrial(message.params, message.number)
@@ -179,7 +187,7 @@ def follow(group: TrialGroup, objective: "Objective") -> int:
     return 0
 
 
-def share_trial(group: TrialGroup, trial: Any, plan: "TrialPlan") -> "TrialPlan":
+def share_trial(group: TrialGroup, trial: Any, plan: TrialPlan) -> TrialPlan:
     """On rank 0, send the trial to the other ranks; on every rank, the plan whose questions to the study
     (its best model) rank 0 answers for all."""
     if group.is_main:
@@ -189,4 +197,4 @@ def share_trial(group: TrialGroup, trial: Any, plan: "TrialPlan") -> "TrialPlan"
     return replace(plan, context=context)
 
 
-__all__ = ["TrialMessage", "check_ranks", "env_for_workers", "follow", "share_trial", "trial_ranks"]
+__all__ = ["TrialFollower", "TrialMessage", "check_ranks", "env_for_workers", "follow", "share_trial", "trial_ranks"]

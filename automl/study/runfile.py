@@ -22,8 +22,9 @@ from automl.errors import UserError
 from automl.files import atomic_write
 from automl.host import Host
 from automl.space import TrickSettings, select_tricks
-from automl.study.config import (SEED_LIMIT, BudgetValue, Section, Seed, StudyConfig, StudyFile, StudyName,
-                                 StudySection, TaskSection, TricksSection, first_problem, parse_toml, read_text)
+from automl.study.config import (SEED_LIMIT, BudgetValue, Seed, StudyConfig, StudyFile, StudyName, StudySection,
+                                 TaskSection, TricksSection)
+from automl.study.tomlfiles import Section, first_problem, parse_toml, read_text
 from automl.records import ATTR_UNAVAILABLE
 from automl.study.tricks import study_tricks
 from automl.train.settings import TrainSettings

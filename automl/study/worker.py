@@ -18,7 +18,7 @@ from automl.interrupts import checkpoint, signal_name
 from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import frozen_trial, set_user_attrs
 from automl.storage.retry import DatabaseLost
-from automl.study.objective import Outcome, TrialPlan
+from automl.study.plan import Outcome, TrialPlan
 from automl.records import ATTR_DETAIL, ATTR_END, ATTR_SPENT, state_name
 from automl.study.recovery import INTERRUPTED, Recovery
 
