@@ -36,7 +36,6 @@ from automl.budget import Budget  # noqa: E402
 from automl.train.datasets import load_dataset  # noqa: E402
 from automl.train.distributed import LOOPBACK, STORE_VAR, Ranks, TrialGroup, start_store  # noqa: E402
 from automl.train.loop import train  # noqa: E402
-from automl.train.models import MODELS  # noqa: E402
 from automl.train.settings import TrainSettings  # noqa: E402
 from side_by_side import SEED, fresh_model, paired_ratios, pick_device  # noqa: E402
 
@@ -91,7 +90,7 @@ class Side:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="resnet20", choices=sorted(MODELS))
+    parser.add_argument("--model", default="resnet20", help="a built-in name, torchvision:NAME, timm:NAME, ...")
     parser.add_argument("--width", type=float, default=0.5, help="channel multiplier of the model")
     parser.add_argument("--batch-size", type=int, default=128, help="the global batch, the same on both sides")
     parser.add_argument("--steps", type=int, default=20, help="training steps per run")
