@@ -21,6 +21,11 @@ Run it::
 
     python benchmarks/trainer_overhead.py                 # defaults, 1-2 minutes on a 2-core CPU
     python benchmarks/trainer_overhead.py --device cuda --steps 300
+    python benchmarks/trainer_overhead.py --device cuda --steps 300 --fast   # bf16 autocast + channels_last
+
+``--fast`` trains both sides as airbench does on a GPU: bf16 autocast and ``channels_last`` weights and
+batches (automl through its ``mixed_precision`` trick, the hand-written loop inline), so the comparison
+is against a loop that is itself fast, and one that never synchronises inside an epoch.
 
 The last line is ``ratio=<automl / hand-written>``. Goal: at least 0.97 on CPU.
 """
@@ -40,12 +45,14 @@ from automl.train.datasets import load_dataset
 from automl.train.splits import Dataset
 from automl.train.loop import train
 from automl.train.settings import TrainSettings
+from automl_plugins.mixed_precision import MixedPrecision
 from side_by_side import SEED, add_model_options, fresh_model, paired_ratios, pick_device
 
 GOAL = 0.97
 
 
-def run_automl(model: nn.Module, data: Dataset, settings: TrainSettings, steps: int, device: torch.device) -> float:
+def run_automl(model: nn.Module, data: Dataset, settings: TrainSettings, steps: int, device: torch.device,
+               fast: bool = False) -> float:
     """Samples/s of automl's trainer.
 
     Timed: ``result.train_seconds``, automl's own training clock, which runs from
@@ -54,13 +61,15 @@ def run_automl(model: nn.Module, data: Dataset, settings: TrainSettings, steps: 
     the loader and optimizer before it, and the one evaluation on the val split
     after it (``rungs=1``, so there is no other).
     """
-    result = train(model, data, settings, Budget.parse(f"{steps}steps"), device=device, seed=SEED)
+    tricks = [MixedPrecision(dtype="bf16", channels_last=True)] if fast else []
+    result = train(model, data, settings, Budget.parse(f"{steps}steps"), tricks=tricks, device=device, seed=SEED)
     if result.steps != steps:
         raise RuntimeError(f"automl ran {result.steps} steps, expected {steps}")
     return steps * settings.batch_size / result.train_seconds
 
 
-def run_by_hand(model: nn.Module, data: Dataset, settings: TrainSettings, steps: int, device: torch.device) -> float:
+def run_by_hand(model: nn.Module, data: Dataset, settings: TrainSettings, steps: int, device: torch.device,
+                fast: bool = False) -> float:
     """Samples/s of the minimal loop: a randperm per epoch, slice, index, step.
 
     Timed: from just before the first permutation to just after the last
@@ -73,7 +82,8 @@ def run_by_hand(model: nn.Module, data: Dataset, settings: TrainSettings, steps:
     opt = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
                           nesterov=settings.nesterov, weight_decay=settings.weight_decay)
     gen = torch.Generator(device=device).manual_seed(SEED)
-    model.train()
+    layout = torch.channels_last if fast else torch.contiguous_format
+    model.to(memory_format=layout).train()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     start = time.perf_counter()
@@ -82,8 +92,9 @@ def run_by_hand(model: nn.Module, data: Dataset, settings: TrainSettings, steps:
         if i == 0:
             perm = torch.randperm(len(y_all), generator=gen, device=device)
         idx = perm[i * bs:(i + 1) * bs]
-        x, y = x_all[idx], y_all[idx]
-        loss = F.cross_entropy(model(x), y)
+        x, y = x_all[idx].contiguous(memory_format=layout), y_all[idx]
+        with torch.autocast(device.type, torch.bfloat16, enabled=fast):
+            loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -95,6 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_model_options(parser, repeats=20, steps=20)
     parser.add_argument("--n-train", type=int, default=1024, help="synthetic 3x32x32 training images")
+    parser.add_argument("--fast", action="store_true", help="bf16 autocast and channels_last on both sides")
     args = parser.parse_args()
     if args.steps < 1 or args.repeats < 1 or args.batch_size > args.n_train:
         parser.error("need --steps >= 1, --repeats >= 1 and --batch-size <= --n-train")
@@ -108,12 +120,12 @@ def main() -> None:
 
     print(f"model {args.model} width {args.width:g}, batch {args.batch_size}, {args.steps} steps x "
           f"{args.repeats} repeats, {args.n_train} synthetic 3x32x32 images, device {device}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads{', bf16 + channels_last' if args.fast else ''}")
     # Warm-up, untimed (allocator, kernel and oneDNN caches); it also checks that both
     # sides do the same work: same init, same batches, same updates, so the same weights.
     warmed = {name: fresh_model(args.model, args.width, data, device) for name in sides}
     for name, run in sides.items():
-        run(warmed[name], data, settings, min(args.steps, 10), device)
+        run(warmed[name], data, settings, min(args.steps, 10), device, args.fast)
     a, b = (warmed[name].state_dict() for name in sides)
     diff = max((a[k].double() - b[k].double()).abs().max().item() for k in a)
     print(f"warm-up: largest difference between the two sides' final weights {diff:.2g}")
@@ -125,7 +137,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for name in order:  # A B, B A, A B, ...: neither side always runs first
             model = fresh_model(args.model, args.width, data, device)
-            rates[name].append(sides[name](model, data, settings, args.steps, device))
+            rates[name].append(sides[name](model, data, settings, args.steps, device, args.fast))
         order.reverse()
 
     pairs = paired_ratios(rates, "automl", "hand-written", "samples/s")
