@@ -101,8 +101,11 @@ def attrs_problem(attrs: dict[str, Any]) -> str | None:
 
 # -- what Optuna records itself, in the system attributes ------------------------------------------
 SYS_RETRY_HISTORY = "retry_history"
-"""Set by Optuna's retry callback on a retry: the numbers of the trials it re-runs, the first first."""
+"""Set by Optuna's retry callback on a retry: the numbers of the trials it re-runs, the first first. Read it
+with ``retry_history``."""
 SYS_RETRY_OF = "failed_trial"
+"""Optuna's retry callback keeps here the first trial of the chain; automl's retries (``automl.study.recovery``)
+the trial they directly re-run, whose checkpoint they go on from: the same as the first for a first retry."""
 SYS_FAIL_REASON = "fail_reason"
 
 # -- the study's user attributes -------------------------------------------------------------------
@@ -144,10 +147,29 @@ def seed_index(first: FrozenTrial) -> int:
     return first.user_attrs.get(ATTR_COMPARE_SEED, first.number)
 
 
+def retry_history(trial: FrozenTrial) -> list[int]:
+    """The trials a retry re-runs, the first first, as Optuna's retry callback reads them (empty for a trial
+    that is no retry). Read, not copied: the list is the trial's own."""
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+
+    try:
+        from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
+    except ImportError:  # its name before Optuna 4.9
+        from optuna.storages import RetryFailedTrialCallback as Retry
+    with warnings.catch_warnings():
+        # Optuna marks its retry readers experimental: a notice for programmers, not for automl's user.
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return Retry.retry_history(trial)
+
+
 def original_number(trial: FrozenTrial) -> int:
     """The trial's own number, or for a retry (of a trial whose worker died) the number of the trial it
     re-runs, so the retry trains with the same seed as well as the same parameters."""
-    history = trial.system_attrs.get(SYS_RETRY_HISTORY, [])
+    # Not Optuna's retried_trial_number: it reads SYS_RETRY_OF, which automl sets to the trial just before
+    # (see there), the first only for a first retry.
+    history = retry_history(trial)
     return history[0] if history else trial.number
 
 

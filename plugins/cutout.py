@@ -14,7 +14,7 @@ import torch
 
 from automl import Trick, hookimpl
 from automl.checks import integer, number
-from automl.train.checkpoints import generator_state
+from automl_plugins._shared import DeviceGenerator
 
 
 def patch_side(fraction: float, side: int) -> int:
@@ -63,26 +63,20 @@ class Cutout(Trick):
         """The mask of the last batch (for inspection): True where pixels were zeroed."""
 
     def setup(self, run) -> None:
-        self._seed = torch.initial_seed() if self.seed is None else self.seed
-        run.attrs["cutout.seed"] = self._seed
-        self._generator: torch.Generator | None = None
+        self._generator = DeviceGenerator(run, self.name, self.seed)
 
     def state_dict(self, run) -> dict:
-        return {"generator": generator_state(self._generator)}
+        return {"generator": self._generator.state()}
 
     def load_state_dict(self, run, state: dict) -> None:
-        if state["generator"] is not None:
-            self._generator = torch.Generator(device=run.device)
-            self._generator.set_state(state["generator"])
+        self._generator.load(run, state["generator"])
 
     def transform_batch(self, run, x, y):
-        if self._generator is None or self._generator.device != x.device:
-            # Drawn on the batch's device: no copy, no synchronisation.
-            self._generator = torch.Generator(device=x.device).manual_seed(self._seed)
         if x.ndim != 4:
             raise ValueError(f"cutout needs image batches shaped (N, C, H, W), got shape {tuple(x.shape)}")
         n, _, h, w = x.shape
-        self.mask = cutout_mask(n, h, w, patch_side(self.size, min(h, w)), self.p, self._generator, x.device)
+        generator = self._generator.on(x.device)
+        self.mask = cutout_mask(n, h, w, patch_side(self.size, min(h, w)), self.p, generator, x.device)
         return x.masked_fill(self.mask, 0), y
 
 

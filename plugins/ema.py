@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from automl import Trick, hookimpl
+from automl import hookimpl
 from automl.checks import integer, number
+from automl_plugins._shared import WeightAverage
 
 
 def ema_decay(advance: float, half_life: float) -> float:
@@ -29,9 +29,9 @@ def ema_decay(advance: float, half_life: float) -> float:
     return 0.5 ** (max(advance, 0.0) / half_life)
 
 
-class Ema(Trick):
+class Ema(WeightAverage):
     name = "ema"
-    owns = ("inference",)
+    average_buffers = True
 
     @classmethod
     def search_space(cls, trial):
@@ -55,34 +55,17 @@ class Ema(Trick):
     def on_step_end(self, run, loss) -> None:
         if run.step % self.every:
             return
-        if self.averaged is None:
-            # Made here, not in setup, so that it copies the model every trick's setup has finished with.
-            self.averaged = AveragedModel(run.model, use_buffers=True)
         # The first update copies the model; later ones lerp towards it by 1 - decay.
         decay = ema_decay(run.progress - self._last_progress, self.half_life)
-        self.averaged.multi_avg_fn = get_ema_multi_avg_fn(decay)
-        self.averaged.update_parameters(run.model)
+        self.update_average(run, get_ema_multi_avg_fn(decay))
         self._last_progress = run.progress
-        run.attrs[f"{self.name}.updates"] = int(self.averaged.n_averaged)
-
-    def on_end(self, run) -> None:
-        if self.averaged is not None:
-            run.weights[self.name] = self.averaged.module.state_dict()
 
     def state_dict(self, run) -> dict:
-        return {"averaged": None if self.averaged is None else self.averaged.state_dict(),
-                "last_progress": self._last_progress}
+        return {**super().state_dict(run), "last_progress": self._last_progress}
 
     def load_state_dict(self, run, state: dict) -> None:
-        if state["averaged"] is not None:
-            self.averaged = AveragedModel(run.model, use_buffers=True)
-            self.averaged.load_state_dict(state["averaged"])
+        super().load_state_dict(run, state)
         self._last_progress = state["last_progress"]
-
-    def predict(self, run, x: torch.Tensor) -> torch.Tensor | None:
-        if self.averaged is None:
-            return None
-        return run.scores_of(self.averaged.module, x)
 
 
 @hookimpl

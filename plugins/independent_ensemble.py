@@ -12,7 +12,6 @@ weights, so it is paired with the other arms of a comparison at the same seed.
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 from automl import Trick, hookimpl
 from automl.checks import integer, number
 from automl import INFERENCE_COST
+from automl_plugins._shared import MeanSoftmax, weights_copy
 from automl_plugins.snapshot_ensemble import cycle_of, snapshot_lr_factor
 
 
@@ -57,7 +57,7 @@ class IndependentEnsemble(Trick):
         self.seeds: list[int | None] = [None]
         """The seed each member's weights were drawn from (None: the trial's own model)."""
         self._member = 0
-        self._scratch: torch.nn.Module | None = None
+        self._ensemble = MeanSoftmax()
 
     def setup(self, run) -> None:
         self._reset()
@@ -88,7 +88,7 @@ class IndependentEnsemble(Trick):
             run.weights[f"{self.name}.{i}"] = state
 
     def _keep(self, run) -> None:
-        self.finished.append({key: value.detach().clone() for key, value in run.model.state_dict().items()})
+        self.finished.append(weights_copy(run.model))
         run.attrs[f"{self.name}.members"] = len(self.finished)
         run.attrs[INFERENCE_COST] = len(self.finished)
 
@@ -99,16 +99,7 @@ class IndependentEnsemble(Trick):
         self.finished, self.seeds, self._member = list(state["finished"]), list(state["seeds"]), state["member"]
 
     def predict(self, run, x: torch.Tensor) -> torch.Tensor | None:
-        if not self.finished:
-            return None
-        if self._scratch is None:
-            self._scratch = copy.deepcopy(run.model)
-        total = None
-        for state in self.finished:
-            self._scratch.load_state_dict(state)
-            probs = run.scores_of(self._scratch, x).float().softmax(dim=1)
-            total = probs if total is None else total + probs
-        return total / len(self.finished)
+        return self._ensemble(run, self.finished, x)
 
 
 @hookimpl

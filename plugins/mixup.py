@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from automl import Trick, hookimpl
 from automl.checks import integer, number
-from automl.train.checkpoints import generator_state, numpy_generator_state, set_numpy_generator_state
+from automl.train.checkpoints import numpy_generator_state, set_numpy_generator_state
+from automl_plugins._shared import DeviceGenerator
 
 
 def mixup(x: torch.Tensor, y: torch.Tensor, num_classes: int, lam: float,
@@ -53,29 +54,22 @@ class Mixup(Trick):
         """The permutation of the last batch mixed (for inspection)."""
 
     def setup(self, run) -> None:
-        self._seed = torch.initial_seed() if self.seed is None else self.seed
-        run.attrs["mixup.seed"] = self._seed
+        self._generator = DeviceGenerator(run, self.name, self.seed)
         # torch has no Beta sampler that takes a generator. lam is one number per batch: drawn on
         # the host it costs no transfer, and as a Python float it reaches the kernels as an argument.
-        self._rng = np.random.default_rng(self._seed)
-        self._generator: torch.Generator | None = None
+        self._rng = np.random.default_rng(self._generator.seed)
         self._num_classes = run.data.num_classes
 
     def state_dict(self, run) -> dict:
-        return {"rng": numpy_generator_state(self._rng), "generator": generator_state(self._generator)}
+        return {"rng": numpy_generator_state(self._rng), "generator": self._generator.state()}
 
     def load_state_dict(self, run, state: dict) -> None:
         set_numpy_generator_state(self._rng, state["rng"])
-        if state["generator"] is not None:
-            self._generator = torch.Generator(device=run.device)
-            self._generator.set_state(state["generator"])
+        self._generator.load(run, state["generator"])
 
     def transform_batch(self, run, x, y):
-        if self._generator is None or self._generator.device != x.device:
-            # The permutation is drawn on the batch's device: no copy, no synchronisation.
-            self._generator = torch.Generator(device=x.device).manual_seed(self._seed)
         self.lam = float(self._rng.beta(self.alpha, self.alpha))
-        self.perm = torch.randperm(len(x), generator=self._generator, device=x.device)
+        self.perm = torch.randperm(len(x), generator=self._generator.on(x.device), device=x.device)
         return mixup(x, y, self._num_classes, self.lam, self.perm)
 
 

@@ -12,13 +12,13 @@ that cycling begins only after coarse training (as the paper's critics suggested
 from __future__ import annotations
 
 import collections
-import copy
 import math
 
 import torch
 
 from automl import INFERENCE_COST, Trick, hookimpl
 from automl.checks import integer, number
+from automl_plugins._shared import MeanSoftmax, weights_copy
 
 # Progress of a steps budget is step / N: a boundary that lands on a step may round to just below it.
 _BOUNDARY_SLACK = 1e-9
@@ -88,7 +88,7 @@ class SnapshotEnsemble(Trick):
         self.snapshots: collections.deque[dict[str, torch.Tensor]] = collections.deque(maxlen=self.k)
         self.taken = 0
         self._cycle = 0
-        self._scratch: torch.nn.Module | None = None
+        self._ensemble = MeanSoftmax()
 
     def setup(self, run) -> None:
         self._reset()
@@ -110,7 +110,7 @@ class SnapshotEnsemble(Trick):
             run.weights[f"{self.name}.{i}"] = state
 
     def _snapshot(self, run) -> None:
-        self.snapshots.append({key: value.detach().clone() for key, value in run.model.state_dict().items()})
+        self.snapshots.append(weights_copy(run.model))
         self.taken += 1
         run.attrs[f"{self.name}.snapshots"] = self.taken
         run.attrs[INFERENCE_COST] = len(self.snapshots)
@@ -123,16 +123,7 @@ class SnapshotEnsemble(Trick):
         self.taken, self._cycle = state["taken"], state["cycle"]
 
     def predict(self, run, x: torch.Tensor) -> torch.Tensor | None:
-        if not self.snapshots:
-            return None
-        if self._scratch is None:
-            self._scratch = copy.deepcopy(run.model)
-        total = None
-        for state in self.snapshots:
-            self._scratch.load_state_dict(state)
-            probs = run.scores_of(self._scratch, x).float().softmax(dim=1)
-            total = probs if total is None else total + probs
-        return total / len(self.snapshots)
+        return self._ensemble(run, self.snapshots, x)
 
 
 @hookimpl

@@ -16,12 +16,11 @@ while averaging, before the end, use the model's current BatchNorm statistics.
 
 from __future__ import annotations
 
-
-import torch
 from torch.optim.swa_utils import AveragedModel, update_bn
 
-from automl import Trick, hookimpl
+from automl import hookimpl
 from automl.checks import integer, number
+from automl_plugins._shared import WeightAverage
 
 # Progress of a steps budget is step / N: a start that lands on a step may round to just above it.
 _START_SLACK = 1e-9
@@ -32,9 +31,10 @@ def averaging(progress: float, fraction: float) -> bool:
     return progress >= 1.0 - fraction - _START_SLACK
 
 
-class Swa(Trick):
+class Swa(WeightAverage):
     name = "swa"
-    owns = ("inference",)
+    # Buffers are not averaged: they are copied at the first update, then recomputed in on_end.
+    average_buffers = False
 
     @classmethod
     def search_space(cls, trial):
@@ -62,19 +62,13 @@ class Swa(Trick):
         self._steps += 1
         if self._steps % self.every:
             return
-        if self.averaged is None:
-            # Buffers are not averaged (use_buffers=False): they are copied, then recomputed in on_end.
-            self.averaged = AveragedModel(run.model)
-        self.averaged.update_parameters(run.model)
-        run.attrs[f"{self.name}.updates"] = int(self.averaged.n_averaged)
+        self.update_average(run)
 
     def state_dict(self, run) -> dict:
-        return {"averaged": None if self.averaged is None else self.averaged.state_dict(), "steps": self._steps}
+        return {**super().state_dict(run), "steps": self._steps}
 
     def load_state_dict(self, run, state: dict) -> None:
-        if state["averaged"] is not None:
-            self.averaged = AveragedModel(run.model)
-            self.averaged.load_state_dict(state["averaged"])
+        super().load_state_dict(run, state)
         self._steps = state["steps"]
 
     def on_end(self, run) -> None:
@@ -86,12 +80,7 @@ class Swa(Trick):
         with run.amp():
             # update_bn puts the model in train mode for the pass and restores its mode after.
             update_bn(batches, self.averaged.module)
-        run.weights[self.name] = self.averaged.module.state_dict()
-
-    def predict(self, run, x: torch.Tensor) -> torch.Tensor | None:
-        if self.averaged is None:
-            return None
-        return run.scores_of(self.averaged.module, x)
+        super().on_end(run)
 
 
 @hookimpl

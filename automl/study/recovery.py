@@ -22,7 +22,7 @@ from automl.storage.locks import advisory_lock
 from automl.storage.optuna_adapter import fail_if_waiting, frozen_trial, set_user_attrs, study_engine, trial_id
 from automl.study.resume import drop_checkpoint
 from automl.records import (ATTR_DETAIL, ATTR_END, FAILED, STATE_NAMES, SYS_RETRY_HISTORY, SYS_RETRY_OF, end_reason,
-                            state_name)
+                            retry_history, state_name)
 
 WORKER_DIED = "worker_died"
 """The ``end_reason`` of a trial whose worker stopped sending heartbeats (killed, crashed, frozen)."""
@@ -35,15 +35,10 @@ MAX_RETRY = 1
 interrupted one every time, as stopping it said nothing about it."""
 
 
-def retry_chain(trial: FrozenTrial) -> list[int]:
-    """The trials ``trial`` re-runs, the first first (empty for a trial that is no retry)."""
-    return list(trial.system_attrs.get(SYS_RETRY_HISTORY, []))
-
-
 def will_retry(trial: FrozenTrial) -> bool:
     """Whether a failed trial is run again with the same parameters and seed."""
     reason = end_reason(trial)
-    return reason == INTERRUPTED or (reason == WORKER_DIED and len(retry_chain(trial)) < MAX_RETRY)
+    return reason == INTERRUPTED or (reason == WORKER_DIED and len(retry_history(trial)) < MAX_RETRY)
 
 
 class Recovery:
@@ -121,10 +116,13 @@ class Recovery:
     def _enqueue(self, trial: FrozenTrial) -> None:
         """Queue ``trial`` again, as Optuna's heartbeat retry does: same parameters, and the chain of
         trials it re-runs (the first of which gives the retry its training seed)."""
+        # Not by calling Optuna's retry callback: it copies the failed trial's user attributes (its end
+        # reason, time spent, checkpoint) into the retry, and its failed_trial names the first of the chain,
+        # where the retries read the trial they directly re-run (its checkpoint; whether it was retried).
         distributions: dict[str, BaseDistribution] = trial.distributions
         self.study.add_trial(optuna.trial.create_trial(
             state=TrialState.WAITING, params=trial.params, distributions=distributions,
-            system_attrs={SYS_RETRY_OF: trial.number, SYS_RETRY_HISTORY: [*retry_chain(trial), trial.number]}))
+            system_attrs={SYS_RETRY_OF: trial.number, SYS_RETRY_HISTORY: [*retry_history(trial), trial.number]}))
 
     def close_waiting(self) -> list[int]:
         """The study is over (no budget for another trial, nothing running): the retries still waiting will
@@ -159,4 +157,4 @@ class Recovery:
         return frozen_trial(self.study, trial.number)
 
 
-__all__ = ["INTERRUPTED", "MAX_RETRY", "NOT_RETRIED", "Recovery", "WORKER_DIED", "retry_chain", "will_retry"]
+__all__ = ["INTERRUPTED", "MAX_RETRY", "NOT_RETRIED", "Recovery", "WORKER_DIED", "will_retry"]
