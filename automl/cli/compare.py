@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import sys
 
-    from automl.study import compare
+    from automl.study.analysis import comparison
+    from automl.study.cells import completed_cells, run_budget
     from automl.study.processes import worker_failure
 
     outputs = _outputs(args)
@@ -57,11 +58,11 @@ def _run(args: argparse.Namespace) -> int:
                     print(f"automl: error: {worker_failure(status)}", file=sys.stderr)
                     return 1
             else:
-                study = compare.run_budget(prepared, arms, reference, budget, args.seeds, on_queued=progress.add,
-                                           on_trial=progress.done)
-            per_budget.append((budget, compare.completed_cells(study, args.seeds)))
+                study = run_budget(prepared, arms, reference, budget, args.seeds, on_queued=progress.add,
+                                   on_trial=progress.done)
+            per_budget.append((budget, completed_cells(study, args.seeds)))
     _warn_missing(per_budget, arms, args.seeds)
-    result = compare.comparison(prepared.name, arms, reference, args.seeds, per_budget)
+    result = comparison(prepared.name, arms, reference, args.seeds, per_budget)
     if args.json:
         print_json(result)
     else:
@@ -94,11 +95,11 @@ def _write_report(result: dict[str, Any], url: str, html, png_dir) -> None:
 
 def _with_workers(args: argparse.Namespace, prepared, arms, reference, budget, url: str, progress: "_Progress"):
     """One budget's missing cells, queued here and trained by ``--workers N`` processes; (study, exit status)."""
-    from automl.study import compare
+    from automl.study.cells import budget_study, queue_budget
     from automl.study.processes import split_devices, start_workers, watch
 
-    cells, study = compare.budget_study(prepared, budget)
-    waiting = compare.queue_budget(cells, study, arms, reference, args.seeds)
+    cells, study = budget_study(prepared, budget)
+    waiting = queue_budget(cells, study, arms, reference, args.seeds)
     progress.add(waiting)
     if not waiting:
         return study, 0
@@ -116,13 +117,13 @@ def _run_worker(args: argparse.Namespace, prepared, budgets) -> int:
 
     from automl.errors import UserError
     from automl.interrupts import PARENT_PID_VAR, exit_code, stop_with_parent
-    from automl.study import compare
+    from automl.study.cells import budget_study
     from automl.study.runner import run_study
 
     if args.session is None or args.n_trials is None or len(budgets) != 1:
         raise UserError("--worker is for the processes `automl compare --workers N` starts")
     stop_with_parent(int(os.environ.get(PARENT_PID_VAR, os.getppid())))
-    cells, study = compare.budget_study(prepared, budgets[0], session=args.session, worker=args.worker)
+    cells, study = budget_study(prepared, budgets[0], session=args.session, worker=args.worker)
     cells.n_trials = args.n_trials
     try:
         run_study(cells, study)
@@ -135,14 +136,15 @@ def _prepare(args: argparse.Namespace):
     """Everything checked before anything is written: the file, its recipes, the reference, budgets, seeds."""
     from automl.devices import resolve_device
     from automl.storage import resolve_url
-    from automl.study import compare
+    from automl.study.arms import check_seeds, parse_budgets, pick_reference, study_arms
+    from automl.study.cells import check_recipes
     from automl.study.config import load_study_file
     from automl.study.processes import check_workers, split_devices
     from automl.study.runner import Overrides, prepare
 
-    compare.check_seeds(args.seeds)
+    check_seeds(args.seeds)
     study_file = load_study_file(args.study_file, args.variant)
-    budgets = compare.parse_budgets(args.budgets, study_file.config.study.trial_budget)
+    budgets = parse_budgets(args.budgets, study_file.config.study.trial_budget)
     url = resolve_url(args.storage, study_file.config.study.storage)
     check_workers(args.workers, url)
     devices = split_devices(args.device, args.workers)
@@ -154,11 +156,11 @@ def _prepare(args: argparse.Namespace):
         import torch
 
         torch.set_num_threads(args.threads)
-    arms = compare.study_arms(prepared)
+    arms = study_arms(prepared)
     in_file = study_file.config.compare.reference
-    reference = compare.pick_reference(arms, args.reference or in_file,
+    reference = pick_reference(arms, args.reference or in_file,
                                        "--reference" if args.reference or not in_file else "[compare] reference")
-    compare.check_recipes(prepared, arms, budgets)
+    check_recipes(prepared, arms, budgets)
     quiet_optuna()
     return prepared, arms, reference, budgets, url
 
@@ -167,7 +169,7 @@ def _warn_missing(per_budget, arms, seeds: int) -> None:
     """Cells without a result are said, so that a mean over fewer seeds is never taken for the full one."""
     import sys
 
-    from automl.study.compare import missing_cells
+    from automl.study.cells import missing_cells
 
     for budget, done in per_budget:
         missing = missing_cells(done, arms, seeds)
@@ -202,7 +204,7 @@ class _Progress:
 
 
 def _print(result: dict[str, Any]) -> None:
-    from automl.study.compare import power_note, verdicts
+    from automl.study.analysis import power_note, verdicts
 
     console = stdout()
     for entry in result["budgets"]:
