@@ -9,7 +9,7 @@ loop, so the ledger, recovery and retries apply and a second run trains only the
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -22,7 +22,7 @@ from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import study_engine
 from automl.study.arms import Arm
 from automl.study.recovery import will_retry
-from automl.study.runner import PreparedStudy, create_study, run_study, sampler_seed
+from automl.study.runner import PreparedStudy, create_study, sampler_seed
 
 _PRESENT = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 """A cell with a trial in one of these states is not queued again (a running one may be a dead run's: recovery
@@ -134,20 +134,6 @@ def queue_budget(cells: PreparedStudy, study: optuna.Study, arms: Sequence[Arm],
     return waiting
 
 
-def run_budget(prepared: PreparedStudy, arms: Sequence[Arm], reference: Arm, budget: Budget, seeds: int, *,
-               on_queued: Callable[[int], Any] | None = None,
-               on_trial: Callable[[optuna.Study, FrozenTrial], Any] | None = None,
-               name: str | None = None) -> optuna.Study:
-    """Train the missing cells of one budget in this process; the study holds them all after."""
-    cells, study = budget_study(prepared, budget, name=name)
-    waiting = queue_budget(cells, study, arms, reference, seeds)
-    if on_queued is not None:
-        on_queued(waiting)
-    if waiting:
-        run_study(cells, study, on_trial=on_trial)
-    return study
-
-
 def completed_cells(study: optuna.Study, seeds: int) -> dict[str, dict[int, FrozenTrial]]:
     """``{arm: {seed: its completed trial}}`` over the first ``seeds`` seeds."""
     trials = study.get_trials(deepcopy=False)
@@ -190,5 +176,4 @@ def is_comparison(storage: optuna.storages.BaseStorage, name: str) -> bool:
 
 
 __all__ = ["budget_study", "cell_of", "check_recipes", "compare_name", "comparison_studies", "completed_cells",
-           "is_comparison", "missing_cells", "present_cells", "queue_budget", "queue_missing", "record_design",
-           "run_budget"]
+           "is_comparison", "missing_cells", "present_cells", "queue_budget", "queue_missing", "record_design"]
