@@ -27,7 +27,10 @@ from automl.study.arms import Arm, check_seeds, parse_budgets, pick_reference, s
 from automl.study.cells import budget_study, check_recipes, queue_budget
 from automl.study.config import StudyFile, load_study_file
 from automl.study.processes import check_workers, split_devices, start_workers, watch, worker_argv
-from automl.study.runner import Overrides, PreparedStudy, create_study, prepare, run_study
+from automl.study.ranks import check_ranks, env_for_workers, follow, trial_ranks
+from automl.study.runner import (Overrides, PreparedStudy, create_study, current_sources, make_objective, prepare,
+                                 run_study)
+from automl.train.distributed import Ranks, rank_device
 
 OnTrial = Callable[[optuna.Study, FrozenTrial], Any]
 """Called in the parent as each trial ends, wherever it was trained."""
@@ -44,8 +47,8 @@ class Launch:
     """The storage URL; workers get it through their environment, never on a command line."""
     devices: list[str]
     """The device of each of ``--workers N``."""
-    ranks: Any = None
-    """This process's place among the ranks of a trial on several devices (``Ranks``); None on one device."""
+    ranks: Ranks | None = None
+    """This process's place among the ranks of a trial on several devices; None on one device."""
 
 
 @dataclass(frozen=True)
@@ -110,12 +113,9 @@ def gpus_per_trial(args: argparse.Namespace, study_file: StudyFile) -> int:
     return study_file.config.study.gpus_per_trial if args.gpus_per_trial is None else args.gpus_per_trial
 
 
-def _ranks(args: argparse.Namespace, k: int, device: torch.device):
+def _ranks(args: argparse.Namespace, k: int, device: torch.device) -> tuple[Ranks | None, torch.device]:
     """(this process's ranks or None, its device): from torchrun's environment (or automl's, in ranks it
     started), else rank 0 of ``k`` when this process trains the trials (not a parent of --workers N)."""
-    from automl.study.ranks import check_ranks
-    from automl.train.distributed import Ranks, rank_device
-
     from_env = Ranks.from_env()
     if from_env is not None and from_env.world_size == 1:
         from_env = None
@@ -135,9 +135,6 @@ def in_ranks(launch: Launch, body: Callable[[], int]) -> int:
     torchrun started them), or, on another rank, the trials rank 0 sends until it says the study is done."""
     if launch.ranks is None:
         return body()
-    from automl.study.ranks import follow, trial_ranks
-    from automl.study.runner import current_sources, make_objective
-
     prepared, args = launch.prepared, launch.args
     with trial_ranks(launch.ranks, prepared.device, _follower_argv(args, launch.ranks), launch.url, args.threads,
                      current_sources(prepared)) as group:
@@ -154,7 +151,7 @@ def _stop_with_launcher() -> None:
         stop_with_parent(os.getppid())
 
 
-def _follower_argv(args: argparse.Namespace, ranks) -> list[str]:
+def _follower_argv(args: argparse.Namespace, ranks: Ranks) -> list[str]:
     """The command line of ranks 1..K-1: rank 0's own, on its device (they are told their rank apart)."""
     return [*worker_argv(args, args.session or 0), "--device", args.device or "auto",
             "--gpus-per-trial", str(ranks.world_size)]
@@ -165,8 +162,6 @@ def train_study(launch: Launch, study: optuna.Study, on_trial: OnTrial) -> int:
     non-zero exit status of a worker, else 0."""
     args, prepared = launch.args, launch.prepared
     if args.workers > 1:
-        from automl.study.ranks import env_for_workers
-
         envs = env_for_workers(gpus_per_trial(args, prepared.study_file), args.workers, prepared.device)
         return _spawn_and_watch(launch, study, worker_argv(args, prepared.session), on_trial, "run", envs)
     run_study(prepared, study, on_trial=on_trial)
