@@ -28,15 +28,16 @@ def output_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from automl.report.study_report import build_report, output_paths
-    from automl.study import compare
     from automl.records import load_study
+    from automl.study.analysis import stored_comparison
+    from automl.study.cells import is_comparison
 
     html, png_dir = output_paths(args.output, args.png)
     name, storage, shown = open_study(args)
-    if args.comparison or compare.is_comparison(storage, name):
+    if args.comparison or is_comparison(storage, name):
         from automl.report.comparison_report import build_comparison_report
 
-        report = build_comparison_report(compare.stored_comparison(storage, name), shown)
+        report = build_comparison_report(stored_comparison(storage, name), shown)
     else:
         report = build_report(load_study(name, storage, shown), storage.engine, shown)
     return write(report, html, png_dir, args.json)

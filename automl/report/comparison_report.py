@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 
 from automl.budget import Budget
 from automl.report.figures import Figure, png
-from automl.study.compare import power_note, verdicts
+from automl.study.analysis import power_note, verdicts
 
 TARGET = "validation error"
 MARKERS = "osD^v<>ph*"

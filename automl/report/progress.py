@@ -1,4 +1,5 @@
-"""The live displays of long work: a running study (trials, best so far, budget left) and `automl train`'s seeds."""
+"""The live displays of long work: a running study (trials, best so far, budget left), the cells of a comparison
+and `automl train`'s seeds."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                           TimeElapsedColumn)
 
 from automl.storage import mask_url
 from automl.storage.ledger import Ledger
@@ -83,3 +85,26 @@ class SeedProgress:
         task = self.tasks[seed]
         self.progress.start_task(task)  # the clock of a seed starts with its first step
         self.progress.update(task, completed=progress)
+
+
+class CellProgress:
+    """A progress bar over the cells of `automl compare` on ``console``; the cells of a budget are counted once they
+    are queued."""
+
+    def __init__(self, console: Any) -> None:
+        self.bar = Progress(TextColumn("compare"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=console, transient=True)
+        self.task = self.bar.add_task("cells", total=0)
+
+    def add(self, cells: int) -> None:
+        self.bar.update(self.task, total=(self.bar.tasks[0].total or 0) + cells)
+
+    def done(self, study: Any, trial: Any) -> None:
+        self.bar.advance(self.task)
+
+    def __enter__(self) -> "CellProgress":
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.stop()

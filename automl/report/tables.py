@@ -1,4 +1,5 @@
-"""What the commands print: rich tables and lines for the records of studies, trials, plugins and retrainings."""
+"""What the commands print: rich tables and lines for the records of studies, trials, plugins, retrainings and
+comparisons."""
 
 from __future__ import annotations
 
@@ -219,3 +220,44 @@ def trained_line(data: dict[str, Any]) -> str:
     """``automl train``'s last line: the tricks, and the trial's own validation error beside the retrainings'."""
     was = "" if data["trial_value"] is None else f"; the trial's validation error was {data['trial_value']:.4f}"
     return f"tricks: {', '.join(data['tricks']) or '(none)'}{was}"
+
+
+def print_comparison(result: dict[str, Any], console: Any) -> None:
+    """The comparison as `automl compare` prints it on ``console``: a table per budget, then the verdicts, the
+    crossings and, where the seeds are too few to tell arms apart, a note."""
+    from automl.study.analysis import power_note, verdicts
+
+    for entry in result["budgets"]:
+        console.print(_comparison_table(entry, result["reference"]))
+    console.print(f"intervals: 95%, {result['ci_method']}; test: {result['test']}", soft_wrap=True)
+    for line in verdicts(result):
+        console.print(line, soft_wrap=True, markup=False)
+    for crossing in result["crossings"]:
+        console.print(f"order of the means flips (untested): {crossing['text']}", soft_wrap=True,
+                      markup=False)
+    note = power_note(result)
+    if note:
+        console.print(f"note: {note}", soft_wrap=True)
+
+
+def _comparison_table(entry: dict[str, Any], reference: str) -> Table:
+    table = Table(title=f"{entry['budget']} (study {entry['study']})")
+    for column in ("arm", "n", "val error [95% CI]", "single", "cost", "steps", f"vs {reference} [95% CI]",
+                   "p (Holm)", "P(better)"):
+        table.add_column(column, justify="left" if column == "arm" else "right")
+    for row in entry["arms"]:
+        test = row["vs_reference"] or {}
+        cost = f"{_num(row['inference_cost'])}x {_num(row['inference_ms_per_1000'], '.3g')} ms/1k"
+        table.add_row(row["arm"], str(row["n"]), f"{_num(row['mean'])} {_pair(row['ci'])}",
+                      _num(row["single_model_mean"]), cost, _num(row["steps"], "g"),
+                      f"{_num(test.get('diff'), '+.4f')} {_pair(test.get('ci'), '+.4f')}" if test else "-",
+                      f"{test['p']:.3g} ({test['p_holm']:.3g})" if test else "-", _num(test.get("p_better"), ".2f"))
+    return table
+
+
+def _num(value: Any, spec: str = ".4g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _pair(pair: Any, spec: str = ".4f") -> str:
+    return "-" if pair is None else f"[{format(pair[0], spec)}, {format(pair[1], spec)}]"

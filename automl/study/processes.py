@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial
@@ -29,22 +29,28 @@ STOP_SECONDS = 30.0
 """How long stopped workers have to fail and settle their trials before they are killed."""
 
 
-def worker_argv(args: argparse.Namespace, session: int) -> list[str]:
-    """The parent's own ``automl run`` options, for its workers (storage and device are handed over apart);
-    they share the parent's ``session`` of the study, and sample apart by their index."""
-    argv = [args.study_file, "--session", str(session)]
-    for flag, value in (("--variant", args.variant), ("--study-name", args.study_name),
-                        ("--n-trials", args.n_trials), ("--total-budget", args.total_budget),
-                        ("--trial-budget", args.trial_budget), ("--seed", args.seed),
-                        ("--gpus-per-trial", args.gpus_per_trial)):
-        if value is not None:
-            argv += [flag, str(value)]
-    for path in args.plugin:
-        argv += ["--plugin", path]
-    for flag, on in (("--traceback", args.traceback), ("--accept-plugin-change", args.accept_plugin_change),
-                     ("--accept-task-change", args.accept_task_change)):
-        if on:
+FORWARDED = ("variant", "study_name", "n_trials", "total_budget", "trial_budget", "seed", "gpus_per_trial", "budgets",
+             "seeds", "plugin", "traceback", "accept_plugin_change", "accept_task_change")
+"""The options a parent hands its workers, of those its command has: not the storage URL (it goes through their
+environment), nor the device (each has its own), nor what only the parent does (``--workers``, ``--json``, its
+report, the reference it tests against)."""
+
+
+def worker_argv(args: argparse.Namespace, session: int, **given: Any) -> list[str]:
+    """The parent's own command line (``args``, as its command parsed them) for its workers, with ``given``
+    options in place of its own (``budgets=`` the one a worker trains): the study file, the parent's ``session``
+    of the study (they sample apart by their index), and each of ``FORWARDED`` the parent was given. Each value
+    is joined to its flag (``--plugin=PATH``), so that one starting with ``-`` is never read as an option."""
+    options = {**vars(args), **given}
+    argv = [options["study_file"], f"--session={session}"]
+    for name in FORWARDED:
+        value, flag = options.get(name), "--" + name.replace("_", "-")
+        if value is True:
             argv.append(flag)
+        elif isinstance(value, list):
+            argv += [f"{flag}={item}" for item in value]
+        elif value is not None and value is not False:
+            argv.append(f"{flag}={value}")
     return argv
 
 
@@ -144,5 +150,5 @@ def worker_failure(status: int) -> str:
     return f"a worker exited with status {status}; its error is above"
 
 
-__all__ = ["check_workers", "child_env", "split_devices", "start_workers", "stop", "threads_per_worker", "watch",
+__all__ = ["FORWARDED", "check_workers", "child_env", "split_devices", "start_workers", "stop", "threads_per_worker", "watch",
            "worker_argv", "worker_failure"]

@@ -18,7 +18,7 @@ from automl.cli import main
 from automl.host import get_host
 from automl.space import select_tricks
 from automl import records
-from automl.study.compare import study_arms
+from automl.study.arms import study_arms
 from automl.study.config import load_study_file
 from automl.study.runner import Overrides, make_sampler, prepare
 from tests.study.two_arms import PROBE, TWO_ARMS
