@@ -20,7 +20,7 @@ def study_names(url: str) -> list[str]:
     return optuna.get_all_study_names(url)
 
 
-def test_run_then_query_best_trials_and_studies(run_cli, write_study, sqlite_url, monkeypatch):
+def test_run_then_query_best_trials_and_studies(run_cli, write_study, sqlite_url):
     study = write_study(n_trials=3)
     code, out, err = run_cli("run", str(study), "--storage", sqlite_url)
     assert code == 0, err
@@ -44,15 +44,13 @@ def test_run_then_query_best_trials_and_studies(run_cli, write_study, sqlite_url
     assert all(r["end_reason"] == "complete" for r in records)
 
     # The table shows how each trial spent what it charged: training, evaluation, steps and passes.
-    monkeypatch.setenv("COLUMNS", "250")
     _, table, _ = run_cli("trials", "tiny", "--storage", sqlite_url)
     header = next(line for line in table.splitlines() if "spent s" in line)
-    assert [c.strip() for c in header.split("┃") if c.strip()][5:9] == ["spent s", "train s", "eval s", "steps"]
+    assert [c.strip() for c in header.split("┃") if c.strip()][5:8] == ["spent s", "train + eval", "steps (ep)"]
     row = next(line for line in table.splitlines() if line.count("│") > 2 and line.split("│")[1].strip() == "0")
     cells = [c.strip() for c in row.split("│")[1:-1]]
     first = records[0]["user_attrs"]
-    assert cells[6:10] == [f"{first['train_seconds']:.4g}", f"{first['eval_seconds']:.4g}", "6",
-                           f"{first['epochs']:.4g}"]
+    assert cells[6:8] == [f"{first['train_seconds']:.3g} + {first['eval_seconds']:.3g}", f"6 ({first['epochs']:.4g})"]
 
     code, out, _ = run_cli("studies", "--json", "--storage", sqlite_url)
     (summary,) = json.loads(out)

@@ -123,10 +123,18 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
+PIPE_WIDTH = 160
+"""The width of tables written to a pipe or a file (where rich would assume 80 columns and squeeze a wide table's
+cells to a few letters each), unless ``COLUMNS`` says otherwise."""
+
+
 def stdout():
     from rich.console import Console
 
-    return Console()
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=PIPE_WIDTH)
+    return console
 
 
 def stderr():

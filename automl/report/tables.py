@@ -63,27 +63,31 @@ def _percent(fraction: float | None) -> str:
     return "-" if fraction is None else f"{100 * fraction:.0f}%"
 
 
-_SPENT_PARTS = (ATTR_TRAIN_SECONDS, ATTR_EVAL_SECONDS, ATTR_STEPS, ATTR_EPOCHS)
-"""The columns of ``automl trials`` after ``spent s``: how the trial spent it, from its own attributes."""
+def _spent_parts(attrs: dict[str, Any]) -> tuple[str, str]:
+    """How a trial spent its seconds, as the two columns after ``spent s``: ``train + eval`` and ``steps (epochs)``
+    (two columns, not four, so that the table still fits 80 characters when it is piped)."""
+    seconds = [attrs.get(ATTR_TRAIN_SECONDS), attrs.get(ATTR_EVAL_SECONDS)]
+    steps, epochs = attrs.get(ATTR_STEPS), attrs.get(ATTR_EPOCHS)
+    return ("-" if None in seconds else " + ".join(f"{s:.3g}" for s in seconds),
+            "-" if steps is None else f"{steps} ({_fmt(epochs)})")
 
 
 def trials_table(records: Iterable[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
-    numbers = ("#", "val error", "spent s", "train s", "eval s", "steps", "epochs", "data wait")
-    for column in ("#", "state", "val error", "95% interval", "inference", *numbers[2:-1], "data wait", "ended",
-                   "tricks"):
+    numbers = ("#", "val error", "spent s", "train + eval", "steps (ep)", "data wait")
+    for column in ("#", "state", "val error", "95% interval", "inference", *numbers[2:], "ended", "tricks"):
         # An interval cut over two lines reads as two numbers: narrow terminals wrap the words instead.
         table.add_column(column, justify="right" if column in numbers else "left", no_wrap=column == "95% interval")
     for r in records:
         attrs = r["user_attrs"]
         cost = inference_text(attrs, short=True) if r["state"] == "COMPLETE" else "-"
         table.add_row(str(r["number"]), r["state"], _fmt(r["value"]), interval(r["val_ci"]), cost,
-                      _fmt(r["spent_seconds"]), *(_fmt(attrs.get(key)) for key in _SPENT_PARTS),
+                      _fmt(r["spent_seconds"]), *_spent_parts(attrs),
                       _percent(r.get("data_wait_fraction")), r["end_reason"], ", ".join(r["tricks"]) or "-")
     captions = ["95% interval: Wilson's, from the number of validation images"] if any(
         r["val_ci"] is not None for r in records) else []
     captions.append("spent s: what the trial charged to the study's total budget (training, its rung "
-                    "evaluations, checkpoints); train s: what its own trial budget counts")
+                    "evaluations, checkpoints); train: what its own trial budget counts")
     if any(r.get("data_wait_fraction") is not None for r in records):
         captions.append("data wait: the share of the training time spent waiting for batches")
     if captions:
