@@ -141,15 +141,12 @@ class _Loop:
         self.train_step = hooks.train_step[0] if hooks.train_step else default_step
         self.progress = Progress(run.budget)
         self.train_clock, self.eval_clock = clock(run.device), clock(run.device)
+        # What progress reads: the training clock, or the reading a trial's ranks agree on (TrialGroup.join).
         self.progress_clock: Any = self.train_clock
-        """What progress reads (``read()``, ``step_seconds()``): the training clock, or the reading the ranks of
-        one trial agree on (``TrialGroup.join``)."""
         every = checkpointing.every if checkpointing is not None else None
+        # A clock is read inside the loop only for a budget (or checkpoints) in seconds: steps and epochs need none.
         self.timed = run.budget.is_time or (every is not None and every.seconds is not None)
-        """Whether a clock is read inside the loop: not for a budget in steps or epochs (unless checkpoints are
-        due by the second), whose progress needs none."""
-        self.spent = 0.0
-        """The training seconds progress last read (read only when ``timed``)."""
+        self.spent = 0.0  # the training seconds progress last read (only read when timed)
         self.nan = _NanWatch(self.train_clock, run.device)
         self.rung_points = [(k + 1) / settings.rungs for k in range(settings.rungs)]
         self.history: list[tuple[float, float]] = []
@@ -254,8 +251,16 @@ class _Loop:
         self.errors = errors_of(counts, self.data.val)
         rung = len(self.history)
         self.history.append((self.p, self.errors[0]))
-        for on_rung in self.hooks.on_rung:
-            on_rung(self.run, rung, self.errors[0])
+        self._charged(self.hooks.on_rung, self.run, rung, self.errors[0])
+
+    def _charged(self, hooks: list[Callable], *args: Any) -> None:
+        """The tricks' ``hooks`` outside the steps (at a rung, at the end), on the evaluation clock: spent by the
+        trial, so charged to it, but not progress through its budget."""
+        if hooks:
+            self.eval_clock.start()
+            for hook in hooks:
+                hook(*args)
+            self.eval_clock.stop()
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One training step at the current progress: the LR, the tricks' step hooks around the optimizer step."""
@@ -289,8 +294,7 @@ class _Loop:
         # The end's wait for the device: the last steps' loss is checked before the tricks' on_end sees the model.
         self.train_clock.synchronize()
         _check_finite(self.loss_sum, self.run.step)
-        for on_end in self.hooks.on_end:
-            on_end(self.run)
+        self._charged(self.hooks.on_end, self.run)
         self._evaluate_rung()
         if self.report is not None:
             self.report(len(self.history) - 1, self.p, self.errors[0])

@@ -142,6 +142,25 @@ def test_progress_is_below_one_at_every_step_and_one_at_the_end(data):
     assert result.progress == 1.0
 
 
+def test_the_tricks_work_at_rungs_and_the_end_is_charged_but_is_no_progress(data):
+    """What a trick does at a rung or at the end (SWA's pass to recompute BatchNorm) is spent by the trial: it is
+    in ``eval_seconds``, so the total budget pays for it, but not in the trial budget's progress."""
+    source = FakeTime()
+
+    class EndWork(Trick):
+        name = "end_work"
+
+        def on_rung(self, run, rung, error):
+            source.spend(2.0)
+
+        def on_end(self, run):
+            source.spend(3.0)
+
+    result = _train(data, "1s", source.clock, [Work(source.spend, [0.25]), EndWork()], rungs=2)
+    assert result.steps == 4 and result.train_seconds == pytest.approx(1.0)
+    assert result.eval_seconds == pytest.approx(2 * 2.0 + 3.0)
+
+
 # ---------------------------------------------------------------------------- budgets in steps read no clock
 
 
