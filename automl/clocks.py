@@ -121,7 +121,9 @@ def cpu_clock() -> Clock:
     The process's time (``time.process_time``), not the calling thread's (``time.thread_time``): torch
     computes an operation on its intra-op pool, whose threads are not the one that calls it, and a thread's
     own time would miss their work. The threads are counted once, when the clock is made (a run sets torch's
-    threads before it starts)."""
+    threads before it starts). CPU time spent spinning counts too: OpenMP threads that spin while they wait for a
+    descheduled peer (libgomp's default wait policy) make a step on a busy machine cost more than alone, which
+    ``OMP_WAIT_POLICY=passive`` avoids (``benchmarks/clock_fairness.py``)."""
     threads = cpu_threads()
     return Clock(lambda: time.process_time() / threads)
 
