@@ -4,6 +4,9 @@ on a GPU (a substituted device whose events lag behind the host) no wait for it 
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -311,3 +314,61 @@ def test_ranks_agree_on_their_clock_every_few_steps_not_every_step(data):
         group.close()
     assert result.steps == 200 and result.train_seconds == pytest.approx(3.125)
     assert len(calls) <= 200 / AGREE_EVERY + 2 * math.log2(AGREE_EVERY) + 4
+
+
+RANK = """
+import sys
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from automl.budget import Budget
+from automl.clocks import Clock
+from automl.testing import tiny_data, tiny_model, tiny_settings
+from automl.train.distributed import Ranks, TrialGroup
+from automl.train.loop import train
+from automl.trick import Trick
+
+rank, port = int(sys.argv[1]), int(sys.argv[2])
+torch.set_num_threads(1)
+store = dist.TCPStore("127.0.0.1", port, 2, is_master=rank == 0, timeout=timedelta(seconds=60),
+                      wait_for_workers=False)
+print(store.port, flush=True)
+group = TrialGroup(Ranks(rank, 2, rank), torch.device("cpu"), store=store)
+now = [0.0]
+
+
+class Work(Trick):
+    name = "work"
+
+    def on_step_end(self, run, loss):
+        now[0] += 0.01 * (1 + rank)  # rank 1's steps take twice as long as rank 0's
+
+
+data = tiny_data()
+result = train(tiny_model(data), data, tiny_settings(rungs=2), Budget.parse("1s"), tricks=[Work()],
+               clock=lambda device: Clock(lambda: now[0]), group=group)
+print(result.steps, len(result.history), flush=True)
+group.close()
+"""
+
+
+def test_ranks_with_clocks_of_different_speeds_stop_at_the_same_step(tmp_path):
+    """Two gloo ranks whose own clocks disagree (one's steps take twice as long) take the same steps, as many as
+    the slower one's clock allows: were each to stop on its own clock, one would wait forever in the other's
+    all-reduce (the subprocesses' timeout is the guard)."""
+    script = tmp_path / "rank.py"
+    script.write_text(RANK)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                                                           "AUTOML_RANKS_STORE")}
+    main = subprocess.Popen([sys.executable, str(script), "0", "0"], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        port = main.stdout.readline().strip()
+        other = subprocess.run([sys.executable, str(script), "1", port], capture_output=True, text=True, env=env,
+                               timeout=300)
+        out, _ = main.communicate(timeout=300)
+    finally:
+        main.kill()
+    assert other.returncode == 0 and main.returncode == 0, other.stderr
+    assert out.splitlines()[-1] == other.stdout.splitlines()[-1] == "50 2"
