@@ -10,13 +10,14 @@ number of waits a run requests is countable: ``syncs``.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from functools import partial
 from typing import Any, Callable
 
 import torch
+
+from automl.threads import cores
 
 STEPS_AVERAGED = 4
 """The next step is predicted to cost the mean of the last this many: recent enough to follow a step that
@@ -107,11 +108,7 @@ def wall_clock() -> Clock:
 def cpu_threads() -> int:
     """The threads a run may compute on at once: torch's intra-op threads, but no more than the cores the
     process may run on (more threads than cores never add up to more than one core each)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(torch.get_num_threads(), cores))
+    return max(1, min(torch.get_num_threads(), cores()))
 
 
 def cpu_clock() -> Clock:
