@@ -1,15 +1,14 @@
-"""Budgets ("90s", "5m", "2h", "30ep", "500steps"), the clock that spends them, and progress in [0, 1]."""
+"""Budgets ("90s", "5m", "2h", "30ep", "500steps") and progress in [0, 1]; the clocks that spend them are in
+``automl.clocks``."""
 
 from __future__ import annotations
 
 import math
 import re
-import time
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-import torch
-
+from automl.clocks import Clock
 from automl.errors import UserError
 
 Unit = Literal["seconds", "epochs", "steps"]
@@ -18,6 +17,8 @@ Unit = Literal["seconds", "epochs", "steps"]
 _SECONDS_PER = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 # A sign is matched so that "-3s" is told it must be positive rather than that it is not a duration.
 _PATTERN = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*([a-z]+)\s*$")
+DeviceClock = Clock
+"""The clock of a run, by the name ``automl.train.checkpoints`` knows it (see ``automl.clocks``)."""
 _FORMS = "'90s', '5m', '2h', '30ep' or '500steps'"
 
 
@@ -95,38 +96,6 @@ class Budget:
         if self.is_time:
             return f"{self.amount:g}s"
         return f"{self.amount:g}{'ep' if self.is_epochs else 'steps'}"
-
-
-class DeviceClock:
-    """Measures device time: on CUDA the device is synchronised before each reading.
-
-    Only the intervals between ``start()`` and ``stop()`` count, so evaluation can be
-    timed apart from training.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self._sync = torch.cuda.synchronize if device.type == "cuda" else None
-        self._started: float | None = None
-        self.elapsed = 0.0
-
-    def _now(self) -> float:
-        if self._sync is not None:
-            self._sync()
-        return time.perf_counter()
-
-    def start(self) -> None:
-        self._started = self._now()
-
-    def read(self) -> float:
-        """Seconds counted so far, including the running interval."""
-        if self._started is None:
-            return self.elapsed
-        return self.elapsed + self._now() - self._started
-
-    def stop(self) -> float:
-        self.elapsed = self.read()
-        self._started = None
-        return self.elapsed
 
 
 class Progress:

@@ -3,15 +3,13 @@ registration drops its plugin with the reason, a prefix two plugins provide is b
 
 from __future__ import annotations
 
-import textwrap
-from pathlib import Path
-
 import pytest
 
 from automl.errors import UserError
 from automl.host import DATASET, MODEL, get_host
 from automl.train.datasets import check_dataset_name, load_dataset
 from automl.train.models import resolve_model
+from tests.test_host_datasets import _plugin
 
 FAMILY = """
 from automl import hookimpl
@@ -37,12 +35,6 @@ def automl_register_model_families():
 def automl_register_dataset_families():
     return {"zoo": datasets}
 """
-
-
-def _plugin(folder: Path, stem: str, body: str) -> Path:
-    path = folder / f"{stem}.py"
-    path.write_text(textwrap.dedent(body))
-    return path
 
 
 def test_a_family_resolves_its_prefix_for_models_and_data_sets(tmp_path):

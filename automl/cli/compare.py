@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from automl.cli.options import (host, json_option, plugin_option, positive_int, print_json, quiet_optuna, stderr,
-                                stdout, storage_option, worker_options)
+                                stdout, storage_option, warn_if_overloaded, worker_options)
 from automl.cli.report import output_options
 from automl.seeds import DEFAULT_SEEDS, MIN_SEEDS
 
@@ -53,6 +54,7 @@ def _run(args: argparse.Namespace) -> int:
     quiet_optuna()
     if args.worker is not None:
         return compare_worker(launch, design)
+    warn_if_overloaded(launch.prepared.device)
     per_budget = []
     with CellProgress(stderr()) as progress:
         for budget in design.budgets:
@@ -63,6 +65,8 @@ def _run(args: argparse.Namespace) -> int:
             per_budget.append((budget, completed_cells(study, design.seeds)))
     _warn_missing(per_budget, design)
     result = comparison(launch.prepared.name, design.arms, design.reference, design.seeds, per_budget)
+    if result["steps_warning"]:
+        print(f"automl: warning: {result['steps_warning']}", file=sys.stderr)
     if args.json:
         print_json(result)
     else:
@@ -83,8 +87,6 @@ def _outputs(args: argparse.Namespace):
 
 def _write_report(result: dict[str, Any], url: str, html, png_dir) -> None:
     """The comparison's report (as `automl report` on it writes it); its paths on stderr, stdout may be JSON."""
-    import sys
-
     from automl.report.comparison_report import build_comparison_report
     from automl.report.study_report import write_report
     from automl.storage import mask_url
@@ -95,8 +97,6 @@ def _write_report(result: dict[str, Any], url: str, html, png_dir) -> None:
 
 def _warn_missing(per_budget, design) -> None:
     """Cells without a result are said, so that a mean over fewer seeds is never taken for the full one."""
-    import sys
-
     from automl.study.cells import missing_cells
 
     for budget, done in per_budget:

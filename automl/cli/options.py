@@ -86,7 +86,23 @@ def worker_options(parser: argparse.ArgumentParser) -> None:
                         help="worker processes on this machine (default 1); more than one needs PostgreSQL")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # this child's index among --workers N
     parser.add_argument("--session", type=int, help=argparse.SUPPRESS)  # its parent's session of the study
-    parser.add_argument("--threads", type=positive_int, help=argparse.SUPPRESS)
+    threads_option(parser)
+
+
+def threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: the CPU threads torch may use (with ``--workers``, split between them)."""
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="CPU threads torch may use (default: OMP_NUM_THREADS, else the cores this process may "
+                             "run on); --workers and the ranks of a trial split them")
+
+
+def warn_if_overloaded(device) -> None:
+    """Say once, on a CPU, when the machine is already busier than its cores before training starts."""
+    from automl.threads import overload_warning
+
+    warning = overload_warning() if device.type == "cpu" else None
+    if warning:
+        print(f"automl: warning: {warning}", file=sys.stderr)
 
 
 def open_study(args: argparse.Namespace):

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from automl.cli.options import (host, json_option, plugin_option, positive_int, print_best, quiet_optuna, stderr,
-                                storage_option, worker_options)
+                                storage_option, warn_if_overloaded, worker_options)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +56,7 @@ def _run_study(launch) -> int:
     args, prepared = launch.args, launch.prepared
     if args.worker is not None:
         return run_worker(launch)
+    warn_if_overloaded(prepared.device)
     study = create_study(prepared)
     model = prepared.study_file.config.task.model
     for name, reason in unavailable_for_model(prepared).items():  # said once, not by each trial

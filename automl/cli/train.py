@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from automl.cli.options import host, json_option, plugin_option, positive_int, print_json, stderr, stdout
+from automl.cli.options import (host, json_option, plugin_option, positive_int, print_json, stderr, stdout,
+                                threads_option, warn_if_overloaded)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train K times, seeds from the trial's own upwards (default 1)")
     parser.add_argument("-o", "--out", metavar="DIR", help="folder of the models (default: beside the run file)")
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    threads_option(parser)
     plugin_option(parser)
     json_option(parser, "print every seed's errors, the mean and spread, and what was trained as JSON")
     parser.set_defaults(func=run)
@@ -30,6 +32,11 @@ def run(args: argparse.Namespace) -> int:
                            out_dir=args.out)
     for warning in prepared.replayed.warnings:
         print(f"automl: warning: {warning}", file=sys.stderr)
+    if prepared.device.type == "cpu":
+        from automl.threads import use_threads
+
+        use_threads(args.threads)
+    warn_if_overloaded(prepared.device)
     try:
         with SeedProgress(prepared.seeds, stderr()) as progress:
             runs = train_seeds(prepared, plugins, on_step=progress)

@@ -253,10 +253,17 @@ def _comparison_table(entry: dict[str, Any], reference: str) -> Table:
         test = row["vs_reference"] or {}
         cost = f"{_num(row['inference_cost'])}x {_num(row['inference_ms_per_1000'], '.3g')} ms/1k"
         table.add_row(row["arm"], str(row["n"]), f"{_num(row['mean'])} {_pair(row['ci'])}",
-                      _num(row["single_model_mean"]), cost, _num(row["steps"], "g"),
+                      _num(row["single_model_mean"]), cost, steps_text(row),
                       f"{_num(test.get('diff'), '+.4f')} {_pair(test.get('ci'), '+.4f')}" if test else "-",
                       f"{test['p']:.3g} ({test['p_holm']:.3g})" if test else "-", _num(test.get("p_better"), ".2f"))
     return table
+
+
+def steps_text(row: dict[str, Any]) -> str:
+    """The mean steps of an arm's seeds, with their range where they differ."""
+    span = row.get("steps_range")
+    mean = _num(row["steps"], ".4g")
+    return mean if not span or span[0] == span[1] else f"{mean} ({span[0]}-{span[1]})"
 
 
 def _num(value: Any, spec: str = ".4g") -> str:

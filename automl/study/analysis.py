@@ -18,6 +18,9 @@ from automl.study.cells import comparison_studies, compare_name, completed_cells
 
 ALPHA = 0.05
 """The level at which a verdict says "better" or "worse" (p after Holm at most this)."""
+STEPS_SPREAD = 0.10
+"""How far (max - min, over the mean) the steps of one arm's seeds may spread at a budget before `compare` warns:
+beyond it the errors say more about how many steps each seed got than about the arm."""
 
 
 def _mean(values: Sequence[Any]) -> float | None:
@@ -39,8 +42,32 @@ def arm_summary(arm: Arm, cells: dict[int, FrozenTrial]) -> dict[str, Any]:
         "inference_ms_per_1000": _mean([a.get(records.ATTR_INFERENCE_MS) for a in attrs]),
         "inference_flops_per_image": _mean([a.get(records.ATTR_INFERENCE_FLOPS) for a in attrs]),
         "steps": _mean([a.get(records.ATTR_STEPS) for a in attrs]),
+        "steps_range": _range([a.get(records.ATTR_STEPS) for a in attrs]),
         "seeds": sorted(cells), "values": values,
     }
+
+
+def _range(values: Sequence[Any]) -> list[Any] | None:
+    present = [v for v in values if v is not None]
+    return [min(present), max(present)] if present else None
+
+
+def steps_warning(result: dict[str, Any]) -> str | None:
+    """A warning when, at some budget, the seeds of an arm trained numbers of steps that differ by more than
+    ``STEPS_SPREAD`` of their mean (only a budget in seconds can: the machine's speed set the steps), naming the
+    widest spread, the cause and the fix; None otherwise."""
+    spreads = [((row["steps_range"][1] - row["steps_range"][0]) / row["steps"], entry["budget"], row)
+               for entry in result["budgets"] for row in entry["arms"] if row.get("steps_range") and row["steps"]]
+    wide = [s for s in spreads if s[0] > STEPS_SPREAD]
+    if not wide:
+        return None
+    spread, budget, row = max(wide, key=lambda s: s[0])
+    low, high = row["steps_range"]
+    return (f"the seeds of {len(wide)} arm-budget cell(s) trained numbers of steps more than "
+            f"{STEPS_SPREAD:.0%} apart; the widest: arm {row['arm']} at {budget}, {low} to {high} steps "
+            f"({spread:.0%} of the mean). The time budget bought what the machine gave each seed, so the errors "
+            f"follow the steps as much as the recipe: compare at a budget in steps (--budgets 300steps), or on "
+            f"a quiet machine")
 
 
 def budget_summary(name: str, arms: Sequence[Arm], reference: Arm, budget: Budget,
@@ -66,9 +93,10 @@ def comparison(name: str, arms: Sequence[Arm], reference: Arm, seeds: int,
     """The whole comparison as ``automl compare --json`` prints it."""
     budgets = [budget_summary(name, arms, reference, budget, done) for budget, done in per_budget]
     means = {b["budget"]: {r["arm"]: r["mean"] for r in b["arms"] if r["mean"] is not None} for b in budgets}
-    return {"study": name, "reference": reference.name, "seeds": seeds, "ci_method": stats.MEAN_CI_METHOD,
-            "test": "exact sign-flip permutation test on the paired differences, Holm-corrected across arms",
-            "budgets": budgets, "crossings": [c.as_dict() for c in stats.crossings(means)]}
+    result = {"study": name, "reference": reference.name, "seeds": seeds, "ci_method": stats.MEAN_CI_METHOD,
+              "test": "exact sign-flip permutation test on the paired differences, Holm-corrected across arms",
+              "budgets": budgets, "crossings": [c.as_dict() for c in stats.crossings(means)]}
+    return {**result, "steps_warning": steps_warning(result)}
 
 
 def stored_comparison(storage: optuna.storages.BaseStorage, name: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from automl.study.processes import check_workers, split_devices, start_workers, 
 from automl.study.ranks import check_ranks, env_for_workers, follow, trial_ranks
 from automl.study.runner import (Overrides, PreparedStudy, create_study, current_sources, make_objective, prepare,
                                  run_study)
+from automl.threads import threads_for, use_threads
 from automl.train.distributed import Ranks, rank_device
 
 OnTrial = Callable[[optuna.Study, FrozenTrial], Any]
@@ -103,8 +104,8 @@ def _prepare(args: argparse.Namespace, study_file: StudyFile, make_host: Callabl
     prepared = prepare(study_file, make_host(), overrides, data_on_cpu=args.workers > 1 and args.worker is None)
     for other in set(devices[1:]):
         resolve_device(other)
-    if args.threads and prepared.device.type == "cpu":
-        torch.set_num_threads(args.threads)
+    if prepared.device.type == "cpu":
+        use_threads(args.threads)
     return prepared
 
 
@@ -125,7 +126,7 @@ def _ranks(args: argparse.Namespace, k: int, device: torch.device) -> tuple[Rank
     if k == 1 or args.workers > 1:
         return None, device
     if device.type == "cpu":  # the cores this process had are shared by its k ranks
-        args.threads = max(1, (args.threads or os.cpu_count() or 1) // k)
+        args.threads = max(1, threads_for(args.threads) // k)
     ranks = Ranks(0, k, 0)
     return ranks, rank_device(device, ranks)
 
@@ -188,7 +189,8 @@ def train_budget(launch: Launch, design: Design, budget: Budget, *, on_queued: C
 def _spawn_and_watch(launch: Launch, study: optuna.Study, argv: list[str], on_trial: OnTrial, command: str,
                      envs: list[dict[str, str]] | None = None) -> int:
     """One ``automl COMMAND ... --worker`` per device, watched until each has exited (see ``watch``)."""
-    return watch(study, start_workers(argv, launch.url, launch.devices, command=command, envs=envs), on_trial)
+    workers = start_workers(argv, launch.url, launch.devices, command=command, envs=envs, threads=launch.args.threads)
+    return watch(study, workers, on_trial)
 
 
 def run_worker(launch: Launch) -> int:

@@ -23,6 +23,7 @@ from automl.errors import UserError
 from automl.interrupts import PARENT_PID_VAR, at_checkpoints, checkpoint
 from automl.storage.retry import DatabaseLost
 from automl.storage.urls import ENV_VAR
+from automl.threads import threads_for
 
 POLL_SECONDS = 0.5
 STOP_SECONDS = 30.0
@@ -67,8 +68,10 @@ def split_devices(text: str | None, n: int) -> list[str]:
     return [names[i % len(names)] for i in range(n)]
 
 
-def threads_per_worker(n: int) -> int:
-    return max(1, (os.cpu_count() or 1) // n)
+def threads_per_worker(n: int, requested: int | None = None) -> int:
+    """The torch threads of each of ``n`` workers: the parent's (``--threads``, else ``OMP_NUM_THREADS``, else
+    the cores it sees) split between them, so that their thread pools do not fight for the cores."""
+    return max(1, threads_for(requested) // n)
 
 
 def child_env(url: str) -> dict[str, str]:
@@ -82,12 +85,12 @@ def child_env(url: str) -> dict[str, str]:
 
 
 def start_workers(argv: Sequence[str], url: str, devices: Sequence[str], command: str = "run",
-                  envs: Sequence[dict[str, str]] | None = None) -> list[subprocess.Popen]:
+                  envs: Sequence[dict[str, str]] | None = None, threads: int | None = None) -> list[subprocess.Popen]:
     """Start one ``automl COMMAND --worker`` per device (``run``, or ``compare``); the storage URL goes through
     the environment, so its password is never on a command line. ``envs``: each worker's own additions to
-    it (the GPUs it sees)."""
+    it (the GPUs it sees); ``threads``: the parent's ``--threads``, which its workers split."""
     env = child_env(url)
-    threads = threads_per_worker(len(devices))
+    threads = threads_per_worker(len(devices), threads)
     envs = envs or [{} for _ in devices]
     return [subprocess.Popen([sys.executable, "-m", "automl", command, *argv, "--worker", str(index),
                               "--device", device, "--threads", str(threads)], env={**env, **envs[index]})

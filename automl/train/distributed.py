@@ -31,6 +31,9 @@ LOOPBACK = "127.0.0.1"
 """Where ranks that automl starts itself meet (one machine); under torchrun, MASTER_ADDR says."""
 STORE_VAR = "AUTOML_RANKS_STORE"
 """Set (to ``host:port``) for the ranks automl starts: they meet at rank 0's store, not torchrun's."""
+AGREE_EVERY = 32
+"""The ranks of one trial agree on the seconds their steps took at most every this many steps: an agreement is a
+collective, and in between each rank predicts the same seconds from the last one (:class:`AgreedClock`)."""
 
 
 @dataclass(frozen=True)
@@ -130,11 +133,12 @@ class TrialGroup:
         dist.gather_object(value, values, group=self.control, group_dst=0)  # pickled on the CPU: no device copy
         return values
 
-    def most(self, value: float) -> float:
-        """The largest ``value`` of all the ranks."""
-        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self.pg)
-        return float(tensor.item())
+    def most(self, values: list[float]) -> list[float]:
+        """The largest of each of ``values`` over the ranks: one all-reduce on the CPU (``control``), which waits
+        for no device."""
+        tensor = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self.control)
+        return tensor.tolist()
 
     def average(self, tensors: Iterable[torch.Tensor]) -> None:
         """Replace each tensor, in place, by its mean over the ranks: one all-reduce per dtype."""
@@ -167,15 +171,56 @@ class TrialGroup:
         run.sync_gradients = self.average_gradients
         loop.loader.shard(self.rank, self.world_size)
         self.copy_from_main(run.model)
-        if run.budget.is_time:  # each rank's own clock would stop it at another step
-            clock = loop.train_clock
-            loop.clock_seconds = lambda: self.most(clock.read())
+        # Each rank's own clock would stop it at another step, or save a checkpoint at another; an agreed reading
+        # is read only where the loop reads a clock at all (a budget or checkpoints in seconds).
+        loop.progress_clock = AgreedClock(self.most, loop.train_clock, lambda: run.step, run.budget)
         if loop.report is not None:
             loop.report = self.shared_report(loop.report)
 
     def shared_report(self, report: Callable[[int, float, float], bool]) -> Callable[[int, float, float], bool]:
         """Rank 0 reports each rung to Optuna; its decision to prune is every rank's."""
         return lambda rung, p, error: self.flag(report(rung, p, error) if self.is_main else False)
+
+
+class AgreedClock:
+    """The training clock as the ranks of one trial read it: every rank makes the same decisions (a rung, the
+    end, a checkpoint) at the same step, without a collective at every step.
+
+    At an agreement, the ranks take the largest of their readings and of their step times (``most``, one
+    all-reduce); between two, every rank predicts the seconds from the last agreement and the steps taken since.
+    Agreements come after 1, 2, 4 ... steps at first, while the step time is still being learnt, then every
+    :data:`AGREE_EVERY`; and, near the end of a budget of device time, after half the steps predicted to be left,
+    so the last step is decided on a fresh reading. Over ``n`` steps: at most ``n / AGREE_EVERY`` agreements, plus
+    ``log2(AGREE_EVERY) + 2`` at the start and as many at the end."""
+
+    def __init__(self, most: Callable[[list[float]], list[float]], clock: Any, steps: Callable[[], int],
+                 budget: Any) -> None:
+        self.most, self.clock, self.steps, self.budget = most, clock, steps, budget
+        self.agreements = 0
+        self._first: int | None = None
+        self._at = self._next = 0
+        self._seconds = self._per_step = 0.0
+
+    def read(self) -> float:
+        step = self.steps()
+        if self._first is None or step >= self._next:
+            self._first = step if self._first is None else self._first
+            self._seconds, self._per_step = self.most([self.clock.read(), self.clock.step_seconds()])
+            self._at, self._next = step, step + self._gap(step)
+            self.agreements += 1
+        return self._seconds + (step - self._at) * self._per_step
+
+    def step_seconds(self) -> float:
+        """The step time agreed on last (``read`` first)."""
+        return self._per_step
+
+    def _gap(self, step: int) -> int:
+        """The steps until the next agreement, from one at ``step``."""
+        gap = max(1, min(AGREE_EVERY, step - self._first))
+        if self.budget.is_time and self._per_step > 0:
+            left = (self.budget.amount - self._seconds) / self._per_step
+            gap = max(1, min(gap, int(left / 2)))
+        return gap
 
 
 def started_key(rank: int) -> str:
@@ -189,5 +234,5 @@ def start_store(world_size: int) -> Any:
                          wait_for_workers=False)  # they are started once its port is known
 
 
-__all__ = ["LOOPBACK", "RANK_TIMEOUT", "RENDEZVOUS_TIMEOUT", "STORE_VAR", "Ranks", "TrialGroup", "rank_device",
+__all__ = ["AGREE_EVERY", "AgreedClock", "LOOPBACK", "RANK_TIMEOUT", "RENDEZVOUS_TIMEOUT", "STORE_VAR", "Ranks", "TrialGroup", "rank_device",
            "start_store", "started_key"]

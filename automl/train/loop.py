@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from automl.budget import Budget, DeviceClock, Progress
+from automl.budget import Budget, Progress
+from automl.clocks import Clock, clock_for
 from automl.errors import TrialFailed
 from automl.interrupts import checkpoint
 from automl.records import COMPLETE, FAILED, INFERENCE_COST, PRUNED
 from automl.train.checkpoints import Checkpointing
 from automl.train.cost import measure_inference
-from automl.train.evaluation import evaluate
+from automl.train.evaluation import errors_of, evaluate, wrong_counts
 from automl.train.loader import Loader
 from automl.train.result import TrainResult
 from automl.train.settings import TrainSettings
@@ -26,7 +28,8 @@ from automl.trick import Trick
 if TYPE_CHECKING:
     from automl.train.distributed import TrialGroup
 
-# Reading the loss synchronises a GPU, so NaNs are looked for every this many steps.
+# Reading the loss waits for a GPU, so NaNs are looked for every this many steps, and read a few steps later
+# (:class:`_NanWatch`), once the device has computed them.
 NAN_CHECK_EVERY = 32
 
 Reporter = Callable[[int, float, float], bool]
@@ -47,21 +50,24 @@ def train(model: nn.Module, data: Dataset, settings: TrainSettings, budget: Budg
           tricks: Sequence[Trick] = (), device: torch.device | str = "cpu", seed: int = 0,
           report: Reporter | None = None, evaluate_test: bool = False,
           context: TrialContext | None = None, build_model: Callable[[], nn.Module] | None = None,
-          checkpointing: Checkpointing | None = None, group: "TrialGroup | None" = None) -> TrainResult:
+          checkpointing: Checkpointing | None = None, group: "TrialGroup | None" = None,
+          clock: Callable[[torch.device], Clock] = clock_for) -> TrainResult:
     """Train ``model`` on ``data.train`` until ``budget`` is spent; the value is the final validation error.
 
     ``build_model`` builds another model like ``model`` from torch's global RNG (``Run.fresh_model``).
     ``checkpointing``: when and where the run saves itself, and the checkpoint it resumes from.
     ``group``: this process is one rank of a trial on several devices (see ``automl.train.distributed``).
+    ``clock``: makes the clocks that time training and evaluation on the run's device (``automl.clocks``).
 
-    Only the training steps count towards the budget (and so towards progress);
-    evaluation is timed apart and added to the device-seconds spent. Every trick's
+    Only the training steps count towards the budget (and so towards progress); evaluation is timed apart and
+    added to the device-seconds spent. A budget of device time ends within half a step of its amount: a step the
+    clock predicts would end more than half a step past it is not started. Every trick's
     ``on_trial_end`` is called once, however the run ends; an exception is raised as it came.
     """
     if settings.searched():
         raise ValueError(f"settings still hold search ranges {sorted(settings.searched())}; resolve them first")
     loop = _out_of_memory_fails(_make_loop, model, data, settings, budget, tricks, torch.device(device), seed,
-                                report, context, build_model, checkpointing, group)
+                                report, context, build_model, checkpointing, group, clock)
     try:
         result = _out_of_memory_fails(_train, loop, evaluate_test)
     except BaseException as exc:
@@ -102,11 +108,11 @@ def _train(loop: "_Loop", evaluate_test: bool) -> TrainResult:
 
 
 def _make_loop(model, data, settings, budget, tricks, device, seed, report, context, build_model,
-               checkpointing, group) -> "_Loop":
+               checkpointing, group, clock) -> "_Loop":
     model.to(device)
     run = _make_run(model, data, settings, budget, device, seed, context)
     run.seed, run.build_model = seed, build_model
-    loop = _Loop(run, tricks, settings, report, checkpointing)
+    loop = _Loop(run, tricks, settings, report, checkpointing, clock)
     if group is not None:
         group.join(loop)
     return loop
@@ -126,7 +132,7 @@ class _Loop:
     """One budgeted run: the passes and steps the budget allows, the rung evaluations, and what they measured."""
 
     def __init__(self, run: Run, tricks: Sequence[Trick], settings: TrainSettings, report: Reporter | None,
-                 checkpointing: Checkpointing | None = None) -> None:
+                 checkpointing: Checkpointing | None = None, clock: Callable[[torch.device], Clock] = clock_for) -> None:
         self.run, self.settings, self.report, self.checkpointing = run, settings, report, checkpointing
         self.tricks, self.hooks = tuple(tricks), (hooks := TrickHooks(tricks))
         # Taken before the tricks' setup, which may change what the run holds but not what the loop trains on.
@@ -134,9 +140,14 @@ class _Loop:
         run.after_backward_hooks = hooks.after_backward
         self.train_step = hooks.train_step[0] if hooks.train_step else default_step
         self.progress = Progress(run.budget)
-        self.train_clock, self.eval_clock = DeviceClock(run.device), DeviceClock(run.device)
-        self.clock_seconds = self.train_clock.read
-        """The training seconds progress counts; the ranks of one trial agree on theirs (``TrialGroup.join``)."""
+        self.train_clock, self.eval_clock = clock(run.device), clock(run.device)
+        # What progress reads: the training clock, or the reading a trial's ranks agree on (TrialGroup.join).
+        self.progress_clock: Any = self.train_clock
+        every = checkpointing.every if checkpointing is not None else None
+        # A clock is read inside the loop only for a budget (or checkpoints) in seconds: steps and epochs need none.
+        self.timed = run.budget.is_time or (every is not None and every.seconds is not None)
+        self.spent = 0.0  # the training seconds progress last read (only read when timed)
+        self.nan = _NanWatch(self.train_clock, run.device)
         self.rung_points = [(k + 1) / settings.rungs for k in range(settings.rungs)]
         self.history: list[tuple[float, float]] = []
         self.errors = (math.nan, math.nan)
@@ -164,7 +175,7 @@ class _Loop:
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Each (x, y) the budget has room for, pass after pass, evaluating the rungs on the way;
         it ends once the budget is spent or the run is pruned."""
-        run, loader, progress, seconds = self.run, self.loader, self.progress, self.clock_seconds
+        run, loader = self.run, self.loader
         early_rungs = self.settings.rungs - 1  # the last rung is evaluated at the end
         saver = self.checkpointing
         # A resumed run goes on inside the pass its checkpoint was taken in, whose start the tricks were told of.
@@ -176,16 +187,15 @@ class _Loop:
             pass_batches = iter(loader)
             for i in range(first, batches):
                 self.epochs = epochs = run.epoch + i / batches
-                spent = seconds()
-                self.p = p = progress.of(seconds=spent, epochs=epochs, steps=run.step)
-                if len(self.history) < early_rungs and p >= self.rung_points[len(self.history)]:
+                room = self._measure(epochs)
+                if len(self.history) < early_rungs and self.p >= self.rung_points[len(self.history)]:
                     if self._early_rung():
                         return
-                if p >= 1.0:
+                if not room:
                     return
                 if saver is not None:
                     self.pass_batch = i  # where a checkpoint taken now goes on
-                    saver.at_stop_point(self, spent)
+                    saver.at_stop_point(self, self.spent)
                 checkpoint()  # a stop signal (Ctrl-C, SIGTERM) is raised here, between two steps
                 yield next(pass_batches)  # drawn only once the budget allows the step
             self.pass_batch = None
@@ -196,17 +206,32 @@ class _Loop:
         """Tell the tricks of a new pass; False, and nobody told, when the budget has no room for one."""
         run = self.run
         if run.epoch:
-            self.p = self.progress.of(seconds=self.clock_seconds(), epochs=float(run.epoch), steps=run.step)
-            if self.p >= 1.0:
+            if not self._measure(float(run.epoch)):
                 return False
             run.progress = self.p  # so a pass-level decision (a new batch size) sees where the run is now
         for on_epoch_start in self.hooks.on_epoch_start:
             on_epoch_start(run)
         return True
 
+    def _measure(self, epochs: float) -> bool:
+        """Progress now (``self.p``), and whether the budget has room for another step.
+
+        A budget of device time stops the run where the clock predicts the next step would end more than half a
+        step past the budget (the first, slow steps included): the run ends within half a step of its budget,
+        rather than up to a whole step past it. Progress is then 1: the budget is spent, to the nearest step."""
+        run = self.run
+        if self.timed:
+            self.spent = self.progress_clock.read()
+        self.p = self.progress.of(seconds=self.spent, epochs=epochs, steps=run.step)
+        if not run.budget.is_time:
+            return self.p < 1.0
+        if self.spent + self.progress_clock.step_seconds() / 2 < run.budget.amount:
+            return True
+        self.p = 1.0
+        return False
+
     def _early_rung(self) -> bool:
         """Evaluate a rung before the end and report it; True when the reporter prunes the run."""
-        _check_finite(self.loss_sum, self.run.step)
         self._evaluate_rung()
         if self.report is not None and self.report(len(self.history) - 1, self.p, self.errors[0]):
             self.pruned = True
@@ -215,14 +240,27 @@ class _Loop:
         return False
 
     def _evaluate_rung(self) -> None:
+        """Evaluate on the validation split; the loss is checked once the device has caught up."""
         self.train_clock.stop()
         self.eval_clock.start()
-        self.errors = evaluate(self.run, self.data.val, self.hooks.predict, self.settings.eval_batch_size)
+        counts = wrong_counts(self.run, self.data.val, self.hooks.predict, self.settings.eval_batch_size)
         self.eval_clock.stop()
+        # The rung's one wait for the device: it settles both clocks, the loss and the counts, read next.
+        self.eval_clock.synchronize()
+        _check_finite(self.loss_sum, self.run.step)
+        self.errors = errors_of(counts, self.data.val)
         rung = len(self.history)
         self.history.append((self.p, self.errors[0]))
-        for on_rung in self.hooks.on_rung:
-            on_rung(self.run, rung, self.errors[0])
+        self._charged(self.hooks.on_rung, self.run, rung, self.errors[0])
+
+    def _charged(self, hooks: list[Callable], *args: Any) -> None:
+        """The tricks' ``hooks`` outside the steps (at a rung, at the end), on the evaluation clock: spent by the
+        trial, so charged to it, but not progress through its budget."""
+        if hooks:
+            self.eval_clock.start()
+            for hook in hooks:
+                hook(*args)
+            self.eval_clock.stop()
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One training step at the current progress: the LR, the tricks' step hooks around the optimizer step."""
@@ -240,19 +278,23 @@ class _Loop:
         run.samples += len(x) * run.world_size  # every rank trained on a shard of the same size
         self.loss_sum += loss.detach().float()
         if run.step % NAN_CHECK_EVERY == 0:
-            _check_finite(self.loss_sum, run.step)
+            self.nan.look(self.loss_sum, run.step)
         for on_step_end in hooks.on_step_end:
             on_step_end(run, loss)
+        if self.timed:
+            self.train_clock.step()
 
     def end(self) -> None:
-        """Stop training; unless pruned, tell the tricks and evaluate the last rung."""
-        _check_finite(self.loss_sum, self.run.step)
+        """Stop training; unless pruned (its rung checked the loss), check the loss, tell the tricks and evaluate
+        the last rung."""
         self.train_clock.stop()
         self.run.progress = self.p
         if self.pruned:
             return
-        for on_end in self.hooks.on_end:
-            on_end(self.run)
+        # The end's wait for the device: the last steps' loss is checked before the tricks' on_end sees the model.
+        self.train_clock.synchronize()
+        _check_finite(self.loss_sum, self.run.step)
+        self._charged(self.hooks.on_end, self.run)
         self._evaluate_rung()
         if self.report is not None:
             self.report(len(self.history) - 1, self.p, self.errors[0])
@@ -278,7 +320,29 @@ class _Loop:
 
 def _check_finite(loss_sum: torch.Tensor, step: int) -> None:
     if not torch.isfinite(loss_sum):
-        raise TrialFailed("nan_loss", f"the training loss became {loss_sum.item()} by step {step}")
+        _nan_loss(loss_sum, step)
+
+
+def _nan_loss(loss_sum: torch.Tensor, step: int) -> None:
+    raise TrialFailed("nan_loss", f"the training loss became {loss_sum.item()} by step {step}")
+
+
+class _NanWatch:
+    """Looks for a NaN in the summed loss without waiting for the device: whether it is finite is copied to the
+    host behind the steps in flight, and read once the device has got there (at once on the CPU), a few steps
+    later. The exact checks are at the rungs and the end, where the loop waits anyway."""
+
+    def __init__(self, clock: Clock, device: torch.device) -> None:
+        self.clock, self.pinned = clock, device.type == "cuda"  # a copy to pinned memory does not wait
+        self.flags: deque[tuple[torch.Tensor, Callable[[], bool]]] = deque()
+
+    def look(self, loss_sum: torch.Tensor, step: int) -> None:
+        flag = torch.empty((), dtype=torch.bool, pin_memory=self.pinned)
+        flag.copy_(torch.isfinite(loss_sum), non_blocking=True)
+        self.flags.append((flag, self.clock.marker()))
+        while self.flags and self.flags[0][1]():
+            if not self.flags.popleft()[0]:
+                _nan_loss(loss_sum, step)
 
 
 def _release_memory() -> None:

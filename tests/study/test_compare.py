@@ -18,6 +18,8 @@ from automl.cli import main
 from automl.host import get_host
 from automl.space import select_tricks
 from automl import records
+from automl.report.tables import steps_text
+from automl.study.analysis import steps_warning
 from automl.study.arms import study_arms
 from automl.study.config import load_study_file
 from automl.study.runner import Overrides, make_sampler, prepare
@@ -118,6 +120,7 @@ def test_the_json_has_every_arm_at_every_budget_and_the_tests(compare):
                     "vs_reference"} <= set(row)
             assert row["n"] == 2 and row["ci"][0] <= row["mean"] <= row["ci"][1]
             assert row["steps"] == int(entry["budget"].removesuffix("steps")) and row["inference_cost"] == 1
+            assert row["steps_range"] == [row["steps"], row["steps"]]  # a budget in steps: every seed alike
             assert row["mean"] == pytest.approx(sum(row["values"]) / 2)
         assert rows["probe"]["vs_reference"] is None
         test = rows["cosine+probe"]["vs_reference"]
@@ -125,6 +128,25 @@ def test_the_json_has_every_arm_at_every_budget_and_the_tests(compare):
         diffs = [a - b for a, b in zip(rows["cosine+probe"]["values"], rows["probe"]["values"])]
         assert test["diff"] == pytest.approx(sum(diffs) / 2)
         assert test["p_holm"] == test["p"]  # one arm against the reference: Holm changes nothing
+    assert result["steps_warning"] is None and "warning" not in err
+
+
+def _result_with_steps(budget: str, *spans: tuple[int, int]) -> dict:
+    return {"budgets": [{"budget": budget, "arms": [
+        {"arm": f"arm{i}", "steps": (low + high) / 2, "steps_range": [low, high]} for i, (low, high) in enumerate(spans)]}]}
+
+
+def test_seeds_whose_steps_spread_more_than_a_tenth_are_warned_about_naming_the_fix():
+    assert steps_warning(_result_with_steps("3s", (100, 109), (50, 54))) is None  # within 10% of the mean
+    warning = steps_warning(_result_with_steps("3s", (100, 109), (3, 32), (40, 60)))
+    assert warning.startswith("the seeds of 2 arm-budget cell(s) trained numbers of steps more than 10% apart")
+    assert "the widest: arm arm1 at 3s, 3 to 32 steps (166% of the mean)" in warning
+    assert "--budgets 300steps" in warning and "quiet machine" in warning
+
+
+def test_the_table_shows_the_steps_range_where_seeds_differ():
+    row = {"arm": "a", "steps": 17.5, "steps_range": [3, 32]}
+    assert steps_text(row) == "17.5 (3-32)" and steps_text({**row, "steps": 6, "steps_range": [6, 6]}) == "6"
 
 
 @pytest.mark.parametrize(("args", "message"), [
