@@ -50,6 +50,7 @@ def overload_warning(load: float | None = None, available: int | None = None) ->
     available = cores() if available is None else available
     if load <= available:
         return None
-    return (f"the machine's load ({load:.1f}) already exceeds its {available} cores: other processes take CPU "
-            "time this one would train with. A budget in seconds counts this process's CPU time, so it still "
-            "buys about the same steps, but each takes longer; for exact comparisons use a budget in steps")
+    return (f"the machine's load ({load:.1f}) already exceeds its {available} cores. A budget in seconds counts "
+            "this process's CPU time, which buys the same steps as on a quiet machine only where torch's threads "
+            "do not spin waiting for each other: give each process its share with --threads, or set "
+            "OMP_WAIT_POLICY=passive; for exact comparisons use a budget in steps")

@@ -47,7 +47,7 @@ from automl.train.splits import Dataset
 from automl.train.loop import TrainResult, train
 from automl.train.models import build_model
 from automl.train.settings import TrainSettings
-from side_by_side import SEED, add_run_options, describe, fresh_model, pick_device, print_ratio
+from side_by_side import SEED, add_run_options, describe, fresh_model, pick_device, print_ratio, speed_clock
 from automl_plugins.freezeout import FreezeOut
 
 GOAL = 1.15
@@ -63,7 +63,8 @@ def run_side(freezeout: bool, args: argparse.Namespace, data: Dataset, settings:
         model = build_model(args.model, in_channels=data.input_shape[0], num_classes=data.num_classes).to(device)
     else:
         model = fresh_model(args.model, args.width, data, device)
-    return train(model, data, settings, Budget.parse(f"{epochs:g}ep"), tricks=tricks, device=device, seed=SEED)
+    return train(model, data, settings, Budget.parse(f"{epochs:g}ep"), tricks=tricks, device=device, seed=SEED,
+                 clock=speed_clock)
 
 
 def main() -> None:

@@ -42,7 +42,7 @@ from automl.train.image_files import write_image_folder
 from automl.train.loop import train
 from automl.train.settings import TrainSettings
 from automl.train.streaming import PREFETCH_FACTOR, STREAM_WORKERS
-from side_by_side import SEED, add_model_options, describe, fresh_model, pick_device
+from side_by_side import SEED, add_model_options, describe, fresh_model, pick_device, speed_clock
 
 GOAL = 0.95
 CLASSES = 10
@@ -51,7 +51,7 @@ CLASSES = 10
 def run_automl(model: nn.Module, data: Dataset, settings: TrainSettings, steps: int, device: torch.device,
                by_hand: DataLoader) -> float:
     """Samples/s of automl's trainer on the streamed split (its own training clock)."""
-    result = train(model, data, settings, Budget.parse(f"{steps}steps"), device=device, seed=SEED)
+    result = train(model, data, settings, Budget.parse(f"{steps}steps"), device=device, seed=SEED, clock=speed_clock)
     if result.steps != steps:
         raise RuntimeError(f"automl ran {result.steps} steps, expected {steps}")
     return steps * settings.batch_size / result.train_seconds

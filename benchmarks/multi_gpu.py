@@ -37,7 +37,7 @@ from automl.train.datasets import load_dataset  # noqa: E402
 from automl.train.distributed import LOOPBACK, STORE_VAR, Ranks, TrialGroup, start_store  # noqa: E402
 from automl.train.loop import train  # noqa: E402
 from automl.train.settings import TrainSettings  # noqa: E402
-from side_by_side import SEED, fresh_model, paired_ratios, pick_device  # noqa: E402
+from side_by_side import SEED, fresh_model, paired_ratios, pick_device, speed_clock  # noqa: E402
 
 
 def rank_main(rank: int, world: int, port: int, args: argparse.Namespace, threads: int, conn) -> None:
@@ -52,7 +52,8 @@ def rank_main(rank: int, world: int, port: int, args: argparse.Namespace, thread
     settings = TrainSettings(batch_size=args.batch_size, augment=False, rungs=1)
     while (steps := conn.recv()) is not None:
         model = fresh_model(args.model, args.width, data, device)
-        result = train(model, data, settings, Budget(steps, "steps"), device=device, seed=SEED, group=group)
+        result = train(model, data, settings, Budget(steps, "steps"), device=device, seed=SEED, group=group,
+                       clock=speed_clock)
         if result.steps != steps:
             raise RuntimeError(f"rank {rank} ran {result.steps} steps, expected {steps}")
         conn.send(result.train_seconds)

@@ -38,7 +38,7 @@ from automl.train.image_files import write_image_folder
 from automl.train.loop import train
 from automl.train.settings import TrainSettings
 from automl.train.streaming import STREAM_WORKERS
-from side_by_side import SEED, add_model_options, describe, fresh_model, pick_device
+from side_by_side import SEED, add_model_options, describe, fresh_model, pick_device, speed_clock
 
 CLASSES = 10
 
@@ -60,7 +60,8 @@ def write_cifar_pngs(cifar_root: Path, folder: Path, images: int | None) -> Path
 def samples_per_second(data: Dataset, args: argparse.Namespace, device: torch.device) -> float:
     settings = TrainSettings(batch_size=args.batch_size, rungs=1)  # augmentation on: crop and flip
     model = fresh_model(args.model, args.width, data, device)
-    result = train(model, data, settings, Budget.parse(f"{args.steps}steps"), device=device, seed=SEED)
+    result = train(model, data, settings, Budget.parse(f"{args.steps}steps"), device=device, seed=SEED,
+                   clock=speed_clock)
     if result.steps != args.steps:
         raise RuntimeError(f"automl ran {result.steps} steps, expected {args.steps}")
     return args.steps * args.batch_size / result.train_seconds

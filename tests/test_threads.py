@@ -40,7 +40,7 @@ def test_a_load_above_the_cores_is_said_with_what_it_means():
     assert overload_warning(load=1.5, available=2) is None
     warning = overload_warning(load=5.25, available=2)
     assert warning.startswith("the machine's load (5.2) already exceeds its 2 cores")
-    assert "budget in steps" in warning
+    assert "--threads" in warning and "OMP_WAIT_POLICY=passive" in warning and "budget in steps" in warning
 
 
 def test_run_sizes_torch_s_pool_from_the_option(run_cli, write_study, sqlite_url):
