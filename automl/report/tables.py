@@ -7,7 +7,8 @@ from typing import Any, Iterable
 
 from rich.table import Table
 
-from automl.records import ATTR_EPOCHS, ATTR_EVAL_SECONDS, ATTR_STEPS, ATTR_TRAIN_SECONDS
+from automl.records import (ATTR_EPOCHS, ATTR_EVAL_SECONDS, ATTR_INFERENCE_DEVICE, ATTR_INFERENCE_FLOPS,
+                            ATTR_INFERENCE_MS, ATTR_STEPS, ATTR_TRAIN_SECONDS, INFERENCE_COST, trick_params)
 
 
 def _fmt(value: Any) -> str:
@@ -43,9 +44,6 @@ def _si(value: float) -> str:
 def inference_text(attrs: dict[str, Any], short: bool = False) -> str:
     """The cost of one prediction from a trial's user attributes: forward passes, then, where measured, the
     latency per 1000 images on its device and the FLOPs per image (``short``: for a table cell)."""
-    from automl.records import ATTR_INFERENCE_DEVICE, ATTR_INFERENCE_FLOPS, ATTR_INFERENCE_MS
-    from automl.records import INFERENCE_COST
-
     passes = attrs.get(INFERENCE_COST, 1)
     ms, flops = attrs.get(ATTR_INFERENCE_MS), attrs.get(ATTR_INFERENCE_FLOPS)
     if short:
@@ -157,8 +155,6 @@ def trick_lines(record: dict[str, Any]) -> list[str]:
 
 def best_lines(records: list[dict[str, Any]], study_name: str) -> list[Any]:
     """``automl best``: per trial a line, its parameters grouped by trick, and its tricks."""
-    from automl.records import trick_params
-
     if not records:
         return [f"study {study_name!r} has no completed trial yet"]
     shown: list[Any] = []
