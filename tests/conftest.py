@@ -9,6 +9,17 @@ from pathlib import Path
 
 import pytest
 
+MACHINE_LOAD_WARNING = "automl: warning: the machine's load"
+"""How :func:`automl.threads.overload_warning` starts: it depends on how busy the machine is, not on the behaviour a
+test checks, so :func:`automl_lines` leaves it out."""
+
+
+def automl_lines(stderr: str) -> list[str]:
+    """automl's error and warning lines in ``stderr``: its notes and the machine-load warning aside."""
+    return [line for line in stderr.splitlines() if line.startswith("automl:")
+            and not line.startswith(("automl: note:", MACHINE_LOAD_WARNING))]
+
+
 PG_SERVER = os.environ.get("AUTOML_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/postgres")
 
 TINY_STUDY = """

@@ -43,6 +43,18 @@ def test_a_load_above_the_cores_is_said_with_what_it_means():
     assert "--threads" in warning and "OMP_WAIT_POLICY=passive" in warning and "budget in steps" in warning
 
 
+def test_the_load_is_said_only_where_a_budget_reads_the_clock(monkeypatch, capsys):
+    from automl.budget import Budget
+    from automl.cli.options import warn_if_overloaded
+    from tests.conftest import MACHINE_LOAD_WARNING
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (1000.0, 0.0, 0.0))  # far busier than any machine's cores
+    warn_if_overloaded(torch.device("cpu"), [Budget.parse("6steps"), Budget.parse("2epochs")])
+    assert capsys.readouterr().err == ""  # steps and epochs buy the same training however busy the machine is
+    warn_if_overloaded(torch.device("cpu"), [Budget.parse("6steps"), Budget.parse("2s")])
+    assert capsys.readouterr().err.startswith(MACHINE_LOAD_WARNING + " (1000.0)")
+
+
 def test_run_sizes_torch_s_pool_from_the_option(run_cli, write_study, sqlite_url):
     before = torch.get_num_threads()
     try:

@@ -54,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
     quiet_optuna()
     if args.worker is not None:
         return compare_worker(launch, design)
-    warn_if_overloaded(launch.prepared.device)
+    warn_if_overloaded(launch.prepared.device, design.budgets)
     per_budget = []
     with CellProgress(stderr()) as progress:
         for budget in design.budgets:

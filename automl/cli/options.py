@@ -96,11 +96,13 @@ def threads_option(parser: argparse.ArgumentParser) -> None:
                              "run on); --workers and the ranks of a trial split them")
 
 
-def warn_if_overloaded(device) -> None:
-    """Say once, on a CPU, when the machine is already busier than its cores before training starts."""
+def warn_if_overloaded(device, budgets) -> None:
+    """Say once, on a CPU, when the machine is already busier than its cores before training starts and a budget
+    is in seconds (a budget in steps or epochs buys the same training however busy the machine is)."""
     from automl.threads import overload_warning
 
-    warning = overload_warning() if device.type == "cpu" else None
+    timed = any(budget.is_time for budget in budgets)
+    warning = overload_warning() if device.type == "cpu" and timed else None
     if warning:
         print(f"automl: warning: {warning}", file=sys.stderr)
 

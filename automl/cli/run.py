@@ -56,7 +56,7 @@ def _run_study(launch) -> int:
     args, prepared = launch.args, launch.prepared
     if args.worker is not None:
         return run_worker(launch)
-    warn_if_overloaded(prepared.device)
+    warn_if_overloaded(prepared.device, [prepared.trial_budget])
     study = create_study(prepared)
     model = prepared.study_file.config.task.model
     for name, reason in unavailable_for_model(prepared).items():  # said once, not by each trial

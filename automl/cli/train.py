@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         from automl.threads import use_threads
 
         use_threads(args.threads)
-    warn_if_overloaded(prepared.device)
+    warn_if_overloaded(prepared.device, [prepared.budget])
     try:
         with SeedProgress(prepared.seeds, stderr()) as progress:
             runs = train_seeds(prepared, plugins, on_step=progress)

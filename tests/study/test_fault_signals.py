@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from automl.storage.ledger import Ledger
 from automl.storage.models import TrialCostModel
 from automl.study.recovery import INTERRUPTED
+from tests.conftest import automl_lines
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 DEADLINE = 120.0
@@ -34,11 +35,6 @@ def study_file(write_study):
     text = path.read_text().replace("seed = 0", "seed = 0\nheartbeat_interval = 1\ngrace_period = 2")
     path.write_text(text.replace("lr = 0.05\n", "lr = { low = 0.01, high = 0.5, log = true }\n"))
     return path
-
-
-def _said(line: str) -> bool:
-    """An error or warning line of automl's (its notes, such as a trick unavailable for the model, aside)."""
-    return line.startswith("automl:") and not line.startswith("automl: note:")
 
 
 def start(study_file, url, env, *extra: str, **popen) -> subprocess.Popen:
@@ -148,7 +144,7 @@ def test_sigterm_to_the_parent_stops_its_workers_and_fails_their_trials_as_inter
     parent.send_signal(signal.SIGTERM)
     assert parent.wait(DEADLINE) == 128 + signal.SIGTERM
     err = parent.stderr.read()
-    assert [line for line in err.splitlines() if _said(line)] == [
+    assert automl_lines(err) == [
         "automl: interrupted by SIGTERM; run the same command again to resume (a study retries its interrupted "
         "trials)"], err
     assert "Traceback" not in err
@@ -263,7 +259,7 @@ def test_a_database_gone_for_longer_than_the_bound_stops_the_worker_with_one_lin
         finally:
             admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
     err = run.stderr.read()
-    lines = [line for line in err.splitlines() if _said(line)]
+    lines = automl_lines(err)
     assert code == 1 and len(lines) == 1 and lines[0].startswith("automl: error: lost the study's database"), err
     assert "Traceback" not in err
     time.sleep(2 + 1)  # the grace period: the next run takes the trial for dead and retries it

@@ -22,7 +22,7 @@ from automl.records import (ATTR_CHECKPOINT, ATTR_LOST, ATTR_MODEL, ATTR_RESUME_
                                   ATTR_SPENT, ATTR_WEIGHTS)
 from automl.study.recovery import INTERRUPTED, WORKER_DIED
 from automl.study.resume import mismatch
-from tests.conftest import TINY_STUDY
+from tests.conftest import TINY_STUDY, automl_lines
 from tests.study.test_fault_signals import ledger_settled
 
 # Each test runs `automl run` two or three times, a few seconds each; the default 300 s is for one.
@@ -149,7 +149,7 @@ def assert_balanced(url: str) -> None:
 def refused_retry(resumed: subprocess.CompletedProcess, url: str, reason: str) -> optuna.trial.FrozenTrial:
     """The retry of trial 0, checked to have refused its checkpoint for ``reason``, in one line, and completed."""
     assert resumed.returncode == 0, resumed.stderr
-    assert [line for line in resumed.stderr.splitlines() if line.startswith("automl:")] == [
+    assert automl_lines(resumed.stderr) == [
         f"automl: trial 1 does not resume trial 0's checkpoint: {reason}; it trains from scratch"]
     _, retry = trials(url)
     assert retry.state == TrialState.COMPLETE and retry.user_attrs[ATTR_RESUME_REFUSED] == reason
