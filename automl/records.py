@@ -70,6 +70,12 @@ ATTR_VAL_ERROR_MODEL = "val_error_model"
 """The validation error of the trained model alone, where the trial's value is a trick's prediction (an ensemble)."""
 INFERENCE_COST = "inference_cost"
 """The ``Run.attrs`` key of the forward passes one prediction costs (1 unless a trick ensembles)."""
+ATTR_REPEAT_OF = "repeat_of"
+"""A repeat of a configuration at a new seed (intensification): the number of the trial it repeats."""
+ATTR_RUNG_BUDGETS = "rung_budgets"
+"""The budgets of the complete runs a trial trained, one per rung it reached (budget fidelity), smallest first."""
+ATTR_RUNG_SPENT = "rung_spent_seconds"
+"""The device seconds of each of those runs."""
 ATTR_VAL_SIZE = "val_size"
 """The images of the validation split the trial's value counts its errors over: the n of its Wilson interval."""
 
@@ -77,7 +83,7 @@ OWN_ATTRS = frozenset({ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL, ATTR_SEED
                        ATTR_BUDGET, ATTR_CONFIG, ATTR_COMPARE_ARM, ATTR_COMPARE_SEED, ATTR_STEPS, ATTR_MODEL,
                        ATTR_WEIGHTS, ATTR_DATA_WAIT, ATTR_CHECKPOINT, ATTR_RESUMED, ATTR_LOST, ATTR_RESUME_REFUSED,
                        ATTR_TRAIN_SECONDS, ATTR_EVAL_SECONDS, ATTR_EPOCHS, ATTR_PROGRESS, ATTR_TRAIN_LOSS,
-                       ATTR_VAL_ERROR_MODEL})
+                       ATTR_VAL_ERROR_MODEL, ATTR_REPEAT_OF, ATTR_RUNG_BUDGETS, ATTR_RUNG_SPENT})
 """The user attributes automl writes itself: a trick's ``run.attrs`` may not use these keys."""
 
 
@@ -268,10 +274,11 @@ def val_interval(value: float | None, val_size: int | None) -> list[float] | Non
     return list(error_interval(value, val_size))
 
 
-def mark_ties(records: list[dict[str, Any]], completed: Iterable[dict[str, Any]]) -> None:
+def mark_ties(records: list[dict[str, Any]], completed: Iterable[dict[str, Any]], interval: str = "val_ci") -> None:
     """Set ``tied_with_best`` on each of ``records`` (best first) and ``tied_trials`` on the first one: the
-    other ``completed`` trials whose validation interval overlaps the best one's, so that no data tells
-    them from it. Without the best one's interval, nothing is marked tied (``tied_trials`` is None)."""
+    other ``completed`` records whose ``interval`` (a trial's validation interval, or a configuration's
+    ``mean_ci`` over seeds) overlaps the best one's, so that no data tells them from it. Without the best one's
+    interval, nothing is marked tied (``tied_trials`` is None)."""
     from automl.stats import overlap
 
     if not records:
@@ -279,13 +286,13 @@ def mark_ties(records: list[dict[str, Any]], completed: Iterable[dict[str, Any]]
     best = records[0]
 
     def tied(record: dict[str, Any]) -> bool:
-        return (record["number"] != best["number"] and best["val_ci"] is not None
-                and record["val_ci"] is not None and overlap(record["val_ci"], best["val_ci"]))
+        return (record["number"] != best["number"] and best[interval] is not None
+                and record[interval] is not None and overlap(record[interval], best[interval]))
 
     for record in records:
         record["tied_with_best"] = tied(record)
         record["tied_trials"] = None
-    if best["val_ci"] is not None:
+    if best[interval] is not None:
         best["tied_trials"] = [r["number"] for r in completed if tied(r)]
 
 

@@ -56,6 +56,15 @@ def error_interval(error: float, n: int, confidence: float = CONFIDENCE) -> tupl
     return wilson_interval(round(error * n), n, confidence)
 
 
+def proportions_z(a: float, b: float, n: int) -> float:
+    """The pooled two-proportion z of error rates ``a`` and ``b``, each over ``n`` images (rounded to counts):
+    positive where ``a`` is the higher; 0 where both are 0 or 1 (no spread to measure against)."""
+    wrong_a, wrong_b = round(a * n), round(b * n)
+    pooled = (wrong_a + wrong_b) / (2 * n)
+    spread = math.sqrt(pooled * (1 - pooled) * 2 / n)
+    return 0.0 if spread == 0 else (wrong_a - wrong_b) / n / spread
+
+
 def overlap(a: Sequence[float], b: Sequence[float]) -> bool:
     """Whether the intervals ``a`` and ``b`` (low, high) share a point."""
     return a[0] <= b[1] and b[0] <= a[1]

@@ -162,14 +162,18 @@ def stderr():
 
 
 def print_best(study: Any, shown_url: str, *, top: int, as_json: bool) -> int:
-    """The ``top`` best trials of ``study``, as `automl best` and the end of `automl run` show them."""
+    """The ``top`` best configurations of ``study`` by their mean over seeds (``automl.study.incumbent``), each
+    as the record of its first trial with its seeds, mean and interval; as `automl best` and the end of
+    `automl run` show them."""
     from automl.report.tables import best_lines
     from automl.storage import mask_url
-    from automl.records import mark_ties, ranked, trial_record
+    from automl.records import mark_ties, trial_record
+    from automl.study.incumbent import configuration_record, configurations
 
-    completed = [trial_record(t) for t in ranked(study.get_trials(deepcopy=False))]
+    completed = [{**trial_record(c.first), **configuration_record(c)}
+                 for c in configurations(study.get_trials(deepcopy=False))]
     records = completed[:top]
-    mark_ties(records, completed)
+    mark_ties(records, completed, interval="mean_ci")
     if as_json:
         print_json(records[0] if top == 1 and records else records if records else None)
         return 0

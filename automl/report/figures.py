@@ -101,7 +101,8 @@ def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> Figure:
 
 def _intermediate(study: optuna.Study, trials: Sequence[FrozenTrial]) -> Figure:
     name, title = "intermediate_values", "Validation error at each rung"
-    caption = "What each trial reported to the pruner at each rung of progress; pruned trials stop early."
+    caption = ("What each trial reported to the pruner at each rung (a complete run at a budget, or a point of "
+               "progress through the one run, as the study's fidelity says); pruned trials stop early.")
     if not any(t.intermediate_values for t in trials):
         return Figure(name, title, caption, None, "no trial has reported a rung yet")
     ax = optuna_plots.plot_intermediate_values(study)

@@ -8,7 +8,8 @@ from typing import Any, Iterable
 from rich.table import Table
 
 from automl.records import (ATTR_EPOCHS, ATTR_EVAL_SECONDS, ATTR_INFERENCE_DEVICE, ATTR_INFERENCE_FLOPS,
-                            ATTR_INFERENCE_MS, ATTR_STEPS, ATTR_TRAIN_SECONDS, INFERENCE_COST, trick_params)
+                            ATTR_INFERENCE_MS, ATTR_REPEAT_OF, ATTR_RUNG_BUDGETS, ATTR_STEPS, ATTR_TRAIN_SECONDS,
+                            INFERENCE_COST, trick_params)
 
 
 def _fmt(value: Any) -> str:
@@ -70,22 +71,38 @@ def _spent_parts(attrs: dict[str, Any]) -> tuple[str, str]:
             "-" if steps is None else f"{steps} ({_fmt(epochs)})")
 
 
+def budgets_text(attrs: dict[str, Any]) -> str:
+    """The budgets of the runs a trial trained rung by rung (``2, 6, 18steps``), and what it repeats."""
+    budgets = attrs.get(ATTR_RUNG_BUDGETS)
+    if not budgets:
+        return "-"
+    unit = budgets[-1].lstrip("0123456789.")
+    shown = ", ".join(b[:-len(unit)] if unit and b.endswith(unit) else b for b in budgets[:-1])
+    text = (shown + ", " if shown else "") + budgets[-1]
+    repeat = attrs.get(ATTR_REPEAT_OF)
+    return text if repeat is None else f"{text} (repeat of {repeat})"
+
+
 def trials_table(records: Iterable[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
     numbers = ("#", "val error", "spent s", "train + eval", "steps (ep)", "data wait")
-    for column in ("#", "state", "val error", "95% interval", "inference", *numbers[2:], "ended", "tricks"):
+    columns = ("#", "state", "val error", "95% interval", "inference", *numbers[2:5], "budgets", *numbers[5:],
+               "ended", "tricks")
+    for column in columns:
         # An interval cut over two lines reads as two numbers: narrow terminals wrap the words instead.
         table.add_column(column, justify="right" if column in numbers else "left", no_wrap=column == "95% interval")
     for r in records:
         attrs = r["user_attrs"]
         cost = inference_text(attrs, short=True) if r["state"] == "COMPLETE" else "-"
         table.add_row(str(r["number"]), r["state"], _fmt(r["value"]), interval(r["val_ci"]), cost,
-                      _fmt(r["spent_seconds"]), *_spent_parts(attrs),
+                      _fmt(r["spent_seconds"]), *_spent_parts(attrs), budgets_text(attrs),
                       _percent(r.get("data_wait_fraction")), r["end_reason"], ", ".join(r["tricks"]) or "-")
     captions = ["95% interval: Wilson's, from the number of validation images"] if any(
         r["val_ci"] is not None for r in records) else []
     captions.append("spent s: what the trial charged to the study's total budget (training, its rung "
                     "evaluations, checkpoints); train: what its own trial budget counts")
+    if any(ATTR_RUNG_BUDGETS in r["user_attrs"] for r in records):
+        captions.append("budgets: the complete runs a trial trained, one per rung it reached (budget fidelity)")
     if any(r.get("data_wait_fraction") is not None for r in records):
         captions.append("data wait: the share of the training time spent waiting for batches")
     if captions:
@@ -159,8 +176,7 @@ def best_lines(records: list[dict[str, Any]], study_name: str) -> list[Any]:
         return [f"study {study_name!r} has no completed trial yet"]
     shown: list[Any] = []
     for rank, record in enumerate(records, 1):
-        shown.append(f"#{rank}: trial {record['number']} of {study_name}: validation error "
-                     f"{record['value']:.4f}{_noise(record)} in {record['spent_seconds']}s"
+        shown.append(f"#{rank}: trial {record['number']} of {study_name}: " + _seeds_text(record)
                      + (", tied with #1" if record.get("tied_with_best") else ""))
         if rank == 1 and record.get("tied_trials") is not None:
             shown.append(ties_line(record["tied_trials"]))
@@ -168,6 +184,18 @@ def best_lines(records: list[dict[str, Any]], study_name: str) -> list[Any]:
         shown.append(params_table(trick_params(record)))
         shown.append(f"tricks: {', '.join(record['tricks']) or '(none)'}")
     return shown
+
+
+def _seeds_text(record: dict[str, Any]) -> str:
+    """A configuration's validation error: its mean over seeds with the interval, or its one trial's."""
+    n = record.get("n_seeds", 1)
+    if n == 1:
+        return (f"validation error {record['value']:.4f}{_noise(record)} in {record['spent_seconds']}s, "
+                "seen at one seed only")
+    ci = record.get("mean_ci")
+    shown = "" if ci is None else f" (95% interval {interval(ci)}, t over seeds)"
+    trials = ", ".join(str(t) for t in record["trials"])
+    return f"mean validation error {record['mean']:.4f}{shown} over {n} seeds (trials {trials})"
 
 
 def _noise(record: dict[str, Any]) -> str:

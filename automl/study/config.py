@@ -76,7 +76,19 @@ class StudySection(Section):
     """The value is the validation error, so it is always minimised."""
     sampler: Literal["tpe", "random", "cmaes", "gp", "bruteforce"] = "tpe"
     """``bruteforce`` tries every combination once: for comparisons where all else is pinned."""
-    pruner: Literal["median", "hyperband", "none"] = "median"
+    fidelity: Literal["progress", "budget"] = "budget"
+    """What a rung is (``automl.study.fidelity``): a complete run at a smaller budget (``budget``: b/9, b/3, b at
+    eta 3, each schedule landing on its own end), or a point of progress through the one run (``progress``)."""
+    pruner: Literal["asha", "median", "hyperband", "none"] = "asha"
+    """``asha`` keeps the best 1/eta at each rung, ``median`` the better half; both prune only outside the
+    validation noise (``automl.study.pruning``). ``hyperband`` is Optuna's, without that guard."""
+    eta: int = Field(3, ge=2)
+    """The reduction factor: the budget fidelity's rungs grow by eta, and asha keeps the best 1/eta."""
+    budget_rungs: int = Field(3, ge=1, le=6)
+    """Rungs of the budget fidelity (the last at the trial budget)."""
+    intensify: float = Field(0.25, ge=0, lt=1)
+    """The most of the study's device time (of what it has spent so far) that repeats of the best configurations
+    at new seeds may take (``automl.study.incumbent``); 0 turns repeats off."""
     n_trials: int | None = Field(None, gt=0)
     total_budget: BudgetValue | None = None
     """Device time of the whole study; only seconds, minutes or hours."""

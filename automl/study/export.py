@@ -24,6 +24,7 @@ from automl.host import Host
 from automl.storage import mask_url, open_storage
 from automl.files import atomic_write
 from automl.storage.models import StudySourceModel, session_scope
+from automl.study.incumbent import configurations
 from automl.study.config import StudyConfig, StudyFile, config_digest, file_stem, parse_study_text
 from automl.study.tomlfiles import parse_toml
 from automl.records import (ATTR_BUDGET, ATTR_CONFIG, ATTR_MODEL, ATTR_SEED, ATTR_SPENT, ATTR_STEPS, ATTR_TRICKS,
@@ -125,7 +126,8 @@ def _header(trial: FrozenTrial, rebuilt: "_Rebuilt", path: Path, shown: str) -> 
 
 
 def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
-    """Trial ``number``, or the best one; only a completed trial can be exported."""
+    """Trial ``number``, or the first trial of the best configuration (by its mean over seeds, as `automl best`
+    ranks them); only a completed trial can be exported."""
     trials = study.get_trials(deepcopy=False)
     complete = ranked(trials)
     listed = ", ".join(str(t.number) for t in sorted(complete, key=lambda t: t.number)) or "(none)"
@@ -133,7 +135,7 @@ def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
         if not complete:
             raise UserError(f"study {study.study_name!r} has no completed trial to export yet; "
                             "fix: run it until one completes")
-        return complete[0]
+        return configurations(complete)[0].first
     found = [t for t in trials if t.number == number]
     if not found:
         raise UserError(f"study {study.study_name!r} has no trial {number} (it has {len(trials)}); "

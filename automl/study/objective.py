@@ -7,10 +7,11 @@ The objective writes nothing to the study: :meth:`Objective.begin` returns the t
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,6 +27,7 @@ from automl.storage.artifacts import best_checkpoint, task_checkpoint
 from automl.storage.optuna_adapter import study_id, trial_id
 from automl import records
 from automl.study.config import StudyConfig, config_digest
+from automl.study.fidelity import climb, rung_budgets
 from automl.study.plan import Outcome, TrialPlan
 from automl.study.ranks import share_trial
 from automl.study.resume import TrialCheckpoints, follower_checkpointing, identity
@@ -79,7 +81,31 @@ class Objective:
         context = TrialContext(
             study_name=study.study_name, trial_number=trial.number,
             best_checkpoint=lambda: best_checkpoint(study, self.artifacts, self.best_model_cache), model=self._probe)
-        return self.plan(trial, context, self._seed(trial))
+        plan = self.plan(trial, context, self._seed(trial))
+        if self.config.study.fidelity == "budget":
+            plan = self._budget_rungs(trial, plan)
+        return plan
+
+    def budgets(self) -> list[Budget]:
+        """The budgets of a trial's rungs with the budget fidelity, the last the trial budget; without a pruner,
+        only that one (a smaller run nobody compares is time lost)."""
+        study = self.config.study
+        return rung_budgets(self.budget, study.budget_rungs if study.pruner != "none" else 1, study.eta)
+
+    def _budget_rungs(self, trial: optuna.Trial, plan: TrialPlan) -> TrialPlan:
+        """Where the trial's rungs start: at the last for a repeat of a configuration (it was promoted there
+        once already), after those the attempt it retries completed (their values are reported again)."""
+        last = len(self.budgets()) - 1
+        start = last if records.ATTR_REPEAT_OF in trial.user_attrs else 0
+        storage = trial.storage
+        previous = storage.get_trial(trial_id(trial)).system_attrs.get(records.SYS_RETRY_OF)
+        done: dict[int, float] = {}
+        if previous is not None:
+            before = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id(trial.study),
+                                                                                       previous))
+            # The last rung is trained again whatever it reported: the trial's model is that run's.
+            done = {rung: value for rung, value in before.intermediate_values.items() if start <= rung < last}
+        return replace(plan, start_rung=start, rungs_done=done)
 
     def plan(self, trial: Any, context: TrialContext, seed: int,
              unavailable: dict[str, str] | None = None) -> TrialPlan:
@@ -134,18 +160,11 @@ class Objective:
         return outcome
 
     def _train(self, trial: optuna.Trial, plan: TrialPlan, checkpointing: Checkpointing | None) -> Outcome:
-        def report(rung: int, progress: float, val_error: float) -> bool:
-            trial.report(val_error, rung)
-            return trial.should_prune()
-
-        torch.manual_seed(plan.seed)
-        model = self.config.task.build_model(self.data)
         started = time.perf_counter()
         try:
-            result = train(model, self.data, plan.settings, self.budget, tricks=plan.tricks, device=self.device,
-                           seed=plan.seed, report=report, context=plan.context,
-                           build_model=lambda: self.config.task.build_model(self.data), checkpointing=checkpointing,
-                           group=self.group)
+            if self.config.study.fidelity == "budget":
+                return self._climb(trial, plan, checkpointing)
+            return self._progress(trial, plan, checkpointing)
         except TrialFailed as exc:
             return self._failed(plan, exc, self._spent_since(started))
         except Exception as exc:
@@ -153,15 +172,75 @@ class Objective:
             if where is None:
                 raise  # the engine's own error: not the trial's to absorb
             return self._failed(plan, where.error(exc), self._spent_since(started))
+
+    def _progress(self, trial: optuna.Trial, plan: TrialPlan, checkpointing: Checkpointing | None) -> Outcome:
+        """One run to the trial budget, its rungs points of progress through it."""
+        prune = self._should_prune(trial)
+
+        def report(rung: int, progress: float, val_error: float) -> bool:
+            trial.report(val_error, rung)
+            return prune()
+
+        result, model = self._run(plan, plan.tricks, self.budget, report, checkpointing)
+        return self._outcome(trial, plan, result, model, result.spent_seconds - result.resumed_seconds)
+
+    def _climb(self, trial: optuna.Trial, plan: TrialPlan, checkpointing: Checkpointing | None) -> Outcome:
+        """Complete runs at the rungs' budgets, each from fresh weights and fresh tricks, while the pruner keeps
+        the trial; the trial's model and value are its last run's, its cost all of them."""
+        budgets = self.budgets()
+        last = len(budgets) - 1
+        spent: list[float] = []
+
+        def run_at(rung: int, budget: Budget) -> tuple[float, Any]:
+            tricks = copy.deepcopy(plan.tricks)  # pristine: a trick keeps state through a run
+            result, model = self._run(plan, tricks, budget, None, checkpointing if rung == last else None)
+            spent.append(result.spent_seconds - result.resumed_seconds)
+            return result.val_error, (result, model, budget)
+
+        climbed = climb(trial, budgets, run_at, done=plan.rungs_done, start=plan.start_rung,
+                        should_prune=self._should_prune(trial))
+        runs = [kept for kept in climbed.results if kept is not None]
+        reached = {records.ATTR_RUNG_BUDGETS: [str(b) for _, _, b in runs], records.ATTR_RUNG_SPENT: spent}
+        if not runs:  # every rung was an earlier attempt's, and the pruner stopped the trial at the last of them
+            detail = _pruned_detail(trial)
+            return Outcome(TrialState.PRUNED, 0.0, {records.ATTR_SPENT: 0.0, records.ATTR_END: records.PRUNED,
+                                                    **({records.ATTR_DETAIL: detail} if detail else {}), **reached})
+        result, model, _ = runs[-1]
+        result.pruned = climbed.pruned
+        outcome = self._outcome(trial, plan, result, model, sum(spent))
+        outcome.attrs.update(reached)
+        return outcome
+
+    def _run(self, plan: TrialPlan, tricks: list[Trick], budget: Budget, report: Any,
+             checkpointing: Checkpointing | None) -> tuple[TrainResult, torch.nn.Module]:
+        """One run of the trial's tricks and settings at ``budget``, from the trial's seed."""
+        torch.manual_seed(plan.seed)
+        model = self.config.task.build_model(self.data)
+        result = train(model, self.data, plan.settings, budget, tricks=tricks, device=self.device,
+                       seed=plan.seed, report=report, context=plan.context,
+                       build_model=lambda: self.config.task.build_model(self.data), checkpointing=checkpointing,
+                       group=self.group)
+        return result, model
+
+    def _should_prune(self, trial: Any) -> Any:
+        """Asks the study's pruner; on several ranks, rank 0 asks and every rank takes its answer."""
+        if self.group is None:
+            return trial.should_prune
+        return lambda: self.group.flag(trial.should_prune() if self.group.is_main else False)
+
+    def _outcome(self, trial: Any, plan: TrialPlan, result: TrainResult, model: torch.nn.Module,
+                 spent: float) -> Outcome:
+        """How a trial whose runs finished ended: pruned (with why), complete, or failed on bad attributes."""
         problem = records.attrs_problem(result.attrs)
         if problem is not None:
-            return self._failed(plan, TrialFailed("bad_attrs", problem), result.spent_seconds - result.resumed_seconds)
+            return self._failed(plan, TrialFailed("bad_attrs", problem), spent)
         self._tally(plan, None)
-        attrs = measured(result)
-        own = attrs[records.ATTR_SPENT]
+        attrs = {**measured(result), records.ATTR_SPENT: spent}
         if result.pruned:
-            return Outcome(TrialState.PRUNED, own, {**attrs, records.ATTR_END: records.PRUNED})
-        return Outcome(TrialState.COMPLETE, own, {**attrs, records.ATTR_END: records.COMPLETE},
+            detail = _pruned_detail(trial)
+            return Outcome(TrialState.PRUNED, spent, {**attrs, records.ATTR_END: records.PRUNED,
+                                                      **({records.ATTR_DETAIL: detail} if detail else {})})
+        return Outcome(TrialState.COMPLETE, spent, {**attrs, records.ATTR_END: records.COMPLETE},
                        value=result.val_error, model=task_checkpoint(self.config.task, model, self.data),
                        weights=result.weights)
 
@@ -201,6 +280,14 @@ class Objective:
             self.turned_off[failed_by] = f"turned off after its errors failed {TURN_OFF_AFTER} trials in a row"
             warnings.warn(f"trick {failed_by!r} is turned off for the rest of this study: its errors failed "
                           f"{TURN_OFF_AFTER} trials in a row (see their end_detail)", RuntimeWarning, stacklevel=2)
+
+
+def _pruned_detail(trial: Any) -> str | None:
+    """Why the study's pruner pruned ``trial`` (rung, value, cut-off), where it says (``NoiseAwarePruner``)."""
+    study = getattr(trial, "study", None)
+    pruner = getattr(study, "pruner", None)
+    decision = getattr(pruner, "decisions", {}).get(getattr(trial, "number", None))
+    return decision.detail(pruner.rule) if decision is not None else None
 
 
 def measured(result: TrainResult) -> dict[str, Any]:

@@ -54,6 +54,10 @@ class TrialPlan:
     attrs: dict[str, Any]
     failure: TrickError | None = None
     """A trick's ``__init__`` refused its parameters: the trial fails without training."""
+    start_rung: int = 0
+    """The first budget rung to train (``automl.study.fidelity``): the last for a repeat of a configuration."""
+    rungs_done: dict[int, float] = field(default_factory=dict)
+    """The values of the budget rungs an earlier attempt at this trial completed (a retry trains them no more)."""
 
 
 __all__ = ["Outcome", "TrialPlan"]

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Protocol, Sequence
 
 import torch
@@ -56,6 +56,9 @@ class TrialMessage:
     """The tricks rank 0 found unavailable for the trial, or turned off, with why: the other ranks take this
     decision as it is, since what it rests on (the best trial's model, the errors of earlier trials) is rank
     0's to know."""
+    start_rung: int = 0
+    rungs_done: dict[int, float] = field(default_factory=dict)
+    """Where the trial's budget rungs start (``TrialPlan``): every rank trains the same runs."""
 
 
 def check_ranks(k: int, device: torch.device, device_option: str | None, workers: int,
@@ -183,7 +186,8 @@ def follow(group: TrialGroup, objective: TrialFollower) -> int:
         trial = FixedTrial(message.params, message.number)
         context = TrialContext(study_name=message.study_name, trial_number=message.number,
                                best_checkpoint=lambda: None)  # rank 0's answer is shared (see share_trial)
-        objective.train(trial, objective.plan(trial, context, message.seed, message.unavailable))
+        plan = objective.plan(trial, context, message.seed, message.unavailable)
+        objective.train(trial, replace(plan, start_rung=message.start_rung, rungs_done=message.rungs_done))
     return 0
 
 
@@ -192,7 +196,8 @@ def share_trial(group: TrialGroup, trial: Any, plan: TrialPlan) -> TrialPlan:
     (its best model) rank 0 answers for all."""
     if group.is_main:
         group.share(TrialMessage(dict(trial.params), trial.number, plan.seed, trial.study.study_name,
-                                 dict(trial.user_attrs.get(ATTR_UNAVAILABLE, {}))))
+                                 dict(trial.user_attrs.get(ATTR_UNAVAILABLE, {})), plan.start_rung,
+                                 dict(plan.rungs_done)))
     context = replace(plan.context, best_checkpoint=group.shared(plan.context.best_checkpoint))
     return replace(plan, context=context)
 

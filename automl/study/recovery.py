@@ -21,8 +21,8 @@ from automl.storage.ledger import Ledger
 from automl.storage.locks import advisory_lock
 from automl.storage.optuna_adapter import fail_if_waiting, frozen_trial, set_user_attrs, study_engine, trial_id
 from automl.study.resume import drop_checkpoint
-from automl.records import (ATTR_DETAIL, ATTR_END, FAILED, STATE_NAMES, SYS_RETRY_HISTORY, SYS_RETRY_OF, end_reason,
-                            retry_history, state_name)
+from automl.records import (ATTR_DETAIL, ATTR_END, ATTR_REPEAT_OF, FAILED, STATE_NAMES, SYS_RETRY_HISTORY,
+                            SYS_RETRY_OF, end_reason, retry_history, state_name)
 
 WORKER_DIED = "worker_died"
 """The ``end_reason`` of a trial whose worker stopped sending heartbeats (killed, crashed, frozen)."""
@@ -122,6 +122,7 @@ class Recovery:
         distributions: dict[str, BaseDistribution] = trial.distributions
         self.study.add_trial(optuna.trial.create_trial(
             state=TrialState.WAITING, params=trial.params, distributions=distributions,
+            user_attrs={k: trial.user_attrs[k] for k in (ATTR_REPEAT_OF,) if k in trial.user_attrs},
             system_attrs={SYS_RETRY_OF: trial.number, SYS_RETRY_HISTORY: [*retry_history(trial), trial.number]}))
 
     def close_waiting(self) -> list[int]:

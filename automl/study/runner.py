@@ -29,8 +29,10 @@ from automl.storage.models import StudySourceModel, session_scope
 from automl.storage.optuna_adapter import study_engine
 from automl.storage.schema import ensure_schema
 from automl import records
-from automl.study.config import Seed, StudyFile, StudyName, StudySection, check_option
+from automl.study.config import Seed, StudyConfig, StudyFile, StudyName, StudySection, check_option
+from automl.study.incumbent import Intensifier
 from automl.study.objective import Objective
+from automl.study.pruning import ETA, NoiseAwarePruner
 from automl.study.tricks import study_tricks
 from automl.study.worker import Worker
 from automl.train.datasets import dataset_source
@@ -205,11 +207,14 @@ _SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
 }
 
 
-def make_pruner(name: str, rungs: int) -> optuna.pruners.BasePruner:
-    # Steps reported to the pruner are rung indices 0..rungs-1.
+def make_pruner(name: str, rungs: int, *, val_size: int | None = None,
+                eta: int = ETA) -> optuna.pruners.BasePruner:
+    """The study's pruner; steps reported to it are rung indices 0..rungs-1. ``val_size``: the images a
+    validation error is a fraction of, for the noise-aware pruners (``automl.study.pruning``)."""
     return {
-        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0),
-        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=rungs, reduction_factor=3),
+        "asha": lambda: NoiseAwarePruner("asha", val_size, eta=eta),
+        "median": lambda: NoiseAwarePruner("median", val_size),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=rungs, reduction_factor=eta),
         "none": optuna.pruners.NopPruner,
     }[name]()
 
@@ -233,7 +238,8 @@ def create_study(prepared: PreparedStudy, *, new_session: bool = True) -> optuna
     study = optuna.create_study(
         storage=storage, study_name=prepared.name, direction="minimize", load_if_exists=True,
         sampler=make_sampler(config.study.sampler, sampler_seed(prepared.seed, prepared.session, prepared.worker)),
-        pruner=make_pruner(config.study.pruner, config.train.rungs))
+        pruner=make_pruner(config.study.pruner, study_rungs(config), val_size=len(prepared.data.val),
+                           eta=config.study.eta))
     if records.STUDY_FILE not in study.user_attrs:
         study.set_user_attr(records.STUDY_FILE, prepared.study_file.path)
         study.set_user_attr(records.STUDY_DATASET, config.task.dataset)
@@ -251,6 +257,13 @@ def create_study(prepared: PreparedStudy, *, new_session: bool = True) -> optuna
     except sqlalchemy.exc.IntegrityError:
         pass  # another worker starting the same study recorded the same text first
     return study
+
+
+def study_rungs(config: StudyConfig) -> int:
+    """How many rungs a trial of the study reports: its budget runs, or its points of progress."""
+    if config.study.fidelity == "budget":
+        return config.study.budget_rungs
+    return config.train.rungs
 
 
 def sampler_seed(seed: int, session: int, worker: int | None) -> int:
@@ -337,7 +350,8 @@ def run_study(prepared: PreparedStudy, study: optuna.Study | None = None, *,
     devices = prepared.group.world_size if prepared.group is not None else 1
     ledger = Ledger(study_engine(study), study.study_name, device=str(prepared.device), devices=devices)
     worker = Worker(study, ledger, prepared.trial_budget, prepared.n_trials, interval=study_section.heartbeat_interval,
-                    grace=study_section.grace, artifacts=objective.artifacts, first_estimate=objective.first_estimate)
+                    grace=study_section.grace, artifacts=objective.artifacts, first_estimate=objective.first_estimate,
+                    intensifier=Intensifier(study_section.intensify) if study_section.intensify else None)
     with at_checkpoints():  # a stop signal is raised between steps and trials, never inside a record
         while (trial := worker.next_trial()) is not None:
             frozen = worker.run(trial, objective)
@@ -347,4 +361,4 @@ def run_study(prepared: PreparedStudy, study: optuna.Study | None = None, *,
 
 
 __all__ = ["Overrides", "PreparedStudy", "create_study", "make_objective", "make_pruner", "make_sampler", "prepare",
-           "run_study", "sampler_seed"]
+           "run_study", "sampler_seed", "study_rungs"]

@@ -18,6 +18,7 @@ from automl.interrupts import checkpoint, signal_name
 from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import frozen_trial, set_user_attrs
 from automl.storage.retry import DatabaseLost
+from automl.study.incumbent import Intensifier
 from automl.study.plan import Outcome, TrialPlan
 from automl.records import ATTR_DETAIL, ATTR_END, ATTR_SPENT, state_name
 from automl.study.recovery import INTERRUPTED, Recovery
@@ -43,7 +44,7 @@ class Worker:
 
     def __init__(self, study: optuna.Study, ledger: Ledger, trial_budget: Budget, n_trials: int | None, *,
                  interval: float, grace: float, artifacts: FileSystemArtifactStore | None = None,
-                 first_estimate: Callable[[], float] | None = None) -> None:
+                 first_estimate: Callable[[], float] | None = None, intensifier: Intensifier | None = None) -> None:
         self.study = study
         self.ledger = ledger
         self.trial_budget = trial_budget
@@ -58,6 +59,8 @@ class Worker:
         self.estimated = 0.0
         self.reservations: dict[int, int] = {}
         """The reservation each of this worker's trials holds, by trial number."""
+        self.intensifier = intensifier
+        """Queues repeats of the best configurations at new seeds between trials; None queues none."""
 
     def next_trial(self) -> optuna.Trial | None:
         """The next trial, holding its reservation, or None when the study is done (n_trials or total budget)."""
@@ -72,6 +75,8 @@ class Worker:
             self.recovery.close_waiting()
             return None
         try:
+            if self.intensifier is not None:
+                self.intensifier.enqueue(self.study)
             trial = self.study.ask()
         except BaseException:
             self.ledger.release(reservation)
