@@ -56,35 +56,47 @@ def config_key(params: dict) -> str:
     return ",".join(f"{name}={params[name]}" for name in sorted(params))
 
 
+class Trainer:
+    """automl's trainer on the quickstart's task: one complete run of a configuration at a seed and a budget."""
+
+    def __init__(self) -> None:
+        self.host = get_host()
+        self.prepared = prepare(load_study_file(STUDY), self.host)
+
+    def run(self, params: dict, seed: int, steps: int) -> tuple[float, list[float]]:
+        """The run's final validation error and its errors at the progress rungs (the last one the final)."""
+        config, data = self.prepared.study_file.config, self.prepared.data
+        settings = config.train.resolve(optuna.trial.FixedTrial({"train.lr": params["train.lr"]}))
+        tricks = [self.host.tricks[name].cls() for name in TRICKS if params[f"{name}.enabled"]]
+        rungs: list[float] = []
+
+        def report(rung: int, progress: float, error: float) -> bool:
+            rungs.append(error)
+            return False  # never pruned: every run goes to its end
+
+        torch.manual_seed(seed)
+        model = config.task.build_model(data)
+        result = train(model, data, settings, Budget.of_steps(steps), tricks=tricks, device=self.prepared.device,
+                       seed=seed, report=report)
+        return result.val_error, rungs
+
+
 def record(shard: int, shards: int, seeds: int, out: Path) -> None:
-    host = get_host()
-    prepared = prepare(load_study_file(STUDY), host)
-    config, data = prepared.study_file.config, prepared.data
+    trainer = Trainer()
     jobs = [(c, s) for c in configurations() for s in range(seeds)][shard::shards]
     rows = []
     started = time.perf_counter()
     for index, (params, seed) in enumerate(jobs):
-        settings = config.train.resolve(optuna.trial.FixedTrial({"train.lr": params["train.lr"]}))
         row = {"config": config_key(params), "params": params, "seed": seed}
         for steps in BUDGETS:
-            tricks = [host.tricks[name].cls() for name in TRICKS if params[f"{name}.enabled"]]
-            rungs: list[float] = []
-
-            def report(rung: int, progress: float, error: float) -> bool:
-                rungs.append(error)
-                return False  # never pruned: every run goes to its end
-            torch.manual_seed(seed)
-            model = config.task.build_model(data)
-            result = train(model, data, settings, Budget.of_steps(steps), tricks=tricks, device=prepared.device,
-                           seed=seed, report=report)
-            row[str(steps)] = result.val_error
+            row[str(steps)], rungs = trainer.run(params, seed, steps)
             if steps == max(BUDGETS):
                 row["progress"] = rungs
         rows.append(row)
         print(f"[{shard}/{shards}] {index + 1}/{len(jobs)} {row['config']} seed {seed}: "
               + " ".join(f"{row[str(b)]:.4f}" for b in BUDGETS) + f"  ({time.perf_counter() - started:.0f} s)",
               flush=True)
-    out.write_text(json.dumps({"rows": rows, "val_size": len(data.val)}))
+    out.write_text(json.dumps({"rows": rows, "val_size": len(trainer.prepared.data.val)}))
 
 
 def merge(shards: list[Path], seeds: int) -> dict:

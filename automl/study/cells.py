@@ -98,7 +98,7 @@ def budget_study(prepared: PreparedStudy, budget: Budget, *, session: int | None
     run (``session`` None: it takes the next session), or by one of its ``--workers`` (its parent's
     ``session``, its index)."""
     cells = dataclasses.replace(prepared, name=name or compare_name(prepared.name, budget), trial_budget=budget,
-                                total_budget=None, n_trials=None)
+                                total_budget=None, n_trials=None, search=False)
     if session is not None:
         cells.session, cells.worker = session, worker
     study = create_study(cells, new_session=session is None)

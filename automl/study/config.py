@@ -15,6 +15,9 @@ from torch import nn
 from automl.budget import Budget
 from automl.errors import UserError
 from automl.storage.optuna_adapter import max_name_length
+from automl.study.fidelity import BUDGET_RUNGS
+from automl.study.incumbent import SHARE
+from automl.study.pruning import ETA
 from automl.study.tomlfiles import Section, first_problem, listing, parse_toml, read_text
 from automl.train.checkpoints import Every
 from automl.train.datasets import (DEFAULT_DOWNLOAD, DEFAULT_LOADER, DEFAULT_VAL_FRACTION, DEFAULT_VERIFY, Dataset,
@@ -82,11 +85,11 @@ class StudySection(Section):
     pruner: Literal["asha", "median", "hyperband", "none"] = "asha"
     """``asha`` keeps the best 1/eta at each rung, ``median`` the better half; both prune only outside the
     validation noise (``automl.study.pruning``). ``hyperband`` is Optuna's, without that guard."""
-    eta: int = Field(3, ge=2)
+    eta: int = Field(ETA, ge=2)
     """The reduction factor: the budget fidelity's rungs grow by eta, and asha keeps the best 1/eta."""
-    budget_rungs: int = Field(3, ge=1, le=6)
+    budget_rungs: int = Field(BUDGET_RUNGS, ge=1, le=6)
     """Rungs of the budget fidelity (the last at the trial budget)."""
-    intensify: float = Field(0.25, ge=0, lt=1)
+    intensify: float = Field(SHARE, ge=0, lt=1)
     """The most of the study's device time (of what it has spent so far) that repeats of the best configurations
     at new seeds may take (``automl.study.incumbent``); 0 turns repeats off."""
     n_trials: int | None = Field(None, gt=0)

@@ -25,8 +25,9 @@ from automl import records, stats
 from automl.records import ATTR_REPEAT_OF
 from automl.seeds import MIN_SEEDS
 
-SHARE = 0.25
-"""The most of the study's device time, spent so far, that repeats may take."""
+SHARE = 0.4
+"""The most of the study's device time, spent so far, that repeats may take (the study schema's default
+``intensify``, chosen by ``benchmarks/search_quality.py``)."""
 MAX_SEEDS = 5
 """Seeds after which a configuration is not repeated again: enough for an interval that separates."""
 

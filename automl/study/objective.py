@@ -72,6 +72,8 @@ class Objective:
     """The task's model, built once, for the tricks' ``unavailable`` (``TrialContext.model``)."""
     group: TrialGroup | None = None
     """The ranks that train each trial together (``--gpus-per-trial K``); None on one device."""
+    search: bool = True
+    """False for a comparison's fixed recipes: one run at the trial budget, whatever the study's fidelity."""
 
     def begin(self, trial: optuna.Trial) -> TrialPlan:
         """Choose the trial's tricks, parameters and seed."""
@@ -90,7 +92,14 @@ class Objective:
         """The budgets of a trial's rungs with the budget fidelity, the last the trial budget; without a pruner,
         only that one (a smaller run nobody compares is time lost)."""
         study = self.config.study
-        return rung_budgets(self.budget, study.budget_rungs if study.pruner != "none" else 1, study.eta)
+        climbs = self.search and study.pruner != "none"
+        return rung_budgets(self.budget, study.budget_rungs if climbs else 1, study.eta)
+
+    def reserved_budget(self) -> Budget:
+        """What the ledger reserves for a trial: with the budget fidelity, every rung's run (b/9 + b/3 + b)."""
+        if self.config.study.fidelity != "budget":
+            return self.budget
+        return Budget(sum(b.amount for b in self.budgets()), self.budget.unit)
 
     def _budget_rungs(self, trial: optuna.Trial, plan: TrialPlan) -> TrialPlan:
         """Where the trial's rungs start: at the last for a repeat of a configuration (it was promoted there
@@ -258,7 +267,7 @@ class Objective:
             timed = train(model, self.data, settings, Budget.of_steps(CALIBRATION_STEPS), device=self.device,
                           seed=self.seed)
         per_step = timed.train_seconds / max(timed.steps, 1)
-        steps = self.budget.amount
+        steps = self.reserved_budget().amount
         if self.budget.is_epochs:
             steps *= timed.steps / max(timed.epochs, 1e-9)
         devices = self.group.world_size if self.group is not None else 1  # timed on one, charged on each

@@ -40,13 +40,14 @@ class Decision:
     value: float
     cutoff: float
     z: float
-    """The two-proportion z of the difference (above ``Z``, or the trial would not have been pruned); inf
-    without a validation size (the plain comparison)."""
+    """The two-proportion z of the difference; inf without a validation size (the plain comparison)."""
+    bound: float
+    """The z it had to exceed to be pruned."""
     competitors: int
 
     def detail(self, rule: str) -> str:
         kept = "the median" if rule == "median" else f"the best 1/{ETA}"
-        noise = "" if math.isinf(self.z) else f", beyond the validation noise (z = {self.z:.2f} > {Z})"
+        noise = "" if math.isinf(self.z) else f", beyond the validation noise (z = {self.z:.2f} > {self.bound})"
         return (f"pruned at rung {self.rung}: validation error {self.value:.4f} is above {kept} of the "
                 f"{self.competitors} other trials at that rung, {self.cutoff:.4f}{noise}")
 
@@ -58,10 +59,10 @@ class NoiseAwarePruner(optuna.pruners.BasePruner):
     """
 
     def __init__(self, rule: str = "asha", val_size: int | None = None, *, eta: int = ETA,
-                 startup: int = STARTUP) -> None:
+                 startup: int = STARTUP, z: float = Z) -> None:
         if rule not in RULES:
             raise ValueError(f"rule {rule!r}: use one of {RULES}")
-        self.rule, self.val_size, self.eta, self.startup = rule, val_size, eta, startup
+        self.rule, self.val_size, self.eta, self.startup, self.z = rule, val_size, eta, startup, z
         self.decisions: dict[int, Decision] = {}
         """By trial number, why this process pruned it (read by the objective for ``end_detail``)."""
 
@@ -77,9 +78,9 @@ class NoiseAwarePruner(optuna.pruners.BasePruner):
         if value <= cutoff:
             return False
         z = proportions_z(value, cutoff, self.val_size) if self.val_size else math.inf
-        if z <= Z:
+        if z <= self.z:
             return False  # inside the noise: the split cannot tell the trial from the cut-off
-        self.decisions[trial.number] = Decision(rung, value, cutoff, z, len(others))
+        self.decisions[trial.number] = Decision(rung, value, cutoff, z, self.z, len(others))
         return True
 
     def cutoff(self, others: list[float], value: float) -> float:

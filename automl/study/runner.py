@@ -92,6 +92,8 @@ class PreparedStudy:
     """Where the task's model comes from (``ModelSource.origin``): recorded with the study's plugins."""
     group: TrialGroup | None = None
     """The ranks that train each trial together (``--gpus-per-trial K``); None on one device."""
+    search: bool = True
+    """False for the cells of a comparison: fixed recipes trained at the budget alone, never pruned or repeated."""
 
 
 def prepare(study_file: StudyFile, host: Host, overrides: Overrides = Overrides(), *,
@@ -338,7 +340,7 @@ def make_objective(prepared: PreparedStudy) -> Objective:
     return Objective(config=prepared.study_file.config, data=prepared.data, tricks=prepared.tricks,
                      settings=prepared.settings, device=prepared.device, budget=prepared.trial_budget,
                      artifacts=artifact_store(artifacts), best_model_cache=artifacts / BEST_MODEL_CACHE,
-                     seed=prepared.seed, group=prepared.group)
+                     seed=prepared.seed, group=prepared.group, search=prepared.search)
 
 
 def run_study(prepared: PreparedStudy, study: optuna.Study | None = None, *,
@@ -349,9 +351,10 @@ def run_study(prepared: PreparedStudy, study: optuna.Study | None = None, *,
     study_section = prepared.study_file.config.study
     devices = prepared.group.world_size if prepared.group is not None else 1
     ledger = Ledger(study_engine(study), study.study_name, device=str(prepared.device), devices=devices)
-    worker = Worker(study, ledger, prepared.trial_budget, prepared.n_trials, interval=study_section.heartbeat_interval,
-                    grace=study_section.grace, artifacts=objective.artifacts, first_estimate=objective.first_estimate,
-                    intensifier=Intensifier(study_section.intensify) if study_section.intensify else None)
+    intensify = study_section.intensify if prepared.search else 0.0
+    worker = Worker(study, ledger, objective.reserved_budget(), prepared.n_trials,
+                    interval=study_section.heartbeat_interval, grace=study_section.grace, artifacts=objective.artifacts,
+                    first_estimate=objective.first_estimate, intensifier=Intensifier(intensify) if intensify else None)
     with at_checkpoints():  # a stop signal is raised between steps and trials, never inside a record
         while (trial := worker.next_trial()) is not None:
             frozen = worker.run(trial, objective)

@@ -42,7 +42,8 @@ class Probe(Trick):
 
     def on_trial_end(self, run, ended):
         with open(os.environ["PROBE_FILE"], "a") as out:
-            out.write(json.dumps({"trial": run.context.trial_number, "budget": str(run.budget), "steps": run.step,
+            out.write(json.dumps({"trial": run.context.trial_number, "rank": run.rank,
+                                  "budget": str(run.budget), "steps": run.step,
                                   "progress": run.progress, "lr_ratio": self.lr_ratio}) + "\\n")
 
 
@@ -82,10 +83,10 @@ def _runs(tmp_path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def _automl_run(study, url, plugin, env):
+def _automl_run(study, url, plugin, env, *extra: str):
     return subprocess.run([sys.executable, "-m", "automl", "run", str(study), "--storage", url, "--plugin",
-                           str(plugin), "--threads", "1"], cwd=study.parent, env=env, capture_output=True, text=True,
-                          timeout=300)
+                           str(plugin), "--threads", "1", *extra], cwd=study.parent, env=env, capture_output=True,
+                          text=True, timeout=600)  # a guard against a hang only
 
 
 def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
@@ -192,7 +193,7 @@ def test_best_ranks_configurations_by_their_mean_and_a_lucky_single_seed_does_no
 def test_a_best_seen_once_is_repeated_and_a_separated_best_is_not():
     once = [_frozen(0, 0.1, 0.02), _frozen(1, 0.2, 0.1), _frozen(2, 0.3, 0.1), _frozen(3, 0.4, 0.1)]
     assert Intensifier().choose(once).first.number == 0
-    assert Intensifier().choose(once[:2]) is None  # a quarter of two trials' time leaves no room for a third
+    assert Intensifier(share=0.25).choose(once[:2]) is None  # a quarter of two trials' time: no room for a third
     separated = [_frozen(0, 0.1, 0.020), _frozen(1, 0.1, 0.021, repeat_of=0), _frozen(2, 0.1, 0.020, repeat_of=0),
                  _frozen(3, 0.3, 0.300), _frozen(4, 0.3, 0.310, repeat_of=3), _frozen(5, 0.2, 0.5),
                  _frozen(6, 0.4, 0.5), _frozen(7, 0.45, 0.5), _frozen(8, 0.5, 0.5), _frozen(9, 0.6, 0.5)]
@@ -286,3 +287,43 @@ def test_climb_reports_each_rung_and_stops_where_the_pruner_says():
     trial = Trial(prune_at=None)
     climbed = climb(trial, budgets, run_at, done={0: 0.9, 1: 0.8})
     assert not climbed.pruned and trained == ["27steps"] and trial.reported == [(0, 0.9), (1, 0.8), (2, 0.3)]
+
+
+def test_two_ranks_climb_the_same_rungs_and_repeat_the_same_run(write_study, sqlite_url, child_env, tmp_path):
+    study = _budget_study(write_study, n_trials=2, intensify=0.9)
+    plugin, env = _probe_env(child_env, tmp_path)
+    done = _automl_run(study, sqlite_url, plugin, env, "--device", "cpu", "--gpus-per-trial", "2")
+    assert done.returncode == 0, done.stderr
+    runs = _runs(tmp_path)
+    by_rank = [[(r["trial"], r["budget"], r["steps"]) for r in runs if r["rank"] == rank] for rank in (0, 1)]
+    assert by_rank[0] == by_rank[1] == [(0, "3steps", 3), (0, "9steps", 9), (0, "27steps", 27), (1, "27steps", 27)]
+    first, repeat = _trials(sqlite_url)
+    assert repeat.user_attrs[records.ATTR_REPEAT_OF] == 0 and repeat.params == first.params
+    assert sorted(first.intermediate_values) == [0, 1, 2] and sorted(repeat.intermediate_values) == [2]
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_workers_on_postgresql_climb_rungs_and_repeat_within_the_share(write_study, postgres_url, child_env,
+                                                                        tmp_path):
+    from tests.study.test_fault_signals import ledger_settled
+
+    study = _budget_study(write_study, n_trials=8, intensify=0.4)
+    plugin, env = _probe_env(child_env, tmp_path)
+    done = _automl_run(study, postgres_url, plugin, env, "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    trials = {t.number: t for t in _trials(postgres_url)}
+    assert len(trials) == 8 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials.values())
+    repeats = [t for t in trials.values() if records.ATTR_REPEAT_OF in t.user_attrs]
+    assert repeats
+    for repeat in repeats:
+        assert repeat.user_attrs[records.ATTR_RUNG_BUDGETS] == ["27steps"]
+        assert repeat.params == trials[repeat.user_attrs[records.ATTR_REPEAT_OF]].params
+    # Every run a trial trained was charged to it, and the ledger holds what the trials say they spent.
+    per_trial = {}
+    for run in _runs(tmp_path):
+        per_trial.setdefault(run["trial"], []).append(run["budget"])
+    for number, trial in trials.items():
+        assert per_trial[number] == trial.user_attrs[records.ATTR_RUNG_BUDGETS]
+    reserved, unbalanced, _ = ledger_settled(postgres_url)
+    assert reserved == pytest.approx(0, abs=1e-9) and unbalanced == pytest.approx(0, abs=1e-6)
