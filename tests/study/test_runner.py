@@ -17,7 +17,7 @@ from automl.study.runner import Overrides, create_study, prepare, resolve_device
 
 
 @pytest.mark.parametrize(("sampler", "pruner"), [("tpe", "median"), ("random", "hyperband"), ("cmaes", "none"),
-                                                 ("gp", "median")])
+                                                 ("tpe", "asha"), ("gp", "median")])
 def test_each_sampler_and_pruner_runs_a_study(write_study, sqlite_url, sampler, pruner):
     path = write_study(n_trials=3)
     path.write_text(path.read_text().replace('sampler = "random"', f'sampler = "{sampler}"')

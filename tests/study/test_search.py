@@ -66,7 +66,8 @@ enabled = true
 def _budget_study(write_study, n_trials: int, intensify: float, budget: str = "27steps"):
     text = BUDGET_STUDY
     path = write_study(text, n_trials=n_trials, trial_budget=budget)
-    study = path.read_text().replace('pruner = "none"', f'pruner = "asha"\nfidelity = "budget"\nintensify = {intensify}')
+    study = (path.read_text().replace('pruner = "none"', 'pruner = "asha"')
+             .replace('fidelity = "progress"', 'fidelity = "budget"').replace("intensify = 0\n", f"intensify = {intensify}\n"))
     path.write_text(study.replace("lr = 0.05", "lr = { low = 0.01, high = 0.5, log = true }"))
     return path
 
@@ -202,7 +203,7 @@ def test_a_best_seen_once_is_repeated_and_a_separated_best_is_not():
 
 def test_intensification_repeats_the_best_at_new_seeds_and_best_ranks_by_the_mean(write_study, sqlite_url, run_cli):
     study = write_study('[tricks]\ninclude = ["cosine"]\n', n_trials=8, trial_budget="6steps")
-    text = study.read_text().replace('pruner = "none"', 'pruner = "none"\nintensify = 0.5')
+    text = study.read_text().replace("intensify = 0\n", "intensify = 0.5\n")
     study.write_text(text.replace("lr = 0.05", "lr = { low = 0.01, high = 0.5, log = true }"))
     run_cli("run", study, "--storage", sqlite_url)
     trials = {t.number: t for t in _trials(sqlite_url)}
@@ -327,3 +328,19 @@ def test_workers_on_postgresql_climb_rungs_and_repeat_within_the_share(write_stu
         assert per_trial[number] == trial.user_attrs[records.ATTR_RUNG_BUDGETS]
     reserved, unbalanced, _ = ledger_settled(postgres_url)
     assert reserved == pytest.approx(0, abs=1e-9) and unbalanced == pytest.approx(0, abs=1e-6)
+
+
+def test_the_defaults_climb_budget_rungs_prune_with_asha_and_crown_a_mean_over_seeds(write_study, sqlite_url,
+                                                                                     run_cli):
+    study = write_study('[tricks]\ninclude = ["cosine"]\n', n_trials=6, trial_budget="27steps")
+    text = study.read_text()
+    for line in ('pruner = "none"\n', 'fidelity = "progress"\n', "intensify = 0\n"):
+        text = text.replace(line, "")  # the schema's defaults, as a study file that says nothing of them gets
+    study.write_text(text.replace("lr = 0.05", "lr = { low = 0.01, high = 0.5, log = true }"))
+    run_cli("run", study, "--storage", sqlite_url)
+    trials = _trials(sqlite_url)
+    climbed = [t for t in trials if records.ATTR_REPEAT_OF not in t.user_attrs]
+    assert all(t.user_attrs[records.ATTR_RUNG_BUDGETS][0] == "3steps" for t in climbed)
+    _, out, _ = run_cli("best", study, "--storage", sqlite_url, "--json")
+    best = json.loads(out)
+    assert best["n_seeds"] >= 2 and best["mean_ci"] is not None
