@@ -16,7 +16,18 @@ from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import study_engine
 from automl.report.tables import interval
 from automl.records import ATTR_SPENT, ATTR_TRICKS, ATTR_VAL_SIZE, end_reason, val_interval
+from automl.study.incumbent import configurations
 from automl.study.runner import PreparedStudy
+
+
+def _best_text(study: optuna.Study) -> str:
+    """The best configuration so far as `automl best` ranks it: its mean and seeds, or its one trial's value."""
+    ranked = configurations(study.get_trials(deepcopy=False))
+    if not ranked:
+        return "-"
+    best = ranked[0]
+    seeds = f", {best.n_seeds} seeds" if best.n_seeds > 1 else ""
+    return f"{best.mean:.4f} (#{best.first.number}{seeds})"
 
 
 class RunDisplay:
@@ -54,10 +65,7 @@ class RunDisplay:
         self.progress.console.print(
             f"trial {trial.number:>3}  {end_reason(trial):<9} "
             f"error {value:<24} {spent:6.1f}s  {tricks}")
-        try:
-            best = f"{study.best_value:.4f} (#{study.best_trial.number})"
-        except ValueError:
-            best = "-"
+        best = _best_text(study)
         if self.by_time:
             used = Ledger(study_engine(study), study.study_name).totals().spent
             total = self.prepared.total_budget.amount
