@@ -344,3 +344,17 @@ def test_the_defaults_climb_budget_rungs_prune_with_asha_and_crown_a_mean_over_s
     _, out, _ = run_cli("best", study, "--storage", sqlite_url, "--json")
     best = json.loads(out)
     assert best["n_seeds"] >= 2 and best["mean_ci"] is not None
+
+
+@pytest.mark.parametrize(("line", "named"), [("eta = 1", "eta"), ('fidelity = "rungs"', "fidelity"),
+                                             ("intensify = 1.5", "intensify"), ("budget_rungs = 0", "budget_rungs"),
+                                             ('pruner = "successive"', "pruner")])
+def test_a_bad_search_setting_is_one_line_and_writes_nothing(line, named, write_study, tmp_path, run_cli):
+    study = write_study()
+    key = line.split(" = ")[0]
+    text = "\n".join(x for x in study.read_text().splitlines() if not x.startswith(f"{key} = "))
+    study.write_text(text.replace("[study]\n", f"[study]\n{line}\n", 1))
+    database = tmp_path / "bad.db"
+    _, _, err = run_cli("run", study, "--storage", f"sqlite:///{database}", expect=2)
+    assert err.count("\n") == 1 and err.startswith("automl: error: ") and named in err, err
+    assert not database.exists()
