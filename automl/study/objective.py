@@ -296,7 +296,7 @@ def _pruned_detail(trial: Any) -> str | None:
     study = getattr(trial, "study", None)
     pruner = getattr(study, "pruner", None)
     decision = getattr(pruner, "decisions", {}).get(getattr(trial, "number", None))
-    return decision.detail(pruner.rule) if decision is not None else None
+    return decision.detail(pruner.rule, pruner.eta) if decision is not None else None
 
 
 def measured(result: TrainResult) -> dict[str, Any]:

@@ -45,11 +45,15 @@ class Decision:
     """The z it had to exceed to be pruned."""
     competitors: int
 
-    def detail(self, rule: str) -> str:
-        kept = "the median" if rule == "median" else f"the best 1/{ETA}"
+    def detail(self, rule: str, eta: int = ETA) -> str:
+        if rule == "median":
+            kept = f"the median of the {self.competitors} other trials at that rung"
+        else:
+            kept = (f"the worst of the best 1/{eta} of the {self.competitors + 1} trials at that rung "
+                    "(this one included)")
         noise = "" if math.isinf(self.z) else f", beyond the validation noise (z = {self.z:.2f} > {self.bound})"
-        return (f"pruned at rung {self.rung}: validation error {self.value:.4f} is above {kept} of the "
-                f"{self.competitors} other trials at that rung, {self.cutoff:.4f}{noise}")
+        return (f"pruned at rung {self.rung}: validation error {self.value:.4f} is above {kept}, "
+                f"{self.cutoff:.4f}{noise}")
 
 
 class NoiseAwarePruner(optuna.pruners.BasePruner):

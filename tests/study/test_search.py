@@ -67,7 +67,8 @@ def _budget_study(write_study, n_trials: int, intensify: float, budget: str = "2
     text = BUDGET_STUDY
     path = write_study(text, n_trials=n_trials, trial_budget=budget)
     study = (path.read_text().replace('pruner = "none"', 'pruner = "asha"')
-             .replace('fidelity = "progress"', 'fidelity = "budget"').replace("intensify = 0\n", f"intensify = {intensify}\n"))
+             .replace('fidelity = "progress"', 'fidelity = "budget"')
+             .replace("intensify = 0\n", f"intensify = {intensify}\n"))
     path.write_text(study.replace("lr = 0.05", "lr = { low = 0.01, high = 0.5, log = true }"))
     return path
 
