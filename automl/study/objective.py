@@ -183,12 +183,11 @@ class Objective:
             return self._failed(plan, where.error(exc), self._spent_since(started))
 
     def _progress(self, trial: optuna.Trial, plan: TrialPlan, checkpointing: Checkpointing | None) -> Outcome:
-        """One run to the trial budget, its rungs points of progress through it."""
-        prune = self._should_prune(trial)
-
+        """One run to the trial budget, its rungs points of progress through it (on several ranks the loop
+        shares rank 0's answer: ``TrialGroup.shared_report``)."""
         def report(rung: int, progress: float, val_error: float) -> bool:
             trial.report(val_error, rung)
-            return prune()
+            return trial.should_prune()
 
         result, model = self._run(plan, plan.tricks, self.budget, report, checkpointing)
         return self._outcome(trial, plan, result, model, result.spent_seconds - result.resumed_seconds)
@@ -232,7 +231,8 @@ class Objective:
         return result, model
 
     def _should_prune(self, trial: Any) -> Any:
-        """Asks the study's pruner; on several ranks, rank 0 asks and every rank takes its answer."""
+        """Asks the study's pruner between budget rungs; on several ranks, rank 0 asks and every rank takes its
+        answer."""
         if self.group is None:
             return trial.should_prune
         return lambda: self.group.flag(trial.should_prune() if self.group.is_main else False)
