@@ -36,7 +36,7 @@ from automl.study.pruning import NoiseAwarePruner  # noqa: E402
 from automl.study.config import StudySection  # noqa: E402
 from automl.study.runner import make_sampler  # noqa: E402
 
-TABLE = Path(__file__).resolve().parent / "tables" / "quickstart.json"
+TABLES = Path(__file__).resolve().parent / "tables"
 REAL_SEEDS = 1000
 """Real studies train at seeds from here: none of them is in the table."""
 
@@ -123,9 +123,7 @@ class Replay:
         return self.table["configs"][key]["seeds"][order.pop(0) if len(order) > 1 else order[0]]
 
     def __call__(self, trial: optuna.Trial) -> tuple[float | None, bool]:
-        params = {"train.lr": trial.suggest_categorical("train.lr", self.table["lrs"])}
-        for name in self.table["tricks"]:
-            params[f"{name}.enabled"] = trial.suggest_categorical(f"{name}.enabled", [False, True])
+        params = {name: trial.suggest_categorical(name, choices) for name, choices in self.table["space"].items()}
         run = self.run_of(",".join(f"{k}={params[k]}" for k in sorted(params)), params)
         repeat = "repeat_of" in trial.user_attrs
         if self.strategy.fidelity == "budget":
@@ -222,11 +220,11 @@ def real_check(table: dict, truth: dict[str, list[float]], names: list[str], stu
     """Real studies of each named strategy; their regrets, printed beside the replay's range."""
     import torch
 
-    from search_table import Trainer
+    from search_table import SPACES, Trainer
 
     if threads:
         torch.set_num_threads(threads)
-    trainer = Trainer()
+    trainer = Trainer(SPACES[table["name"]])
     means = {key: statistics.fmean(values) for key, values in truth.items()}
     regrets = {}
     for name in names:
@@ -239,7 +237,7 @@ def real_check(table: dict, truth: dict[str, list[float]], names: list[str], stu
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--table", type=Path, default=TABLE)
+    parser.add_argument("--space", default="quickstart", help="the table: benchmarks/tables/SPACE.json")
     parser.add_argument("--studies", type=int, default=100, help="study seeds per strategy")
     parser.add_argument("--trials", type=int, default=20, help="total budget: this many full-budget trials")
     parser.add_argument("--default", default=None, help="the strategy the ratio is taken against (default: automl's "
@@ -251,7 +249,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    table = json.loads(args.table.read_text())
+    table = json.loads((TABLES / f"{args.space}.json").read_text())
     truth = truths(table)
     means = sorted(statistics.fmean(v) for v in truth.values())
     total = args.trials * max(table["budgets"])

@@ -1,5 +1,10 @@
 """Record the tabular benchmark the search strategies are replayed on: every configuration of a discrete grid over
-the quickstart's space, trained by automl's own trainer at several seeds, at each budget a strategy may use.
+a study's space, trained by automl's own trainer at several seeds, at each budget a strategy may use.
+
+Two spaces (``--space``): ``quickstart`` (warmup, cosine and label smoothing each on or off, three learning
+rates, 400-step trials) and ``snapshot`` (the LR schedule of studies/snapshot-vs-single.toml: a snapshot
+ensemble, an independent ensemble, step decay, cosine, exponential decay or a constant LR, at three learning
+rates, 150-step trials, where the issue measured short-horizon bias).
 
 Each (configuration, seed) is trained from fresh weights at every budget of ``--budgets`` (complete runs, each
 schedule landing on its own end: what a rung of the budget fidelity trains), and the run at the largest budget also
@@ -10,6 +15,7 @@ images for every run; seed s gives every configuration the same initial weights 
     python benchmarks/search_table.py --shard 0/2 --threads 1 &   # two processes, one core each
     python benchmarks/search_table.py --shard 1/2 --threads 1
     python benchmarks/search_table.py --merge                     # writes benchmarks/tables/quickstart.json
+    (the same with --space snapshot: benchmarks/tables/snapshot.json)
 
 ``benchmarks/search_quality.py`` replays the table.
 """
@@ -20,35 +26,61 @@ import argparse
 import itertools
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import optuna
 import torch
 
 from automl.budget import Budget
 from automl.host import get_host
+from automl.overrides import Pinned
 from automl.study.config import load_study_file
 from automl.study.runner import prepare
 from automl.train.loop import train
 
 HERE = Path(__file__).resolve().parent
-STUDY = HERE.parent / "studies" / "quickstart.toml"
-TABLE = HERE / "tables" / "quickstart.json"
-TRICKS = ("warmup", "cosine", "label_smoothing")
-"""The quickstart's tricks, each on or off at its default parameters."""
-LRS = (0.02, 0.06, 0.2)
-"""Three learning rates across the quickstart's range (0.01 to 0.5, log)."""
-BUDGETS = (44, 133, 400)
-"""Steps: a 400-step trial and its rungs at 1/9 and 1/3 (eta = 3)."""
+TABLES = HERE / "tables"
 SEEDS = 8
 
 
-def configurations() -> list[dict]:
-    """The grid, in a fixed order: every on/off combination of the tricks at every learning rate."""
-    grid = []
-    for lr, flags in itertools.product(LRS, itertools.product((False, True), repeat=len(TRICKS))):
-        grid.append({"train.lr": lr, **{f"{name}.enabled": on for name, on in zip(TRICKS, flags)}})
-    return grid
+@dataclass(frozen=True)
+class Space:
+    """A grid over a study's space: its parameters' choices, and the budgets (steps) of the rungs."""
+
+    study: str
+    grid: dict[str, tuple[Any, ...]]
+    budgets: tuple[int, ...]
+    """Steps: a trial and its rungs at 1/9 and 1/3 (eta = 3)."""
+    tricks: tuple[str, ...]
+    """The tricks a configuration may turn on, each at the study file's pinned values or its defaults."""
+    owner: str | None = None
+    """The parameter that names the one trick on (None: each trick's own ``NAME.enabled``)."""
+
+    def enabled(self, params: dict) -> list[str]:
+        if self.owner is not None:
+            return [name for name in self.tricks if params[self.owner] == name]
+        return [name for name in self.tricks if params[f"{name}.enabled"]]
+
+
+SPACES = {
+    "quickstart": Space("quickstart.toml", {"train.lr": (0.02, 0.06, 0.2), "warmup.enabled": (False, True),
+                                            "cosine.enabled": (False, True),
+                                            "label_smoothing.enabled": (False, True)},
+                        (44, 133, 400), ("warmup", "cosine", "label_smoothing")),
+    "snapshot": Space("snapshot-vs-single.toml",
+                      {"train.lr": (0.03, 0.1, 0.3),
+                       "schedule": ("none", "snapshot_ensemble", "independent_ensemble", "step_decay", "cosine",
+                                    "exp_decay")},
+                      (17, 50, 150), ("snapshot_ensemble", "independent_ensemble", "step_decay", "cosine",
+                                      "exp_decay"), owner="schedule"),
+}
+
+
+def configurations(space: Space) -> list[dict]:
+    """The grid, in a fixed order: every combination of the parameters' choices."""
+    names = list(space.grid)
+    return [dict(zip(names, values)) for values in itertools.product(*(space.grid[n] for n in names))]
 
 
 def config_key(params: dict) -> str:
@@ -57,17 +89,26 @@ def config_key(params: dict) -> str:
 
 
 class Trainer:
-    """automl's trainer on the quickstart's task: one complete run of a configuration at a seed and a budget."""
+    """automl's trainer on a space's task: one complete run of a configuration at a seed and a budget."""
 
-    def __init__(self) -> None:
+    def __init__(self, space: Space) -> None:
+        self.space = space
         self.host = get_host()
-        self.prepared = prepare(load_study_file(STUDY), self.host)
+        self.prepared = prepare(load_study_file(HERE.parent / "studies" / space.study), self.host)
+
+    def tricks(self, params: dict) -> list:
+        """Fresh tricks of the configuration, at the values the study file pins (else their defaults)."""
+        made = []
+        for name in self.space.enabled(params):
+            settings = self.prepared.settings.get(name)
+            pinned = {k: v.value for k, v in settings.overrides.items() if isinstance(v, Pinned)} if settings else {}
+            made.append(self.host.tricks[name].cls(**pinned, **(settings.options if settings else {})))
+        return made
 
     def run(self, params: dict, seed: int, steps: int) -> tuple[float, list[float]]:
         """The run's final validation error and its errors at the progress rungs (the last one the final)."""
         config, data = self.prepared.study_file.config, self.prepared.data
-        settings = config.train.resolve(optuna.trial.FixedTrial({"train.lr": params["train.lr"]}))
-        tricks = [self.host.tricks[name].cls() for name in TRICKS if params[f"{name}.enabled"]]
+        settings = config.train.model_copy(update={"lr": params["train.lr"]})  # the grid's LR, range or not
         rungs: list[float] = []
 
         def report(rung: int, progress: float, error: float) -> bool:
@@ -76,64 +117,67 @@ class Trainer:
 
         torch.manual_seed(seed)
         model = config.task.build_model(data)
-        result = train(model, data, settings, Budget.of_steps(steps), tricks=tricks, device=self.prepared.device,
-                       seed=seed, report=report)
+        result = train(model, data, settings, Budget.of_steps(steps), tricks=self.tricks(params),
+                       device=self.prepared.device, seed=seed, report=report)
         return result.val_error, rungs
 
 
-def record(shard: int, shards: int, seeds: int, out: Path) -> None:
-    trainer = Trainer()
-    jobs = [(c, s) for c in configurations() for s in range(seeds)][shard::shards]
+def record(space: Space, shard: int, shards: int, seeds: int, out: Path) -> None:
+    trainer = Trainer(space)
+    jobs = [(c, s) for c in configurations(space) for s in range(seeds)][shard::shards]
     rows = []
     started = time.perf_counter()
     for index, (params, seed) in enumerate(jobs):
         row = {"config": config_key(params), "params": params, "seed": seed}
-        for steps in BUDGETS:
+        for steps in space.budgets:
             row[str(steps)], rungs = trainer.run(params, seed, steps)
-            if steps == max(BUDGETS):
+            if steps == max(space.budgets):
                 row["progress"] = rungs
         rows.append(row)
         print(f"[{shard}/{shards}] {index + 1}/{len(jobs)} {row['config']} seed {seed}: "
-              + " ".join(f"{row[str(b)]:.4f}" for b in BUDGETS) + f"  ({time.perf_counter() - started:.0f} s)",
+              + " ".join(f"{row[str(b)]:.4f}" for b in space.budgets) + f"  ({time.perf_counter() - started:.0f} s)",
               flush=True)
     out.write_text(json.dumps({"rows": rows, "val_size": len(trainer.prepared.data.val)}))
 
 
-def merge(shards: list[Path], seeds: int) -> dict:
+def merge(name: str, space: Space, shards: list[Path], seeds: int) -> dict:
     parts = [json.loads(p.read_text()) for p in shards]
-    table = {"study": "studies/quickstart.toml", "tricks": list(TRICKS), "lrs": list(LRS), "budgets": list(BUDGETS),
-             "seeds": seeds, "val_size": parts[0]["val_size"], "rungs": None,
-             "command": "python benchmarks/search_table.py --shard 0/2 --threads 1 & "
-                        "python benchmarks/search_table.py --shard 1/2 --threads 1; "
-                        "python benchmarks/search_table.py --merge",
+    table = {"name": name, "study": f"studies/{space.study}", "space": {k: list(v) for k, v in space.grid.items()},
+             "budgets": list(space.budgets), "seeds": seeds, "val_size": parts[0]["val_size"], "rungs": None,
+             "command": f"python benchmarks/search_table.py --space {name} --shard 0/2 --threads 1 & "
+                        f"python benchmarks/search_table.py --space {name} --shard 1/2 --threads 1; "
+                        f"python benchmarks/search_table.py --space {name} --merge",
              "configs": {}}
     for part in parts:
         for row in part["rows"]:
             entry = table["configs"].setdefault(row["config"], {"params": row["params"], "seeds": {}})
             entry["seeds"][str(row["seed"])] = {"progress": row["progress"],
-                                                **{str(b): row[str(b)] for b in BUDGETS}}
+                                                **{str(b): row[str(b)] for b in space.budgets}}
             table["rungs"] = len(row["progress"])
     return table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", choices=sorted(SPACES), default="quickstart")
     parser.add_argument("--shard", default="0/1", help="I/N: record every N-th run from the I-th")
     parser.add_argument("--seeds", type=int, default=SEEDS)
     parser.add_argument("--threads", type=int, default=None, help="torch's CPU threads (one per process of two)")
-    parser.add_argument("--merge", action="store_true", help=f"merge the shards into {TABLE}")
+    parser.add_argument("--merge", action="store_true", help="merge the shards into benchmarks/tables/SPACE.json")
     args = parser.parse_args()
-    TABLE.parent.mkdir(exist_ok=True)
+    space = SPACES[args.space]
+    TABLES.mkdir(exist_ok=True)
     if args.merge:
-        shards = sorted(TABLE.parent.glob("quickstart.shard*.json"))
-        table = merge(shards, args.seeds)
-        TABLE.write_text(json.dumps(table, indent=0, sort_keys=True))
-        print(f"{TABLE}: {len(table['configs'])} configurations from {len(shards)} shards")
+        shards = sorted(TABLES.glob(f"{args.space}.shard*.json"))
+        table = merge(args.space, space, shards, args.seeds)
+        path = TABLES / f"{args.space}.json"
+        path.write_text(json.dumps(table, indent=0, sort_keys=True))
+        print(f"{path}: {len(table['configs'])} configurations from {len(shards)} shards")
         return
     if args.threads:
         torch.set_num_threads(args.threads)
     shard, shards = (int(x) for x in args.shard.split("/"))
-    record(shard, shards, args.seeds, TABLE.parent / f"quickstart.shard{shard}of{shards}.json")
+    record(space, shard, shards, args.seeds, TABLES / f"{args.space}.shard{shard}of{shards}.json")
 
 
 if __name__ == "__main__":
