@@ -167,11 +167,10 @@ def print_best(study: Any, shown_url: str, *, top: int, as_json: bool) -> int:
     `automl run` show them."""
     from automl.report.tables import best_lines
     from automl.storage import mask_url
-    from automl.records import mark_ties, trial_record
-    from automl.study.incumbent import configuration_record, configurations
+    from automl.records import mark_ties
+    from automl.study.incumbent import ranked_records
 
-    completed = [{**trial_record(c.first), **configuration_record(c)}
-                 for c in configurations(study.get_trials(deepcopy=False))]
+    completed = ranked_records(study.get_trials(deepcopy=False))
     records = completed[:top]
     mark_ties(records, completed, interval="mean_ci")
     if as_json:

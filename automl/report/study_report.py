@@ -24,9 +24,8 @@ from automl.report.tricks import TrickRow, trick_table
 if TYPE_CHECKING:
     from automl.report.comparison_report import ComparisonReport
 from automl.storage.models import BudgetLedgerModel
-from automl.study.incumbent import configuration_record, configurations
-from automl.records import (ATTR_DATA_WAIT, ATTR_SPENT, STATE_NAMES, mark_ties, trial_record,
-                                  trick_params)
+from automl.study.incumbent import ranked_records
+from automl.records import ATTR_DATA_WAIT, ATTR_SPENT, STATE_NAMES, mark_ties, trick_params
 
 DEFAULT_HTML = "report.html"
 
@@ -69,7 +68,7 @@ def _build(study: optuna.Study, engine: sqlalchemy.Engine, shown_url: str) -> St
     trials = study.get_trials(deepcopy=False)
     total = total_budget(engine, study.study_name)
     # The best configuration as `automl best` ranks them: by its mean over seeds (automl.study.incumbent).
-    completed = [{**trial_record(c.first), **configuration_record(c)} for c in configurations(trials)]
+    completed = ranked_records(trials)
     record = completed[0] if completed else None
     if record is not None:
         mark_ties([record], completed, interval="mean_ci")

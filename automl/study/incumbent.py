@@ -56,14 +56,13 @@ class Configuration:
         """The configuration's first trial: the one the search proposed (its repeats follow it)."""
         return min(self.trials, key=lambda t: t.number)
 
-    def interval(self) -> tuple[float, float] | None:
+    def interval(self) -> list[float] | None:
         """The 95% interval of the mean over seeds (t, clipped to [0, 1]); for one seed, the Wilson interval
         of its validation error (the split's noise only: it says nothing of other seeds); None without one."""
         if self.n_seeds >= MIN_SEEDS:
             low, high = stats.mean_ci(self.values)[1]
-            return max(0.0, low), min(1.0, high)
-        size = self.first.user_attrs.get(records.ATTR_VAL_SIZE)
-        return stats.error_interval(self.values[0], size) if size else None
+            return [max(0.0, low), min(1.0, high)]
+        return records.val_interval(self.values[0], self.first.user_attrs.get(records.ATTR_VAL_SIZE))
 
 
 def config_key(trial: FrozenTrial) -> str:
@@ -77,7 +76,8 @@ def configurations(trials: Iterable[FrozenTrial]) -> list[Configuration]:
     configuration seen at more seeds, then the earlier one."""
     grouped: dict[str, Configuration] = {}
     for trial in records.ranked(trials):
-        grouped.setdefault(config_key(trial), Configuration(config_key(trial))).trials.append(trial)
+        key = config_key(trial)
+        grouped.setdefault(key, Configuration(key)).trials.append(trial)
     found = list(grouped.values())
     return sorted(found, key=lambda c: (c.n_seeds < MIN_SEEDS, c.mean, -c.n_seeds, c.first.number))
 
@@ -134,14 +134,20 @@ def _separated(best: Configuration, runner_up: Configuration) -> bool:
     return ours is not None and theirs is not None and ours[1] < theirs[0]
 
 
+def ranked_records(trials: Iterable[FrozenTrial]) -> list[dict[str, Any]]:
+    """The configurations best first, each the record of its first trial (``records.trial_record``) with its
+    seeds, mean and interval (``configuration_record``): what `automl best` and the report show."""
+    return [{**records.trial_record(c.first), **configuration_record(c)} for c in configurations(trials)]
+
+
 def configuration_record(config: Configuration) -> dict[str, Any]:
     """What `automl best --json` adds for a configuration: its seeds, mean and interval, and its trials."""
     interval = config.interval()
     ordered = sorted(config.trials, key=lambda t: t.number)
-    return {"n_seeds": config.n_seeds, "mean": config.mean, "mean_ci": None if interval is None else list(interval),
+    return {"n_seeds": config.n_seeds, "mean": config.mean, "mean_ci": interval,
             "mean_ci_method": stats.MEAN_CI_METHOD if config.n_seeds >= MIN_SEEDS else "wilson (one seed)",
             "trials": [t.number for t in ordered], "values": [t.value for t in ordered]}
 
 
 __all__ = ["MAX_SEEDS", "SHARE", "Configuration", "Intensifier", "config_key",
-           "configuration_record", "configurations"]
+           "configuration_record", "configurations", "ranked_records"]

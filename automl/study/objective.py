@@ -17,14 +17,14 @@ from typing import Any, Mapping
 
 import optuna
 import torch
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from automl.budget import Budget
 from automl.errors import TrialFailed
 from automl.space import TrickSettings, select_tricks
 from automl.trick_space import scratch_study
 from automl.storage.artifacts import best_checkpoint, task_checkpoint
-from automl.storage.optuna_adapter import study_id, trial_id
+from automl.storage.optuna_adapter import frozen_trial, trial_id
 from automl import records
 from automl.study.config import StudyConfig, config_digest
 from automl.study.fidelity import climb, rung_budgets
@@ -83,9 +83,10 @@ class Objective:
         context = TrialContext(
             study_name=study.study_name, trial_number=trial.number,
             best_checkpoint=lambda: best_checkpoint(study, self.artifacts, self.best_model_cache), model=self._probe)
-        plan = self.plan(trial, context, self._seed(trial))
+        frozen = trial.storage.get_trial(trial_id(trial))
+        plan = self.plan(trial, context, self._seed(trial, frozen))
         if self.config.study.fidelity == "budget":
-            plan = self._budget_rungs(trial, plan)
+            plan = self._budget_rungs(trial, frozen, plan)
         return plan
 
     def budgets(self) -> list[Budget]:
@@ -101,17 +102,15 @@ class Objective:
             return self.budget
         return Budget(sum(b.amount for b in self.budgets()), self.budget.unit)
 
-    def _budget_rungs(self, trial: optuna.Trial, plan: TrialPlan) -> TrialPlan:
+    def _budget_rungs(self, trial: optuna.Trial, frozen: FrozenTrial, plan: TrialPlan) -> TrialPlan:
         """Where the trial's rungs start: at the last for a repeat of a configuration (it was promoted there
         once already), after those the attempt it retries completed (their values are reported again)."""
         last = len(self.budgets()) - 1
-        start = last if records.ATTR_REPEAT_OF in trial.user_attrs else 0
-        storage = trial.storage
-        previous = storage.get_trial(trial_id(trial)).system_attrs.get(records.SYS_RETRY_OF)
+        start = last if records.ATTR_REPEAT_OF in frozen.user_attrs else 0
+        previous = frozen.system_attrs.get(records.SYS_RETRY_OF)
         done: dict[int, float] = {}
         if previous is not None:
-            before = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id(trial.study),
-                                                                                       previous))
+            before = frozen_trial(trial.study, previous)
             # The last rung is trained again whatever it reported: the trial's model is that run's.
             done = {rung: value for rung, value in before.intermediate_values.items() if start <= rung < last}
         return replace(plan, start_rung=start, rungs_done=done)
@@ -135,13 +134,12 @@ class Objective:
             attrs[records.ATTR_OPTIONS] = options
         return TrialPlan(tricks, settings, seed, context, attrs, failure)
 
-    def _seed(self, trial: optuna.Trial) -> int:
-        """The trial's training seed; a retry trains with the seed of the trial it re-runs."""
-        storage = trial.storage
-        frozen = storage.get_trial(trial_id(trial))
+    def _seed(self, trial: optuna.Trial, frozen: FrozenTrial) -> int:
+        """The trial's training seed (``frozen`` is the trial as stored); a retry trains with the seed of the
+        trial it re-runs."""
         number = records.original_number(frozen)
         if number != frozen.number:
-            frozen = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id(trial.study), number))
+            frozen = frozen_trial(trial.study, number)
         return records.training_seed(self.seed, records.seed_index(frozen))
 
     def train(self, trial: optuna.Trial, plan: TrialPlan) -> Outcome:
@@ -210,9 +208,7 @@ class Objective:
         runs = [kept for kept in climbed.results if kept is not None]
         reached = {records.ATTR_RUNG_BUDGETS: [str(b) for _, _, b in runs], records.ATTR_RUNG_SPENT: spent}
         if not runs:  # every rung was an earlier attempt's, and the pruner stopped the trial at the last of them
-            detail = _pruned_detail(trial)
-            return Outcome(TrialState.PRUNED, 0.0, {records.ATTR_SPENT: 0.0, records.ATTR_END: records.PRUNED,
-                                                    **({records.ATTR_DETAIL: detail} if detail else {}), **reached})
+            return Outcome(TrialState.PRUNED, 0.0, {records.ATTR_SPENT: 0.0, **_pruned(trial), **reached})
         result, model, _ = runs[-1]
         result.pruned = climbed.pruned
         outcome = self._outcome(trial, plan, result, model, sum(spent))
@@ -246,9 +242,7 @@ class Objective:
         self._tally(plan, None)
         attrs = {**measured(result), records.ATTR_SPENT: spent}
         if result.pruned:
-            detail = _pruned_detail(trial)
-            return Outcome(TrialState.PRUNED, spent, {**attrs, records.ATTR_END: records.PRUNED,
-                                                      **({records.ATTR_DETAIL: detail} if detail else {})})
+            return Outcome(TrialState.PRUNED, spent, {**attrs, **_pruned(trial)})
         return Outcome(TrialState.COMPLETE, spent, {**attrs, records.ATTR_END: records.COMPLETE},
                        value=result.val_error, model=task_checkpoint(self.config.task, model, self.data),
                        weights=result.weights)
@@ -291,12 +285,14 @@ class Objective:
                           f"{TURN_OFF_AFTER} trials in a row (see their end_detail)", RuntimeWarning, stacklevel=2)
 
 
-def _pruned_detail(trial: Any) -> str | None:
-    """Why the study's pruner pruned ``trial`` (rung, value, cut-off), where it says (``NoiseAwarePruner``)."""
+def _pruned(trial: Any) -> dict[str, Any]:
+    """The attributes of a pruned trial: its end, and why the study's pruner pruned it (rung, value, cut-off)
+    where the pruner says (``NoiseAwarePruner``)."""
     study = getattr(trial, "study", None)
     pruner = getattr(study, "pruner", None)
     decision = getattr(pruner, "decisions", {}).get(getattr(trial, "number", None))
-    return decision.detail(pruner.rule, pruner.eta) if decision is not None else None
+    detail = {} if decision is None else {records.ATTR_DETAIL: decision.detail(pruner.rule, pruner.eta)}
+    return {records.ATTR_END: records.PRUNED, **detail}
 
 
 def measured(result: TrainResult) -> dict[str, Any]:

@@ -91,6 +91,16 @@ def _automl_run(study, url, plugin, env, *extra: str):
                           text=True, timeout=600)  # a guard against a hang only
 
 
+def _stopped_by_sigterm(study, url, plugin, env) -> None:
+    stopped = _automl_run(study, url, plugin, env)
+    assert stopped.returncode != 0 and "interrupted by SIGTERM" in stopped.stderr, stopped.stderr
+
+
+def _resumed(study, url, plugin, env) -> None:
+    resumed = _automl_run(study, url, plugin, env)
+    assert resumed.returncode == 0, resumed.stderr
+
+
 def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name="tiny", storage=url).get_trials()
 
@@ -233,12 +243,10 @@ def test_a_killed_trial_resumes_its_rungs_without_training_a_finished_one(write_
                                                                            tmp_path):
     study = _budget_study(write_study, n_trials=1, intensify=0)
     plugin, env = _probe_env(child_env, tmp_path, PROBE_STOP_TRIAL="0", PROBE_STOP_BUDGET="27steps")
-    stopped = _automl_run(study, sqlite_url, plugin, env)
-    assert stopped.returncode != 0 and "interrupted by SIGTERM" in stopped.stderr
+    _stopped_by_sigterm(study, sqlite_url, plugin, env)
     stopped_at = [("3steps", 3), ("9steps", 9), ("27steps", 2)]  # the third run stopped at step 2
     assert [(r["budget"], r["steps"]) for r in _runs(tmp_path)] == stopped_at
-    resumed = _automl_run(study, sqlite_url, plugin, env)
-    assert resumed.returncode == 0, resumed.stderr
+    _resumed(study, sqlite_url, plugin, env)
     assert [(r["budget"], r["steps"]) for r in _runs(tmp_path)] == [*stopped_at, ("27steps", 27)]
     first, retry = _trials(sqlite_url)
     assert first.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
@@ -251,10 +259,8 @@ def test_a_killed_repeat_is_retried_as_a_repeat_at_the_trial_budget_only(write_s
                                                                           tmp_path):
     study = _budget_study(write_study, n_trials=2, intensify=0.9)
     plugin, env = _probe_env(child_env, tmp_path, PROBE_STOP_TRIAL="1", PROBE_STOP_BUDGET="27steps")
-    stopped = _automl_run(study, sqlite_url, plugin, env)
-    assert stopped.returncode != 0 and "interrupted by SIGTERM" in stopped.stderr
-    resumed = _automl_run(study, sqlite_url, plugin, env)
-    assert resumed.returncode == 0, resumed.stderr
+    _stopped_by_sigterm(study, sqlite_url, plugin, env)
+    _resumed(study, sqlite_url, plugin, env)
     first, repeat, retry = _trials(sqlite_url)
     assert repeat.user_attrs[records.ATTR_REPEAT_OF] == 0 and retry.user_attrs[records.ATTR_REPEAT_OF] == 0
     assert retry.state == TrialState.COMPLETE and retry.user_attrs[records.ATTR_RUNG_BUDGETS] == ["27steps"]
