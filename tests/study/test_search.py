@@ -365,3 +365,24 @@ def test_a_bad_search_setting_is_one_line_and_writes_nothing(line, named, write_
     _, _, err = run_cli("run", study, "--storage", f"sqlite:///{database}", expect=2)
     assert err.count("\n") == 1 and err.startswith("automl: error: ") and named in err, err
     assert not database.exists()
+
+
+def _study_of(*trials: optuna.trial.FrozenTrial) -> optuna.Study:
+    study = optuna.create_study()
+    for trial in trials:
+        study.add_trial(trial)
+    return study
+
+
+def test_export_the_display_and_the_trials_table_follow_the_best_configuration():
+    from automl.report.progress import _best_text
+    from automl.report.tables import budgets_text
+    from automl.study.export import pick_trial
+
+    # Trial 2's lucky single seed is the best trial; trial 0's configuration, seen twice, is the best one.
+    study = _study_of(_frozen(0, 0.1, 0.020), _frozen(1, 0.1, 0.030, repeat_of=0), _frozen(2, 0.3, 0.010))
+    assert pick_trial(study, None).number == 0
+    assert _best_text(study) == "0.0250 (#0, 2 seeds)"
+    assert budgets_text({records.ATTR_RUNG_BUDGETS: ["3steps", "9steps", "27steps"]}) == "3, 9, 27steps"
+    assert budgets_text({records.ATTR_RUNG_BUDGETS: ["27steps"], records.ATTR_REPEAT_OF: 4}) == "27steps (repeat of 4)"
+    assert budgets_text({}) == "-"
