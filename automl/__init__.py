@@ -4,7 +4,7 @@ Layers, from the bottom up. A module imports from its own layer and the layers b
 (imports under ``TYPE_CHECKING`` and inside functions count too), and no imports go round in a cycle;
 ``tests/test_layers.py`` reads this table and holds the code to it. A package stands for all its modules.
 
-- base: errors, files, checks, imports, interrupts, devices, threads, records, clocks, budget, stats, seeds
+- base: errors, files, checks, imports, interrupts, devices, threads, records, clocks, budget, stats, seeds, sequential
 - tricks: __init__, run, trick, trick_errors, overrides, trick_space, trick_checks, hookspecs
 - host: registrations, host, authoring
 - space: space

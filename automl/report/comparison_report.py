@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from automl.budget import Budget
 from automl.report.figures import Figure, png
@@ -42,7 +43,8 @@ def build_comparison_report(result: dict[str, Any], shown_url: str) -> Compariso
     return ComparisonReport(result=result, storage=shown_url,
                             generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                             verdicts=verdicts(result), note=power_note(result),
-                            figures=[_error_vs_budget(result), _error_vs_cost(result)])
+                            figures=[_error_vs_budget(result), _error_vs_cost(result)]
+                            + ([_confidence_sequences(result)] if result.get("design") == "sequential" else []))
 
 
 def _arm_names(result: dict[str, Any]) -> list[str]:
@@ -135,6 +137,51 @@ def _error_vs_cost(result: dict[str, Any]) -> Figure:
         ax.set_title(title)
         ax.legend(fontsize="small", loc="best")
     return Figure(name, title, caption, png(ax))
+
+
+def _confidence_sequences(result: dict[str, Any]) -> Figure:
+    name, title = "confidence_sequences", "Each arm against the reference, seed by seed"
+    tolerance = result["sequential"]["tolerance"]
+    caption = (f"The sequential test's repeated interval of each arm's mean difference from {result['reference']} "
+               f"(arm - reference; below 0 is better) at every look, up to the seeds it was decided at; the "
+               f"intervals of all arms hold together at 95% at every look. An arm stops once its interval leaves "
+               f"0 (better or worse)" + (f" or lies within the dashed ±{tolerance:g} (equivalent)." if tolerance
+                                          else "."))
+    colours = _colours(result)
+    budgets = result["budgets"]
+    with plt.style.context("ggplot"):
+        fig, axes = plt.subplots(1, len(budgets), sharey=True, squeeze=False, tight_layout=True,
+                                 figsize=(4 * len(budgets) + 1, 4))
+        for ax, entry in zip(axes[0], budgets):
+            for row in entry["arms"]:
+                sequence = row.get("sequence") or []
+                if not sequence:
+                    continue
+                seeds = [look["seeds"] for look in sequence]
+                ax.fill_between(seeds, [look["low"] for look in sequence], [look["high"] for look in sequence],
+                                color=colours[row["arm"]], alpha=0.2, linewidth=0, step="mid")
+                ax.plot(seeds, [look["diff"] for look in sequence], color=colours[row["arm"]], marker=".",
+                        label=f"{row['arm']} ({row['decided']})")
+            ax.axhline(0.0, color="0.3", linewidth=1)
+            for edge in (tolerance, -tolerance) if tolerance else ():
+                ax.axhline(edge, color="0.3", linewidth=1, linestyle="--")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("paired seeds")
+            ax.set_title(entry["budget"])
+            ax.legend(fontsize="small", loc="best")
+        axes[0][0].set_ylim(-_span(budgets, tolerance), _span(budgets, tolerance))
+        axes[0][0].set_ylabel(f"{TARGET}: arm - {result['reference']}")
+        fig.suptitle(title)
+    return Figure(name, title, caption, png(axes[0][0]))
+
+
+def _span(budgets: list[dict[str, Any]], tolerance: float) -> float:
+    """Half the height the sequences are drawn in: the first looks' intervals are many times wider than the
+    last ones', so the axis follows the differences and the last intervals (the first ones run off it)."""
+    sequences = [row["sequence"] for entry in budgets for row in entry["arms"] if row.get("sequence")]
+    diffs = [abs(look["diff"]) for sequence in sequences for look in sequence]
+    last = [max(abs(sequence[-1]["low"]), abs(sequence[-1]["high"])) for sequence in sequences]
+    return max([3 * tolerance, 3 * max(diffs, default=0.0), 1.2 * max(last, default=0.0), 1e-3])
 
 
 def _pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:

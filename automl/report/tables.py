@@ -257,7 +257,10 @@ def print_comparison(result: dict[str, Any], console: Any) -> None:
 
     for entry in result["budgets"]:
         console.print(_comparison_table(entry, result["reference"]))
-    console.print(f"intervals: 95%, {result['ci_method']}; test: {result['test']}", soft_wrap=True)
+    shown = ("each arm's repeated interval at its last look (family-wise 95%)"
+             if result.get("design") == "sequential" else "95%, paired t")
+    console.print(f"intervals: means 95%, {result['ci_method']}; differences {shown}; test: {result['test']}",
+                  soft_wrap=True)
     for line in verdicts(result):
         console.print(line, soft_wrap=True, markup=False)
     for crossing in result["crossings"]:
@@ -271,16 +274,23 @@ def print_comparison(result: dict[str, Any], console: Any) -> None:
 def _comparison_table(entry: dict[str, Any], reference: str) -> Table:
     table = Table(title=f"{entry['budget']} (study {entry['study']})")
     for column in ("arm", "n", "val error [95% CI]", "single", "cost", "steps", f"vs {reference} [95% CI]",
-                   "p (Holm)", "P(better)"):
-        table.add_column(column, justify="left" if column == "arm" else "right")
+                   "p (Holm)", "P(better)", "decided"):
+        table.add_column(column, justify="left" if column in ("arm", "decided") else "right")
     for row in entry["arms"]:
         test = row["vs_reference"] or {}
         cost = f"{_num(row['inference_cost'])}x {_num(row['inference_ms_per_1000'], '.3g')} ms/1k"
+        p = f"{test['p']:.3g} ({test['p_holm']:.3g})" if test.get("p") is not None else "-"
         table.add_row(row["arm"], str(row["n"]), f"{_num(row['mean'])} {_pair(row['ci'])}",
                       _num(row["single_model_mean"]), cost, steps_text(row),
                       f"{_num(test.get('diff'), '+.4f')} {_pair(test.get('ci'), '+.4f')}" if test else "-",
-                      f"{test['p']:.3g} ({test['p_holm']:.3g})" if test else "-", _num(test.get("p_better"), ".2f"))
+                      p, _num(test.get("p_better"), ".2f"), decided_text(row))
     return table
+
+
+def decided_text(row: dict[str, Any]) -> str:
+    """What the test decided of an arm, with the seeds it was decided at."""
+    decided = row.get("decided", "-")
+    return f"{decided} at {row['decided_at']}" if row.get("decided_at") is not None else decided
 
 
 def steps_text(row: dict[str, Any]) -> str:

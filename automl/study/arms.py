@@ -15,6 +15,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from automl.budget import Budget
 from automl.errors import UserError
 from automl.seeds import MIN_SEEDS
+from automl.sequential import FIRST_LOOK
 from automl.overrides import contains, describe
 from automl.space import select_tricks
 from automl.study.runner import PreparedStudy
@@ -224,11 +225,27 @@ def parse_budgets(text: str | None, default: Budget) -> list[Budget]:
     return budgets
 
 
-def check_seeds(seeds: int) -> int:
-    if seeds < MIN_SEEDS:
-        raise UserError(f"--seeds {seeds}: one seed gives no interval and no paired test; give --seeds "
-                        f"{MIN_SEEDS} or more (6 or more for the sign-flip test to be able to reach p < 0.05)")
-    return seeds
+def check_seeds(args: Any, section: Any) -> tuple[int, float | None]:
+    """(seeds, tolerance) of a comparison from ``--seeds`` / ``--max-seeds`` / ``--tolerance`` over the study
+    file's ``[compare]``: the fixed design's seeds and None, or the sequential design's maximum and tolerance."""
+    if args.seeds is not None and (args.max_seeds is not None or args.tolerance is not None):
+        given = "--max-seeds" if args.max_seeds is not None else "--tolerance"
+        raise UserError(f"--seeds {args.seeds} asks for the fixed design and {given} for the sequential one; "
+                        "give one of them (leave --seeds out to add seeds until each arm is decided)")
+    if args.seeds is not None:
+        if args.seeds < MIN_SEEDS:
+            raise UserError(f"--seeds {args.seeds}: one seed gives no interval and no paired test; give --seeds "
+                            f"{MIN_SEEDS} or more, or leave it out for the sequential design")
+        return args.seeds, None
+    max_seeds = section.max_seeds if args.max_seeds is None else args.max_seeds
+    if max_seeds < FIRST_LOOK:
+        raise UserError(f"--max-seeds {max_seeds}: the sequential design first looks at {FIRST_LOOK} seeds; give "
+                        f"--max-seeds {FIRST_LOOK} or more (or --seeds N for a fixed design)")
+    tolerance = section.tolerance if args.tolerance is None else args.tolerance
+    if not 0 <= tolerance < 1:
+        raise UserError(f"--tolerance {tolerance}: give a difference of validation error in [0, 1), e.g. 0.005 "
+                        "for half a percentage point (0: never call arms equivalent)")
+    return max_seeds, tolerance
 
 
 __all__ = ["Arm", "PLAIN", "check_seeds", "parse_budgets", "pick_reference", "study_arms"]

@@ -9,7 +9,7 @@ loop, so the ledger, recovery and retries apply and a second run trains only the
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -79,13 +79,15 @@ def present_cells(study: optuna.Study) -> set[tuple[str | None, int | None]]:
             if t.state in _PRESENT or t.number in to_retry}
 
 
-def queue_missing(study: optuna.Study, arms: Sequence[Arm], seeds: int) -> int:
-    """Queue the (arm, seed) cells the study lacks, seed by seed (so a stopped run has whole seeds); how many."""
+def queue_missing(study: optuna.Study, arms: Sequence[Arm], seeds: int | Mapping[str, int]) -> int:
+    """Queue the (arm, seed) cells the study lacks, seed by seed (so a stopped run has whole seeds): the first
+    ``seeds`` seeds of every arm, or of each arm as many as ``seeds`` maps its name to; how many."""
+    wanted = seeds if isinstance(seeds, Mapping) else {arm.name: seeds for arm in arms}
     present = present_cells(study)
     queued = 0
-    for seed in range(seeds):
+    for seed in range(max(wanted.values(), default=0)):
         for arm in arms:
-            if (arm.name, seed) not in present:
+            if seed < wanted.get(arm.name, 0) and (arm.name, seed) not in present:
                 study.enqueue_trial(arm.params, user_attrs={records.ATTR_COMPARE_ARM: arm.name,
                                                             records.ATTR_COMPARE_SEED: seed})
                 queued += 1
@@ -111,19 +113,22 @@ def budget_study(prepared: PreparedStudy, budget: Budget, *, session: int | None
     return cells, study
 
 
-def record_design(study: optuna.Study, arms: Sequence[Arm], reference: Arm, seeds: int) -> None:
-    """Write the comparison's arms, reference and seeds on the budget's study, so that `automl report` can
-    rebuild the comparison from the database alone."""
+def record_design(study: optuna.Study, arms: Sequence[Arm], reference: Arm, seeds: int,
+                  sequential: dict[str, Any] | None = None, dropped: Sequence[str] = ()) -> None:
+    """Write the comparison's arms, reference and seeds (the fixed count, or the sequential design's maximum,
+    with that design and the arms dropped before this budget) on the budget's study, so that `automl report`
+    can rebuild the comparison from the database alone."""
     described = {**study.user_attrs[records.STUDY_COMPARE], "reference": reference.name, "seeds": seeds,
-                 "arms": [{"arm": arm.name, "tricks": list(arm.tricks)} for arm in arms]}
+                 "arms": [{"arm": arm.name, "tricks": list(arm.tricks)} for arm in arms],
+                 "sequential": sequential, "dropped": list(dropped)}
     if described != study.user_attrs[records.STUDY_COMPARE]:
         study.set_user_attr(records.STUDY_COMPARE, described)
 
 
-def queue_budget(cells: PreparedStudy, study: optuna.Study, arms: Sequence[Arm], reference: Arm,
-                 seeds: int) -> int:
-    """Queue the missing cells and bound the study to them (``cells.n_trials``); how many cells are to run."""
-    record_design(study, arms, reference, seeds)
+def queue_budget(cells: PreparedStudy, study: optuna.Study, arms: Sequence[Arm],
+                 seeds: int | Mapping[str, int]) -> int:
+    """Queue the missing cells (``queue_missing``) and bound the study to them (``cells.n_trials``); how many
+    cells are to run."""
     queue_missing(study, arms, seeds)
     trials = study.get_trials(deepcopy=False)
     waiting = sum(t.state == TrialState.WAITING for t in trials) + len(_to_retry(trials))

@@ -14,6 +14,8 @@ from torch import nn
 
 from automl.budget import Budget
 from automl.errors import UserError
+from automl.seeds import DEFAULT_MAX_SEEDS, DEFAULT_TOLERANCE
+from automl.sequential import FIRST_LOOK
 from automl.storage.optuna_adapter import max_name_length
 from automl.study.fidelity import BUDGET_RUNGS
 from automl.study.incumbent import SHARE
@@ -227,10 +229,15 @@ class CompareArm(Section):
 
 
 class CompareSection(Section):
-    """``[compare]``: the arms `automl compare` trains (default: every recipe the study leaves open)."""
+    """``[compare]``: the arms `automl compare` trains (default: every recipe the study leaves open), and how
+    many seeds its sequential design may spend on each."""
 
     reference: str | None = None
     arms: dict[str, CompareArm] = {}
+    max_seeds: int = Field(DEFAULT_MAX_SEEDS, ge=FIRST_LOOK)
+    """The most seeds an arm trains at a budget; seeds are added in rounds until each arm is decided."""
+    tolerance: float = Field(DEFAULT_TOLERANCE, ge=0, lt=1)
+    """An arm whose interval lies within this of the reference's error, either side, is equivalent (0: never)."""
 
 
 class StudyConfig(Section):

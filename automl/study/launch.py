@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import optuna
 import torch
@@ -22,11 +22,13 @@ from automl.devices import resolve_device
 from automl.errors import UserError
 from automl.host import Host
 from automl.interrupts import PARENT_PID_VAR, exit_code, stop_with_parent
+from automl.sequential import Design as SequentialDesign
 from automl.storage import resolve_url
 from automl.study.arms import Arm, check_seeds, parse_budgets, pick_reference, study_arms
-from automl.study.cells import budget_study, check_recipes, queue_budget
+from automl.study.cells import budget_study, check_recipes, completed_cells, queue_budget, record_design
 from automl.study.config import StudyFile, load_study_file
 from automl.study.processes import check_workers, split_devices, start_workers, watch, worker_argv
+from automl.study.race import round_seeds, standing
 from automl.study.ranks import check_ranks, env_for_workers, follow, trial_ranks
 from automl.study.runner import (Overrides, PreparedStudy, create_study, current_sources, make_objective, prepare,
                                  run_study)
@@ -54,12 +56,16 @@ class Launch:
 
 @dataclass(frozen=True)
 class Design:
-    """What a comparison compares: its arms, the arm the others are tested against, its budgets and seeds."""
+    """What a comparison compares: its arms, the arm the others are tested against, its budgets and seeds (the
+    fixed count, or the sequential design's maximum)."""
 
     arms: list[Arm]
     reference: Arm
     budgets: list[Budget]
     seeds: int
+    sequential: SequentialDesign | None = None
+    """Seeds added in rounds until each arm is decided; None: the fixed design of ``seeds`` seeds."""
+    drop_losers: bool = False
 
 
 def prepare_run(args: argparse.Namespace, make_host: Callable[[], Host]) -> Launch:
@@ -78,8 +84,8 @@ def prepare_run(args: argparse.Namespace, make_host: Callable[[], Host]) -> Laun
 def prepare_compare(args: argparse.Namespace, make_host: Callable[[], Host]) -> tuple[Launch, Design]:
     """`automl compare`'s study and design checked before anything is written: the file, its recipes, the
     reference, the budgets and the seeds."""
-    check_seeds(args.seeds)
     study_file = load_study_file(args.study_file, args.variant)
+    seeds, tolerance = check_seeds(args, study_file.config.compare)
     budgets = parse_budgets(args.budgets, study_file.config.study.trial_budget)
     url, devices = _placed(args, study_file)
     prepared = _prepare(args, study_file, make_host, devices, Overrides(storage=url, device=devices[0]))
@@ -88,7 +94,10 @@ def prepare_compare(args: argparse.Namespace, make_host: Callable[[], Host]) -> 
     reference = pick_reference(arms, args.reference or in_file,
                                "--reference" if args.reference or not in_file else "[compare] reference")
     check_recipes(prepared, arms, budgets)
-    return Launch(args, prepared, url, devices), Design(arms, reference, budgets, args.seeds)
+    sequential = None if tolerance is None else SequentialDesign(max_seeds=seeds, arms=len(arms) - 1,
+                                                                 tolerance=tolerance)
+    return Launch(args, prepared, url, devices), Design(arms, reference, budgets, seeds, sequential,
+                                                        args.drop_losers)
 
 
 def _placed(args: argparse.Namespace, study_file: StudyFile) -> tuple[str, list[str]]:
@@ -169,21 +178,43 @@ def train_study(launch: Launch, study: optuna.Study, on_trial: OnTrial) -> int:
     return 0
 
 
-def train_budget(launch: Launch, design: Design, budget: Budget, *, on_queued: Callable[[int], Any],
-                 on_trial: OnTrial) -> tuple[optuna.Study, int]:
-    """Queue one budget's missing cells here (``on_queued`` is told how many), then train them in this process
-    or by ``--workers N`` processes; (the budget's study, the first non-zero exit status of a worker, else 0)."""
-    args = launch.args
+def train_budget(launch: Launch, design: Design, budget: Budget, arms: Sequence[Arm], dropped: Sequence[str], *,
+                 on_queued: Callable[[int], Any], on_trial: OnTrial) -> tuple[optuna.Study, int]:
+    """Train one budget's missing cells of ``arms`` (``dropped`` are the arms left out): all its seeds at once
+    in the fixed design, round after round until every arm is decided in the sequential one (each round's cells
+    queued here, ``on_queued`` told how many, then trained in this process or by ``--workers N`` processes);
+    (the budget's study, the first non-zero exit status of a worker, else 0)."""
     cells, study = budget_study(launch.prepared, budget)
-    waiting = queue_budget(cells, study, design.arms, design.reference, design.seeds)
+    record_design(study, design.arms, design.reference, design.seeds,
+                  design.sequential.as_dict() if design.sequential else None, dropped)
+    if design.sequential is None:
+        return study, _train_cells(launch, cells, study, budget, queue_budget(cells, study, arms, design.seeds),
+                                   on_queued, on_trial)
+    trained = -1
+    while True:
+        done = completed_cells(study, design.seeds)
+        count = sum(len(seeds) for seeds in done.values())
+        wanted = round_seeds(*standing(done, arms, design.reference, design.sequential), design.reference)
+        if not wanted or count == trained:  # decided, or a round that completed nothing (failed cells: said)
+            return study, 0
+        trained = count
+        status = _train_cells(launch, cells, study, budget, queue_budget(cells, study, arms, wanted), on_queued,
+                              on_trial)
+        if status:
+            return study, status
+
+
+def _train_cells(launch: Launch, cells: PreparedStudy, study: optuna.Study, budget: Budget, waiting: int,
+                 on_queued: Callable[[int], Any], on_trial: OnTrial) -> int:
+    """Train the ``waiting`` cells queued on ``study``; the first non-zero exit status of a worker, else 0."""
     on_queued(waiting)
     if not waiting:
-        return study, 0
-    if args.workers > 1:
-        argv = worker_argv(args, cells.session, budgets=str(budget), n_trials=cells.n_trials)
-        return study, _spawn_and_watch(launch, study, argv, on_trial, "compare")
+        return 0
+    if launch.args.workers > 1:
+        argv = worker_argv(launch.args, cells.session, budgets=str(budget), n_trials=cells.n_trials)
+        return _spawn_and_watch(launch, study, argv, on_trial, "compare")
     run_study(cells, study, on_trial=on_trial)
-    return study, 0
+    return 0
 
 
 def _spawn_and_watch(launch: Launch, study: optuna.Study, argv: list[str], on_trial: OnTrial, command: str,

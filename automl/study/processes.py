@@ -31,7 +31,7 @@ STOP_SECONDS = 30.0
 
 
 FORWARDED = ("variant", "study_name", "n_trials", "total_budget", "trial_budget", "seed", "gpus_per_trial", "budgets",
-             "seeds", "plugin", "traceback", "accept_plugin_change", "accept_task_change")
+             "seeds", "max_seeds", "tolerance", "plugin", "traceback", "accept_plugin_change", "accept_task_change")
 """The options a parent hands its workers, of those its command has: not the storage URL (it goes through their
 environment), nor the device (each has its own), nor what only the parent does (``--workers``, ``--json``, its
 report, the reference it tests against)."""

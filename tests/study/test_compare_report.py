@@ -111,13 +111,14 @@ def _result(rows_by_budget: dict[str, list[dict]], reference: str = "a") -> dict
         full = [{"arm": r["arm"], "tricks": [], "n": 3, "mean": r["mean"], "ci": r.get("ci"),
                  "single_model_mean": r.get("single", r["mean"]), "inference_cost": r.get("cost", 1),
                  "inference_ms_per_1000": r.get("ms"), "inference_flops_per_image": None, "steps": 10,
-                 "seeds": [0, 1, 2], "values": [r["mean"]] * 3,
+                 "seeds": [0, 1, 2], "values": [r["mean"]] * 3, "seeds_used": 3, "decided": "undecided",
+                 "decided_at": None,
                  "vs_reference": None if r["arm"] == reference or r["mean"] is None else {
                      "diff": r["mean"] - 0.2, "ci": [-0.1, 0.1], "p": r.get("p", 0.5), "p_holm": r.get("p", 0.5),
                      "p_better": 0.5}} for r in rows]
         budgets.append({"budget": budget, "study": f"s-compare-{budget}", "arms": full})
     return {"study": "s", "reference": reference, "seeds": 3, "ci_method": "t", "test": "a test",
-            "budgets": budgets, "crossings": []}
+            "design": "fixed", "sequential": None, "budgets": budgets, "crossings": []}
 
 
 def test_the_pareto_front_keeps_only_the_arms_no_cheaper_arm_beats():
