@@ -183,7 +183,7 @@ def verdicts(result: dict[str, Any], alpha: float = ALPHA) -> list[str]:
             word, where = (_sequential_verdict if result.get("design") == "sequential" else _fixed_verdict)(
                 row, entry["budget"], alpha)
             said.setdefault(word, []).append(where)
-        parts = [f"{word} {reference} at {', '.join(where)}" if word.endswith(("than", "from", "to"))
+        parts = [f"{word} {reference} at {', '.join(where)}" if word.endswith(("than", "from", "to", "against"))
                  else f"{word} at {', '.join(where)}" for word, where in said.items()]
         lines.append(f"{arm}: " + "; ".join(parts))
     if result.get("design") == "sequential":

@@ -18,6 +18,8 @@ from optuna.trial import TrialState
 from automl import records
 from automl.cli import main
 from automl.sequential import FIRST_LOOK
+from automl.storage import open_storage
+from automl.study.analysis import stored_comparison, verdicts
 from tests.conftest import TINY_STUDY
 from tests.study.two_arms import PROBE, TWO_ARMS
 
@@ -75,6 +77,22 @@ def test_a_far_worse_arm_is_decided_worse_at_the_first_look(far_worse, sqlite_ur
     assert len(_cells(sqlite_url, "far-compare-30steps")) == 2 * FIRST_LOOK
 
 
+def test_the_report_draws_the_confidence_sequences_from_the_database_alone(far_worse, sqlite_url, capsys,
+                                                                             tmp_path):
+    assert main(["compare", str(far_worse), "--storage", sqlite_url, "--max-seeds", "6", "--json"]) == 0
+    direct = _json(capsys)
+    stored = stored_comparison(open_storage(sqlite_url, create=False), "far")
+    assert stored["design"] == "sequential" and stored["sequential"] == direct["sequential"]
+    assert [{k: r[k] for k in ("arm", "decided", "decided_at", "sequence")} for r in stored["budgets"][0]["arms"]] \
+        == [{k: r[k] for k in ("arm", "decided", "decided_at", "sequence")} for r in direct["budgets"][0]["arms"]]
+    page, figures = tmp_path / "r.html", tmp_path / "png"
+    assert main(["report", "far-compare-30steps", "--storage", sqlite_url, "-o", str(page), "--png",
+                 str(figures)]) == 0
+    html = page.read_text()
+    assert "sequential design" in html and "worse at 3 seeds" in html and "Each arm against the reference" in html
+    assert (figures / "confidence_sequences.png").stat().st_size > 0
+
+
 def test_drop_losers_leaves_a_loser_out_of_the_larger_budgets_and_only_when_asked(far_worse, sqlite_url, capsys,
                                                                                   tmp_path):
     text = far_worse.read_text().replace('pins = { "train.lr" = 1e-6 }',
@@ -88,6 +106,8 @@ def test_drop_losers_leaves_a_loser_out_of_the_larger_budgets_and_only_when_aske
     assert small["frozen"]["decided"] == "worse" and small["frozen"]["seeds_used"] == FIRST_LOOK
     assert large["frozen"]["decided"] == "dropped" and large["frozen"]["seeds_used"] == 0
     assert large["slower"]["seeds_used"] >= FIRST_LOOK  # the others go on at the larger budget
+    assert "frozen: worse than trains at 20steps (at 3 seeds" in "\n".join(verdicts(result))
+    assert "dropped (worse than the best at a smaller budget) at 30steps" in "\n".join(verdicts(result))
     assert {t.user_attrs[records.ATTR_COMPARE_ARM] for t in _cells(sqlite_url, "far-compare-30steps")} == \
         {"trains", "slower"}
     kept = f"sqlite:///{tmp_path / 'kept.db'}"
