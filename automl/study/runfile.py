@@ -30,6 +30,7 @@ from automl.study.tricks import study_tricks
 from automl.train.settings import TrainSettings
 from automl.run import TrialContext
 from automl.trick import Trick
+from automl.trick_errors import TrickError
 
 Param = bool | int | float | str
 
@@ -196,6 +197,9 @@ def replay(params: Mapping[str, Any], tricks: Mapping[str, type[Trick]], setting
             raise ReplayError(f"no value for param {exc.args[0]!r}, which the tricks and [train] ask for") from None
         except (ValueError, TypeError) as exc:
             raise ReplayError(str(exc)) from None
+        except TrickError as exc:  # a trick's __init__ refused the values the params give it
+            given = ", ".join(f"{k} = {v!r}" for k, v in trial.params.items() if k.startswith(f"{exc.trick}."))
+            raise ReplayError(f"trick {exc.trick!r} refuses {given or 'its params'}: {exc.error}") from None
     extra = sorted(set(params) - set(trial.params))
     if extra:
         raise ReplayError(f"params {', '.join(map(repr, extra))} are not asked for by the tricks and [train]")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 
@@ -143,6 +144,9 @@ def exported(run_cli, finished, sqlite_url, tmp_path) -> Path:
     (lambda t: t.replace('"warmup",\n]', '"warmup",\n    "gone",\n]'),
      "trick 'gone' is not installed"),
     (lambda t: t.replace("[run]\n", '[run]\nstudy_best = "nowhere.pt"\n'), "no file"),
+    # A value the trick's own check refuses (not the distribution's): one line naming the param, not a traceback.
+    (lambda t: re.sub(r'"label_smoothing.epsilon" = [^\n]+', '"label_smoothing.epsilon" = 7.5', t),
+     "[params] trick 'label_smoothing' refuses label_smoothing.epsilon = 7.5: "),
 ])
 def test_a_bad_run_file_is_one_line_and_trains_nothing(run_cli, exported, edit, expected):
     exported.write_text(edit(exported.read_text()))

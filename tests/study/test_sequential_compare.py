@@ -203,3 +203,18 @@ def test_workers_train_each_round_in_parallel_on_postgresql(write_study, postgre
             by_cell[("cosine+probe", seed)][0].user_attrs["probe.weights"]
     assert main(argv) == 0  # resumed: the race is over, nothing is trained
     assert len(_cells(postgres_url, "tiny-compare-6steps")) == sum(len(t) for t in by_cell.values())
+
+
+def test_the_verdicts_say_what_was_decided_at_how_many_seeds_and_the_cells_saved():
+    def row(arm, decided, at, used, diff=0.001):
+        return {"arm": arm, "decided": decided, "decided_at": at, "seeds_used": used,
+                "vs_reference": None if decided == "reference" else {"diff": diff, "ci": [diff - 0.002, diff + 0.002]}}
+    result = {"reference": "ref", "design": "sequential", "seeds": 40,
+              "cells": {"trained": 70, "fixed_design": 160, "saved": 90},
+              "budgets": [{"budget": "5s", "arms": [row("ref", "reference", None, 40), row("a", "undecided", None, 40),
+                                                    row("b", "equivalent", 12, 12), row("c", "worse", 3, 3, 0.3)]}]}
+    assert verdicts(result) == [
+        "a: undecided against ref at 5s (after 40 seeds, +0.0010 [-0.0010, +0.0030])",
+        "b: equivalent to ref at 5s (at 12 seeds, +0.0010 [-0.0010, +0.0030])",
+        "c: worse than ref at 5s (at 3 seeds, +0.3000 [+0.2980, +0.3020])",
+        "cells: 70 trained, against 160 for the fixed design of 40 seeds per arm (90 saved)"]
