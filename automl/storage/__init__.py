@@ -1,5 +1,5 @@
 """Where studies live: storage URLs and opening them with clear errors."""
 
-from automl.storage.urls import DEFAULT_STORAGE, mask_url, open_storage, resolve_url
+from automl.storage.urls import DEFAULT_STORAGE, database_exists, mask_url, open_storage, resolve_url
 
-__all__ = ["DEFAULT_STORAGE", "mask_url", "open_storage", "resolve_url"]
+__all__ = ["DEFAULT_STORAGE", "database_exists", "mask_url", "open_storage", "resolve_url"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Mapping
 
@@ -61,6 +62,9 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
             return RetryingStorage(url, engine_kwargs=kwargs)
         engine = sqlalchemy.create_engine(url, **kwargs)
         try:
+            # Once without retry: a server that refuses, a database that does not exist, a bad login are the
+            # user's to fix now; only a connection lost after this one opened is waited for.
+            engine.connect().close()
             with advisory_lock(engine, SCHEMA_LOCK):
                 return RetryingStorage(url, engine_kwargs=kwargs)
         finally:
@@ -71,6 +75,15 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
         raise unreachable(shown, exc) from None
     except RuntimeError as exc:  # Optuna's "current schema is outdated/newer" refusal
         raise UserError(f"storage {shown}: {str(exc).splitlines()[0]}") from None
+
+
+def database_exists(url: str) -> bool:
+    """Whether ``url`` names a database already made: False only for a SQLite file not there yet (a server's
+    database is there or is an error to open)."""
+    parsed = _check(url, create=True)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return parsed.get_backend_name() != "sqlite"
+    return Path(parsed.database).exists()
 
 
 def make_engine(url: str, *, create: bool = True) -> sqlalchemy.Engine:
@@ -129,11 +142,30 @@ def _check_sqlite_file(path: Path, shown: str, *, create: bool) -> None:
         if start and start != _SQLITE_MAGIC:
             raise UserError(f"cannot open storage {shown}: file {str(path)!r} is not a SQLite database; "
                             "give another file name")
+        _check_sqlite_readable(path, shown)
     # SQLite writes a journal beside the file, so the folder must be writable as well as the file.
     read_only = [p for p in (path, path.parent) if p.exists() and not os.access(p, os.W_OK)]
     if create and read_only:
         raise UserError(f"cannot write storage {shown}: {str(read_only[0])!r} is read-only; "
                         "make it writable or give another --storage")
+
+
+def _check_sqlite_readable(path: Path, shown: str) -> None:
+    """A file with SQLite's header whose pages are not a database (truncated, overwritten) is refused before
+    anything reads or writes it: its schema is read once, read-only."""
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return  # it cannot be opened at all: SQLAlchemy says why in its own words
+    try:
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"cannot open storage {shown}: file {str(path)!r} is not a usable SQLite database "
+                        f"({exc}); move it away or give another --storage") from None
+    except sqlite3.Error:
+        return  # locked by a writer, say: not this check's to judge
+    finally:
+        connection.close()
 
 
 def _missing_driver(shown: str, exc: ImportError) -> UserError:

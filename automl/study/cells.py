@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from automl import records
 from automl.budget import Budget
 from automl.errors import UserError
-from automl.storage import open_storage
+from automl.storage import database_exists, open_storage
 from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import study_engine
 from automl.study.arms import Arm
@@ -37,10 +37,9 @@ def compare_name(name: str, budget: Budget) -> str:
 def check_recipes(prepared: PreparedStudy, arms: Sequence[Arm], budgets: Sequence[Budget]) -> None:
     """Each arm's earlier cells trained the recipe the study file gives it now: one name for two recipes
     would mix them in one mean."""
-    try:
-        storage = open_storage(prepared.storage_url, create=False)
-    except UserError:
-        return  # no database yet (or none reachable, which creating the study reports): no earlier cells
+    if not database_exists(prepared.storage_url):
+        return  # no database yet: no earlier cells
+    storage = open_storage(prepared.storage_url, create=False)  # one that will not open is said now
     recipes = {arm.name: arm.params for arm in arms}
     for budget in budgets:
         try:

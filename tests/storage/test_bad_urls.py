@@ -110,3 +110,40 @@ def test_a_sqlite_url_that_is_a_folder_says_so_and_names_no_server(capsys, write
         err = refused(capsys, folder, *argv, "--storage", f"sqlite:///{folder}")
         assert "is a directory" in err and "server" not in err
     assert list(folder.iterdir()) == []
+
+
+# Issue 25, items 5 and 6 ------------------------------------------------------------------
+
+
+NO_TRICKS = "[tricks]\ninclude = []\n"
+"""A study of one fixed recipe, which `compare` takes as it is."""
+
+
+def _garbage_after_the_header(path: Path) -> Path:
+    """A file that starts as SQLite's do and is garbage after the header (an overwritten or half-copied file)."""
+    path.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 40)
+    return path
+
+
+@pytest.mark.parametrize("command", [["run", "{study}"], ["compare", "{study}", "--max-seeds", "3"], ["studies"],
+                                     ["db", "current"], ["db", "upgrade"], ["confirm", "tiny"], ["trials", "tiny"]])
+def test_a_corrupt_sqlite_file_is_one_line_and_left_as_it_was(capsys, write_study, tmp_path, command):
+    db = _garbage_after_the_header(tmp_path / "broken.db")
+    argv = [part.format(study=write_study(NO_TRICKS)) for part in command]
+    err = refused(capsys, db, *argv, "--storage", f"sqlite:///{db}")
+    assert "is not a usable SQLite database (file is not a database)" in err and "move it away" in err
+
+
+@pytest.mark.parametrize("url", ["postgresql://someone@127.0.0.1:1/db", "{server}/automl_no_such_database"])
+@pytest.mark.parametrize("command", [["studies"], ["confirm", "tiny"], ["compare", "{study}", "--max-seeds", "3"],
+                                     ["run", "{study}"]])
+def test_a_database_that_cannot_be_opened_is_a_user_error_at_once_not_a_lost_one(capsys, write_study, tmp_path,
+                                                                                  monkeypatch, url, command):
+    if "{server}" in url:
+        from tests.conftest import PG_SERVER
+        url = url.format(server=PG_SERVER.rsplit("/", 1)[0])
+    # A second of retries: were it taken for a lost connection, it would end as "lost the study's database", exit 1.
+    monkeypatch.setenv("AUTOML_DB_RETRY_SECONDS", "1")
+    argv = [part.format(study=write_study(NO_TRICKS)) for part in command]
+    err = refused(capsys, tmp_path / "never.db", *argv, "--storage", url)
+    assert "cannot open storage postgresql://" in err and "lost the study's database" not in err
