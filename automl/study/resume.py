@@ -18,6 +18,7 @@ one at a time; one saved at a stop signal is written before the worker exits.
 from __future__ import annotations
 
 import io
+import pickle
 import sys
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -153,7 +154,7 @@ class TrialCheckpoints:
             form = written.get("format") if isinstance(written, dict) else None
             state = unpacked(written) if form == FORMAT else None
         except Exception as exc:  # noqa: BLE001 - a missing or unreadable checkpoint is refused, not fatal
-            return self._refuse(retry_of, f"it could not be read ({type(exc).__name__}: {exc})")
+            return self._refuse(retry_of, f"it could not be read ({_unreadable(exc)})")
         problem = (f"it has format {form!r}, this automl reads {FORMAT}" if state is None
                    else mismatch(state.get("identity", {}), expected))
         if problem is not None:
@@ -203,6 +204,16 @@ def remove_artifact(store: FileSystemArtifactStore, artifact: str) -> None:
         store.remove(artifact)
     except ArtifactNotFound:
         pass  # removed already: by a retry that resumed it, or a recovery before this one
+
+
+def _unreadable(exc: BaseException) -> str:
+    """Why a checkpoint file would not load, in one line. torch's unpickler explains itself over several lines
+    and advises loading with weights_only=False, which would run whatever code a file not ours holds: its
+    words are left out."""
+    if isinstance(exc, pickle.UnpicklingError):
+        return f"{type(exc).__name__}: not a checkpoint automl wrote; it was refused unread"
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 __all__ = ["TrialCheckpoints", "drop_checkpoint", "follower_checkpointing", "identity", "mismatch", "shared_resume"]
