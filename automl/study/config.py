@@ -122,8 +122,6 @@ class StudySection(Section):
             self.trial_budget.require_within(self.total_budget, ("trial_budget", "total_budget"))
         except UserError as exc:
             raise ValueError(str(exc)) from None
-        if self.total_budget is None and self.n_trials is None:
-            raise ValueError("give total_budget (device time, e.g. '10m') or n_trials, or both")
         try:
             Every.of(self.checkpoint_every, self.trial_budget)
         except UserError as exc:

@@ -72,6 +72,11 @@ def prepare_run(args: argparse.Namespace, make_host: Callable[[], Host]) -> Laun
     """`automl run`'s study checked end to end before anything is written, with this process's place among the
     ranks of a trial on several devices. ``make_host`` loads the plugins once the file and devices are checked."""
     study_file = load_study_file(args.study_file, args.variant)
+    section = study_file.config.study
+    if (args.n_trials, args.total_budget, section.n_trials, section.total_budget) == (None,) * 4:
+        # A search needs an end; `automl compare` trains its cells and needs none, so the file may leave it out.
+        raise study_file.error("[study]", "give total_budget (device time, e.g. '10m') or n_trials, or both (or "
+                               "--total-budget / --n-trials)")
     url, devices = _placed(args, study_file)
     ranks, device = _ranks(args, gpus_per_trial(args, study_file), resolve_device(devices[0]))
     prepared = _prepare(args, study_file, make_host, devices, Overrides(

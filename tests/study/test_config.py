@@ -117,7 +117,6 @@ def test_override_mistakes(write_study, extra, message):
 @pytest.mark.parametrize(("replace", "message"), [
     (('trial_budget = "6steps"', 'trial_budget = "6 fortnights"'), "unknown unit 'fortnights'"),
     (('trial_budget = "6steps"', 'trial_budget = "6steps"\ntotal_budget = "3ep"'), "total_budget must be device time"),
-    (('n_trials = 3', ''), "give total_budget"),
     (('dataset = "synthetic"', 'dataset = "image net"'), "dataset 'image net' must be a data set's name"),
     (('lr = 0.05', 'lr = { low = 0.1 }'), "lr needs both low and high"),
     (('lr = 0.05', 'lr = -1.0'), "[train] lr"),

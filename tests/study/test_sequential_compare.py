@@ -218,3 +218,13 @@ def test_the_verdicts_say_what_was_decided_at_how_many_seeds_and_the_cells_saved
         "b: equivalent to ref at 5s (at 12 seeds, +0.0010 [-0.0010, +0.0030])",
         "c: worse than ref at 5s (at 3 seeds, +0.3000 [+0.2980, +0.3020])",
         "cells: 70 trained, against 160 for the fixed design of 40 seeds per arm (90 saved)"]
+
+
+def test_a_search_needs_an_end_and_a_comparison_does_not(far_worse, sqlite_url, capsys):
+    far_worse.write_text(far_worse.read_text().replace("n_trials = 3\n", ""))
+    assert main(["run", str(far_worse), "--storage", sqlite_url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"automl: error: {far_worse}: [study] give total_budget") and err.count("\n") == 1
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
+    assert main(["compare", str(far_worse), "--storage", sqlite_url, "--max-seeds", "3", "--json"]) == 0
+    assert {row["seeds_used"] for row in _json(capsys)["budgets"][0]["arms"]} == {FIRST_LOOK}
