@@ -301,3 +301,18 @@ def test_every_command_in_the_table_is_listed_and_has_its_help(capsys):
         with pytest.raises(SystemExit) as exited:
             main([name, "--help"])
         assert exited.value.code == 0, name
+
+
+def test_a_table_written_to_a_pipe_keeps_every_value_whole(capsys, monkeypatch):
+    from automl.cli.options import stdout
+    from rich.table import Table
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    table = Table()
+    values = [f"column {i} holds the value 0.{i}2345678901234 in full" for i in range(8)]
+    for value in values:
+        table.add_column(value)
+    table.add_row(*values)
+    stdout().print(table)  # capsys is not a terminal: a pipe, as far as rich can tell
+    out = capsys.readouterr().out
+    assert "…" not in out and all(value in out for value in values)

@@ -141,9 +141,10 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
-PIPE_WIDTH = 160
-"""The width of tables written to a pipe or a file (where rich would assume 80 columns and squeeze a wide table's
-cells to a few letters each), unless ``COLUMNS`` says otherwise."""
+PIPE_WIDTH = 10_000
+"""The width of output written to a pipe or a file, unless ``COLUMNS`` says otherwise: wider than any table, so
+that every value is kept whole (rich would assume 80 columns and cut a wide table's cells to "0.255…"); a table
+is as wide as its values, not as this."""
 
 
 def stdout():
