@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -316,3 +317,10 @@ def test_a_table_written_to_a_pipe_keeps_every_value_whole(capsys, monkeypatch):
     stdout().print(table)  # capsys is not a terminal: a pipe, as far as rich can tell
     out = capsys.readouterr().out
     assert "…" not in out and all(value in out for value in values)
+
+
+def test_a_resumed_study_with_nothing_left_to_run_shows_its_best(run_cli, write_study, sqlite_url):
+    study = write_study(n_trials=1)
+    run_cli("run", study, "--storage", sqlite_url)
+    _, _, err = run_cli("run", study, "--storage", sqlite_url)  # n_trials reached: nothing runs
+    assert re.search(r"tiny .* best 0\.\d{4} \(#0\)", err), err

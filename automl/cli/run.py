@@ -63,6 +63,7 @@ def _run_study(launch) -> int:
         print(f"automl: note: trick {name!r} is unavailable for model {model!r}, so its trials run without it: "
               f"{reason}", file=sys.stderr)
     with RunDisplay(prepared, stderr()) as display:
+        display.resumed(study)
         status = train_study(launch, study, display.on_trial)
     if status:
         print(f"automl: error: {worker_failure(status)}", file=sys.stderr)

@@ -57,6 +57,11 @@ class RunDisplay:
     def __exit__(self, *exc: Any) -> None:
         self.progress.stop()
 
+    def resumed(self, study: optuna.Study) -> None:
+        """Start from where a resumed study stands: its best so far and what it has used, before any new trial."""
+        if study.get_trials(deepcopy=False):
+            self._update(study)
+
     def on_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         ci = val_interval(trial.value, trial.user_attrs.get(ATTR_VAL_SIZE))
         value = "-" if trial.value is None else f"{trial.value:.4f}" + ("" if ci is None else f" {interval(ci)}")
@@ -65,6 +70,9 @@ class RunDisplay:
         self.progress.console.print(
             f"trial {trial.number:>3}  {end_reason(trial):<9} "
             f"error {value:<24} {spent:6.1f}s  {tricks}")
+        self._update(study)
+
+    def _update(self, study: optuna.Study) -> None:
         best = _best_text(study)
         if self.by_time:
             used = Ledger(study_engine(study), study.study_name).totals().spent
