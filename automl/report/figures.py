@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -81,6 +82,10 @@ def _budget(trials: Sequence[FrozenTrial], total: float | None) -> Figure:
     return Figure(name, title, caption, png(ax))
 
 
+IMPORTANCES_TRUSTED = 20
+"""Below this many completed trials the importances come with a caution: the best tenth is a single trial."""
+
+
 def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> Figure:
     name, title = "param_importances", "Parameter importances"
     # PED-ANOVA scores each parameter over the trials that have it, so the define-by-run ones (a
@@ -92,8 +97,16 @@ def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> Figure:
         return Figure(name, title, caption, None, f"needs at least two completed trials, the study has {len(complete)}")
     if not any(t.params for t in complete):
         return Figure(name, title, caption, None, "the completed trials have no parameters to compare")
-    ax = optuna_plots.plot_param_importances(study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
-                                             target_name=TARGET)
+    with warnings.catch_warnings():
+        # Optuna warns on the terminal where a parameter has too few trials to score ("regimes with fewer than 2
+        # trials"); the page says it instead, beside the figure.
+        warnings.simplefilter("ignore", UserWarning)
+        ax = optuna_plots.plot_param_importances(study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+                                                 target_name=TARGET)
+    if len(complete) < IMPORTANCES_TRUSTED:
+        caption += (f" Caution: from {len(complete)} completed trials only. PED-ANOVA compares the best tenth of "
+                    f"the trials with the rest, so below {IMPORTANCES_TRUSTED} trials that tenth is one trial and "
+                    "the ranking is mostly noise.")
     width, height = ax.get_figure().get_size_inches()
     ax.get_figure().set_size_inches(width, max(height, 1.5 + 0.25 * len(ax.get_yticklabels())))  # a bar per parameter
     return Figure(name, title, caption, png(ax))

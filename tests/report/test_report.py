@@ -283,3 +283,21 @@ def test_report_reads_a_postgresql_study_and_its_ledger(capsys, postgres_url, tm
     page = Page(out.read_text())
     assert page.rows("tricks") == EXPECTED_TRICKS
     assert page.summary()["total budget (device-seconds)"] == "90.0"
+
+
+def test_importances_from_few_trials_come_with_a_caution_and_no_warning_on_the_terminal():
+    import warnings
+
+    from automl.report.figures import IMPORTANCES_TRUSTED, draw_figures
+
+    study = optuna.create_study()
+    study.optimize(lambda t: t.suggest_float("x", 0, 1) + (t.suggest_int("k", 0, 3) if t.number == 1 else 0),
+                   n_trials=4)  # k in one trial only: Optuna warns that its regimes have fewer than 2 trials
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        figures = {f.name: f for f in draw_figures(study, study.trials, None)}
+    assert not [w for w in caught if issubclass(w.category, UserWarning)], [str(w.message) for w in caught]
+    importances = figures["param_importances"]
+    assert importances.png and "Caution: from 4 completed trials only" in importances.caption
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=IMPORTANCES_TRUSTED)
+    assert "Caution" not in {f.name: f for f in draw_figures(study, study.trials, None)}["param_importances"].caption
