@@ -116,6 +116,8 @@ SYS_FAIL_REASON = "fail_reason"
 
 # -- the study's user attributes -------------------------------------------------------------------
 STUDY_FILE, STUDY_DATASET, STUDY_MODEL = "study_file", "dataset", "model"
+STUDY_DATASET_ARGS, STUDY_MODEL_ARGS = "dataset_args", "model_args"
+"""The task's arguments: part of its identity, as its data set's and model's names are."""
 STUDY_MODEL_INPUT = "model_input"
 """``[in_channels, num_classes]`` the study's model is built for: what rebuilds it without the data (export)."""
 STUDY_DATA_LOAD = "data_load"

@@ -244,8 +244,9 @@ def create_study(prepared: PreparedStudy, *, new_session: bool = True) -> optuna
                            eta=config.study.eta))
     if records.STUDY_FILE not in study.user_attrs:
         study.set_user_attr(records.STUDY_FILE, prepared.study_file.path)
-        study.set_user_attr(records.STUDY_DATASET, config.task.dataset)
-        study.set_user_attr(records.STUDY_MODEL, config.task.model)
+    for _, key, value in _task_identity(config.task):
+        if key not in study.user_attrs:  # a study from before automl kept this part starts keeping it now
+            study.set_user_attr(key, value)
     if records.STUDY_MODEL_INPUT not in study.user_attrs:
         study.set_user_attr(records.STUDY_MODEL_INPUT, [prepared.data.input_shape[0], prepared.data.num_classes])
     study.set_user_attr(records.STUDY_DATA_LOAD, {"loader": prepared.data.loader,
@@ -288,13 +289,20 @@ def _refuse_another_task(storage: optuna.storages.BaseStorage, prepared: Prepare
         return
     if prepared.accept_task_change:
         return
-    task = prepared.study_file.config.task
-    for kind, key, now in (("data set", records.STUDY_DATASET, task.dataset), ("model", records.STUDY_MODEL, task.model)):
+    for kind, key, now in _task_identity(prepared.study_file.config.task):
         before = attrs.get(key)
         if before is not None and before != now:
             raise UserError(f"study {prepared.name!r} was run with {kind} {before!r}, but "
                             f"{prepared.study_file.path} has {now!r}; give it another [study] name or "
                             "--study-name to start a new study (or --accept-task-change to mix them)")
+
+
+def _task_identity(task: Any) -> list[tuple[str, str, Any]]:
+    """(what, study attribute, value) of each part of a task a study keeps: a wider model or other data
+    arguments make trials that compare with the earlier ones no better than another model's."""
+    return [("data set", records.STUDY_DATASET, task.dataset), ("model", records.STUDY_MODEL, task.model),
+            ("dataset_args", records.STUDY_DATASET_ARGS, dict(task.dataset_args)),
+            ("model_args", records.STUDY_MODEL_ARGS, dict(task.model_args))]
 
 
 def current_sources(prepared: PreparedStudy) -> dict[str, str]:

@@ -209,6 +209,16 @@ def test_a_study_run_again_with_another_model_or_dataset_is_refused(capsys, writ
     assert "'small_cnn'" in err and "'resnet20'" in err and "other" in err
 
 
+@pytest.mark.parametrize(("old", "new", "named"), [
+    ("width = 0.25", "width = 0.5", "model_args"),
+    ("num_classes = 4 }", "num_classes = 3 }", "dataset_args"),
+])
+def test_a_study_run_again_with_other_model_or_dataset_args_is_refused(capsys, write_study, existing_db, old, new,
+                                                                       named):
+    err = run_refused(capsys, existing_db, edited(write_study(name="other"), old, new))
+    assert f"was run with {named}" in err and "--accept-task-change" in err
+
+
 def test_a_study_run_again_with_another_model_runs_when_the_user_accepts_it(capsys, write_study, existing_db):
     study = edited(write_study(name="other", n_trials=2), 'model = "small_cnn"', 'model = "resnet20"')
     err = run_refused(capsys, existing_db, study)
