@@ -14,7 +14,8 @@ benchmark measures the error rate on recorded ones, which are not).
 
 Holm over the arms: each arm starts with ``alpha / arms``; an arm decided better or worse passes its share to the
 arms still open, which are looked at again at the larger level (Maurer and Bretz's graphical procedure for
-group-sequential tests); an equivalence passes nothing, so a wrong equivalence costs at most its own share.
+group-sequential tests); an equivalence passes nothing. The benchmark measures the wrong claims of all three
+kinds together, on the hardest mix it found (one arm equal to the reference, the others at the tolerance).
 
 Differences are ``arm - reference`` (lower is better), so ``better`` means the arm's error is lower.
 """
