@@ -201,8 +201,34 @@ def mixed_wrong(run, pool: np.ndarray, max_seeds: int, count: int, tolerance: fl
     return wrong.any(axis=1) | others.any(axis=1)
 
 
+def record(url: str, study: str, out: Path) -> None:
+    """Store a comparison's cells at one budget as a table ``--tables`` can resample: every arm's errors at
+    the seeds all arms completed (a sequential comparison stops arms at different seeds)."""
+    import optuna
+
+    from automl import records
+    from automl.study.cells import completed_cells
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    loaded = optuna.load_study(study_name=study, storage=url)
+    budget = loaded.user_attrs[records.STUDY_COMPARE]["budget"]
+    done = completed_cells(loaded, 10 ** 6)
+    seeds = min(next(s for s in range(len(cells) + 1) if s not in cells) for cells in done.values())
+    sizes = {t.user_attrs[records.ATTR_VAL_SIZE] for cells in done.values() for t in cells.values()}
+    table = {"name": study, "command": f"python benchmarks/race_vs_fixed.py --record {url} {study}",
+             "budgets": [budget], "seeds": seeds, "val_size": sizes.pop(),
+             "configs": {arm: {"params": cells[0].params, "seeds": {str(s): {budget: cells[s].value}
+                                                                    for s in range(seeds)}}
+                         for arm, cells in done.items()}}
+    out.write_text(json.dumps(table, indent=1))
+    print(f"wrote {out}: {len(done)} arms x {seeds} seeds at {budget}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--record", nargs=2, metavar=("URL", "STUDY"),
+                        help="store the cells of a comparison's budget study (NAME-compare-BUDGET) as a table "
+                             "in benchmarks/tables/, and stop")
     parser.add_argument("--tables", default="quickstart,snapshot", help="recorded tables to resample")
     parser.add_argument("--arms", type=int, default=3, help="arms tested against the reference")
     parser.add_argument("--comparisons", type=int, default=4000, help="simulated comparisons per figure")
@@ -212,6 +238,9 @@ def main() -> None:
                         help="equivalence tolerance, as a validation error (automl's default)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.record:
+        record(*args.record, TABLES / f"{args.record[1]}.json")
+        return
     rng = np.random.default_rng(args.seed)
     pool, val_size = groups(args.tables.split(","), args.arms, 400, rng)
     tolerance = args.tolerance * val_size

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -52,15 +54,20 @@ def _size(size: Any) -> tuple[int, int] | None:
 
 
 def load_imagefolder(*, root: Path, val_fraction: float, seed: int, device: torch.device, download: bool,
-                     verify: bool, loader: str, size: Any = None) -> Dataset:
+                     verify: bool, loader: str, size: Any = None, skip_unreadable: bool = False) -> Dataset:
     """Images in ``root/train/CLASS/*`` and, when present, ``root/test/CLASS/*`` (PNG, JPEG), as RGB.
 
     Val is carved out of train by the seed; ``size`` (a side, or [H, W]) resizes every image, and is needed
-    when the images are not all of one size.
+    when the images are not all of one size. Every image is checked in one pass before anything is read:
+    an unreadable one (truncated, empty, not an image) is refused, naming it and counting the others, or
+    with ``skip_unreadable`` left out with one warning; a folder linked back into itself is refused; a file
+    reached by two paths through links is read once.
     """
     from torchvision.datasets import ImageFolder  # deferred: torchvision is slow to import
 
     shape = _size(size)
+    if not isinstance(skip_unreadable, bool):
+        raise UserError(f"dataset option skip_unreadable must be true or false, got {skip_unreadable!r}")
     train_dir, test_dir = root / "train", root / "test"
     if not train_dir.is_dir():
         raise UserError(f"imagefolder: {train_dir} is not a folder; put the training images in "
@@ -72,11 +79,12 @@ def load_imagefolder(*, root: Path, val_fraction: float, seed: int, device: torc
             only = sorted(set(classes) ^ set(test_classes))
             raise UserError(f"imagefolder: the classes of {test_dir} differ from those of {train_dir} "
                             f"(not in both: {', '.join(only)}); give test the same class folders")
-    if shape is None:
-        _check_one_size(train_dir, test_dir)
+    folders = [train_dir, *([test_dir] if test_dir.is_dir() else [])]
+    readable = _readable_images(folders, classes, one_size=shape is None, skip=skip_unreadable)
     transform = ToTensor(shape)
-    train = ImageFolder(str(train_dir), transform=transform)
-    test = ImageFolder(str(test_dir), transform=transform) if test_dir.is_dir() else None
+    train = ImageFolder(str(train_dir), transform=transform, is_valid_file=readable.__contains__)
+    test = (ImageFolder(str(test_dir), transform=transform, is_valid_file=readable.__contains__)
+            if test_dir.is_dir() else None)
     return from_torch("imagefolder", train, test, num_classes=len(classes), val_fraction=val_fraction, seed=seed,
                       device=device, loader=loader)
 
@@ -100,23 +108,82 @@ def _class_folders(folder: Path) -> list[str]:
     return classes
 
 
-def _check_one_size(*folders: Path) -> None:
-    """Every image has the size of the first one (read from the file headers, not decoded)."""
+def _walk(folder: Path) -> list[str]:
+    """The image paths under ``folder`` as torchvision's ImageFolder walks them (links followed), each real file
+    once (its first path in sorted order); a folder linked back to one it is inside is refused."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    found: dict[str, str] = {}
+    for top, dirs, files in os.walk(str(folder), followlinks=True):
+        for name in dirs:
+            link, target = os.path.join(top, name), os.path.realpath(os.path.join(top, name))
+            if os.path.islink(link) and (os.path.realpath(top) + os.sep).startswith(target + os.sep):
+                raise UserError(f"imagefolder: {link} links back to {target}, a folder it is inside: the same "
+                                "images would be read again and again, and copies of training images would land "
+                                "in validation; remove the link")
+        for name in files:
+            path = os.path.join(top, name)
+            if os.path.splitext(name)[1].lower() in IMG_EXTENSIONS and os.path.isfile(path):
+                real = os.path.realpath(path)
+                found[real] = min(found.get(real, path), path)
+    return sorted(found.values())
+
+
+def _readable_images(folders: list[Path], classes: list[str], *, one_size: bool, skip: bool) -> set[str]:
+    """The paths of the images to read, over ``folders``' class folders: each file's header opened and its
+    structure verified (not decoded), in one pass; all of one size unless resized."""
+    readable: set[str] = set()
+    seen: dict[str, tuple[str, str]] = {}
+    bad: list[tuple[str, str]] = []
+    first: list[tuple[str, tuple[int, int]]] = []
+    for folder in folders:
+        for name in classes:
+            kept = 0
+            for path in _walk(folder / name):
+                real = os.path.realpath(path)
+                if real in seen:
+                    if seen[real][1] != name:
+                        raise UserError(f"imagefolder: {path} and {seen[real][0]} are one file, through a link, "
+                                        f"under classes {seen[real][1]} and {name}; an image has one label: "
+                                        "remove the link")
+                    continue  # in train and test through a link: kept in train only, never on both sides
+                seen[real] = (path, name)
+                size = _header(path, bad)
+                if size is None:
+                    continue
+                if one_size and first and size != first[0][1]:
+                    raise UserError(f"imagefolder: {path} is {size[0]}x{size[1]} but {first[0][0]} is "
+                                    f"{first[0][1][0]}x{first[0][1][1]}; set [task] dataset_args.size = "
+                                    "[height, width] to resize them all")
+                first = first or [(path, size)]
+                readable.add(path)
+                kept += 1
+            if not kept and (skip or not bad):
+                raise UserError(f"imagefolder: no readable image is left in {folder / name} ({len(bad)} "
+                                "unreadable left out); add images or remove the folder")
+    if bad and not skip:
+        others = f" (and {len(bad) - 1} other unreadable image(s))" if len(bad) > 1 else ""
+        raise UserError(f"imagefolder: {bad[0][0]} cannot be read as an image ({bad[0][1]}){others}; replace or "
+                        "remove it, or set [task] dataset_args = { skip_unreadable = true } to leave such files out")
+    if bad:
+        warnings.warn(f"imagefolder: left out {len(bad)} unreadable image(s) (skip_unreadable), the first "
+                      f"{bad[0][0]}: {bad[0][1]}", UserWarning, stacklevel=2)
+    return readable
+
+
+def _header(path: str, bad: list[tuple[str, str]]) -> tuple[int, int] | None:
+    """The image's size from its header, its structure verified; None (and ``path`` added to ``bad`` with
+    the reason) when it is truncated, empty or not an image."""
     from PIL import Image
 
-    first: tuple[Path, tuple[int, int]] | None = None
-    for folder in folders:
-        if not folder.is_dir():
-            continue
-        for path in _images_in(folder):
-            with Image.open(path) as image:
-                size = image.size
-            if first is None:
-                first = (path, size)
-            elif size != first[1]:
-                raise UserError(f"imagefolder: {path} is {size[0]}x{size[1]} but {first[0]} is "
-                                f"{first[1][0]}x{first[1][1]}; set [task] dataset_args.size = [height, width] "
-                                "to resize them all")
+    try:
+        with Image.open(path) as image:
+            size = image.size
+            image.verify()
+    except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, ... by format
+        bad.append((path, (str(exc).splitlines() or [type(exc).__name__])[0]))
+        return None
+    return size
 
 
 def load_torchvision(name: str, *, root: Path, val_fraction: float, seed: int, device: torch.device,

@@ -43,7 +43,20 @@ CASES = {
                     r"the class folder .*class2 holds no image"),
     "test classes": ('dataset = "imagefolder"', lambda root: (root / "test" / "class1").rename(root / "test" / "x"),
                      r"classes of .*test differ from those of .*train \(not in both: class1, x\)"),
+    # Issue 25, item 2: found in one pass before the first write, named, the others counted.
+    "truncated and empty": ('dataset = "imagefolder"', lambda root: _unreadable(root),
+                            r"cut.png cannot be read as an image .*\(and 1 other unreadable image\(s\)\); .*"
+                            r"skip_unreadable = true"),
+    "loop": ('dataset = "imagefolder"', lambda root: (root / "train" / "class0" / "loop").symlink_to(root / "train"),
+             r"class0/loop links back to .*train, a folder it is inside"),
 }
+
+
+def _unreadable(root: Path) -> None:
+    image = root / "train" / "class0" / "cut.png"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(image)
+    image.write_bytes(image.read_bytes()[:40])
+    (root / "train" / "class1" / "empty.jpg").write_bytes(b"")
 
 
 @pytest.mark.parametrize("case", CASES)

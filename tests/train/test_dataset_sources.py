@@ -203,3 +203,51 @@ def test_a_test_split_with_other_classes_is_refused(tmp_path):
 def test_a_missing_train_folder_says_where_the_images_go(tmp_path):
     with pytest.raises(UserError, match=r"imagefolder: .*train is not a folder; put the training images in"):
         load_dataset("imagefolder", root=tmp_path)
+
+
+# Issue 25, item 2: unreadable files and links, found in one pass before anything is read --------------
+
+
+def _truncated_png(path: Path) -> Path:
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def test_unreadable_images_are_named_and_counted_or_left_out_when_asked(tmp_path):
+    root = write_image_folder(tmp_path, classes=2, train=6, test=0, size=(8, 8))
+    _truncated_png(root / "train" / "class0" / "cut.png")
+    (root / "train" / "class1" / "empty.jpg").write_bytes(b"")
+    with pytest.raises(UserError) as info:
+        load_dataset("imagefolder", root=root)
+    message = str(info.value)
+    assert "cut.png cannot be read as an image" in message and "(and 1 other unreadable image(s))" in message
+    assert "skip_unreadable = true" in message and "\n" not in message
+    with pytest.warns(UserWarning, match=r"left out 2 unreadable image\(s\)"):
+        data = load_dataset("imagefolder", root=root, skip_unreadable=True)
+    assert len(data.train) + len(data.val) == 12  # the 12 good images, not the 2 bad ones
+    with pytest.raises(UserError, match="skip_unreadable must be true or false"):
+        load_dataset("imagefolder", root=root, skip_unreadable="yes")
+
+
+def test_a_folder_linked_back_into_itself_is_refused(tmp_path):
+    root = write_image_folder(tmp_path, classes=2, train=4, test=0, size=(8, 8))
+    (root / "train" / "class0" / "loop").symlink_to(root / "train")
+    with pytest.raises(UserError, match=r"class0/loop links back to .*train, a folder it is inside"):
+        load_dataset("imagefolder", root=root)
+
+
+def test_a_file_reached_by_two_links_is_read_once_and_never_on_both_sides_of_the_split(tmp_path):
+    root = write_image_folder(tmp_path / "images", classes=2, train=4, test=2, size=(8, 8))
+    extra = write_image_folder(tmp_path / "extra", classes=1, train=3, test=0, size=(8, 8), seed=5) / "train" / "class0"
+    (root / "train" / "class0" / "one").symlink_to(extra)
+    (root / "train" / "class0" / "two").symlink_to(extra)  # the same 3 files by a second path
+    (root / "test" / "class0" / "leak.png").symlink_to(next((root / "train" / "class0").glob("*.png")))
+    data = load_dataset("imagefolder", root=root, seed=1)
+    assert len(data.train) + len(data.val) == 11 and len(data.test) == 4  # 8 + 3 once; test keeps its own 4
+    pixels = {bytes(x.numpy().tobytes()) for x in torch.cat([data.train.x, data.val.x, data.test.x])}
+    assert len(pixels) == 15  # every image once, none of them on two sides
+    (root / "train" / "class1" / "three").symlink_to(extra)
+    with pytest.raises(UserError, match=r"are one file, through a link, under classes class0 and class1"):
+        load_dataset("imagefolder", root=root)
