@@ -22,6 +22,8 @@ ENDINGS = (COMPLETE, PRUNED, FAILED)
 settled states."""
 TRICK_ERROR = "trick_error"
 """The ``end_reason`` of a trial failed by an exception from one of its tricks."""
+MODEL_ERROR = "model_error"
+"""The ``end_reason`` of a trial failed by an exception from the task's model (its forward, or a module in it)."""
 
 # -- the trial's user attributes -------------------------------------------------------------------
 ATTR_TRICKS = "tricks"

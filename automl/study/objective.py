@@ -27,6 +27,7 @@ from automl.storage.artifacts import best_checkpoint, task_checkpoint
 from automl.storage.optuna_adapter import frozen_trial, trial_id
 from automl import records
 from automl.study.config import StudyConfig, config_digest
+from automl.study.failures import first_line, model_modules, raised_in_model
 from automl.study.fidelity import climb, rung_budgets
 from automl.study.plan import Outcome, TrialPlan
 from automl.study.ranks import share_trial
@@ -175,6 +176,11 @@ class Objective:
         except TrialFailed as exc:
             return self._failed(plan, exc, self._spent_since(started))
         except Exception as exc:
+            # The model's own code first: a trick that calls the model (sam's second pass) did not raise.
+            if self._probe is not None and raised_in_model(exc, model_modules(self._probe)):
+                return self._failed(plan, TrialFailed(records.MODEL_ERROR, f"the model {self.config.task.model!r} "
+                                                      f"raised {type(exc).__name__}: {first_line(exc)}"),
+                                    self._spent_since(started))
             where = raised_in(exc)
             if where is None:
                 raise  # the engine's own error: not the trial's to absorb

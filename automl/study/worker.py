@@ -18,10 +18,13 @@ from automl.interrupts import checkpoint, signal_name
 from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import frozen_trial, set_user_attrs
 from automl.storage.retry import DatabaseLost
+from automl.errors import TrialFailed
+from automl.study.failures import raised_in_model
 from automl.study.incumbent import Intensifier
 from automl.study.plan import Outcome, TrialPlan
 from automl.records import ATTR_DETAIL, ATTR_END, ATTR_SPENT, state_name
 from automl.study.recovery import INTERRUPTED, Recovery
+from automl.trick_errors import raised_in
 
 
 class TrialObjective(Protocol):
@@ -97,9 +100,22 @@ class Worker:
         if self.first_estimate is not None:
             needed = (not self.trial_budget.is_time and self.ledger.completed_mean() is None
                       and self.ledger.totals().total is not None)
-            self.estimated = self.first_estimate() if needed else 0.0
+            self.estimated = self._timed(self.first_estimate) if needed else 0.0
             self.first_estimate = None  # from now on: the timed figure, or the completed trials' costs
         return self.estimated
+
+    @staticmethod
+    def _timed(estimate: Callable[[], float]) -> float:
+        """The timed estimate; 0 where the steps it times fail (a NaN loss, the model raising): the first trial
+        meets the same failure and records it with its end reason, and what it spent is charged as usual."""
+        try:
+            return estimate()
+        except TrialFailed:
+            return 0.0
+        except Exception as exc:
+            if raised_in_model(exc) or raised_in(exc) is not None:
+                return 0.0
+            raise
 
     def run(self, trial: optuna.Trial, objective: TrialObjective) -> FrozenTrial:
         """Run one trial, record it, tell Optuna how it ended and settle its reservation; an error other than

@@ -114,6 +114,7 @@ def _in_memory(name, train, test, image, num_classes, n_val, seed, device) -> Da
     train_idx, _ = _train_order(len(pool[1]), n_val, seed)
     stats = channel_stats(pool[0][train_idx[i:i + STATS_CHUNK]] for i in range(0, len(train_idx), STATS_CHUNK))
     num_classes = _classes(name, num_classes, pool[1], test_part[1])
+    _test_classes_seen_in_train(name, pool[1], test_part[1])
     return assemble(name, pool, test_part, n_val=n_val, seed=seed, num_classes=num_classes, device=device,
                     stats=stats)
 
@@ -138,6 +139,17 @@ def _classes(name: str, num_classes: int | None, *labels: Tensor) -> int:
     return num_classes
 
 
+def _test_classes_seen_in_train(name: str, train: Tensor, test: Tensor) -> None:
+    """Every class of the test split has training images, as an image folder's test classes must be its train
+    classes: a test error over classes the model never saw measures nothing it could learn."""
+    unseen = sorted(set(test.unique().tolist()) - set(train.unique().tolist()))
+    if unseen:
+        shown = ", ".join(map(str, unseen[:10])) + (", ..." if len(unseen) > 10 else "")
+        raise UserError(f"dataset {name!r}: the test split has label(s) {shown} that no training image has (train "
+                        f"labels {int(train.min())} to {int(train.max())}); give the train split every class, or "
+                        "leave those out of test")
+
+
 def _streamed(name, train, test, image, num_classes, n_val, seed, device) -> Dataset:
     train_idx, val_idx = _train_order(len(train), n_val, seed)
     # One pass of decoding for the statistics, in the in-memory loader's chunks so that both sum the same bits.
@@ -147,6 +159,8 @@ def _streamed(name, train, test, image, num_classes, n_val, seed, device) -> Dat
     labels: list[Tensor] = []
     mean, std = channel_stats(_keeping_labels(counting.batches(STATS_CHUNK), labels))
     num_classes = _classes(name, num_classes, torch.cat(labels))
+    if test is not None and getattr(test, "targets", None) is not None:  # known without decoding the images
+        _test_classes_seen_in_train(name, torch.cat(labels), torch.as_tensor(test.targets))
     shift, scale, std_t = normaliser(*(torch.tensor(v, dtype=torch.float32, device=device) for v in (mean, std)))
 
     def part(dataset: TorchDataset, indices: Sequence[int]) -> StreamedSplit:

@@ -12,6 +12,7 @@ import optuna
 import pytest
 import torch
 
+from automl.cli import main
 from automl.storage.artifacts import load_model
 from automl.records import STUDY_PLUGINS
 from tests.study.test_bad_inputs import db, edited, refused  # noqa: F401 (db: a fixture)
@@ -211,3 +212,63 @@ def test_a_model_family_is_one_registration_and_every_form_message_lists_it(run_
     err = refused(capsys, db, "run", str(_study(write_study, "nope:tiny", "{}")), "--storage", f"sqlite:///{db}",
                   "--plugin", str(plugin))
     assert "no module named 'nope'" in err and "torchvision:NAME, timm:NAME, fake:NAME or package.module:callable" in err
+
+
+# Issue 25, item 3: a model that misbehaves at training time fails its trial, and the study goes on --------
+
+FLAKY_FILE = '''
+"""A model whose forward raises at its third call, and one whose loss turns NaN at its third step."""
+import torch
+from torch import nn
+
+
+class Breaks(nn.Module):
+    def __init__(self, in_channels, num_classes):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 64, num_classes))  # 8x8 images
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.training and self.calls == 3:
+            raise ValueError("this layer cannot take a batch of that kind")
+        return self.body(x)
+
+
+class GoesNaN(Breaks):
+    def forward(self, x):
+        self.calls += 1
+        out = self.body(x)
+        return out * float("nan") if self.training and self.calls >= 3 else out
+
+
+def breaks(num_classes, in_channels):
+    return Breaks(in_channels, num_classes)
+
+
+def goes_nan(num_classes, in_channels):
+    return GoesNaN(in_channels, num_classes)
+'''
+
+
+@pytest.mark.parametrize(("callable_", "extra", "reason", "detail"), [
+    ("breaks", "", "model_error", "raised ValueError: this layer cannot take a batch of that kind"),
+    # A budget in steps under a total budget: the worker first times a few steps, which meet the NaN too.
+    ("goes_nan", '[study]\ntotal_budget = "60s"\n', "nan_loss", ""),
+])
+def test_a_model_failing_in_training_fails_its_trial_and_the_study_goes_on(capsys, write_study, tmp_path,
+                                                                           monkeypatch, callable_, extra, reason,
+                                                                           detail):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = _module(tmp_path, FLAKY_FILE)
+    study = _study(write_study, f"{module}:{callable_}", "{}")
+    if extra:
+        edited(study, "n_trials = 2", 'n_trials = 2\ntotal_budget = "60s"')
+    url = f"sqlite:///{tmp_path / 'flaky.db'}"
+    code = main(["run", str(study), "--storage", url])
+    err = capsys.readouterr().err
+    trials = optuna.load_study(study_name="tiny", storage=url).trials
+    assert len(trials) == 2 and all(t.state.name == "FAIL" for t in trials), err  # the second trial ran too
+    assert {t.user_attrs.get("end_reason") for t in trials} == {reason}
+    assert all(detail in t.user_attrs.get("end_detail", "") for t in trials)
+    assert "Traceback" not in err

@@ -147,6 +147,10 @@ def three():
 
 def flat_images():
     return TensorDataset(torch.zeros(8, 48), torch.zeros(8, dtype=torch.long)), None
+
+def other_test_classes():
+    x = torch.rand(30, 3, 4, 4)
+    return TensorDataset(x, torch.arange(30) % 3), TensorDataset(x[:12], torch.arange(12) % 6)
 '''
 
 
@@ -167,6 +171,9 @@ def test_a_callable_in_the_study_folder_gives_the_data_set(module_folder):
     ("my_sets:raises", r"dataset 'my_sets:raises' raised RuntimeError: no such bucket"),
     ("my_sets:three", r"must return \(train, test\), two torch Datasets \(test may be None\); it returned a tuple of 3"),
     ("my_sets:flat_images", r"the train split's images must be tensors C×H×W, got a tensor of shape \(48,\)"),
+    # Issue 25, item 3: the image folder's rule, for a callable too.
+    ("my_sets:other_test_classes", r"the test split has label\(s\) 3, 4, 5 that no training image has \(train "
+                                   r"labels 0 to 2\)"),
 ])
 def test_a_bad_callable_says_what_was_wrong(module_folder, spec, expected):
     with pytest.raises(UserError, match=expected):
