@@ -56,6 +56,8 @@ weights and sees the same data order (the pairing of the comparison)."""
 ATTR_DATA_WAIT = "data_wait_fraction"
 """The fraction of the trial's training time spent waiting for batches of data."""
 ATTR_CHECKPOINT = "checkpoint"
+ATTR_CHECKPOINT_FAILED = "checkpoint_failed"
+"""Why a trial stopped writing checkpoints (its disk filled up, say): it went on without them."""
 """The trial's latest checkpoint in the artifact store: ``{"artifact", "step", "progress", "spent_seconds"}``, its
 own seconds spent when it was saved (see ``automl.study.resume``)."""
 ATTR_RESUMED = "resumed_from"
@@ -83,7 +85,8 @@ ATTR_VAL_SIZE = "val_size"
 
 OWN_ATTRS = frozenset({ATTR_TRICKS, ATTR_SPENT, ATTR_END, ATTR_DETAIL, ATTR_SEED, ATTR_OPTIONS, ATTR_UNAVAILABLE,
                        ATTR_BUDGET, ATTR_CONFIG, ATTR_COMPARE_ARM, ATTR_COMPARE_SEED, ATTR_STEPS, ATTR_MODEL,
-                       ATTR_WEIGHTS, ATTR_DATA_WAIT, ATTR_CHECKPOINT, ATTR_RESUMED, ATTR_LOST, ATTR_RESUME_REFUSED,
+                       ATTR_WEIGHTS, ATTR_DATA_WAIT, ATTR_CHECKPOINT, ATTR_CHECKPOINT_FAILED, ATTR_RESUMED, ATTR_LOST,
+                       ATTR_RESUME_REFUSED,
                        ATTR_TRAIN_SECONDS, ATTR_EVAL_SECONDS, ATTR_EPOCHS, ATTR_PROGRESS, ATTR_TRAIN_LOSS,
                        ATTR_VAL_ERROR_MODEL, ATTR_REPEAT_OF, ATTR_RUNG_BUDGETS, ATTR_RUNG_SPENT})
 """The user attributes automl writes itself: a trick's ``run.attrs`` may not use these keys."""

@@ -17,6 +17,7 @@ one at a time; one saved at a stop signal is written before the worker exits.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import pickle
 import sys
@@ -31,8 +32,8 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 
 from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import frozen_trial, set_user_attrs, study_engine, trial_id
-from automl.records import (ATTR_BUDGET, ATTR_CHECKPOINT, ATTR_LOST, ATTR_RESUME_REFUSED, ATTR_RESUMED,
-                                  SYS_RETRY_OF)
+from automl.records import (ATTR_BUDGET, ATTR_CHECKPOINT, ATTR_CHECKPOINT_FAILED, ATTR_LOST, ATTR_RESUME_REFUSED,
+                            ATTR_RESUMED, SYS_RETRY_OF)
 from automl.train.checkpoints import FORMAT, Checkpointing, Every, packed, unpacked
 from automl.train.distributed import TrialGroup
 from automl.trick import Trick
@@ -62,6 +63,11 @@ def mismatch(saved: dict[str, Any], expected: dict[str, Any]) -> str | None:
     return None
 
 
+class CheckpointNotWritten(OSError):
+    """A trial's checkpoint could not be written (a full disk, a folder that went away); the message says where,
+    how much, and the fix."""
+
+
 class TrialCheckpoints:
     """The checkpoints of one running trial, in the study's artifact store."""
 
@@ -78,6 +84,8 @@ class TrialCheckpoints:
         heartbeat came before the checkpoint): charged to this trial, so the study pays for them once."""
         self._writer: ThreadPoolExecutor | None = None
         self._writing: Future[None] | None = None
+        self.stopped = False
+        """A write failed (a full disk, a folder gone): the trial goes on without checkpoints."""
 
     def checkpointing(self, every: Every | None, expected: dict[str, Any],
                       group: TrialGroup | None = None) -> Checkpointing:
@@ -92,8 +100,12 @@ class TrialCheckpoints:
     def save(self, state: dict[str, Any]) -> None:
         """Take ``state`` as the trial's latest checkpoint: copied now, written in the background while the run
         goes on. One is written at a time: a save waits for the write before it, and raises that one's error."""
+        if self.stopped:
+            return
         staged = packed(state)
         self.flush()
+        if self.stopped:
+            return
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"checkpoints-{self.trial.number}")
         self._writing = self._writer.submit(self._write, staged)
@@ -101,8 +113,15 @@ class TrialCheckpoints:
     def flush(self) -> None:
         """Wait until the checkpoint being written is; its write's error, if any, is raised here."""
         writing, self._writing = self._writing, None
-        if writing is not None:
+        if writing is None:
+            return
+        try:
             writing.result()
+        except CheckpointNotWritten as exc:
+            self.stopped = True
+            self.attrs[ATTR_CHECKPOINT_FAILED] = str(exc)
+            print(f"automl: warning: trial {self.trial.number}: {exc}; it goes on without checkpoints (a crash now "
+                  "restarts it from the start)", file=sys.stderr)
 
     def end(self) -> None:
         """The trial has ended and will not be retried: its checkpoints go, the one being written too."""
@@ -121,8 +140,17 @@ class TrialCheckpoints:
         artifact = f"checkpoint-{uuid.uuid4().hex}"
         buffer = io.BytesIO()
         torch.save(written, buffer)
+        size = buffer.tell()
         buffer.seek(0)
-        self.store.write(artifact, buffer)
+        try:
+            self.store.write(artifact, buffer)
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # nothing half-written is left, nor named
+                remove_artifact(self.store, artifact)
+            folder = getattr(self.store, "_base_path", "the artifacts folder")
+            raise CheckpointNotWritten(f"a checkpoint could not be written to {folder} ({exc.strerror or exc}; it "
+                                       f"needs {size / 1e6:.1f} MB free); free space there or set [study] "
+                                       "artifacts to another folder") from exc
         state = written["tree"]  # its numbers are plain data, its tensors placeholders
         saved = state["loop"]
         own = saved["spent_seconds"] - saved["resumed_seconds"]

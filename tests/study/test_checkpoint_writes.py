@@ -1,11 +1,14 @@
 """A trial's checkpoints are written in the background: what is written is the state at its save, one write at a
-time, the one it replaces removed after it, and a write that fails is raised on the training thread (issue 14).
+time, the one it replaces removed after it, and a write that fails (a full disk) stops the trial's checkpoints
+with one warning, nothing half-written left (issues 14 and 25).
 
 Real parts: a SQLite Optuna study, a file-system artifact store, ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
+import builtins
+import errno
 import shutil
 import threading
 
@@ -15,7 +18,7 @@ import torch
 
 from automl.storage.artifacts import artifact_store
 from automl.storage.optuna_adapter import frozen_trial, set_user_attrs
-from automl.records import ATTR_CHECKPOINT, ATTR_RESUME_REFUSED, SYS_RETRY_OF
+from automl.records import ATTR_CHECKPOINT, ATTR_CHECKPOINT_FAILED, ATTR_RESUME_REFUSED, SYS_RETRY_OF
 from automl.study.resume import TrialCheckpoints
 from automl.train.checkpoints import TENSOR, packed, unpacked
 
@@ -76,7 +79,8 @@ def test_the_write_runs_off_the_training_thread(checkpoints, monkeypatch):
     assert threads and threads[0] is not threading.current_thread()
 
 
-def test_a_write_that_fails_is_raised_at_the_next_save_and_leaves_the_checkpoint_before_it(checkpoints, tmp_path):
+def test_a_write_that_fails_stops_the_checkpoints_with_one_line_and_leaves_the_checkpoint_before_it(
+        checkpoints, tmp_path, capsys):
     weight = torch.zeros(10)
     checkpoints.save(state(1, weight))
     checkpoints.flush()
@@ -84,11 +88,49 @@ def test_a_write_that_fails_is_raised_at_the_next_save_and_leaves_the_checkpoint
     shutil.rmtree(tmp_path / "artifacts")
     (tmp_path / "artifacts").write_text("a file where the store's folder was")
     checkpoints.save(state(2, weight))
-    with pytest.raises(OSError):
-        checkpoints.save(state(3, weight))
+    checkpoints.save(state(3, weight))  # meets the failed write: warns once, and writes no more
+    checkpoints.save(state(4, weight))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("automl: warning: trial 0: a checkpoint could not be written to")
+    assert "it goes on without checkpoints" in err and checkpoints.stopped
+    assert checkpoints.attrs[ATTR_CHECKPOINT_FAILED].startswith("a checkpoint could not be written")
     # The trial still names the checkpoint written before the failure, and nothing half-written is named.
     assert named(checkpoints) == kept
     assert checkpoints.latest == kept["artifact"]
+
+
+def test_a_full_disk_leaves_nothing_half_written_and_says_the_folder_and_the_space(checkpoints, tmp_path, capsys):
+    real_open = builtins.open
+
+    class FullDisk:
+        """The store's file, as on a full disk: part of the bytes land, then ENOSPC."""
+
+        def __init__(self, path, mode="wb"):
+            self.file = real_open(path, mode)
+
+        def write(self, data):
+            self.file.write(bytes(data)[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+    checkpoints.save(state(1, torch.zeros(10)))
+    checkpoints.flush()
+    kept = named(checkpoints)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(builtins, "open", lambda path, mode="r", *a, **k: FullDisk(path, mode)
+                      if "artifacts" in str(path) and "w" in mode else real_open(path, mode, *a, **k))
+        checkpoints.save(state(2, torch.zeros(100_000)))
+        checkpoints.flush()
+    err = capsys.readouterr().err
+    assert f"could not be written to {tmp_path / 'artifacts'} (No space left on device; it needs 0.4 MB free)" in err
+    assert "set [study] artifacts to another folder" in err and err.count("\n") == 1
+    assert checkpoint_files(tmp_path) == [kept["artifact"]]  # the half-written file is gone
+    assert named(checkpoints) == kept
 
 
 def test_a_packed_state_comes_back_whole_each_tensor_with_its_dtype_shape_and_values():
