@@ -324,3 +324,12 @@ def test_a_resumed_study_with_nothing_left_to_run_shows_its_best(run_cli, write_
     run_cli("run", study, "--storage", sqlite_url)
     _, _, err = run_cli("run", study, "--storage", sqlite_url)  # n_trials reached: nothing runs
     assert re.search(r"tiny .* best 0\.\d{4} \(#0\)", err), err
+
+
+def test_a_brute_force_grid_that_runs_out_ends_the_study_with_a_note(run_cli, write_study, sqlite_url):
+    study = write_study('[tricks]\ninclude = ["cosine"]\n[tricks.cosine]\nfinal = 0.0\n', n_trials=4)
+    study.write_text(study.read_text().replace('sampler = "random"', 'sampler = "bruteforce"'))
+    _, _, err = run_cli("run", study, "--storage", sqlite_url)
+    trials = optuna.load_study(study_name="tiny", storage=sqlite_url).trials
+    assert len(trials) == 2 and {t.params["cosine.enabled"] for t in trials} == {True, False}
+    assert "every combination of the brute-force grid has run" in err and "Traceback" not in err

@@ -3,18 +3,19 @@ budget or n_trials is spent."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import optuna
 import sqlalchemy.exc
 import torch
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from automl.budget import Budget
 from automl.devices import resolve_device
@@ -205,8 +206,30 @@ _SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
     "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
     "cmaes": lambda seed: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
     "gp": lambda seed: optuna.samplers.GPSampler(seed=seed),
-    "bruteforce": lambda seed: optuna.samplers.BruteForceSampler(seed=seed),
+    "bruteforce": lambda seed: GridSampler(seed=seed),
 }
+
+
+class GridSampler(optuna.samplers.BruteForceSampler):
+    """Optuna's brute-force sampler for automl's ask-and-tell loop: once every combination has run, it says so
+    (``exhausted``) rather than call ``Study.stop``, which Optuna allows only inside ``study.optimize``."""
+
+    exhausted = False
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        stop = study.stop
+
+        def exhaust() -> None:
+            self.exhausted = True
+            with contextlib.suppress(RuntimeError):  # outside study.optimize: automl's loop reads `exhausted`
+                stop()
+
+        study.stop = exhaust  # type: ignore[method-assign]  # what the grid's end calls
+        try:
+            super().after_trial(study, trial, state, values)
+        finally:
+            del study.stop  # back to the class's method
 
 
 def make_pruner(name: str, rungs: int, *, val_size: int | None = None,

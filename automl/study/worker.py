@@ -68,6 +68,10 @@ class Worker:
     def next_trial(self) -> optuna.Trial | None:
         """The next trial, holding its reservation, or None when the study is done (n_trials or total budget)."""
         checkpoint()
+        if getattr(self.study.sampler, "exhausted", False):
+            print("automl: note: every combination of the brute-force grid has run: the study is done",
+                  file=sys.stderr)
+            return None
         self.recovery.run_due()
         reservation = self.ledger.reserve(self.trial_budget, self.n_trials, first_estimate=self._first_estimate())
         if reservation is None:
