@@ -333,3 +333,12 @@ def test_a_brute_force_grid_that_runs_out_ends_the_study_with_a_note(run_cli, wr
     trials = optuna.load_study(study_name="tiny", storage=sqlite_url).trials
     assert len(trials) == 2 and {t.params["cosine.enabled"] for t in trials} == {True, False}
     assert "every combination of the brute-force grid has run" in err and "Traceback" not in err
+
+
+def test_a_total_budget_too_small_for_one_trial_in_steps_says_why_nothing_ran(run_cli, write_study, sqlite_url):
+    # A hundred thousand steps take far more than the 1 s total on any machine: the timed estimate says so.
+    study = write_study(trial_budget="100000steps")
+    study.write_text(study.read_text().replace("n_trials = 3", 'n_trials = 3\ntotal_budget = "1s"'))
+    _, _, err = run_cli("run", study, "--storage", sqlite_url, expect=2)
+    assert err.count("automl: error: no trial can start: one trial of") == 1 and "raise [study] total_budget" in err
+    assert optuna.load_study(study_name="tiny", storage=sqlite_url).trials == []

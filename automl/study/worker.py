@@ -18,7 +18,7 @@ from automl.interrupts import checkpoint, signal_name
 from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import frozen_trial, set_user_attrs
 from automl.storage.retry import DatabaseLost
-from automl.errors import TrialFailed
+from automl.errors import TrialFailed, UserError
 from automl.study.failures import raised_in_model
 from automl.study.incumbent import Intensifier
 from automl.study.plan import Outcome, TrialPlan
@@ -80,6 +80,7 @@ class Worker:
                                               first_estimate=self._first_estimate())
         if reservation is None:
             self.recovery.close_waiting()
+            self._refuse_if_none_can_start()
             return None
         try:
             if self.intensifier is not None:
@@ -107,6 +108,17 @@ class Worker:
             self.estimated = self._timed(self.first_estimate) if needed else 0.0
             self.first_estimate = None  # from now on: the timed figure, or the completed trials' costs
         return self.estimated
+
+    def _refuse_if_none_can_start(self) -> None:
+        """No trial of the study has started and none can: the total budget is smaller than one trial (known
+        only once a budget in steps has been timed). Said as the user's error rather than an empty study."""
+        totals = self.ledger.totals()
+        if totals.trials or totals.total is None or self.n_trials == 0:
+            return
+        estimate = f", estimated at {self.estimated:.3g} s by timing a few steps" if self.estimated else ""
+        raise UserError(f"no trial can start: one trial of {self.trial_budget}{estimate}, costs more than the "
+                        f"{max(totals.left or 0.0, 0.0):.3g} s the total budget of {totals.total:g} s leaves; raise "
+                        "[study] total_budget (or --total-budget) or lower trial_budget")
 
     @staticmethod
     def _timed(estimate: Callable[[], float]) -> float:
