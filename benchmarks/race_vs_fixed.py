@@ -2,7 +2,8 @@
 
 Each simulated comparison tests ``--arms`` arms against a reference. Its cells come from a recorded table of real
 runs on digits (``benchmarks/tables/*.json``, made by ``search_table.py``: every configuration of a space trained
-at 8 paired seeds; seed s gives every configuration the same initial weights and data order): a comparison draws
+at 8 paired seeds; seed s gives every configuration the same initial weights and data order; or a comparison's
+own cells, stored by ``--record URL NAME-compare-BUDGET``): a comparison draws
 ``--arms`` + 1 configurations of one table at its largest budget, centres each configuration's 8 errors on 0
 (rescaled by sqrt(8/7), the variance the centring removes), and draws its seeds with replacement from those 8,
 all arms at the same recorded seed, so the shared reference and the real shape of the noise (a diverged seed
@@ -28,6 +29,7 @@ Prints the error rates with Wilson intervals, the power at each difference, the 
 sequential one's, over the sequential one's mean cells on comparisons whose arms differ by 2 images or more.
 
     python benchmarks/race_vs_fixed.py
+    python benchmarks/race_vs_fixed.py --tables snapshot-vs-single-compare-5s --max-seeds 40
 """
 
 from __future__ import annotations
