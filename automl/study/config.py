@@ -144,6 +144,7 @@ class TaskSection(Section):
     model: str
     val_fraction: float = Field(DEFAULT_VAL_FRACTION, gt=0, lt=1)
     data_root: str | None = None
+    """Where the data set's files are; a relative path is relative to the study file's folder."""
     download: bool = DEFAULT_DOWNLOAD
     verify: bool = DEFAULT_VERIFY
     """Check the dataset files' checksums (torchvision's own check)."""
@@ -167,9 +168,16 @@ class TaskSection(Section):
         """The task's data on ``device``; ``seed`` splits train from val (the study's, so that every
         trial and every retraining is scored on the same validation samples). ``host`` provides the data sets
         of plugins (default: the installed ones); ``folder`` (the study file's) is searched for an import path."""
-        return load_dataset(self.dataset, root=self.data_root, val_fraction=self.val_fraction, seed=seed,
+        return load_dataset(self.dataset, root=self.root_in(folder), val_fraction=self.val_fraction, seed=seed,
                             device=device, download=self.download, verify=self.verify, loader=self.loader,
                             host=host, folders=[Path(folder), Path.cwd()], **self.dataset_args)
+
+    def root_in(self, folder: str | Path) -> str | None:
+        """``data_root`` as a path: a relative one is read from ``folder`` (the study file's), as a
+        ``module:callable`` beside the study file is, not from wherever the command runs."""
+        if self.data_root is None or Path(self.data_root).expanduser().is_absolute():
+            return self.data_root
+        return str(Path(folder) / self.data_root)
 
     def model_source(self, host: Any = None) -> ModelSource:
         """Where the task's model comes from (``host``: whose plugins a name is looked up in)."""

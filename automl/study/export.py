@@ -107,7 +107,10 @@ def _document(trial: FrozenTrial, rebuilt: "_Rebuilt", run: dict[str, Any], show
     return {
         "run": run,
         "params": dict(sorted(trial.params.items())),
-        "task": config.task.model_dump(mode="json", exclude_none=True),
+        "task": {**config.task.model_dump(mode="json", exclude_none=True),
+                 # The run file may be written anywhere: a data root relative to the study file, made absolute.
+                 **({"data_root": str(Path(config.task.root_in(Path(row.path).parent)).absolute())}
+                    if config.task.data_root else {})},
         "train": config.train.model_dump(mode="json", exclude_none=True),
         "tricks": {"include": names, **{n: t for n, t in config.tricks.tables.items() if n in names}},
         "source": {k: v for k, v in source.items() if v is not None},

@@ -81,3 +81,22 @@ def test_a_study_on_an_image_folder_runs_and_its_best_trial_exports_and_trains(r
     model = load_model(result["model"]).eval()
     wrong = (model(data.test.x).argmax(1) != data.test.y).float().mean().item()
     assert wrong == pytest.approx(result["test_error_model"])
+
+
+def test_a_relative_data_root_is_read_from_the_study_files_folder_wherever_the_command_runs(
+        run_cli, write_study, tmp_path, monkeypatch):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    write_image_folder(folder / "my-images", classes=2, train=6, test=2, size=(8, 8))
+    study = write_study(filename="project/images.toml", n_trials=1)
+    study.write_text(study.read_text().replace('dataset = "synthetic"', 'dataset = "imagefolder"\ndata_root = "my-images"')
+                     .replace("dataset_args = { shape = [1, 8, 8], n_train = 96, n_val = 48, n_test = 48, "
+                              "num_classes = 4 }", ""))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the images are not here: only beside the study file
+    url = f"sqlite:///{tmp_path / 'images.db'}"
+    run_cli("run", study, "--storage", url)
+    out = tmp_path / "run.toml"
+    run_cli("export", "tiny", "--storage", url, "-o", out)
+    assert f'data_root = "{(folder / "my-images").as_posix()}"' in out.read_text()
