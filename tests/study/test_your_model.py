@@ -268,7 +268,8 @@ def test_a_model_failing_in_training_fails_its_trial_and_the_study_goes_on(capsy
     code = main(["run", str(study), "--storage", url])
     err = capsys.readouterr().err
     trials = optuna.load_study(study_name="tiny", storage=url).trials
-    assert len(trials) == 2 and all(t.state.name == "FAIL" for t in trials), err  # the second trial ran too
+    assert code == 0 and len(trials) == 2, err  # the study ran its trials: the second one too
+    assert all(t.state.name == "FAIL" for t in trials)
     assert {t.user_attrs.get("end_reason") for t in trials} == {reason}
     assert all(detail in t.user_attrs.get("end_detail", "") for t in trials)
     assert "Traceback" not in err
