@@ -204,15 +204,21 @@ class Ledger:
                 TrialCostModel.study_name == self.study_name, TrialCostModel.state == RESERVED,
                 TrialCostModel.heartbeat_at >= cutoff)).scalar_one()
 
-    def record_unreserved(self, trial_number: int, state: str) -> bool:
+    def record_unreserved(self, trial_number: int, state: str, *, recount: bool = False) -> bool:
         """A cost row for a trial that ran without one (its worker died before tying its reservation to
-        it, and the reservation was given back): nothing reserved, nothing shown spent."""
+        it, and the reservation was given back): nothing reserved, nothing shown spent. ``recount``: the
+        trial is a retry that will never run, so the trial it re-runs, whose place among ``n_trials`` it was
+        given, takes that place back (the count stays equal to the trials that count), in the same
+        transaction."""
         try:
             with self.engine.begin() as connection:
                 connection.execute(sa.insert(TrialCostModel).values(
                     study_name=self.study_name, trial_number=trial_number, worker_id="(unknown)",
                     device="(unknown)", reserved_seconds=0.0, spent_seconds=0.0, heartbeat_at=utc_now(),
                     state=state))
+                if recount:
+                    connection.execute(_MOVE, {"r": 0.0, "spent": 0.0, "uncount": -1, "s": self.study_name,
+                                               "now": utcnow()})
             return True
         except sa.exc.IntegrityError:  # recorded already
             return False

@@ -140,7 +140,7 @@ class Recovery:
                              "was spent first; raise total_budget or n_trials and run again to run it"})
             if fail_if_waiting(self.study, trial_id(trial)):
                 closed.append(trial.number)
-                self.ledger.record_unreserved(trial.number, FAILED)
+                self.ledger.record_unreserved(trial.number, FAILED, recount=True)
                 drop_checkpoint(self.artifacts, frozen_trial(self.study, trial.system_attrs[SYS_RETRY_OF]))
         if closed:
             print(f"automl: retries {', '.join(map(str, closed))} were not run: the study's budget was spent "

@@ -219,3 +219,6 @@ def test_a_retry_with_no_budget_left_is_settled_and_reported_not_left_waiting(fa
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     assert set(cost_rows(study)) == {t.number for t in trials}
     assert ledger.totals().reserved == pytest.approx(0.0, abs=1e-9)
+    # Issue 25, item 8: the dead trial gave its place to its retry; the retry never ran, so the place is its
+    # own again: the ledger counts the 3 trials that count (2 completed, 1 failed), not 2.
+    assert ledger.totals().trials == 3
