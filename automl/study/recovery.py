@@ -30,6 +30,8 @@ INTERRUPTED = "interrupted"
 """The ``end_reason`` of a trial stopped by Ctrl-C or SIGTERM: always retried by the next run."""
 NOT_RETRIED = "not_retried"
 """The ``end_reason`` of a retry that could not run: the study's budget was spent first."""
+DUPLICATE_RETRY = "duplicate_retry"
+"""The ``end_reason`` of a second retry of one trial, queued by two recoveries at once and never run."""
 MAX_RETRY = 1
 """A dead worker's trial is retried once (the trial itself may be what kills its worker); an
 interrupted one every time, as stopping it said nothing about it."""
@@ -108,10 +110,32 @@ class Recovery:
 
     def _enqueue_retries(self) -> None:
         trials = self.study.get_trials(deepcopy=False)
+        self._close_duplicate_retries(trials)
         retried = {t.system_attrs.get(SYS_RETRY_OF) for t in trials}
         for trial in trials:
             if trial.state == TrialState.FAIL and trial.number not in retried and will_retry(trial):
                 self._enqueue(trial)
+
+    def _close_duplicate_retries(self, trials: list[FrozenTrial]) -> None:
+        """A failed trial runs again once. Two recoveries at once (the lock's connection cut under one of them,
+        a second fault) may each have queued a retry of it: the retries past the one kept (one already taken
+        by a worker, else the first queued) are failed while they still wait, and given a cost row; the kept
+        one holds the trial's place among ``n_trials``."""
+        by_failed: dict[int, list[FrozenTrial]] = {}
+        for trial in trials:
+            if SYS_RETRY_OF in trial.system_attrs:
+                by_failed.setdefault(trial.system_attrs[SYS_RETRY_OF], []).append(trial)
+        for failed, retries in by_failed.items():
+            kept = min(retries, key=lambda t: (t.state == TrialState.WAITING, t.number))
+            for extra in retries:
+                if extra is kept or extra.state != TrialState.WAITING:
+                    continue
+                set_user_attrs(self.study, trial_id(extra), {
+                    ATTR_END: DUPLICATE_RETRY,
+                    ATTR_DETAIL: f"a second retry of trial {failed}, queued by two recoveries at once; trial "
+                                 f"{kept.number} runs it"})
+                if fail_if_waiting(self.study, trial_id(extra)):
+                    self.ledger.record_unreserved(extra.number, FAILED)
 
     def _enqueue(self, trial: FrozenTrial) -> None:
         """Queue ``trial`` again, as Optuna's heartbeat retry does: same parameters, and the chain of
@@ -158,4 +182,4 @@ class Recovery:
         return frozen_trial(self.study, trial.number)
 
 
-__all__ = ["INTERRUPTED", "MAX_RETRY", "NOT_RETRIED", "Recovery", "WORKER_DIED", "will_retry"]
+__all__ = ["DUPLICATE_RETRY", "INTERRUPTED", "MAX_RETRY", "NOT_RETRIED", "Recovery", "WORKER_DIED", "will_retry"]

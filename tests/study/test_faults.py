@@ -20,7 +20,7 @@ from automl.storage.models import TrialCostModel
 from automl.storage.optuna_adapter import set_user_attrs, study_engine
 from automl.study.config import load_study_file
 from automl.records import ATTR_CHECKPOINT
-from automl.study.recovery import NOT_RETRIED, WORKER_DIED, Recovery
+from automl.study.recovery import DUPLICATE_RETRY, NOT_RETRIED, WORKER_DIED, Recovery
 from automl.study.runner import Overrides, create_study, prepare, run_study
 
 SEARCHED = "lr = { low = 0.01, high = 0.5, log = true }\n"
@@ -172,6 +172,29 @@ def test_a_stale_trial_failed_before_its_settlement_is_settled_and_retried_by_th
     assert [t.system_attrs["failed_trial"] for t in waiting] == [trial.number]
     run_study(prepared, study)
     assert_balanced(study, 3)
+
+
+def test_a_trial_queued_twice_for_retry_by_two_recoveries_at_once_runs_again_once(faulty):
+    prepared, study = faulty()
+    ledger = Ledger(study_engine(study), study.study_name)
+    reservation = ledger.reserve(5.0, n_trials=3)
+    trial = study.ask({"train.lr": optuna.distributions.FloatDistribution(0.01, 0.5, log=True)})
+    assert ledger.attach(reservation, trial.number) and ledger.heartbeat(reservation, 0.5)
+    backdate(study, GRACE + 1)
+    # Two recoveries ran at once (the advisory lock's connection was cut under the first, issue 25 item 10):
+    # each failed, settled and queued the dead trial's retry.
+    first, second = Recovery(study, ledger, GRACE), Recovery(study, ledger, GRACE)
+    first.run()
+    second._enqueue(study.get_trials(deepcopy=False)[trial.number])
+    assert [t.system_attrs["failed_trial"] for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))] \
+        == [trial.number, trial.number]
+    run_study(prepared, study)
+    retries = [t for t in study.get_trials(deepcopy=False) if t.system_attrs.get("failed_trial") == trial.number]
+    assert sorted(t.state.name for t in retries) == ["COMPLETE", "FAIL"]
+    (extra,) = [t for t in retries if t.state == TrialState.FAIL]
+    assert extra.user_attrs["end_reason"] == DUPLICATE_RETRY and extra.number == max(t.number for t in retries)
+    assert_balanced(study, 3)
+    assert ledger.totals().trials == 3
 
 
 def test_a_worker_that_died_between_settling_and_telling_has_its_trial_failed_and_retried(faulty):
