@@ -39,7 +39,6 @@ SPENDING = "hsd-2"
 between Pocock's (stops the far arms earliest, loses power at the maximum) and O'Brien-Fleming's (keeps the
 fixed design's power, stops late)."""
 BETTER, WORSE, EQUIVALENT, UNDECIDED = "better", "worse", "equivalent", "undecided"
-DECISIONS = (BETTER, WORSE, EQUIVALENT, UNDECIDED)
 _CODES = {0: UNDECIDED, 1: BETTER, 2: WORSE, 3: EQUIVALENT}
 PATHS = 200_000
 """Simulated null paths that set the boundaries: the spent alpha to about +-0.0005."""
@@ -243,5 +242,5 @@ def race_arms(diffs: dict[str, Sequence[float]], design: Design, floor: float = 
     return sequences, int(result.next_look[0]) or None
 
 
-__all__ = ["ALPHA", "BETTER", "DECISIONS", "Design", "EQUIVALENT", "FIRST_LOOK", "SPENDING", "SPENDINGS",
+__all__ = ["ALPHA", "BETTER", "Design", "EQUIVALENT", "FIRST_LOOK", "SPENDING", "SPENDINGS",
            "UNDECIDED", "WORSE", "ArmSequence", "Race", "decision_name", "race", "race_arms", "t_boundaries"]

@@ -71,8 +71,7 @@ def _run(args: argparse.Namespace) -> int:
     per_budget, dropped = [], []
     with CellProgress(stderr()) as progress:
         for budget in design.budgets:
-            arms = [arm for arm in design.arms if arm.name not in dropped]
-            study, status = train_budget(launch, design, budget, arms, list(dropped), on_queued=progress.add,
+            study, status = train_budget(launch, design, budget, list(dropped), on_queued=progress.add,
                                          on_trial=progress.done)
             if status:
                 print(f"automl: error: {worker_failure(status)}", file=sys.stderr)
@@ -80,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
             done = completed_cells(study, design.seeds)
             per_budget.append((budget, done, list(dropped)))
             if design.drop_losers and design.sequential is not None:
-                dropped += losers(done, arms, design.sequential)
+                dropped += losers(done, design.running(dropped), design.sequential)
     _warn_missing(per_budget, design)
     result = comparison(launch.prepared.name, design.arms, design.reference, design.seeds, per_budget,
                         design.sequential)
@@ -121,8 +120,7 @@ def _warn_missing(per_budget, design) -> None:
 
     for budget, done, dropped in per_budget:
         if design.sequential is not None:
-            arms = [arm for arm in design.arms if arm.name not in dropped]
-            missing = sequential_gaps(done, arms, design.reference, design.sequential)
+            missing = sequential_gaps(done, design.running(dropped), design.reference, design.sequential)
         else:
             missing = missing_cells(done, design.arms, design.seeds)
         if missing:

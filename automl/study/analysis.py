@@ -220,10 +220,10 @@ def _sequential_verdict(row: dict[str, Any], budget: str, alpha: float) -> tuple
 def fixed_seeds_warning(seeds: int, tested: int) -> str | None:
     """Said before a fixed design of ``seeds`` seeds is trained where no p after Holm over ``tested`` arms can
     reach ``ALPHA``: it would train every cell and could only say "not distinguishable"."""
-    floor = min(1.0, smallest_p(seeds) * tested)
-    if not tested or floor <= ALPHA:
+    short = _too_few_seeds(seeds, tested)
+    if short is None:
         return None
-    needed = next(n for n in range(MIN_SEEDS, 64) if smallest_p(n) * tested <= ALPHA)
+    floor, needed = short
     return (f"--seeds {seeds} with {tested} arm(s) tested cannot tell any arm better or worse: the smallest p "
             f"after Holm is {floor:.3g}; give --seeds {needed} or more, or leave --seeds out for the sequential "
             "design, which adds seeds until each arm is decided")
@@ -235,13 +235,22 @@ def power_note(result: dict[str, Any]) -> str | None:
     if result.get("design") == "sequential":
         return None
     tested = len(result["budgets"][0]["arms"]) - 1
-    floor = min(1.0, smallest_p(result["seeds"]) * tested)  # Holm multiplies the smallest p by the arms tested
-    if not tested or floor <= ALPHA:
+    short = _too_few_seeds(result["seeds"], tested)
+    if short is None:
         return None
-    needed = next(n for n in range(MIN_SEEDS, 64) if smallest_p(n) * tested <= ALPHA)
+    floor, needed = short
     return (f"with {result['seeds']} seeds and {tested} arm(s) against {result['reference']}, no p after Holm can "
             f"fall below {floor:.3g}, so no arm can be told better or worse; --seeds {needed} or more can, or "
             "the sequential design (leave --seeds out)")
+
+
+def _too_few_seeds(seeds: int, tested: int) -> tuple[float, int] | None:
+    """(the smallest p after Holm ``seeds`` seeds allow over ``tested`` arms, the fewest seeds that reach
+    ``ALPHA``) where that smallest p is above ``ALPHA``; None where a verdict is possible."""
+    floor = min(1.0, smallest_p(seeds) * tested)  # Holm multiplies the smallest p by the arms tested
+    if not tested or floor <= ALPHA:
+        return None
+    return floor, next(n for n in range(MIN_SEEDS, 64) if smallest_p(n) * tested <= ALPHA)
 
 
 def smallest_p(seeds: int) -> float:

@@ -67,6 +67,10 @@ class Design:
     """Seeds added in rounds until each arm is decided; None: the fixed design of ``seeds`` seeds."""
     drop_losers: bool = False
 
+    def running(self, dropped: Sequence[str]) -> list[Arm]:
+        """The arms still compared once ``dropped`` (``--drop-losers``) are left out."""
+        return [arm for arm in self.arms if arm.name not in dropped]
+
 
 def prepare_run(args: argparse.Namespace, make_host: Callable[[], Host]) -> Launch:
     """`automl run`'s study checked end to end before anything is written, with this process's place among the
@@ -183,13 +187,14 @@ def train_study(launch: Launch, study: optuna.Study, on_trial: OnTrial) -> int:
     return 0
 
 
-def train_budget(launch: Launch, design: Design, budget: Budget, arms: Sequence[Arm], dropped: Sequence[str], *,
+def train_budget(launch: Launch, design: Design, budget: Budget, dropped: Sequence[str], *,
                  on_queued: Callable[[int], Any], on_trial: OnTrial) -> tuple[optuna.Study, int]:
-    """Train one budget's missing cells of ``arms`` (``dropped`` are the arms left out): all its seeds at once
+    """Train one budget's missing cells of the arms not ``dropped``: all its seeds at once
     in the fixed design, round after round until every arm is decided in the sequential one (each round's cells
     queued here, ``on_queued`` told how many, then trained in this process or by ``--workers N`` processes);
     (the budget's study, the first non-zero exit status of a worker, else 0)."""
     cells, study = budget_study(launch.prepared, budget)
+    arms = design.running(dropped)
     record_design(study, design.arms, design.reference, design.seeds,
                   design.sequential.as_dict() if design.sequential else None, dropped)
     if design.sequential is None:

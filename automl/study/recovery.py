@@ -130,12 +130,8 @@ class Recovery:
             for extra in retries:
                 if extra is kept or extra.state != TrialState.WAITING:
                     continue
-                set_user_attrs(self.study, trial_id(extra), {
-                    ATTR_END: DUPLICATE_RETRY,
-                    ATTR_DETAIL: f"a second retry of trial {failed}, queued by two recoveries at once; trial "
-                                 f"{kept.number} runs it"})
-                if fail_if_waiting(self.study, trial_id(extra)):
-                    self.ledger.record_unreserved(extra.number, FAILED)
+                self._close_retry(extra, DUPLICATE_RETRY, f"a second retry of trial {failed}, queued by two "
+                                  f"recoveries at once; trial {kept.number} runs it", recount=False)
 
     def _enqueue(self, trial: FrozenTrial) -> None:
         """Queue ``trial`` again, as Optuna's heartbeat retry does: same parameters, and the chain of
@@ -158,18 +154,24 @@ class Recovery:
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             if SYS_RETRY_OF not in trial.system_attrs:
                 continue
-            set_user_attrs(self.study, trial_id(trial), {
-                ATTR_END: NOT_RETRIED,
-                ATTR_DETAIL: f"retry of trial {trial.system_attrs[SYS_RETRY_OF]} not run: the study's budget "
-                             "was spent first; raise total_budget or n_trials and run again to run it"})
-            if fail_if_waiting(self.study, trial_id(trial)):
+            if self._close_retry(trial, NOT_RETRIED, f"retry of trial {trial.system_attrs[SYS_RETRY_OF]} not run: "
+                                 "the study's budget was spent first; raise total_budget or n_trials and run again "
+                                 "to run it", recount=True):
                 closed.append(trial.number)
-                self.ledger.record_unreserved(trial.number, FAILED, recount=True)
                 drop_checkpoint(self.artifacts, frozen_trial(self.study, trial.system_attrs[SYS_RETRY_OF]))
         if closed:
             print(f"automl: retries {', '.join(map(str, closed))} were not run: the study's budget was spent "
                   "first", file=sys.stderr)
         return closed
+
+    def _close_retry(self, retry: FrozenTrial, reason: str, detail: str, *, recount: bool) -> bool:
+        """Fail a retry that will never run, if no worker has taken it yet, and give it a cost row; whether it
+        was. ``recount``: the trial it re-runs takes its place among ``n_trials`` back (no retry holds it)."""
+        set_user_attrs(self.study, trial_id(retry), {ATTR_END: reason, ATTR_DETAIL: detail})
+        if not fail_if_waiting(self.study, trial_id(retry)):
+            return False
+        self.ledger.record_unreserved(retry.number, FAILED, recount=recount)
+        return True
 
     def _fail(self, trial: FrozenTrial, reason: str, detail: str) -> FrozenTrial | None:
         """Fail a RUNNING trial with its reason: the failed trial, or None when it had ended meanwhile (its

@@ -108,9 +108,10 @@ def _class_folders(folder: Path) -> list[str]:
     return classes
 
 
-def _walk(folder: Path) -> list[str]:
-    """The image paths under ``folder`` as torchvision's ImageFolder walks them (links followed), each real file
-    once (its first path in sorted order); a folder linked back to one it is inside is refused."""
+def _walk(folder: Path) -> list[tuple[str, str]]:
+    """(path, real path) of the images under ``folder`` as torchvision's ImageFolder walks them (links
+    followed), each real file once (its first path in sorted order); a folder linked back to one it is inside
+    is refused."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
     found: dict[str, str] = {}
@@ -126,7 +127,7 @@ def _walk(folder: Path) -> list[str]:
             if os.path.splitext(name)[1].lower() in IMG_EXTENSIONS and os.path.isfile(path):
                 real = os.path.realpath(path)
                 found[real] = min(found.get(real, path), path)
-    return sorted(found.values())
+    return sorted((path, real) for real, path in found.items())
 
 
 def _readable_images(folders: list[Path], classes: list[str], *, one_size: bool, skip: bool) -> set[str]:
@@ -139,8 +140,7 @@ def _readable_images(folders: list[Path], classes: list[str], *, one_size: bool,
     for folder in folders:
         for name in classes:
             kept = 0
-            for path in _walk(folder / name):
-                real = os.path.realpath(path)
+            for path, real in _walk(folder / name):
                 if real in seen:
                     if seen[real][1] != name:
                         raise UserError(f"imagefolder: {path} and {seen[real][0]} are one file, through a link, "

@@ -23,7 +23,7 @@ from automl.study.analysis import steps_warning
 from automl.study.arms import study_arms
 from automl.study.config import load_study_file
 from automl.study.runner import Overrides, make_sampler, prepare
-from tests.study.two_arms import PROBE, TWO_ARMS
+from tests.study.two_arms import PROBE, TWO_ARMS, complete_by_cell
 
 def _cells(sqlite_url: str, budget: str = "6steps") -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=f"tiny-compare-{budget}", storage=sqlite_url).get_trials()
@@ -307,12 +307,7 @@ def test_a_comparison_killed_mid_cell_resumes_and_trains_each_missing_cell_once(
     assert main(argv) == 0, capsys.readouterr().err
     cells = _cells(sqlite_url)
     assert {t.number: t.value for t in cells if t.number in done_before} == done_before  # nothing retrained
-    complete = [t for t in cells if t.state == TrialState.COMPLETE]
-    by_cell: dict[tuple, list] = {}
-    for trial in complete:
-        first = next(t for t in cells if t.number == records.original_number(trial))
-        by_cell.setdefault((first.user_attrs[records.ATTR_COMPARE_ARM],
-                            first.user_attrs[records.ATTR_COMPARE_SEED]), []).append(trial)
+    by_cell = complete_by_cell(cells)
     assert sorted(by_cell) == [(arm, s) for arm in ("cosine+probe", "probe") for s in range(3)]
     assert all(len(trials) == 1 for trials in by_cell.values())  # each cell trained once
     (retry,) = [t for t in cells if t.system_attrs.get(records.SYS_RETRY_OF) == killed[0]]

@@ -74,6 +74,12 @@ def assert_balanced(study: optuna.Study, n_trials: int) -> None:
     assert len(set(params)) == len(params)  # no repeated draw outside a retry chain
 
 
+def running_trial(study: optuna.Study, ledger: Ledger) -> tuple[int, optuna.Trial]:
+    """A worker's reservation and the trial it started, drawn from the study's space (not yet tied together)."""
+    reservation = ledger.reserve(5.0, n_trials=3)
+    return reservation, study.ask({"train.lr": optuna.distributions.FloatDistribution(0.01, 0.5, log=True)})
+
+
 def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_retried(faulty):
     prepared, study = faulty()
     ledger = Ledger(study_engine(study), study.study_name)
@@ -156,8 +162,7 @@ def test_the_timed_estimate_grows_with_the_trial_budget(faulty):
 def test_a_stale_trial_failed_before_its_settlement_is_settled_and_retried_by_the_next_worker(faulty):
     prepared, study = faulty()
     ledger = Ledger(study_engine(study), study.study_name)
-    reservation = ledger.reserve(5.0, n_trials=3)
-    trial = study.ask({"train.lr": optuna.distributions.FloatDistribution(0.01, 0.5, log=True)})
+    reservation, trial = running_trial(study, ledger)
     assert ledger.attach(reservation, trial.number) and ledger.heartbeat(reservation, 1.25)
     # A worker found it stale and failed it, and died before settling or retrying it (item 10).
     study._storage.set_trial_user_attr(trial._trial_id, "end_reason", WORKER_DIED)
@@ -177,8 +182,7 @@ def test_a_stale_trial_failed_before_its_settlement_is_settled_and_retried_by_th
 def test_a_trial_queued_twice_for_retry_by_two_recoveries_at_once_runs_again_once(faulty):
     prepared, study = faulty()
     ledger = Ledger(study_engine(study), study.study_name)
-    reservation = ledger.reserve(5.0, n_trials=3)
-    trial = study.ask({"train.lr": optuna.distributions.FloatDistribution(0.01, 0.5, log=True)})
+    reservation, trial = running_trial(study, ledger)
     assert ledger.attach(reservation, trial.number) and ledger.heartbeat(reservation, 0.5)
     backdate(study, GRACE + 1)
     # Two recoveries ran at once (the advisory lock's connection was cut under the first, issue 25 item 10):
@@ -200,8 +204,7 @@ def test_a_trial_queued_twice_for_retry_by_two_recoveries_at_once_runs_again_onc
 def test_a_worker_that_died_between_settling_and_telling_has_its_trial_failed_and_retried(faulty):
     prepared, study = faulty()
     ledger = Ledger(study_engine(study), study.study_name)
-    reservation = ledger.reserve(5.0, n_trials=3)
-    trial = study.ask({"train.lr": optuna.distributions.FloatDistribution(0.01, 0.5, log=True)})
+    reservation, trial = running_trial(study, ledger)
     assert ledger.attach(reservation, trial.number)
     assert ledger.settle(reservation, trial.number, 0.75, "complete")  # ... and it died before telling Optuna
     backdate(study, GRACE + 1)

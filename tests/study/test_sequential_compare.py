@@ -21,7 +21,7 @@ from automl.sequential import FIRST_LOOK
 from automl.storage import open_storage
 from automl.study.analysis import stored_comparison, verdicts
 from tests.conftest import TINY_STUDY
-from tests.study.two_arms import PROBE, TWO_ARMS
+from tests.study.two_arms import PROBE, TWO_ARMS, complete_by_cell
 
 FAR_WORSE = """
 [tricks]
@@ -137,17 +137,6 @@ def test_a_bad_compare_table_maximum_names_the_file(far_worse, sqlite_url, capsy
     assert "max_seeds" in err and "greater than or equal to 3" in err and err.count("\n") == 1, err
 
 
-def _complete_by_cell(cells: list[optuna.trial.FrozenTrial]) -> dict[tuple, list]:
-    by_number = {t.number: t for t in cells}
-    by_cell: dict[tuple, list] = {}
-    for trial in cells:
-        if trial.state == TrialState.COMPLETE:
-            first = by_number[records.original_number(trial)]
-            by_cell.setdefault((first.user_attrs[records.ATTR_COMPARE_ARM],
-                                first.user_attrs[records.ATTR_COMPARE_SEED]), []).append(trial)
-    return by_cell
-
-
 @pytest.mark.slow
 def test_a_killed_sequential_comparison_resumes_at_its_round(write_study, tmp_path, child_env, capsys):
     plugin = tmp_path / "probe.py"
@@ -177,7 +166,7 @@ def test_a_killed_sequential_comparison_resumes_at_its_round(write_study, tmp_pa
     cells = _cells(url, "tiny-compare-6steps")
     assert {t.number: t.value for t in cells if t.number < 2 * FIRST_LOOK} == \
         {t.number: t.value for t in before if t.state == TrialState.COMPLETE}  # the first round is kept
-    by_cell = _complete_by_cell(cells)
+    by_cell = complete_by_cell(cells)
     assert all(len(trials) == 1 for trials in by_cell.values()) and len(by_cell) == trained
     # It went on where it stopped and decided what the uninterrupted comparison decided, on the same errors.
     for mine, theirs in zip(resumed["budgets"][0]["arms"], uninterrupted["budgets"][0]["arms"]):
@@ -195,7 +184,7 @@ def test_workers_train_each_round_in_parallel_on_postgresql(write_study, postgre
     assert main(argv) == 0, capsys.readouterr().err
     result = _json(capsys)
     rows = {row["arm"]: row for row in result["budgets"][0]["arms"]}
-    by_cell = _complete_by_cell(_cells(postgres_url, "tiny-compare-6steps"))
+    by_cell = complete_by_cell(_cells(postgres_url, "tiny-compare-6steps"))
     assert all(len(trials) == 1 for trials in by_cell.values())
     assert sorted(by_cell) == sorted((arm, s) for arm, row in rows.items() for s in range(row["seeds_used"]))
     for seed in range(rows["probe"]["seeds_used"]):  # paired across arms, whichever worker trained them

@@ -1,5 +1,9 @@
 """The tiny two-arm comparison the tests of `automl compare` and its report share, and its probe trick."""
 
+from optuna.trial import TrialState
+
+from automl import records
+
 # Pinned on in every arm, so it doubles no arm: it records what the trial started from (a digest of the initial
 # weights and of the first batch) and, when $PROBE_STOP_FILE counts down to 0, stops the run with a real SIGINT;
 # when $PROBE_KILL_FILE does, it kills its own process with SIGKILL at the third step of that trial.
@@ -59,3 +63,15 @@ final = 0.0
 [tricks.probe]
 enabled = true
 """
+
+
+def complete_by_cell(cells: list) -> dict[tuple, list]:
+    """The completed trials of a comparison's budget study by (arm, seed), a retry under its cell."""
+    by_number = {t.number: t for t in cells}
+    by_cell: dict[tuple, list] = {}
+    for trial in cells:
+        if trial.state == TrialState.COMPLETE:
+            first = by_number[records.original_number(trial)]
+            by_cell.setdefault((first.user_attrs[records.ATTR_COMPARE_ARM],
+                                first.user_attrs[records.ATTR_COMPARE_SEED]), []).append(trial)
+    return by_cell
