@@ -24,6 +24,8 @@ TRICK_ERROR = "trick_error"
 """The ``end_reason`` of a trial failed by an exception from one of its tricks."""
 MODEL_ERROR = "model_error"
 """The ``end_reason`` of a trial failed by an exception from the task's model (its forward, or a module in it)."""
+RANK_FAILED = "rank_failed"
+"""On a rank other than 0, the end of a trial that another rank left: rank 0 records the reason that rank gave."""
 
 # -- the trial's user attributes -------------------------------------------------------------------
 ATTR_TRICKS = "tricks"

@@ -34,7 +34,7 @@ from automl.study.ranks import share_trial
 from automl.study.resume import TrialCheckpoints, follower_checkpointing, identity
 from automl.train.checkpoints import Checkpointing, Every
 from automl.train.splits import Dataset
-from automl.train.distributed import TrialGroup
+from automl.train.distributed import TrialGroup, broke_in_collective
 from automl.train.loop import TrainResult, train
 from automl.run import TrialContext
 from automl.trick import Trick
@@ -153,18 +153,26 @@ class Objective:
         if self.group is not None:
             plan = share_trial(self.group, trial, plan)
         if self.artifacts is None:
-            return self._train(trial, plan, None)
+            return self._regrouped(self._train(trial, plan, None))
         every = Every.of(self.config.study.checkpoint_every, self.budget)
         world_size = 1 if self.group is None else self.group.world_size
         expected = identity(trial, plan.tricks, plan.seed, plan.attrs, world_size)
         if self.group is not None and not self.group.is_main:  # its outcome is rank 0's to record
-            return self._train(trial, plan, follower_checkpointing(self.group, every, expected))
+            return self._regrouped(self._train(trial, plan, follower_checkpointing(self.group, every, expected)))
         checkpoints = TrialCheckpoints(trial, self.artifacts)
         checkpointing = checkpoints.checkpointing(every, expected, self.group)
         outcome = self._train(trial, plan, checkpointing)
         checkpoints.end()
         outcome.spent_seconds += checkpoints.uncharged
         outcome.attrs.update({**checkpoints.attrs, records.ATTR_SPENT: outcome.spent_seconds})
+        return self._regrouped(outcome)
+
+    def _regrouped(self, outcome: Outcome) -> Outcome:
+        """On several ranks, a trial that failed on any of them ends with every rank leaving the group, which
+        they form again for the next trial (``TrialGroup.regroup``): a rank may have failed mid-step, while the
+        others waited for it in a collective."""
+        if self.group is not None and outcome.state == TrialState.FAIL:
+            self.group.regroup()
         return outcome
 
     def _train(self, trial: optuna.Trial, plan: TrialPlan, checkpointing: Checkpointing | None) -> Outcome:
@@ -174,17 +182,39 @@ class Objective:
                 return self._climb(trial, plan, checkpointing)
             return self._progress(trial, plan, checkpointing)
         except TrialFailed as exc:
-            return self._failed(plan, exc, self._spent_since(started))
+            return self._failed_here(plan, exc, self._spent_since(started))
         except Exception as exc:
-            # The model's own code first: a trick that calls the model (sam's second pass) did not raise.
+            # Another rank left mid-trial first: a trick whose step waited for it in a collective did not raise.
+            elsewhere = self._failed_elsewhere(exc)
+            if elsewhere is not None:
+                return self._failed(plan, elsewhere, self._spent_since(started))
+            # The model's own code next: a trick that calls the model (sam's second pass) did not raise.
             if self._probe is not None and raised_in_model(exc, model_modules(self._probe)):
-                return self._failed(plan, TrialFailed(records.MODEL_ERROR, f"the model {self.config.task.model!r} "
-                                                      f"raised {type(exc).__name__}: {first_line(exc)}"),
-                                    self._spent_since(started))
+                return self._failed_here(plan, TrialFailed(records.MODEL_ERROR, f"the model "
+                                                           f"{self.config.task.model!r} raised "
+                                                           f"{type(exc).__name__}: {first_line(exc)}"),
+                                         self._spent_since(started))
             where = raised_in(exc)
             if where is None:
                 raise  # the engine's own error: not the trial's to absorb
-            return self._failed(plan, where.error(exc), self._spent_since(started))
+            return self._failed_here(plan, where.error(exc), self._spent_since(started))
+
+    def _failed_elsewhere(self, exc: Exception) -> TrialFailed | None:
+        """On several ranks, the trial's failure on another rank, where ``exc`` is a collective that broke
+        because that rank left: rank 0 records what the rank told (``TrialGroup.failure_elsewhere``); the other
+        ranks record nothing, and only need to know that the trial is over. None for any other error, and on
+        rank 0 for a rank that left without a word (it died): the run cannot go on without it."""
+        if self.group is None or not broke_in_collective(exc):
+            return None
+        if not self.group.is_main:
+            return TrialFailed(records.RANK_FAILED, "another rank left the trial")
+        return self.group.failure_elsewhere()
+
+    def _failed_here(self, plan: TrialPlan, exc: TrialFailed, spent: float) -> Outcome:
+        """A trial that failed on this rank; the other ranks are told (rank 0 records it as the trial's)."""
+        if self.group is not None:
+            self.group.tell(exc)
+        return self._failed(plan, exc, spent)
 
     def _progress(self, trial: optuna.Trial, plan: TrialPlan, checkpointing: Checkpointing | None) -> Outcome:
         """One run to the trial budget, its rungs points of progress through it (on several ranks the loop
@@ -274,7 +304,7 @@ class Objective:
         return ESTIMATE_MARGIN * (per_step * steps + timed.eval_seconds) * devices
 
     def _failed(self, plan: TrialPlan, exc: TrialFailed, spent: float) -> Outcome:
-        self._tally(plan, exc.trick if isinstance(exc, TrickError) else None)
+        self._tally(plan, getattr(exc, "trick", None))  # a trick's own error here (TrickError) or on another rank
         return Outcome.failed(exc, spent)
 
     def _tally(self, plan: TrialPlan, failed_by: str | None) -> None:

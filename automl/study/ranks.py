@@ -117,7 +117,7 @@ def trial_ranks(ranks: Ranks, device: torch.device, argv: Sequence[str], url: st
     try:
         yield group
         if group.is_main:
-            group.share(None)
+            group.send(None)
     except BaseException:
         _kill(followers)
         raise
@@ -182,7 +182,7 @@ def _wait(followers: list[subprocess.Popen]) -> None:
 
 def follow(group: TrialGroup, objective: TrialFollower) -> int:
     """A rank other than 0: train each trial rank 0 sends, until it says the study is done."""
-    while (message := group.share()) is not None:
+    while (message := group.receive()) is not None:
         trial = FixedTrial(message.params, message.number)
         context = TrialContext(study_name=message.study_name, trial_number=message.number,
                                best_checkpoint=lambda: None)  # rank 0's answer is shared (see share_trial)
@@ -195,7 +195,7 @@ def share_trial(group: TrialGroup, trial: Any, plan: TrialPlan) -> TrialPlan:
     """On rank 0, send the trial to the other ranks; on every rank, the plan whose questions to the study
     (its best model) rank 0 answers for all."""
     if group.is_main:
-        group.share(TrialMessage(dict(trial.params), trial.number, plan.seed, trial.study.study_name,
+        group.send(TrialMessage(dict(trial.params), trial.number, plan.seed, trial.study.study_name,
                                  dict(trial.user_attrs.get(ATTR_UNAVAILABLE, {})), plan.start_rung,
                                  dict(plan.rungs_done)))
     context = replace(plan.context, best_checkpoint=group.shared(plan.context.best_checkpoint))

@@ -11,12 +11,17 @@ Optuna: it sends the trial to the others and its pruning decisions are theirs.
 from __future__ import annotations
 
 import datetime
+import gc
+import json
 import os
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 import torch.distributed as dist
+
+from automl.errors import TrialFailed
 
 if TYPE_CHECKING:
     from automl.run import Run
@@ -77,20 +82,96 @@ class TrialGroup:
         (the others find it in ``STORE_VAR``, and set ``started`` under ``started_key`` there for rank 0 to
         read before they join), else torchrun's ``MASTER_ADDR``/``MASTER_PORT`` are used."""
         self.ranks, self.device = ranks, device
-        backend = "nccl" if device.type == "cuda" else "gloo"
+        self.backend = "nccl" if device.type == "cuda" else "gloo"
+        self.generation = 0
+        """How many times the ranks have left the group together and formed it again (:meth:`regroup`)."""
         if device.type == "cuda":
             torch.cuda.set_device(device)
         if store is None and STORE_VAR in os.environ:
             host, port = os.environ[STORE_VAR].rsplit(":", 1)
             store = dist.TCPStore(host, int(port), ranks.world_size, is_master=False, timeout=RENDEZVOUS_TIMEOUT)
             store.set(started_key(ranks.rank), started)  # rank 0 watches the process until this is set
-        options: dict[str, Any] = {"store": store} if store is not None else {"init_method": "env://"}
-        dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world_size,
-                                timeout=RENDEZVOUS_TIMEOUT, **options)
-        self.pg = dist.new_group(backend=backend, timeout=RANK_TIMEOUT)
+        if store is None:  # torchrun's store, kept: each generation of the group meets in its own part of it
+            store, _, _ = next(dist.rendezvous("env://", ranks.rank, ranks.world_size, timeout=RENDEZVOUS_TIMEOUT))
+        self.store = store
+        self._form()
+
+    def _form(self) -> None:
+        """Form this generation's process group (every rank at once)."""
+        store = dist.PrefixStore(f"automl/group/{self.generation}/", self.store)
+        dist.init_process_group(self.backend, store=store, rank=self.rank, world_size=self.world_size,
+                                timeout=RENDEZVOUS_TIMEOUT)
+        self.pg = dist.new_group(backend=self.backend, timeout=RANK_TIMEOUT)
         # Flags the ranks agree on at every stop point, and checkpoints, go through the CPU: on a GPU, reading a
         # flag back from the device would wait for the step in flight.
-        self.control = self.pg if backend == "gloo" else dist.new_group(backend="gloo", timeout=RANK_TIMEOUT)
+        self.control = self.pg if self.backend == "gloo" else dist.new_group(backend="gloo", timeout=RANK_TIMEOUT)
+
+    def tell(self, failure: TrialFailed) -> None:
+        """Tell the other ranks, through the store, why this rank's part of the trial failed (rank 0 records it:
+        :meth:`failure_elsewhere`); before :meth:`regroup`, which is how they learn that it did."""
+        self.store.set(_failure_key(self.generation, self.rank),
+                       json.dumps({"reason": failure.reason, "detail": failure.detail,
+                                   "trick": getattr(failure, "trick", None)}))
+
+    def regroup(self) -> None:
+        """Leave the group and form it again with the other ranks: what every rank does once a trial failed on
+        any of them (a rank that failed itself has :meth:`tell`-ed why first). Leaving closes this rank's
+        connections, so that a rank still waiting in a collective of the failed trial is told at once, rather
+        than at :data:`RANK_TIMEOUT`; every rank leaves once per failed trial, so they meet in the same
+        generation."""
+        self._leave()
+        self.generation += 1
+        self._form()
+
+    def _leave(self) -> None:
+        """Abort and destroy this rank's groups: NCCL's communicators are aborted (a kernel waiting for a rank
+        that left is given up); gloo's connections close once the last reference to their group goes."""
+        self.pg.abort()
+        if self.control is not self.pg:
+            self.control.abort()
+        self.pg = self.control = None
+        dist.destroy_process_group()
+        gc.collect()
+
+    def failure_elsewhere(self) -> "RankFailed | None":
+        """The failure another rank told of in this generation (the lowest rank's), as this trial's; None if no
+        rank did (a rank that died, or a collective misused)."""
+        for rank in range(self.world_size):
+            key = _failure_key(self.generation, rank)
+            if rank != self.rank and self.store.check([key]):
+                told = json.loads(self.store.get(key))
+                return RankFailed(rank, self.world_size, told["reason"], told["detail"], told["trick"])
+        return None
+
+    def send(self, value: Any) -> None:
+        """Rank 0, between two trials: send ``value`` (the next trial, or None for the end) to the other ranks.
+        A rank whose part of the last trial failed after its last collective left the group then: rank 0 takes
+        its word for it (a warning: the trial's model and value are rank 0's, recorded already), forms the
+        group again with it, and sends once more."""
+        try:
+            self.share(value)
+        except RuntimeError as exc:
+            if not broke_in_collective(exc):
+                raise
+            failure = self.failure_elsewhere()
+            if failure is None:
+                raise
+            warnings.warn(f"the last trial failed on rank {failure.rank} of {self.world_size} after its last step "
+                          f"with rank 0: {failure.told}; it stays as rank 0 recorded it", RuntimeWarning,
+                          stacklevel=2)
+            self.regroup()
+            self.share(value)
+
+    def receive(self) -> Any:
+        """A rank other than 0, between two trials: what rank 0 sends next; if rank 0 left the group (its part
+        of the last trial failed after this rank's last collective), the group is formed again first."""
+        while True:
+            try:
+                return self.share()
+            except RuntimeError as exc:
+                if not broke_in_collective(exc):
+                    raise
+                self.regroup()
 
     @property
     def rank(self) -> int:
@@ -107,6 +188,7 @@ class TrialGroup:
     def close(self) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()
+        self.pg = self.control = None
 
     def share(self, value: Any = None) -> Any:
         """Rank 0's ``value`` (any picklable object), on every rank."""
@@ -223,6 +305,28 @@ class AgreedClock:
         return gap
 
 
+class RankFailed(TrialFailed):
+    """A trial's failure on a rank other than this one, as that rank told it: the trial fails on every rank."""
+
+    def __init__(self, rank: int, world_size: int, reason: str, detail: str, trick: str | None) -> None:
+        super().__init__(reason, f"on rank {rank} of {world_size}: {detail}")
+        self.rank, self.trick, self.told = rank, trick, detail
+
+
+def broke_in_collective(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside a ``torch.distributed`` call: another rank left the group (or died)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__", "").startswith("torch.distributed"):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _failure_key(generation: int, rank: int) -> str:
+    return f"automl/failed/{generation}/{rank}"
+
+
 def started_key(rank: int) -> str:
     """The key of rank 0's store that rank ``rank``, started by automl, sets once it is ready to join."""
     return f"automl/started/{rank}"
@@ -234,5 +338,6 @@ def start_store(world_size: int) -> Any:
                          wait_for_workers=False)  # they are started once its port is known
 
 
-__all__ = ["AGREE_EVERY", "AgreedClock", "LOOPBACK", "RANK_TIMEOUT", "RENDEZVOUS_TIMEOUT", "STORE_VAR", "Ranks", "TrialGroup", "rank_device",
+__all__ = ["AGREE_EVERY", "AgreedClock", "LOOPBACK", "RANK_TIMEOUT", "RENDEZVOUS_TIMEOUT", "STORE_VAR", "RankFailed", "Ranks",
+           "TrialGroup", "broke_in_collective", "rank_device",
            "start_store", "started_key"]

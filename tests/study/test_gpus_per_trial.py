@@ -307,3 +307,77 @@ def test_a_rank_with_other_plugins_than_rank_0_is_refused_before_a_trial(write_s
                                 "has it from ")
     assert lines[-1].endswith(": every rank must load the same plugins (see the warnings above); nothing was "
                               "written to the study")
+
+
+# A trick that fails on one rank only (issue 25, item 10): trial 0 on rank 1 mid-step, trial 1 on rank 0 mid-step,
+# trial 2 on rank 1 after its last collective (its on_trial_end); trial 3 trains on both ranks as if nothing had
+# happened. Each rank logs every step it finished, with a checksum of its weights.
+ONE_RANK_FAILS = '''
+import os
+
+from automl import Trick, hookimpl
+
+FAILS = {0: (1, "on_step_start"), 1: (0, "on_step_start"), 2: (1, "on_trial_end")}
+
+
+class OneRankFails(Trick):
+    name = "onerankfails"
+
+    def on_step_start(self, run):
+        if FAILS.get(run.context.trial_number) == (run.rank, "on_step_start") and run.step == 3:
+            raise ValueError(f"only on rank {run.rank}")
+
+    def on_step_end(self, run, loss):
+        state = repr(sum(float(t.double().sum()) for t in run.model.state_dict().values()))
+        with open(os.path.join(os.environ["RANKLOG_DIR"], f"rank-{run.rank}.txt"), "a") as f:
+            f.write(f"{run.context.trial_number} {run.step} {state}\\n")
+
+    def on_trial_end(self, run, ended):
+        if FAILS.get(run.context.trial_number) == (run.rank, "on_trial_end"):
+            raise ValueError(f"only on rank {run.rank}, at the end")
+
+
+@hookimpl
+def automl_register_tricks():
+    return [OneRankFails]
+'''
+
+
+@pytest.mark.slow
+def test_a_trick_error_on_one_rank_fails_that_trial_on_every_rank_and_the_run_goes_on(tmp_path, write_study,
+                                                                                       sqlite_url, child_env):
+    study = write_study("""
+        [tricks]
+        include = ["onerankfails"]
+        [tricks.onerankfails]
+        enabled = true
+        """, trial_budget=f"{STEPS}steps", n_trials=4)
+    plugin = tmp_path / "ranks_plugin.py"
+    plugin.write_text(ONE_RANK_FAILS)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    done = subprocess.run([sys.executable, "-m", "automl", "run", str(study), "--storage", sqlite_url,
+                           "--plugin", str(plugin), "--device", "cpu", "--gpus-per-trial", "2"],
+                          env={**child_env(), "RANKLOG_DIR": str(logs)}, capture_output=True, text=True,
+                          timeout=300)  # a guard against a hang only: the run takes seconds
+    assert done.returncode == 0, done.stderr
+    trials = optuna.load_study(study_name="tiny", storage=sqlite_url).get_trials()
+    states = [t.state.name for t in trials]
+    assert states == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"], done.stderr
+    # Rank 0 records the failure where it happened, in the trick's own words.
+    assert trials[0].user_attrs["end_reason"] == "trick_error"
+    assert trials[0].user_attrs["end_detail"] == ("on rank 1 of 2: onerankfails.on_step_start at step 3: "
+                                                  "ValueError: only on rank 1")
+    assert trials[1].user_attrs["end_detail"] == "onerankfails.on_step_start at step 3: ValueError: only on rank 0"
+    # A failure after the trial's last collective leaves rank 0's complete trial as it was, and says so.
+    assert any("the last trial failed on rank 1 of 2 after its last step with rank 0: onerankfails.on_trial_end "
+               "at step 12: ValueError: only on rank 1, at the end; it stays as rank 0 recorded it" in line
+               for line in done.stderr.splitlines()), done.stderr
+    # The ranks trained the next trials together, step for step, with the same weights.
+    rank0, rank1 = ((logs / f"rank-{r}.txt").read_text().splitlines() for r in (0, 1))
+    after = [line for line in rank0 if line.split()[0] in ("2", "3")]
+    assert len(after) == 2 * STEPS and after == [line for line in rank1 if line.split()[0] in ("2", "3")]
+    # Failed trials were charged what they spent on both devices; nothing was left running.
+    with sa.create_engine(sqlite_url).connect() as connection:
+        rows = connection.execute(sa.select(TrialCostModel)).all()
+    assert sorted(r.trial_number for r in rows) == [0, 1, 2, 3] and all(r.spent_seconds > 0 for r in rows)
