@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from automl.cli.options import (host, json_option, plugin_option, positive_int, print_json, quiet_optuna, stderr,
-                                stdout, storage_option, warn_if_overloaded, worker_options)
+from automl.cli.options import (gpus_option, host, json_option, plugin_option, positive_int, print_json,
+                                quiet_optuna, stderr, stdout, storage_option, warn_if_overloaded, worker_options)
 from automl.cli.report import output_options
 from automl.seeds import DEFAULT_MAX_SEEDS, DEFAULT_TOLERANCE, MIN_SEEDS
 
@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the arm the others are tested against (default: [compare] reference, else the arm "
                              "with the fewest tricks, 'plain' where there is one)")
     worker_options(parser)
+    gpus_option(parser)
     parser.add_argument("--n-trials", type=int, help=argparse.SUPPRESS)  # the trials its parent bounded it to
     output_options(parser)
     plugin_option(parser)
@@ -52,17 +53,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from automl.report.progress import CellProgress
-    from automl.report.tables import print_comparison
-    from automl.study.analysis import comparison, fixed_seeds_warning
-    from automl.study.cells import completed_cells
-    from automl.study.launch import compare_worker, prepare_compare, train_budget
-    from automl.study.processes import worker_failure
-    from automl.study.race import losers
+    from automl.study.launch import in_ranks, prepare_compare
 
     outputs = _outputs(args)
     launch, design = prepare_compare(args, lambda: host(args.plugin, args.traceback))
     quiet_optuna()
+    # With --gpus-per-trial K, the ranks other than 0 follow the cells this process (rank 0) trains.
+    return in_ranks(launch, lambda: _compare(launch, design, outputs))
+
+
+def _compare(launch, design, outputs) -> int:
+    from automl.report.progress import CellProgress
+    from automl.report.tables import print_comparison
+    from automl.study.analysis import comparison, fixed_seeds_warning
+    from automl.study.cells import completed_cells
+    from automl.study.launch import compare_worker, train_budget
+    from automl.study.processes import worker_failure
+    from automl.study.race import losers
+
+    args = launch.args
     if args.worker is not None:
         return compare_worker(launch, design)
     warn_if_overloaded(launch.prepared.device, design.budgets)

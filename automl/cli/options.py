@@ -89,6 +89,13 @@ def worker_options(parser: argparse.ArgumentParser) -> None:
     threads_option(parser)
 
 
+def gpus_option(parser: argparse.ArgumentParser) -> None:
+    """``--gpus-per-trial K``: the devices, one process each, that train each trial (or cell) together."""
+    parser.add_argument("--gpus-per-trial", type=int, metavar="K",
+                        help="train each trial on K devices at once, one process each (default: [study] "
+                             "gpus_per_trial, 1); with --device cpu, K gloo processes on the CPU")
+
+
 def threads_option(parser: argparse.ArgumentParser) -> None:
     """``--threads N``: the CPU threads torch may use (with ``--workers``, split between them)."""
     parser.add_argument("--threads", type=positive_int, metavar="N",

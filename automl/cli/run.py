@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from automl.cli.options import (host, json_option, plugin_option, positive_int, print_best, quiet_optuna, stderr,
-                                storage_option, warn_if_overloaded, worker_options)
+from automl.cli.options import (gpus_option, host, json_option, plugin_option, positive_int, print_best,
+                                quiet_optuna, stderr, storage_option, warn_if_overloaded, worker_options)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,9 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--total-budget", metavar="DUR", help="device time of the whole study, e.g. 10m")
     parser.add_argument("--trial-budget", metavar="DUR", help="budget of one trial: 90s, 5m, 30ep, 500steps")
     worker_options(parser)
-    parser.add_argument("--gpus-per-trial", type=int, metavar="K",
-                        help="train each trial on K devices at once, one process each (default: [study] "
-                             "gpus_per_trial, 1); with --device cpu, K gloo processes on the CPU")
+    gpus_option(parser)
     parser.add_argument("--seed", type=int, help="sampler and training seed (default: [study] seed)")
     parser.add_argument("--accept-task-change", action="store_true",
                         help="resume a study although the file now names another data set or model (their "

@@ -97,7 +97,8 @@ def prepare_compare(args: argparse.Namespace, make_host: Callable[[], Host]) -> 
     seeds, tolerance = check_seeds(args, study_file.config.compare)
     budgets = parse_budgets(args.budgets, study_file.config.study.trial_budget)
     url, devices = _placed(args, study_file)
-    prepared = _prepare(args, study_file, make_host, devices, Overrides(storage=url, device=devices[0]))
+    ranks, device = _ranks(args, gpus_per_trial(args, study_file), resolve_device(devices[0]))
+    prepared = _prepare(args, study_file, make_host, devices, Overrides(storage=url, device=str(device)))
     arms = study_arms(prepared)
     in_file = study_file.config.compare.reference
     reference = pick_reference(arms, args.reference or in_file,
@@ -105,8 +106,8 @@ def prepare_compare(args: argparse.Namespace, make_host: Callable[[], Host]) -> 
     check_recipes(prepared, arms, budgets)
     sequential = None if tolerance is None else SequentialDesign(max_seeds=seeds, arms=len(arms) - 1,
                                                                  tolerance=tolerance)
-    return Launch(args, prepared, url, devices), Design(arms, reference, budgets, seeds, sequential,
-                                                        args.drop_losers)
+    return Launch(args, prepared, url, devices, ranks), Design(arms, reference, budgets, seeds, sequential,
+                                                               args.drop_losers)
 
 
 def _placed(args: argparse.Namespace, study_file: StudyFile) -> tuple[str, list[str]]:
@@ -155,8 +156,8 @@ def in_ranks(launch: Launch, body: Callable[[], int]) -> int:
     if launch.ranks is None:
         return body()
     prepared, args = launch.prepared, launch.args
-    with trial_ranks(launch.ranks, prepared.device, _follower_argv(args, launch.ranks), launch.url, args.threads,
-                     current_sources(prepared)) as group:
+    with trial_ranks(launch.ranks, prepared.device, [args.command, *_follower_argv(args, launch.ranks)], launch.url,
+                     args.threads, current_sources(prepared)) as group:
         prepared.group = group
         if not group.is_main:
             _stop_with_launcher()
@@ -222,7 +223,8 @@ def _train_cells(launch: Launch, cells: PreparedStudy, study: optuna.Study, budg
         return 0
     if launch.args.workers > 1:
         argv = worker_argv(launch.args, cells.session, budgets=str(budget), n_trials=cells.n_trials)
-        return _spawn_and_watch(launch, study, argv, on_trial, "compare")
+        envs = env_for_workers(gpus_per_trial(launch.args, cells.study_file), launch.args.workers, cells.device)
+        return _spawn_and_watch(launch, study, argv, on_trial, "compare", envs)
     run_study(cells, study, on_trial=on_trial)
     return 0
 

@@ -151,7 +151,7 @@ class Objective:
         if plan.failure is not None:
             return self._failed(plan, plan.failure, 0.0)
         if self.group is not None:
-            plan = share_trial(self.group, trial, plan)
+            plan = share_trial(self.group, trial, plan, self.budget, self.search)
         if self.artifacts is None:
             return self._regrouped(self._train(trial, plan, None))
         every = Every.of(self.config.study.checkpoint_every, self.budget)

@@ -21,6 +21,7 @@ from typing import Any, Iterator, Protocol, Sequence
 import torch
 from optuna.trial import FixedTrial
 
+from automl.budget import Budget
 from automl.errors import UserError
 from automl.records import ATTR_UNAVAILABLE
 from automl.study.plan import Outcome, TrialPlan
@@ -43,6 +44,9 @@ class TrialFollower(Protocol):
 
     def train(self, trial: Any, plan: TrialPlan) -> Outcome: ...
 
+    budget: Budget
+    search: bool
+
 
 @dataclass(frozen=True)
 class TrialMessage:
@@ -56,6 +60,10 @@ class TrialMessage:
     """The tricks rank 0 found unavailable for the trial, or turned off, with why: the other ranks take this
     decision as it is, since what it rests on (the best trial's model, the errors of earlier trials) is rank
     0's to know."""
+    budget: Budget
+    """The trial's budget: a comparison's cells differ in it from the study file's, and from one another."""
+    search: bool
+    """False for a comparison's cell, trained at its budget alone (``Objective.search``)."""
     start_rung: int = 0
     rungs_done: dict[int, float] = field(default_factory=dict)
     """Where the trial's budget rungs start (``TrialPlan``): every rank trains the same runs."""
@@ -100,7 +108,7 @@ def env_for_workers(k: int, workers: int, device: torch.device) -> list[dict[str
 def trial_ranks(ranks: Ranks, device: torch.device, argv: Sequence[str], url: str, threads: int | None,
                 sources: dict[str, str]) -> Iterator[TrialGroup]:
     """This process's group of ranks (``device`` is this rank's own), with ranks 1..K-1 started here when this
-    is rank 0 and torchrun did not start them, and refused unless they got as far as rank 0 with the same
+    is rank 0 and torchrun did not start them (as ``automl ARGV``: rank 0's command and options), and refused unless they got as far as rank 0 with the same
     ``sources`` (where each trick and the model come from); once the block ends on rank 0, the others are told
     the study is done (or, if the block raised, killed: they hold nothing)."""
     store, followers = None, []
@@ -130,7 +138,7 @@ def _start_followers(k: int, port: int, argv: Sequence[str], url: str, threads: 
     env = child_env(url)
     threads_option = ["--threads", str(threads)] if threads else []
     # A session of their own: Ctrl-C reaches rank 0 alone, which stops them once it has settled its trial.
-    return [subprocess.Popen([sys.executable, "-m", "automl", "run", *argv, *threads_option],
+    return [subprocess.Popen([sys.executable, "-m", "automl", *argv, *threads_option],
                              env={**env, **Ranks(rank, k, rank).env(port)}, start_new_session=True)
             for rank in range(1, k)]
 
@@ -184,6 +192,7 @@ def follow(group: TrialGroup, objective: TrialFollower) -> int:
     """A rank other than 0: train each trial rank 0 sends, until it says the study is done."""
     while (message := group.receive()) is not None:
         trial = FixedTrial(message.params, message.number)
+        objective.budget, objective.search = message.budget, message.search  # the cells of `automl compare`
         context = TrialContext(study_name=message.study_name, trial_number=message.number,
                                best_checkpoint=lambda: None)  # rank 0's answer is shared (see share_trial)
         plan = objective.plan(trial, context, message.seed, message.unavailable)
@@ -191,13 +200,13 @@ def follow(group: TrialGroup, objective: TrialFollower) -> int:
     return 0
 
 
-def share_trial(group: TrialGroup, trial: Any, plan: TrialPlan) -> TrialPlan:
+def share_trial(group: TrialGroup, trial: Any, plan: TrialPlan, budget: Budget, search: bool) -> TrialPlan:
     """On rank 0, send the trial to the other ranks; on every rank, the plan whose questions to the study
     (its best model) rank 0 answers for all."""
     if group.is_main:
         group.send(TrialMessage(dict(trial.params), trial.number, plan.seed, trial.study.study_name,
-                                 dict(trial.user_attrs.get(ATTR_UNAVAILABLE, {})), plan.start_rung,
-                                 dict(plan.rungs_done)))
+                                dict(trial.user_attrs.get(ATTR_UNAVAILABLE, {})), budget, search, plan.start_rung,
+                                dict(plan.rungs_done)))
     context = replace(plan.context, best_checkpoint=group.shared(plan.context.best_checkpoint))
     return replace(plan, context=context)
 

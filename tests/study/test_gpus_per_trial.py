@@ -3,6 +3,7 @@ inputs (one line, exit 2, nothing written)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -149,18 +150,24 @@ def tiny(write_study, tmp_path):
     return write_study(), tmp_path / "studies.db"
 
 
-def test_fewer_than_one_device_per_trial_is_refused(capsys, tiny, sqlite_url):
+COMMANDS = pytest.mark.parametrize("command", ["run", "compare"])
+
+
+@COMMANDS
+def test_fewer_than_one_device_per_trial_is_refused(capsys, tiny, sqlite_url, command):
     study, db = tiny
     assert "--gpus-per-trial must be at least 1, got 0" in refused(
-        capsys, db, "run", study, "--storage", sqlite_url, "--device", "cpu", "--gpus-per-trial", "0")
+        capsys, db, command, study, "--storage", sqlite_url, "--device", "cpu", "--gpus-per-trial", "0")
     study.write_text(study.read_text().replace("[study]\n", "[study]\ngpus_per_trial = 0\n"))
-    assert "gpus_per_trial" in refused(capsys, db, "run", study, "--storage", sqlite_url, "--device", "cpu")
+    assert "gpus_per_trial" in refused(capsys, db, command, study, "--storage", sqlite_url, "--device", "cpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: auto is the GPU")
-def test_several_devices_per_trial_without_a_gpu_ask_for_the_cpu_by_name(capsys, tiny, sqlite_url):
+@COMMANDS
+def test_several_devices_per_trial_without_a_gpu_ask_for_the_cpu_by_name(capsys, tiny, sqlite_url, command):
     study, db = tiny
-    assert "give --device cpu" in refused(capsys, db, "run", study, "--storage", sqlite_url, "--gpus-per-trial", "2")
+    assert "give --device cpu" in refused(capsys, db, command, study, "--storage", sqlite_url, "--gpus-per-trial",
+                                          "2")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -173,11 +180,12 @@ def test_more_devices_per_trial_than_visible_gpus_are_refused(capsys, tiny, sqli
                                              "--gpus-per-trial", "2")
 
 
-def test_a_count_other_than_torchruns_is_refused(capsys, tiny, sqlite_url, monkeypatch):
+@COMMANDS
+def test_a_count_other_than_torchruns_is_refused(capsys, tiny, sqlite_url, monkeypatch, command):
     study, db = tiny
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "3")
-    assert "torchrun --nproc-per-node 2" in refused(capsys, db, "run", study, "--storage", sqlite_url,
+    assert "torchrun --nproc-per-node 2" in refused(capsys, db, command, study, "--storage", sqlite_url,
                                                      "--device", "cpu", "--gpus-per-trial", "2")
 
 
@@ -381,3 +389,58 @@ def test_a_trick_error_on_one_rank_fails_that_trial_on_every_rank_and_the_run_go
     with sa.create_engine(sqlite_url).connect() as connection:
         rows = connection.execute(sa.select(TrialCostModel)).all()
     assert sorted(r.trial_number for r in rows) == [0, 1, 2, 3] and all(r.spent_seconds > 0 for r in rows)
+
+
+CELL_LOG = '''
+import os
+
+from automl import Trick, hookimpl
+
+
+class CellLog(Trick):
+    name = "celllog"
+
+    def on_step_end(self, run, loss):
+        state = repr(sum(float(t.double().sum()) for t in run.model.state_dict().values()))
+        with open(os.path.join(os.environ["RANKLOG_DIR"], f"rank-{run.rank}.txt"), "a") as f:
+            f.write(f"{run.context.study_name} {run.context.trial_number} {run.step} {run.world_size} {state}\\n")
+
+
+@hookimpl
+def automl_register_tricks():
+    return [CellLog]
+'''
+
+
+@pytest.mark.slow
+def test_compare_trains_each_cell_on_several_ranks_at_its_own_budget(tmp_path, write_study, sqlite_url, child_env):
+    # Issue 25, item 10: `automl compare` had no --gpus-per-trial, and the ranks automl starts ran `automl run`,
+    # which trains the study file's budget, not the cell's.
+    study = write_study("""
+        [tricks]
+        include = ["cosine", "celllog"]
+        [tricks.cosine]
+        final = 0.0
+        [tricks.celllog]
+        enabled = true
+        """)
+    plugin = tmp_path / "cell_plugin.py"
+    plugin.write_text(CELL_LOG)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    done = subprocess.run([sys.executable, "-m", "automl", "compare", str(study), "--storage", sqlite_url,
+                           "--plugin", str(plugin), "--device", "cpu", "--gpus-per-trial", "2", "--seeds", "3",
+                           "--budgets", "4steps,8steps", "--json"],
+                          env={**child_env(), "RANKLOG_DIR": str(logs)}, capture_output=True, text=True,
+                          timeout=600)  # a guard against a hang only
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert [b["budget"] for b in result["budgets"]] == ["4steps", "8steps"]
+    for budget, steps in (("4steps", 4), ("8steps", 8)):
+        cells = optuna.load_study(study_name=f"tiny-compare-{budget}", storage=sqlite_url).get_trials()
+        assert [t.state.name for t in cells] == ["COMPLETE"] * 6
+        assert all(t.user_attrs["steps"] == steps for t in cells)
+    rank0, rank1 = ((logs / f"rank-{r}.txt").read_text().splitlines() for r in (0, 1))
+    # Both ranks trained every cell together, each at its own budget, holding the same weights at every step.
+    assert rank0 == rank1 and len(rank0) == 6 * 4 + 6 * 8
+    assert {line.split()[3] for line in rank0} == {"2"}
