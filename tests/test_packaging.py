@@ -44,9 +44,9 @@ def test_wheel_install_registers_the_builtin_plugins(tmp_path, repo_root):
     assert found["report_template"]  # automl report's Jinja template ships in the wheel
     assert found["trick_templates"] == ["test_trick.py.j2", "trick.py.j2"]  # and automl new-trick's
     # automl's migrations travel inside the wheel, and `automl db upgrade` runs them from there.
-    assert found["migrations"] == str(site / "automl" / "_migrations") and found["head"] == "v4_sessions"
+    assert found["migrations"] == str(site / "automl" / "_migrations") and found["head"] == "v5_retry_claims"
     url = f"sqlite:///{tmp_path / 'wheel.db'}"
     result = subprocess.run([sys.executable, "-m", "automl", "db", "upgrade", "--storage", url],
                             capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"automl tables in {url}: (none) -> v4_sessions\n"
+    assert result.stdout == f"automl tables in {url}: (none) -> v5_retry_claims\n"

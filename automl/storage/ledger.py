@@ -189,6 +189,22 @@ class Ledger:
                 connection.execute(_MOVE, {"r": 0.0, "spent": 0.0, "uncount": 1, "s": self.study_name,
                                            "now": utcnow()})
 
+    def claim_retry(self, trial_number: int, older_than: float) -> bool:
+        """Whether this recovery may queue the retry of failed trial ``trial_number``: one conditional UPDATE of
+        its cost row, so of two recoveries at once exactly one may. A claim older than ``older_than`` seconds
+        (database clock) may be taken again: its recovery died before queueing the retry. A trial without a
+        cost row is given one (nothing reserved, nothing spent) and claimed."""
+        with self.engine.begin() as connection:
+            cutoff = database_now(connection) - timedelta(seconds=older_than)
+            claimed = connection.execute(sa.update(TrialCostModel).where(
+                TrialCostModel.study_name == self.study_name, TrialCostModel.trial_number == trial_number,
+                sa.or_(TrialCostModel.retry_claimed_at.is_(None), TrialCostModel.retry_claimed_at < cutoff),
+            ).values(retry_claimed_at=utc_now())).rowcount == 1
+        if claimed or trial_number in self.attached():
+            return claimed
+        self.record_unreserved(trial_number, FAILED)
+        return self.claim_retry(trial_number, older_than)
+
     def attached(self) -> set[int]:
         """The trial numbers that hold a cost row, settled or not."""
         with self.engine.connect() as connection:

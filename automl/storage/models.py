@@ -107,6 +107,8 @@ class TrialCostModel(Base):
     state: Mapped[str] = mapped_column(String(16))
     """``reserved`` until Optuna has created the trial, ``running`` while it runs, then ``complete``,
     ``pruned`` or ``failed``."""
+    retry_claimed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    """When a recovery claimed the right to queue this failed trial's retry (database clock); None: unclaimed."""
 
     @classmethod
     def find(cls, session: Session, study_name: str, trial_number: int) -> TrialCostModel | None:

@@ -3,7 +3,8 @@
 Every worker runs :meth:`Recovery.run` before it reserves its next trial. Each step reads the state it
 mends before it mends it, so a recovery that dies half-way is finished by the next one, and running
 it twice changes nothing; on PostgreSQL one worker at a time runs it (an advisory lock, released
-with its connection if its holder dies). Liveness is the ledger's: a trial is alive while its cost
+with its connection if its holder dies), and a retry is queued only under a claim in the failed trial's cost
+row, which holds where the lock was lost with a cut connection. Liveness is the ledger's: a trial is alive while its cost
 row's heartbeat, dated by the database's clock, is younger than the grace period.
 """
 
@@ -108,8 +109,10 @@ class Recovery:
             if trial.number not in attached and self.ledger.record_unreserved(trial.number, FAILED):
                 self._fail(trial, WORKER_DIED, "its worker died before the trial's first heartbeat")
 
-    def _enqueue_retries(self) -> None:
-        trials = self.study.get_trials(deepcopy=False)
+    def _enqueue_retries(self, trials: list[FrozenTrial] | None = None) -> None:
+        """Queue the retry of each failed trial that will run again and has none; ``trials``: the study's, as
+        this recovery read them (another may have queued a retry since: the claim decides)."""
+        trials = self.study.get_trials(deepcopy=False) if trials is None else trials
         self._close_duplicate_retries(trials)
         retried = {t.system_attrs.get(SYS_RETRY_OF) for t in trials}
         for trial in trials:
@@ -117,10 +120,11 @@ class Recovery:
                 self._enqueue(trial)
 
     def _close_duplicate_retries(self, trials: list[FrozenTrial]) -> None:
-        """A failed trial runs again once. Two recoveries at once (the lock's connection cut under one of them,
-        a second fault) may each have queued a retry of it: the retries past the one kept (one already taken
-        by a worker, else the first queued) are failed while they still wait, and given a cost row; the kept
-        one holds the trial's place among ``n_trials``."""
+        """A failed trial runs again once. Its retry is queued under a claim (``Ledger.claim_retry``), but a
+        recovery that took a claim and stalled past the grace period before queueing (its claim then taken
+        again) queues a second one: the retries past the one kept (one already taken by a worker, else the
+        first queued) are failed while they still wait, and given a cost row; the kept one holds the trial's
+        place among ``n_trials``."""
         by_failed: dict[int, list[FrozenTrial]] = {}
         for trial in trials:
             if SYS_RETRY_OF in trial.system_attrs:
@@ -135,7 +139,12 @@ class Recovery:
 
     def _enqueue(self, trial: FrozenTrial) -> None:
         """Queue ``trial`` again, as Optuna's heartbeat retry does: same parameters, and the chain of
-        trials it re-runs (the first of which gives the retry its training seed)."""
+        trials it re-runs (the first of which gives the retry its training seed); only under this recovery's
+        claim on it, which no other recovery holds at once (the lock may have been lost with its connection)."""
+        if self.ledger.claim_retry(trial.number, self.grace):
+            self._add_retry(trial)
+
+    def _add_retry(self, trial: FrozenTrial) -> None:
         # Not by calling Optuna's retry callback: it copies the failed trial's user attributes (its end
         # reason, time spent, checkpoint) into the retry, and its failed_trial names the first of the chain,
         # where the retries read the trial they directly re-run (its checkpoint; whether it was retried).

@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from automl.storage import schema
 from automl.storage.models import Base, StudySourceModel, session_scope
 
-HEAD = "v4_sessions"
+HEAD = "v5_retry_claims"
 
 
 
@@ -162,7 +162,7 @@ def test_the_models_describe_the_head_migration(sqlite_url):
 def test_every_revision_downgrades_and_upgrades_again(sqlite_url):
     from alembic import command
 
-    assert schema.revisions() == ["v1_initial", "v2_trial_cost", "v3_reservations", HEAD]
+    assert schema.revisions() == ["v1_initial", "v2_trial_cost", "v3_reservations", "v4_sessions", HEAD]
     schema.upgrade(sqlite_url)
     engine = sa.create_engine(sqlite_url)
     with engine.begin() as connection:
@@ -229,3 +229,16 @@ def test_upgrading_to_sessions_counts_an_existing_study_as_run_once(sqlite_url):
 
     assert Ledger(engine, "old").start_session() == 1  # its next run samples apart from the first
     engine.dispose()
+
+
+def test_upgrading_to_retry_claims_keeps_the_cost_rows_unclaimed(sqlite_url):
+    schema.upgrade(sqlite_url, "v4_sessions")
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO automl_trial_cost (study_name, trial_number, worker_id, device, reserved_seconds, "
+            "spent_seconds, state) VALUES ('old', 0, 'w', 'cpu', 1, 1, 'failed')"))
+    engine.dispose()
+    assert schema.upgrade(sqlite_url)[1].current == HEAD
+    assert scalar_rows(sqlite_url, "SELECT trial_number, spent_seconds, retry_claimed_at FROM automl_trial_cost") \
+        == [(0, 1.0, None)]

@@ -42,15 +42,16 @@ def faulty(write_study, sqlite_url):
 
 
 def backdate(study: optuna.Study, seconds: float) -> None:
-    """Every heartbeat and reservation ``seconds`` older, by the database's own clock."""
+    """Every heartbeat, reservation and retry claim ``seconds`` older, by the database's own clock."""
     engine = study_engine(study)
     with engine.begin() as connection:
-        if engine.dialect.name == "sqlite":
-            connection.execute(sa.text("UPDATE automl_trial_cost SET heartbeat_at = "
-                                       "datetime(heartbeat_at, :shift)"), {"shift": f"-{seconds} seconds"})
-        else:
-            connection.execute(sa.text("UPDATE automl_trial_cost SET heartbeat_at = heartbeat_at - "
-                                       "make_interval(secs => :s)"), {"s": seconds})
+        for column in ("heartbeat_at", "retry_claimed_at"):
+            if engine.dialect.name == "sqlite":
+                connection.execute(sa.text(f"UPDATE automl_trial_cost SET {column} = datetime({column}, :shift)"),
+                                   {"shift": f"-{seconds} seconds"})
+            else:
+                connection.execute(sa.text(f"UPDATE automl_trial_cost SET {column} = {column} - "
+                                           "make_interval(secs => :s)"), {"s": seconds})
 
 
 def cost_rows(study: optuna.Study) -> dict[int | None, TrialCostModel]:
@@ -179,17 +180,59 @@ def test_a_stale_trial_failed_before_its_settlement_is_settled_and_retried_by_th
     assert_balanced(study, 3)
 
 
-def test_a_trial_queued_twice_for_retry_by_two_recoveries_at_once_runs_again_once(faulty):
+def waiting_retries(study: optuna.Study) -> list[int]:
+    return [t.system_attrs["failed_trial"] for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))]
+
+
+@pytest.mark.parametrize("database", ["sqlite_url", "postgres_url"])
+def test_two_recoveries_at_once_queue_one_retry_of_a_failed_trial(faulty, request, database):
+    prepared, study = faulty(url=request.getfixturevalue(database))
+    ledger = Ledger(study_engine(study), study.study_name)
+    reservation, trial = running_trial(study, ledger)
+    assert ledger.attach(reservation, trial.number) and ledger.heartbeat(reservation, 0.5)
+    backdate(study, GRACE + 1)
+    # Two recoveries ran at once (the advisory lock's connection was cut under the first, issue 25 item 10): both
+    # read the study before either queued the dead trial's retry. Only the one that claims it queues it.
+    first, second = Recovery(study, ledger, GRACE), Recovery(study, ledger, GRACE)
+    first._settle_dead()
+    read_by_second = study.get_trials(deepcopy=False)
+    first._enqueue_retries()
+    second._enqueue_retries(read_by_second)
+    assert waiting_retries(study) == [trial.number]
+    run_study(prepared, study)
+    retries = [t for t in study.get_trials(deepcopy=False) if t.system_attrs.get("failed_trial") == trial.number]
+    assert [t.state.name for t in retries] == ["COMPLETE"]
+    assert_balanced(study, 3)
+
+
+def test_a_claim_whose_recovery_died_before_queueing_is_taken_again_after_the_grace_period(faulty):
     prepared, study = faulty()
     ledger = Ledger(study_engine(study), study.study_name)
     reservation, trial = running_trial(study, ledger)
     assert ledger.attach(reservation, trial.number) and ledger.heartbeat(reservation, 0.5)
     backdate(study, GRACE + 1)
-    # Two recoveries ran at once (the advisory lock's connection was cut under the first, issue 25 item 10):
-    # each failed, settled and queued the dead trial's retry.
+    Recovery(study, ledger, GRACE)._settle_dead()
+    assert ledger.claim_retry(trial.number, GRACE)  # ... and that recovery died before queueing the retry
+    Recovery(study, ledger, GRACE).run()
+    assert waiting_retries(study) == []  # a fresh claim: its recovery may be queueing it now
+    backdate(study, GRACE + 1)
+    Recovery(study, ledger, GRACE).run()
+    assert waiting_retries(study) == [trial.number]
+    run_study(prepared, study)
+    assert_balanced(study, 3)
+
+
+def test_a_trial_queued_twice_for_retry_runs_again_once(faulty):
+    prepared, study = faulty()
+    ledger = Ledger(study_engine(study), study.study_name)
+    reservation, trial = running_trial(study, ledger)
+    assert ledger.attach(reservation, trial.number) and ledger.heartbeat(reservation, 0.5)
+    backdate(study, GRACE + 1)
+    # A recovery stalled past the grace period between its claim and queueing the retry, so a second one took the
+    # claim again (a triple fault): both queued it. The second retry is failed while it waits, never run.
     first, second = Recovery(study, ledger, GRACE), Recovery(study, ledger, GRACE)
     first.run()
-    second._enqueue(study.get_trials(deepcopy=False)[trial.number])
+    second._add_retry(study.get_trials(deepcopy=False)[trial.number])
     assert [t.system_attrs["failed_trial"] for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))] \
         == [trial.number, trial.number]
     run_study(prepared, study)
