@@ -202,8 +202,8 @@ class Objective:
     def _failed_elsewhere(self, exc: Exception) -> TrialFailed | None:
         """On several ranks, the trial's failure on another rank, where ``exc`` is a collective that broke
         because that rank left: rank 0 records what the rank told (``TrialGroup.failure_elsewhere``); the other
-        ranks record nothing, and only need to know that the trial is over. None for any other error, and on
-        rank 0 for a rank that left without a word (it died): the run cannot go on without it."""
+        ranks record nothing, and only need to know that the trial is over. None for any other error; on rank 0,
+        a rank that left without a word (it died) stops the run (``RankLost``)."""
         if self.group is None or not broke_in_collective(exc):
             return None
         if not self.group.is_main:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import torch
 import torch.distributed as dist
 
-from automl.errors import TrialFailed
+from automl.errors import TrialFailed, UserError
 
 if TYPE_CHECKING:
     from automl.run import Run
@@ -133,15 +133,17 @@ class TrialGroup:
         dist.destroy_process_group()
         gc.collect()
 
-    def failure_elsewhere(self) -> "RankFailed | None":
-        """The failure another rank told of in this generation (the lowest rank's), as this trial's; None if no
-        rank did (a rank that died, or a collective misused)."""
+    def failure_elsewhere(self) -> "RankFailed":
+        """The failure another rank told of in this generation (the lowest rank's), as this trial's; a rank that
+        left without a word died, and the run cannot go on without it (:class:`RankLost`)."""
         for rank in range(self.world_size):
             key = _failure_key(self.generation, rank)
             if rank != self.rank and self.store.check([key]):
                 told = json.loads(self.store.get(key))
                 return RankFailed(rank, self.world_size, told["reason"], told["detail"], told["trick"])
-        return None
+        raise RankLost(f"a rank of --gpus-per-trial {self.world_size} left the trial without saying why (it died: "
+                       "see its message above, or the system log for an out-of-memory kill); the trial is recorded "
+                       "as failed, and the next run goes on with the study")
 
     def send(self, value: Any) -> None:
         """Rank 0, between two trials: send ``value`` (the next trial, or None for the end) to the other ranks.
@@ -154,8 +156,6 @@ class TrialGroup:
             if not broke_in_collective(exc):
                 raise
             failure = self.failure_elsewhere()
-            if failure is None:
-                raise
             warnings.warn(f"the last trial failed on rank {failure.rank} of {self.world_size} after its last step "
                           f"with rank 0: {failure.told}; it stays as rank 0 recorded it", RuntimeWarning,
                           stacklevel=2)
@@ -313,6 +313,12 @@ class RankFailed(TrialFailed):
         self.rank, self.trick, self.told = rank, trick, detail
 
 
+class RankLost(UserError):
+    """A rank left a trial without telling why (it died: killed, out of memory): the others cannot go on."""
+
+    exit_code = 1
+
+
 def broke_in_collective(exc: BaseException) -> bool:
     """Whether ``exc`` was raised inside a ``torch.distributed`` call: another rank left the group (or died)."""
     tb = exc.__traceback__
@@ -338,6 +344,6 @@ def start_store(world_size: int) -> Any:
                          wait_for_workers=False)  # they are started once its port is known
 
 
-__all__ = ["AGREE_EVERY", "AgreedClock", "LOOPBACK", "RANK_TIMEOUT", "RENDEZVOUS_TIMEOUT", "STORE_VAR", "RankFailed", "Ranks",
+__all__ = ["AGREE_EVERY", "AgreedClock", "LOOPBACK", "RANK_TIMEOUT", "RENDEZVOUS_TIMEOUT", "STORE_VAR", "RankFailed", "RankLost", "Ranks",
            "TrialGroup", "broke_in_collective", "rank_device",
            "start_store", "started_key"]

@@ -444,3 +444,45 @@ def test_compare_trains_each_cell_on_several_ranks_at_its_own_budget(tmp_path, w
     # Both ranks trained every cell together, each at its own budget, holding the same weights at every step.
     assert rank0 == rank1 and len(rank0) == 6 * 4 + 6 * 8
     assert {line.split()[3] for line in rank0} == {"2"}
+
+
+RANK_1_DIES = '''
+import os
+import signal
+
+from automl import Trick, hookimpl
+
+
+class RankOneDies(Trick):
+    name = "rankonedies"
+
+    def on_step_start(self, run):
+        if run.rank == 1 and run.step == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@hookimpl
+def automl_register_tricks():
+    return [RankOneDies]
+'''
+
+
+@pytest.mark.slow
+def test_a_rank_that_dies_mid_trial_stops_rank_0_at_once_with_one_line(tmp_path, write_study, sqlite_url, child_env):
+    study = write_study("""
+        [tricks]
+        include = ["rankonedies"]
+        [tricks.rankonedies]
+        enabled = true
+        """, trial_budget=f"{STEPS}steps", n_trials=2)
+    plugin = tmp_path / "dies_plugin.py"
+    plugin.write_text(RANK_1_DIES)
+    done = subprocess.run([sys.executable, "-m", "automl", "run", str(study), "--storage", sqlite_url,
+                           "--plugin", str(plugin), "--device", "cpu", "--gpus-per-trial", "2"],
+                          env=child_env(), capture_output=True, text=True, timeout=150)  # far below 5 min
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1].startswith("automl: error: a rank of --gpus-per-trial 2 left the trial "
+                                                   "without saying why (it died"), done.stderr
+    (trial,) = optuna.load_study(study_name="tiny", storage=sqlite_url).get_trials()
+    assert trial.state.name == "FAIL" and "left the trial without saying why" in trial.user_attrs["end_detail"]
