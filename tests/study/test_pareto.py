@@ -3,7 +3,6 @@ dominated one pruned, the noise rule on the error, and its error rate on equal t
 
 from __future__ import annotations
 
-
 import numpy as np
 import optuna
 import pytest
