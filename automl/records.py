@@ -127,6 +127,8 @@ STUDY_DATASET_ARGS, STUDY_MODEL_ARGS = "dataset_args", "model_args"
 """The task's arguments: part of its identity, as its data set's and model's names are."""
 STUDY_MODEL_INPUT = "model_input"
 """``[in_channels, num_classes]`` the study's model is built for: what rebuilds it without the data (export)."""
+STUDY_OBJECTIVES = "objectives"
+"""A study of several objectives: their names, in the order of its values (``[study] objectives``)."""
 STUDY_DATA_LOAD = "data_load"
 """``{loader, decode_seconds}`` of the last run's data set: how its images reach the device, and the seconds spent
 decoding them before any trial (charged to none)."""
@@ -188,14 +190,20 @@ def original_number(trial: FrozenTrial) -> int:
     return history[0] if history else trial.number
 
 
+def error_of(trial: FrozenTrial) -> float | None:
+    """A trial's validation error: its value, or the first of its values in a study of several objectives
+    (``[study] objectives``, the error always first); None for a trial without one."""
+    return trial.values[0] if trial.values else None
+
+
 def best_key(trial: FrozenTrial) -> tuple[float, int]:
     """The order of "best": lowest validation error, the earlier trial on a tie."""
-    return trial.value, trial.number
+    return error_of(trial), trial.number
 
 
 def ranked(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     """The completed trials with a value, best first."""
-    return sorted((t for t in trials if t.state.name == "COMPLETE" and t.value is not None), key=best_key)
+    return sorted((t for t in trials if t.state.name == "COMPLETE" and t.values), key=best_key)
 
 
 def best_of(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
@@ -258,7 +266,8 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
     return {
         "number": trial.number,
         "state": trial.state.name,
-        "value": trial.value,
+        "value": error_of(trial),
+        "values": trial.values,
         "tricks": trial.user_attrs.get(ATTR_TRICKS, []),
         "params": grouped,
         "spent_seconds": None if spent is None else round(spent, 3),
@@ -269,7 +278,7 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "user_attrs": {k: v for k, v in trial.user_attrs.items() if k not in _OWN_FIELDS},
         "data_wait_fraction": trial.user_attrs.get(ATTR_DATA_WAIT),
         "val_size": trial.user_attrs.get(ATTR_VAL_SIZE),
-        "val_ci": val_interval(trial.value, trial.user_attrs.get(ATTR_VAL_SIZE)),
+        "val_ci": val_interval(error_of(trial), trial.user_attrs.get(ATTR_VAL_SIZE)),
     }
 
 

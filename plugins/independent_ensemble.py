@@ -62,6 +62,7 @@ class IndependentEnsemble(Trick):
     def setup(self, run) -> None:
         self._reset()
         run.base_lr = self.alpha0
+        run.attrs[INFERENCE_COST] = self.members  # what a prediction will cost once trained, known now
 
     def lr_factor(self, progress: float) -> float:
         return snapshot_lr_factor(progress, self.members)

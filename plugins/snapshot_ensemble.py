@@ -93,6 +93,7 @@ class SnapshotEnsemble(Trick):
     def setup(self, run) -> None:
         self._reset()
         run.base_lr = self.alpha0
+        run.attrs[INFERENCE_COST] = self.k  # what a prediction will cost once trained, known now
 
     def lr_factor(self, progress: float) -> float:
         return snapshot_lr_factor(progress, self.cycles, self.start)

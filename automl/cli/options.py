@@ -169,6 +169,24 @@ def stderr():
     return Console(stderr=True)
 
 
+def _print_front(study: Any, shown_url: str, *, as_json: bool) -> int:
+    """A study of several objectives has no one best: its Pareto front, lowest error first (JSON: a list)."""
+    from automl.report.tables import front_lines
+    from automl.storage import mask_url
+    from automl.study.pareto import front_records
+
+    front = front_records(study)
+    if as_json:
+        print_json(front)
+        return 0
+    console = stdout()
+    for line in front_lines(front, study.study_name):
+        console.print(line, soft_wrap=isinstance(line, str))
+    if front:
+        console.print(f"storage: {mask_url(shown_url)}", soft_wrap=True)
+    return 0
+
+
 def print_best(study: Any, shown_url: str, *, top: int, as_json: bool) -> int:
     """The ``top`` best configurations of ``study`` by their mean over seeds (``automl.study.incumbent``), each
     as the record of its first trial with its seeds, mean and interval; as `automl best` and the end of
@@ -178,6 +196,8 @@ def print_best(study: Any, shown_url: str, *, top: int, as_json: bool) -> int:
     from automl.records import mark_ties
     from automl.study.incumbent import ranked_records
 
+    if len(study.directions) > 1:
+        return _print_front(study, shown_url, as_json=as_json)
     completed = ranked_records(study.get_trials(deepcopy=False))
     records = completed[:top]
     mark_ties(records, completed, interval="mean_ci")

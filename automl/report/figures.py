@@ -42,7 +42,7 @@ class Figure:
 
 def draw_figures(study: optuna.Study, trials: Sequence[FrozenTrial], total_budget: float | None) -> list[Figure]:
     """Every figure of the report, in the order it shows them."""
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
     return [_history(study, complete), _budget(trials, total_budget), _importances(study, complete),
             _intermediate(study, trials)]
 

@@ -15,7 +15,7 @@ from automl.storage import mask_url
 from automl.storage.ledger import Ledger
 from automl.storage.optuna_adapter import study_engine
 from automl.report.tables import interval
-from automl.records import ATTR_SPENT, ATTR_TRICKS, ATTR_VAL_SIZE, end_reason, val_interval
+from automl.records import ATTR_SPENT, ATTR_TRICKS, ATTR_VAL_SIZE, end_reason, error_of, val_interval
 from automl.study.incumbent import configurations
 from automl.study.runner import PreparedStudy
 
@@ -63,8 +63,9 @@ class RunDisplay:
             self._update(study)
 
     def on_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        ci = val_interval(trial.value, trial.user_attrs.get(ATTR_VAL_SIZE))
-        value = "-" if trial.value is None else f"{trial.value:.4f}" + ("" if ci is None else f" {interval(ci)}")
+        error = error_of(trial)
+        ci = val_interval(error, trial.user_attrs.get(ATTR_VAL_SIZE))
+        value = "-" if error is None else f"{error:.4f}" + ("" if ci is None else f" {interval(ci)}")
         tricks = ", ".join(trial.user_attrs.get(ATTR_TRICKS, [])) or "-"
         spent = trial.user_attrs.get(ATTR_SPENT, 0.0)
         self.progress.console.print(

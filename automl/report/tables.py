@@ -186,6 +186,19 @@ def best_lines(records: list[dict[str, Any]], study_name: str) -> list[Any]:
     return shown
 
 
+def front_lines(front: list[dict[str, Any]], study_name: str) -> list[Any]:
+    """``automl best`` on a study of several objectives: each member of its Pareto front, lowest error first."""
+    if not front:
+        return [f"study {study_name!r} has no completed trial within its constraints yet"]
+    shown: list[Any] = [f"the Pareto front of {study_name}: {len(front)} trial{'s' if len(front) != 1 else ''} "
+                        "no other dominates (each seen at one seed)"]
+    for record in front:
+        costs = ", ".join(f"{name} {value:.4g}" for name, value in record["objectives"].items() if name != "error")
+        shown.append(f"trial {record['number']}: validation error {record['value']:.4f}{_noise(record)}; {costs}")
+        shown.append(f"  tricks: {', '.join(record['tricks']) or '(none)'}")
+    return shown
+
+
 def _seeds_text(record: dict[str, Any]) -> str:
     """A configuration's validation error: its mean over seeds with the interval, or its one trial's."""
     n = record.get("n_seeds", 1)

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.trick_space import OWNER_PREFIX
-from automl.records import ATTR_TRICKS, ATTR_VAL_SIZE, FINISHED, val_interval
+from automl.records import ATTR_TRICKS, ATTR_VAL_SIZE, FINISHED, error_of, val_interval
 
 ENABLED = "enabled"
 NO_OWNER = "none"  # the owner.<resource> choice that gives the resource to no trick
@@ -81,14 +81,14 @@ def trick_table(trials: Sequence[FrozenTrial]) -> list[TrickRow]:
 
 
 def _side(trials: list[FrozenTrial]) -> Side:
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
     if not complete:
         return Side(trials=len(trials), complete=0, best=None, median=None)
-    best = min(complete, key=lambda t: t.value)
-    median = statistics.median(t.value for t in complete)
+    best = min(complete, key=error_of)
+    median = statistics.median(error_of(t) for t in complete)
     sizes = {t.user_attrs.get(ATTR_VAL_SIZE) for t in complete}
-    return Side(trials=len(trials), complete=len(complete), best=best.value, median=median,
-                best_ci=val_interval(best.value, best.user_attrs.get(ATTR_VAL_SIZE)),
+    return Side(trials=len(trials), complete=len(complete), best=error_of(best), median=median,
+                best_ci=val_interval(error_of(best), best.user_attrs.get(ATTR_VAL_SIZE)),
                 median_ci=val_interval(median, sizes.pop()) if len(sizes) == 1 else None)
 
 

@@ -17,6 +17,7 @@ from automl.errors import UserError
 from automl.seeds import DEFAULT_MAX_SEEDS, DEFAULT_TOLERANCE
 from automl.sequential import FIRST_LOOK
 from automl.storage.optuna_adapter import max_name_length
+from automl.study.costs import CONSTRAINTS, OBJECTIVES
 from automl.study.fidelity import BUDGET_RUNGS
 from automl.study.incumbent import SHARE
 from automl.study.pruning import ETA
@@ -113,6 +114,15 @@ class StudySection(Section):
     gpus_per_trial: int = Field(1, gt=0)
     """Devices that train each trial together, one process each (``automl run --gpus-per-trial``): GPUs, or
     gloo processes on the CPU with ``--device cpu``."""
+    objectives: list[Literal[OBJECTIVES]] = ["error"]
+    """What the study minimises: the validation error first, then any of the inference costs ``latency``
+    (milliseconds per image on the trial's device), ``flops`` (per image) and ``passes`` (forward passes per
+    prediction), each measured before the trial trains (``automl.study.costs``). Several make an Optuna
+    multi-objective study, pruned by ``automl.study.pareto``."""
+    constraints: dict[Literal[CONSTRAINTS], float] = {}
+    """Bounds on a configuration's inference cost: ``latency_ms`` (per image), ``flops`` (per image),
+    ``passes``. A trial over one, measured before training, is not trained (pruned, with the reason), and is
+    told to Optuna's constrained samplers (``Trial.set_constraint``)."""
 
     @model_validator(mode="after")
     def _bounded(self) -> "StudySection":
@@ -126,6 +136,7 @@ class StudySection(Section):
             Every.of(self.checkpoint_every, self.trial_budget)
         except UserError as exc:
             raise ValueError(str(exc)) from None
+        _check_objectives(self)
         if self.grace_period is not None and self.grace_period <= self.heartbeat_interval:
             # A worker beats once an interval: a shorter grace takes every live worker for dead.
             raise ValueError(f"grace_period ({self.grace_period}) must be longer than heartbeat_interval "
@@ -137,6 +148,24 @@ class StudySection(Section):
     def grace(self) -> float:
         """Seconds without a heartbeat after which a trial's worker is taken for dead."""
         return float(self.grace_period or 2 * self.heartbeat_interval)
+
+
+def _check_objectives(study: "StudySection") -> None:
+    """The error first and each objective once; costs bounded above zero; a pruner that can rank several."""
+    if not study.objectives or study.objectives[0] != "error":
+        raise ValueError(f"objectives must start with \"error\" (the validation error), got {study.objectives}; "
+                         'e.g. objectives = ["error", "latency"]')
+    if len(set(study.objectives)) != len(study.objectives):
+        raise ValueError(f"objectives names one twice: {study.objectives}")
+    bad = {name: bound for name, bound in study.constraints.items() if not bound > 0}
+    if bad:
+        raise ValueError(f"constraints must be positive bounds, got {bad}")
+    if len(study.objectives) > 1 and study.sampler == "cmaes":
+        raise ValueError('sampler = "cmaes" cannot search several objectives; use "tpe", "random", "gp" or '
+                         '"bruteforce"')
+    if len(study.objectives) > 1 and study.pruner == "hyperband":
+        raise ValueError('pruner = "hyperband" is Optuna\'s, which cannot rank several objectives; use "asha" '
+                         '(non-dominated fronts, automl.study.pareto), "median" or "none"')
 
 
 class TaskSection(Section):

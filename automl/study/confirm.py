@@ -22,6 +22,7 @@ from automl.host import Host
 from automl.storage import open_storage
 from automl.storage.urls import mask_url
 from automl.study.export import export_trial
+from automl import records
 from automl.records import STUDY_CONFIRMED, best_trials, load_study
 from automl.seeds import DEFAULT_SEEDS, MIN_SEEDS
 from automl.study.standalone import prepare_run, train_seeds
@@ -49,7 +50,7 @@ def confirm(url: str, study_name: str, host: Host, *, top: int, seeds: int,
         for index, trial in enumerate(trials):
             if on_trial is not None:
                 on_trial(index, trial.number)
-            rows.append(_retrain(url, study_name, trial.number, trial.value, host, seeds, Path(folder)))
+            rows.append(_retrain(url, study_name, trial.number, records.error_of(trial), host, seeds, Path(folder)))
     rows.sort(key=lambda r: (r["mean"], r["trial"]))
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank

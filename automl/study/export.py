@@ -27,6 +27,7 @@ from automl.storage.models import StudySourceModel, session_scope
 from automl.study.incumbent import configurations
 from automl.study.config import StudyConfig, StudyFile, config_digest, file_stem, parse_study_text
 from automl.study.tomlfiles import parse_toml
+from automl import records
 from automl.records import (ATTR_BUDGET, ATTR_CONFIG, ATTR_MODEL, ATTR_SEED, ATTR_SPENT, ATTR_STEPS, ATTR_TRICKS,
                                   STUDY_DATASET, STUDY_MODEL, STUDY_MODEL_INPUT, best_of, end_reason, load_study, ranked,
                                   trick_sources, training_seed)
@@ -80,7 +81,7 @@ def export_trial(url: str, study_name: str, number: int | None, host: Host, out:
             run["study_best"] = best_path.name
             atomic_write(best_path, best.fetched.read_bytes())
     write_run_file(path, _document(trial, rebuilt, run, shown), _header(trial, rebuilt, path, shown))
-    return Exported(path, study_name, trial.number, trial.value, rebuilt.replayed.names, dict(trial.params),
+    return Exported(path, study_name, trial.number, records.error_of(trial), rebuilt.replayed.names, dict(trial.params),
                     run["budget"], run["seed"], best_path)
 
 
@@ -100,7 +101,7 @@ def _document(trial: FrozenTrial, rebuilt: "_Rebuilt", run: dict[str, Any], show
     from automl import __version__
 
     config, row, names = rebuilt.study_file.config, rebuilt.row, sorted(rebuilt.tricks)
-    source = {"study": row.study_name, "trial": trial.number, "value": trial.value, "storage": shown,
+    source = {"study": row.study_name, "trial": trial.number, "value": records.error_of(trial), "storage": shown,
               "study_file": row.path, "sha256": row.sha256, "automl": __version__,
               "steps": trial.user_attrs.get(ATTR_STEPS), "spent_seconds": trial.user_attrs.get(ATTR_SPENT),
               "plugins": {p["trick"]: p["source"] for p in trick_sources(row.plugins) if p["trick"] in names}}
@@ -120,7 +121,7 @@ def _document(trial: FrozenTrial, rebuilt: "_Rebuilt", run: dict[str, Any], show
 def _header(trial: FrozenTrial, rebuilt: "_Rebuilt", path: Path, shown: str) -> str:
     from automl import __version__
 
-    return (f"Trial {trial.number} of study {rebuilt.row.study_name}: validation error {trial.value:.4f}, "
+    return (f"Trial {trial.number} of study {rebuilt.row.study_name}: validation error {records.error_of(trial):.4f}, "
             f"tricks: {', '.join(rebuilt.replayed.names) or '(none)'}.\n"
             f"Exported by automl {__version__} from {shown}.\n"
             f"`automl train {path.name}` trains it again: [params] are replayed through [train] and [tricks]\n"

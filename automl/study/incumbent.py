@@ -41,7 +41,7 @@ class Configuration:
 
     @property
     def values(self) -> list[float]:
-        return [t.value for t in self.trials]
+        return [records.error_of(t) for t in self.trials]
 
     @property
     def n_seeds(self) -> int:
@@ -146,7 +146,7 @@ def configuration_record(config: Configuration) -> dict[str, Any]:
     ordered = sorted(config.trials, key=lambda t: t.number)
     return {"n_seeds": config.n_seeds, "mean": config.mean, "mean_ci": interval,
             "mean_ci_method": stats.MEAN_CI_METHOD if config.n_seeds >= MIN_SEEDS else "wilson (one seed)",
-            "trials": [t.number for t in ordered], "values": [t.value for t in ordered]}
+            "trials": [t.number for t in ordered], "values": [records.error_of(t) for t in ordered]}
 
 
 __all__ = ["MAX_SEEDS", "SHARE", "Configuration", "Intensifier", "config_key",

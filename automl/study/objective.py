@@ -27,8 +27,11 @@ from automl.storage.artifacts import best_checkpoint, task_checkpoint
 from automl.storage.optuna_adapter import frozen_trial, trial_id
 from automl import records
 from automl.study.config import StudyConfig, config_digest
+from automl.study.costs import (ATTR_COST_AFTER, ATTR_COST_BEFORE, OVER_CONSTRAINT, Cost, OverConstraint, broken,
+                                constraint_values, measure_before, objective_values)
 from automl.study.failures import first_line, model_modules, raised_in_model
 from automl.study.fidelity import climb, rung_budgets
+from automl.study.pareto import ParetoReport
 from automl.study.plan import Outcome, TrialPlan
 from automl.study.ranks import share_trial
 from automl.study.resume import TrialCheckpoints, follower_checkpointing, identity
@@ -75,6 +78,8 @@ class Objective:
     """The ranks that train each trial together (``--gpus-per-trial K``); None on one device."""
     search: bool = True
     """False for a comparison's fixed recipes: one run at the trial budget, whatever the study's fidelity."""
+    _cost: Cost | None = field(default=None, repr=False)
+    """The trial's inference cost measured before its first step (``automl.study.costs``); None until then."""
 
     def begin(self, trial: optuna.Trial) -> TrialPlan:
         """Choose the trial's tricks, parameters and seed."""
@@ -150,6 +155,7 @@ class Objective:
         ranks, every rank saves its part and resumes its own, and rank 0 alone reads and writes the store."""
         if plan.failure is not None:
             return self._failed(plan, plan.failure, 0.0)
+        self._cost = None  # measured before the trial's first step (``[study] objectives``, ``constraints``)
         if self.group is not None:
             plan = share_trial(self.group, trial, plan, self.budget, self.search)
         if self.artifacts is None:
@@ -181,6 +187,8 @@ class Objective:
             if self.config.study.fidelity == "budget":
                 return self._climb(trial, plan, checkpointing)
             return self._progress(trial, plan, checkpointing)
+        except OverConstraint as exc:  # not trained: charged its measurement
+            return self._over_constraint(exc, self._spent_since(started))
         except TrialFailed as exc:
             return self._failed_here(plan, exc, self._spent_since(started))
         except Exception as exc:
@@ -219,9 +227,11 @@ class Objective:
     def _progress(self, trial: optuna.Trial, plan: TrialPlan, checkpointing: Checkpointing | None) -> Outcome:
         """One run to the trial budget, its rungs points of progress through it (on several ranks the loop
         shares rank 0's answer: ``TrialGroup.shared_report``)."""
+        reporter = self._reporter(trial)
+
         def report(rung: int, progress: float, val_error: float) -> bool:
-            trial.report(val_error, rung)
-            return trial.should_prune()
+            reporter.report(val_error, rung)
+            return reporter.should_prune()
 
         result, model = self._run(plan, plan.tricks, self.budget, report, checkpointing)
         return self._outcome(trial, plan, result, model, result.spent_seconds - result.resumed_seconds)
@@ -239,8 +249,9 @@ class Objective:
             spent.append(result.spent_seconds - result.resumed_seconds)
             return result.val_error, (result, model, budget)
 
-        climbed = climb(trial, budgets, run_at, done=plan.rungs_done, start=plan.start_rung,
-                        should_prune=self._should_prune(trial))
+        reporter = self._reporter(trial)
+        climbed = climb(reporter, budgets, run_at, done=plan.rungs_done, start=plan.start_rung,
+                        should_prune=self._should_prune(reporter))
         runs = [kept for kept in climbed.results if kept is not None]
         reached = {records.ATTR_RUNG_BUDGETS: [str(b) for _, _, b in runs], records.ATTR_RUNG_SPENT: spent}
         if not runs:  # every rung was an earlier attempt's, and the pruner stopped the trial at the last of them
@@ -259,8 +270,47 @@ class Objective:
         result = train(model, self.data, plan.settings, budget, tricks=tricks, device=self.device,
                        seed=plan.seed, report=report, context=plan.context,
                        build_model=lambda: self.config.task.build_model(self.data), checkpointing=checkpointing,
-                       group=self.group)
+                       group=self.group, on_start=self._measure_cost if self._measures and self._cost is None else None)
         return result, model
+
+    @property
+    def _measures(self) -> bool:
+        """Whether trials measure their inference cost before training: it is an objective, or bounded."""
+        return len(self.config.study.objectives) > 1 or bool(self.config.study.constraints)
+
+    def _measure_cost(self, run: Any) -> None:
+        """Before the trial's first step: its inference cost (rank 0's, on several ranks, so that all decide
+        alike), and no training at all for a configuration over a constraint."""
+        cost = measure_before(run) if self.group is None or self.group.is_main else None
+        self._cost = cost if self.group is None else self.group.share(cost)
+        over = broken(self._cost, self.config.study.constraints)
+        if over:
+            raise OverConstraint(self._cost, over)
+
+    def _reporter(self, trial: Any) -> Any:
+        """What a rung is reported to: the trial itself, or with several objectives :class:`ParetoReport`."""
+        objectives = self.config.study.objectives
+        if len(objectives) == 1:
+            return trial
+        return ParetoReport(trial, lambda error: objective_values(error, self._cost, objectives))
+
+    def _cost_attrs(self, result: TrainResult | None) -> tuple[dict[str, Any], dict[str, float], Cost | None]:
+        """(the cost attributes, the constraint values, the cost the trial's values take): as measured once
+        trained where it was, else before training."""
+        if not self._measures or self._cost is None:
+            return {}, {}, None
+        after = self._cost
+        attrs = {ATTR_COST_BEFORE: self._cost.as_dict()}
+        if result is not None and result.inference is not None:
+            after = Cost.of(result.inference, int(result.attrs.get(records.INFERENCE_COST, 1)))
+            attrs[ATTR_COST_AFTER] = after.as_dict()
+        return attrs, constraint_values(after, self.config.study.constraints), after
+
+    def _over_constraint(self, exc: OverConstraint, spent: float) -> Outcome:
+        attrs = {records.ATTR_SPENT: spent, records.ATTR_END: OVER_CONSTRAINT, records.ATTR_DETAIL: exc.detail,
+                 ATTR_COST_BEFORE: exc.cost.as_dict()}
+        return Outcome(TrialState.PRUNED, spent, attrs,
+                       constraints=constraint_values(exc.cost, self.config.study.constraints))
 
     def _should_prune(self, trial: Any) -> Any:
         """Asks the study's pruner between budget rungs; on several ranks, rank 0 asks and every rank takes its
@@ -276,12 +326,15 @@ class Objective:
         if problem is not None:
             return self._failed(plan, TrialFailed("bad_attrs", problem), spent)
         self._tally(plan, None)
-        attrs = {**measured(result), records.ATTR_SPENT: spent}
+        cost_attrs, constraints, cost = self._cost_attrs(None if result.pruned else result)
+        attrs = {**measured(result), **cost_attrs, records.ATTR_SPENT: spent}
         if result.pruned:
-            return Outcome(TrialState.PRUNED, spent, {**attrs, **_pruned(trial)})
+            return Outcome(TrialState.PRUNED, spent, {**attrs, **_pruned(trial)}, constraints=constraints)
+        objectives = self.config.study.objectives
+        value = result.val_error if len(objectives) == 1 else objective_values(result.val_error, cost, objectives)
         return Outcome(TrialState.COMPLETE, spent, {**attrs, records.ATTR_END: records.COMPLETE},
-                       value=result.val_error, model=task_checkpoint(self.config.task, model, self.data),
-                       weights=result.weights)
+                       value=value, model=task_checkpoint(self.config.task, model, self.data),
+                       weights=result.weights, constraints=constraints)
 
     def _spent_since(self, started: float) -> float:
         """Device-seconds since ``started``: the wall-clock time on each of the trial's devices."""
@@ -325,10 +378,9 @@ def _pruned(trial: Any) -> dict[str, Any]:
     """The attributes of a pruned trial: its end, and why the study's pruner pruned it (rung, value, cut-off)
     where the pruner says (``NoiseAwarePruner``)."""
     study = getattr(trial, "study", None)
-    pruner = getattr(study, "pruner", None)
-    decision = getattr(pruner, "decisions", {}).get(getattr(trial, "number", None))
-    detail = {} if decision is None else {records.ATTR_DETAIL: decision.detail(pruner.rule, pruner.eta)}
-    return {records.ATTR_END: records.PRUNED, **detail}
+    explain = getattr(getattr(study, "pruner", None), "explain", None)
+    detail = explain(getattr(trial, "number", None)) if explain is not None else None
+    return {records.ATTR_END: records.PRUNED, **({records.ATTR_DETAIL: detail} if detail else {})}
 
 
 def measured(result: TrainResult) -> dict[str, Any]:

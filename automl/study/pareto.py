@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from automl import records
 from automl.stats import proportions_z
+from automl.storage.optuna_adapter import trial_id
 from automl.study.pruning import ETA, STARTUP, Z
 
 ATTR_RUNG_OBJECTIVES = "rung_objectives"
@@ -82,10 +84,18 @@ class ParetoPruner(optuna.pruners.BasePruner):
     is the error; the others are costs.
     """
 
-    def __init__(self, val_size: int | None = None, *, eta: int = ETA, startup: int = STARTUP, z: float = Z) -> None:
+    def __init__(self, val_size: int | None = None, *, eta: int = ETA, startup: int = STARTUP, z: float = Z,
+                 objectives: Sequence[str] = ("error", "cost")) -> None:
         self.val_size, self.eta, self.startup, self.z = val_size, eta, startup, z
+        self.objectives = tuple(objectives)
+        """The objectives' names, as the decisions show them."""
         self.decisions: dict[int, ParetoDecision] = {}
         """By trial number, why this process pruned it (for the trial's ``end_detail``)."""
+
+    def explain(self, number: int) -> str | None:
+        """Why trial ``number`` was pruned by this process, or None."""
+        decision = self.decisions.get(number)
+        return None if decision is None else decision.detail(self.objectives)
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         rungs = rung_objectives(trial)
@@ -132,6 +142,27 @@ class ParetoPruner(optuna.pruners.BasePruner):
                               self.z, len(points) - 1)
 
 
+class ParetoReport:
+    """A trial of a study of several objectives as the rungs see it: ``report`` keeps the rung's objectives in
+    :data:`ATTR_RUNG_OBJECTIVES` (Optuna's ``report`` refuses such studies), ``should_prune`` asks the study's
+    :class:`ParetoPruner`; everything else is the trial's."""
+
+    def __init__(self, trial: Any, values_of: Callable[[float], list[float]]) -> None:
+        self.trial, self.values_of = trial, values_of
+
+    def report(self, error: float, rung: int) -> None:
+        rungs = dict(self.trial.user_attrs.get(ATTR_RUNG_OBJECTIVES, {}))
+        rungs[str(rung)] = self.values_of(error)
+        self.trial.set_user_attr(ATTR_RUNG_OBJECTIVES, rungs)
+
+    def should_prune(self) -> bool:
+        study = self.trial.study
+        return study.pruner.prune(study, self.trial.storage.get_trial(trial_id(self.trial)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.trial, name)
+
+
 def _kept_fronts(front: np.ndarray, eta: int) -> set[int]:
     """The fronts that go on: each front whose predecessors hold fewer than the best 1/eta of the trials."""
     quota = max(1, len(front) // eta)
@@ -142,6 +173,30 @@ def _kept_fronts(front: np.ndarray, eta: int) -> set[int]:
         kept.add(level)
         before += int((front == level).sum())
     return kept
+
+
+def pareto_front(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The completed, feasible trials (every ``Trial.set_constraint`` value at zero or less) that no other such
+    trial dominates on their values, lowest error first: what Optuna's ``best_trials`` holds."""
+    feasible = [t for t in trials if t.state == TrialState.COMPLETE and t.values
+                and all(v <= 0 for v in t.constraints.values())]
+    if not feasible:
+        return []
+    front = fronts(np.array([t.values for t in feasible], dtype=float))
+    return sorted((t for t, level in zip(feasible, front) if level == 0), key=lambda t: (t.values[0], t.number))
+
+
+def front_records(study: optuna.Study) -> list[dict[str, Any]]:
+    """``automl best`` on a study of several objectives: each front member's record, with its objectives by
+    name."""
+    names = study.user_attrs.get(records.STUDY_OBJECTIVES) or [f"objective {i}" for i in range(len(study.directions))]
+    shown = []
+    for trial in pareto_front(study.get_trials(deepcopy=False)):
+        record = records.trial_record(trial)
+        record["objectives"] = dict(zip(names, trial.values))
+        record["n_seeds"] = 1
+        shown.append(record)
+    return shown
 
 
 def rung_objectives(trial: FrozenTrial | Any) -> dict[int, list[float]]:
@@ -161,4 +216,5 @@ def _objectives_at(study: optuna.Study, rung: int, number: int) -> list[tuple[in
     return found
 
 
-__all__ = ["ATTR_RUNG_OBJECTIVES", "ParetoDecision", "ParetoPruner", "fronts", "rung_objectives"]
+__all__ = ["ATTR_RUNG_OBJECTIVES", "ParetoDecision", "ParetoPruner", "ParetoReport", "front_records", "fronts",
+           "pareto_front", "rung_objectives"]

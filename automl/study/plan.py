@@ -29,12 +29,14 @@ class Outcome:
     spent_seconds: float
     attrs: dict[str, Any]
     """The user attributes to record (``spent_seconds`` and ``end_reason`` among them)."""
-    value: float | None = None
-    """The validation error of a completed trial."""
+    value: float | list[float] | None = None
+    """The validation error of a completed trial; with several objectives, its values (the error first)."""
     model: dict[str, Any] | None = None
     """The trained model's checkpoint, to keep in the artifact store (completed trials only)."""
     weights: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     """Extra weights the tricks kept (``Run.weights``), stored beside the model."""
+    constraints: dict[str, float] = field(default_factory=dict)
+    """``[study] constraints`` as Optuna's ``Trial.set_constraint`` takes them (feasible at zero or less)."""
 
     @classmethod
     def failed(cls, exc: TrialFailed, spent: float) -> "Outcome":

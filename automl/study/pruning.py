@@ -87,6 +87,11 @@ class NoiseAwarePruner(optuna.pruners.BasePruner):
         self.decisions[trial.number] = Decision(rung, value, cutoff, z, self.z, len(others))
         return True
 
+    def explain(self, number: int) -> str | None:
+        """Why trial ``number`` was pruned by this process, or None."""
+        decision = self.decisions.get(number)
+        return None if decision is None else decision.detail(self.rule, self.eta)
+
     def cutoff(self, others: list[float], value: float) -> float:
         """The value a trial at this rung must reach: the median of the others', or the worst of the best
         1/eta of all values at the rung (the trial's own among them), as successive halving promotes."""

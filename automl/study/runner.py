@@ -33,6 +33,7 @@ from automl import records
 from automl.study.config import Seed, StudyConfig, StudyFile, StudyName, StudySection, check_option
 from automl.study.incumbent import Intensifier
 from automl.study.objective import Objective
+from automl.study.pareto import ParetoPruner
 from automl.study.pruning import ETA, NoiseAwarePruner
 from automl.study.tricks import study_tricks
 from automl.study.worker import Worker
@@ -194,11 +195,22 @@ def unavailable_for_model(prepared: PreparedStudy) -> dict[str, str]:
     return found
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, *, constrained: bool = False) -> optuna.samplers.BaseSampler:
+    """The study's sampler; ``constrained``: TPE and GP read each trial's constraints (``Trial.set_constraint``,
+    from ``[study] constraints``) and sample where the feasible trials are."""
     with warnings.catch_warnings():
         # Optuna marks brute force and GP experimental; the choice was the study file's, so no warning.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if constrained and name == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, constraints_func=_constraints)
+        if constrained and name == "gp":
+            return optuna.samplers.GPSampler(seed=seed, constraints_func=_constraints)
         return _SAMPLERS[name](seed)
+
+
+def _constraints(trial: FrozenTrial) -> list[float]:
+    """A trial's constraint values as a constrained sampler reads them (feasible at zero or less)."""
+    return [value for _, value in sorted(trial.constraints.items())]
 
 
 _SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
@@ -232,10 +244,14 @@ class GridSampler(optuna.samplers.BruteForceSampler):
             del study.stop  # back to the class's method
 
 
-def make_pruner(name: str, rungs: int, *, val_size: int | None = None,
-                eta: int = ETA) -> optuna.pruners.BasePruner:
+def make_pruner(name: str, rungs: int, *, val_size: int | None = None, eta: int = ETA,
+                objectives: Sequence[str] = ("error",)) -> optuna.pruners.BasePruner:
     """The study's pruner; steps reported to it are rung indices 0..rungs-1. ``val_size``: the images a
-    validation error is a fraction of, for the noise-aware pruners (``automl.study.pruning``)."""
+    validation error is a fraction of, for the noise-aware pruners (``automl.study.pruning``). With several
+    ``objectives``, ``asha`` and ``median`` rank non-dominated fronts (``automl.study.pareto``: the best 1/eta,
+    or the better half)."""
+    if len(objectives) > 1 and name != "none":
+        return ParetoPruner(val_size, eta=eta if name == "asha" else 2, objectives=objectives)
     return {
         "asha": lambda: NoiseAwarePruner("asha", val_size, eta=eta),
         "median": lambda: NoiseAwarePruner("median", val_size),
@@ -255,16 +271,21 @@ def create_study(prepared: PreparedStudy, *, new_session: bool = True) -> optuna
     config = prepared.study_file.config
     storage = open_storage(prepared.storage_url)
     _refuse_another_task(storage, prepared)
+    _refuse_other_objectives(storage, prepared)
     sources = _plugin_sources(storage, prepared)
     ledger = Ledger(storage.engine, prepared.name)
     ledger.open(prepared.total_budget.amount if prepared.total_budget is not None else None)
     if new_session:
         prepared.session = ledger.start_session()
+    objectives = config.study.objectives
     study = optuna.create_study(
-        storage=storage, study_name=prepared.name, direction="minimize", load_if_exists=True,
-        sampler=make_sampler(config.study.sampler, sampler_seed(prepared.seed, prepared.session, prepared.worker)),
+        storage=storage, study_name=prepared.name, directions=["minimize"] * len(objectives), load_if_exists=True,
+        sampler=make_sampler(config.study.sampler, sampler_seed(prepared.seed, prepared.session, prepared.worker),
+                             constrained=bool(config.study.constraints)),
         pruner=make_pruner(config.study.pruner, study_rungs(config), val_size=len(prepared.data.val),
-                           eta=config.study.eta))
+                           eta=config.study.eta, objectives=objectives))
+    if len(objectives) > 1 and records.STUDY_OBJECTIVES not in study.user_attrs:
+        study.set_user_attr(records.STUDY_OBJECTIVES, list(objectives))
     if records.STUDY_FILE not in study.user_attrs:
         study.set_user_attr(records.STUDY_FILE, prepared.study_file.path)
     for _, key, value in _task_identity(config.task):
@@ -318,6 +339,23 @@ def _refuse_another_task(storage: optuna.storages.BaseStorage, prepared: Prepare
             raise UserError(f"study {prepared.name!r} was run with {kind} {before!r}, but "
                             f"{prepared.study_file.path} has {now!r}; give it another [study] name or "
                             "--study-name to start a new study (or --accept-task-change to mix them)")
+
+
+def _refuse_other_objectives(storage: optuna.storages.BaseStorage, prepared: PreparedStudy) -> None:
+    """A study keeps the objectives it was created with: Optuna's directions cannot change, and values of
+    other objectives would not compare."""
+    try:
+        study_id = storage.get_study_id_from_name(prepared.name)
+    except KeyError:
+        return
+    before = storage.get_study_user_attrs(study_id).get(records.STUDY_OBJECTIVES)
+    if before is None:
+        before = ["error"] if len(storage.get_study_directions(study_id)) == 1 else None
+    now = list(prepared.study_file.config.study.objectives)
+    if before != now:
+        raise UserError(f"study {prepared.name!r} was created with objectives {before}, but "
+                        f"{prepared.study_file.path} has {now}; give it another [study] name or --study-name to "
+                        "start a new study")
 
 
 def _task_identity(task: Any) -> list[tuple[str, str, Any]]:
@@ -382,7 +420,8 @@ def run_study(prepared: PreparedStudy, study: optuna.Study | None = None, *,
     study_section = prepared.study_file.config.study
     devices = prepared.group.world_size if prepared.group is not None else 1
     ledger = Ledger(study_engine(study), study.study_name, device=str(prepared.device), devices=devices)
-    intensify = study_section.intensify if prepared.search else 0.0
+    # Repeats rank configurations by mean error: a study of several objectives keeps its front as it found it.
+    intensify = study_section.intensify if prepared.search and len(study_section.objectives) == 1 else 0.0
     worker = Worker(study, ledger, objective.reserved_budget(), prepared.n_trials,
                     interval=study_section.heartbeat_interval, grace=study_section.grace, artifacts=objective.artifacts,
                     first_estimate=objective.first_estimate, intensifier=Intensifier(intensify) if intensify else None)

@@ -154,6 +154,8 @@ class Worker:
             return self._taken_over(trial)
         if outcome is None or error:
             outcome = self._failure(trial, error, (time.perf_counter() - started) * self.ledger.devices)
+        for key, value in outcome.constraints.items():
+            trial.set_constraint(key, value)
         retried = isinstance(error, KeyboardInterrupt)
         # Settled before Optuna is told: a worker that dies between the two leaves a RUNNING trial with a
         # settled cost row, which the next recovery fails and retries (see Recovery._fail_told_late).

@@ -51,13 +51,16 @@ def train(model: nn.Module, data: Dataset, settings: TrainSettings, budget: Budg
           report: Reporter | None = None, evaluate_test: bool = False,
           context: TrialContext | None = None, build_model: Callable[[], nn.Module] | None = None,
           checkpointing: Checkpointing | None = None, group: "TrialGroup | None" = None,
-          clock: Callable[[torch.device], Clock] = clock_for) -> TrainResult:
+          clock: Callable[[torch.device], Clock] = clock_for,
+          on_start: Callable[[Run], Any] | None = None) -> TrainResult:
     """Train ``model`` on ``data.train`` until ``budget`` is spent; the value is the final validation error.
 
     ``build_model`` builds another model like ``model`` from torch's global RNG (``Run.fresh_model``).
     ``checkpointing``: when and where the run saves itself, and the checkpoint it resumes from.
     ``group``: this process is one rank of a trial on several devices (see ``automl.train.distributed``).
     ``clock``: makes the clocks that time training and evaluation on the run's device (``automl.clocks``).
+    ``on_start``: called with the run once the tricks' setup is done, before the first step, on the evaluation
+    clock (what a study measures before training: ``automl.study.costs``); it may raise to end the run there.
 
     Only the training steps count towards the budget (and so towards progress); evaluation is timed apart and
     added to the device-seconds spent. A budget of device time ends within half a step of its amount: a step the
@@ -68,6 +71,7 @@ def train(model: nn.Module, data: Dataset, settings: TrainSettings, budget: Budg
         raise ValueError(f"settings still hold search ranges {sorted(settings.searched())}; resolve them first")
     loop = _out_of_memory_fails(_make_loop, model, data, settings, budget, tricks, torch.device(device), seed,
                                 report, context, build_model, checkpointing, group, clock)
+    loop.on_start = on_start
     try:
         result = _out_of_memory_fails(_train, loop, evaluate_test)
     except BaseException as exc:
@@ -94,6 +98,8 @@ def _out_of_memory_fails(train_run: Callable[..., TrainResult], *args: Any) -> T
 def _train(loop: "_Loop", evaluate_test: bool) -> TrainResult:
     for setup in loop.hooks.setup:
         setup(loop.run)
+    if loop.on_start is not None:
+        loop._charged([loop.on_start], loop.run)
     if loop.checkpointing is not None:
         loop.checkpointing.start(loop)
     loop.train_clock.start()
@@ -154,6 +160,7 @@ class _Loop:
         self.loss_sum = torch.zeros((), device=run.device)
         self.p = self.epochs = 0.0
         self.pruned = False
+        self.on_start: Callable[[Run], Any] | None = None
         self.pass_batch: int | None = None
         """The batch of the pass in progress that comes next; None before a pass starts (a resumed run sets it)."""
 
