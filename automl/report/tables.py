@@ -10,6 +10,7 @@ from rich.table import Table
 from automl.records import (ATTR_EPOCHS, ATTR_EVAL_SECONDS, ATTR_INFERENCE_DEVICE, ATTR_INFERENCE_FLOPS,
                             ATTR_INFERENCE_MS, ATTR_REPEAT_OF, ATTR_RUNG_BUDGETS, ATTR_STEPS, ATTR_TRAIN_SECONDS,
                             INFERENCE_COST, trick_params)
+from automl.study.costs import ATTR_COST_BEFORE
 
 
 def _fmt(value: Any) -> str:
@@ -58,6 +59,15 @@ def inference_text(attrs: dict[str, Any], short: bool = False) -> str:
     return ", ".join(parts)
 
 
+def _cost_before_text(attrs: dict[str, Any]) -> str:
+    """A trial that did not complete: its inference cost as measured before training (``[study] objectives`` or
+    ``constraints``), marked so; "-" where none was."""
+    before = attrs.get(ATTR_COST_BEFORE)
+    if before is None:
+        return "-"
+    return f"{before['passes']}x {before['latency_ms'] * 1000:.3g} ms/1k {_si(before['flops'])}FLOP (before)"
+
+
 def _percent(fraction: float | None) -> str:
     return "-" if fraction is None else f"{100 * fraction:.0f}%"
 
@@ -93,7 +103,7 @@ def trials_table(records: Iterable[dict[str, Any]], title: str) -> Table:
         table.add_column(column, justify="right" if column in numbers else "left", no_wrap=column == "95% interval")
     for r in records:
         attrs = r["user_attrs"]
-        cost = inference_text(attrs, short=True) if r["state"] == "COMPLETE" else "-"
+        cost = inference_text(attrs, short=True) if r["state"] == "COMPLETE" else _cost_before_text(attrs)
         table.add_row(str(r["number"]), r["state"], _fmt(r["value"]), interval(r["val_ci"]), cost,
                       _fmt(r["spent_seconds"]), *_spent_parts(attrs), budgets_text(attrs),
                       _percent(r.get("data_wait_fraction")), r["end_reason"], ", ".join(r["tricks"]) or "-")
@@ -101,6 +111,9 @@ def trials_table(records: Iterable[dict[str, Any]], title: str) -> Table:
         r["val_ci"] is not None for r in records) else []
     captions.append("spent s: what the trial charged to the study's total budget (training, its rung "
                     "evaluations, checkpoints); train: what its own trial budget counts")
+    if any(r["state"] != "COMPLETE" and ATTR_COST_BEFORE in r["user_attrs"] for r in records):
+        captions.append("(before): the inference cost measured before the trial trained ([study] objectives, "
+                        "constraints)")
     if any(ATTR_RUNG_BUDGETS in r["user_attrs"] for r in records):
         captions.append("budgets: the complete runs a trial trained, one per rung it reached (budget fidelity)")
     if any(r.get("data_wait_fraction") is not None for r in records):

@@ -81,6 +81,8 @@ def test_a_configuration_over_a_constraint_is_not_trained_and_never_best(write_s
                                                          "training breaks [study] constraints (passes ")
     _, out, _ = run_cli("best", "tiny", "--storage", sqlite_url, "--json")
     assert all(r["objectives"]["passes"] <= 2 for r in json.loads(out))
+    _, table, _ = run_cli("trials", "tiny", "--storage", sqlite_url)  # the cost of a trial that never trained
+    assert f"{over[0].user_attrs[ATTR_COST_BEFORE]['passes']}x" in table and "(before)" in table
 
 
 @pytest.mark.parametrize("line, message", [
