@@ -21,6 +21,7 @@ from automl.errors import UserError
 from automl.host import Host
 from automl.storage import open_storage
 from automl.storage.urls import mask_url
+from automl.study.pareto import pareto_front
 from automl.study.export import export_trial
 from automl import records
 from automl.records import STUDY_CONFIRMED, best_trials, load_study
@@ -42,7 +43,9 @@ def confirm(url: str, study_name: str, host: Host, *, top: int, seeds: int,
     check_request(top, seeds)
     shown = mask_url(url)
     study = load_study(study_name, open_storage(url, create=False), shown)
-    trials = best_trials(study, top)
+    # A study of several objectives confirms the members of its Pareto front, lowest error first.
+    trials = pareto_front(study.get_trials(deepcopy=False))[:top] if len(study.directions) > 1 else \
+        best_trials(study, top)
     if not trials:
         raise UserError(f"study {study_name!r} in {shown} has no completed trial to confirm; run it first")
     rows = []

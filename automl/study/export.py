@@ -24,6 +24,7 @@ from automl.host import Host
 from automl.storage import mask_url, open_storage
 from automl.files import atomic_write
 from automl.storage.models import StudySourceModel, session_scope
+from automl.study.pareto import pareto_front
 from automl.study.incumbent import configurations
 from automl.study.config import StudyConfig, StudyFile, config_digest, file_stem, parse_study_text
 from automl.study.tomlfiles import parse_toml
@@ -139,6 +140,8 @@ def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
         if not complete:
             raise UserError(f"study {study.study_name!r} has no completed trial to export yet; "
                             "fix: run it until one completes")
+        if len(study.directions) > 1:  # no one best: the front member of the lowest error, as `automl best` lists
+            return pareto_front(trials)[0]
         return configurations(complete)[0].first
     found = [t for t in trials if t.number == number]
     if not found:

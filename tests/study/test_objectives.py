@@ -58,6 +58,13 @@ def test_a_study_of_error_and_flops_searches_a_front_that_best_and_optuna_agree_
     assert all(set(r["objectives"]) == {"error", "flops"} for r in front)
     _, text, _ = run_cli("best", "tiny", "--storage", sqlite_url)
     assert text.startswith(f"the Pareto front of tiny: {len(front)} trial")
+    # Front members export and confirm as a single objective's best does.
+    member = front[-1]["number"]
+    _, out, _ = run_cli("export", "tiny", "--storage", sqlite_url, "--trial", member, "-o",
+                        study_file.with_name("member.toml"), "--json")
+    assert json.loads(out)["trial"] == member and json.loads(out)["value"] == front[-1]["value"]
+    _, out, _ = run_cli("confirm", "tiny", "--storage", sqlite_url, "--top", 2, "--seeds", 3, "--json")
+    assert sorted(r["trial"] for r in json.loads(out)["ranking"]) == sorted(r["number"] for r in front[:2])
 
 
 @pytest.mark.slow
