@@ -43,14 +43,17 @@ REFERENCE_PASSES = 5.0
 class Strategy:
     name: str
     sampler: str
-    pruned: bool
+    pruned: str | None
+    """The rungs pruned at: "budget" (complete runs at b/9, b/3, b), "progress" (points of the one run), or None."""
     noise: bool = True
 
 
-STRATEGIES = [Strategy("random, no pruning", "random", False), Strategy("tpe, no pruning", "tpe", False),
-              Strategy("tpe, pareto asha on budget", "tpe", True),
-              Strategy("tpe, pareto asha on budget, no noise rule", "tpe", True, noise=False),
-              Strategy("random, pareto asha on budget", "random", True)]
+STRATEGIES = [Strategy("random, no pruning", "random", None), Strategy("tpe, no pruning", "tpe", None),
+              Strategy("tpe, pareto asha on budget", "tpe", "budget"),
+              Strategy("tpe, pareto asha on budget, no noise rule", "tpe", "budget", noise=False),
+              Strategy("random, pareto asha on budget", "random", "budget"),
+              Strategy("tpe, pareto asha on progress", "tpe", "progress"),
+              Strategy("random, pareto asha on progress", "random", "progress")]
 CHOSEN, BASELINE = STRATEGIES[2].name, STRATEGIES[0].name
 
 
@@ -81,6 +84,15 @@ class Replay:
             self.spent += self.full
             return [run[str(self.full)], cost], False
         reporter = ParetoReport(trial, lambda error: [error, cost])
+        if self.strategy.pruned == "progress":
+            rungs = run["progress"]
+            for rung, value in enumerate(rungs):
+                reporter.report(value, rung)
+                if rung < len(rungs) - 1 and reporter.should_prune():
+                    self.spent += self.full * (rung + 1) // len(rungs)
+                    return [value, cost], True
+            self.spent += self.full
+            return [run[str(self.full)], cost], False
 
         def run_at(rung: int, budget: Budget) -> tuple[float, None]:
             self.spent += int(budget.amount)

@@ -22,7 +22,9 @@ import optuna  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
-from automl.records import ATTR_SPENT, FINISHED, state_name  # noqa: E402
+from automl.records import (ATTR_SPENT, ATTR_VAL_SIZE, FINISHED, STUDY_OBJECTIVES, state_name,  # noqa: E402
+                            val_interval)
+from automl.study.pareto import pareto_front  # noqa: E402
 
 TARGET = "validation error"
 COLOURS = {TrialState.COMPLETE: "tab:green", TrialState.PRUNED: "tab:orange", TrialState.FAIL: "tab:red"}
@@ -43,8 +45,63 @@ class Figure:
 def draw_figures(study: optuna.Study, trials: Sequence[FrozenTrial], total_budget: float | None) -> list[Figure]:
     """Every figure of the report, in the order it shows them."""
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
-    return [_history(study, complete), _budget(trials, total_budget), _importances(study, complete),
+    front = [_front(study, complete)] if len(study.directions) > 1 else []
+    return [*front, _history(study, complete), _budget(trials, total_budget), _importances(study, complete),
             _intermediate(study, trials)]
+
+
+def _target(study: optuna.Study) -> dict:
+    """What Optuna's plots draw: the value, or, in a study of several objectives, the error (the first)."""
+    return {"target": (lambda t: t.values[0]), "target_name": TARGET} if len(study.directions) > 1 else \
+        {"target_name": TARGET}
+
+
+def _front(study: optuna.Study, complete: list[FrozenTrial]) -> Figure:
+    """Error against the first cost objective: every completed trial, the Pareto front with the 95% interval of
+    its errors, and the knee named."""
+    names = study.user_attrs.get(STUDY_OBJECTIVES) or ["error", "cost"]
+    name, title = "pareto_front", f"Pareto front: error against {names[1]}"
+    front = pareto_front(complete)
+    if not front:
+        return Figure(name, title, "The trials no other dominates.", None, "no completed trial within the "
+                      "constraints yet")
+    knee = knee_of(front)
+    caption = (f"Each completed trial's validation error against its {names[1]} (measured once trained); the "
+               f"front ({len(front)} trials no other dominates on {', '.join(names)}) with the 95% interval of "
+               f"each error over the validation images. The knee, where the front bends most, is trial "
+               f"{knee.number}: validation error {knee.values[0]:.4f}, {names[1]} {knee.values[1]:.4g}.")
+    with plt.style.context("ggplot"):
+        fig, ax = plt.subplots(tight_layout=True)
+        ax.scatter([t.values[1] for t in complete], [t.values[0] for t in complete], s=12, color="0.6",
+                   label=f"completed ({len(complete)})")
+        errors = [t.values[0] for t in front]
+        bars = [val_interval(t.values[0], t.user_attrs.get(ATTR_VAL_SIZE)) for t in front]
+        low = [e - (b[0] if b else e) for e, b in zip(errors, bars)]
+        high = [(b[1] if b else e) - e for e, b in zip(errors, bars)]
+        ax.errorbar([t.values[1] for t in front], errors, yerr=[low, high], fmt="o-", color="tab:green",
+                    capsize=3, label=f"front ({len(front)})")
+        ax.annotate(f"knee: trial {knee.number}", (knee.values[1], knee.values[0]), textcoords="offset points",
+                    xytext=(8, 8))
+        ax.set_title(title)
+        ax.set_xlabel(names[1])
+        ax.set_ylabel(TARGET)
+        ax.legend(loc="upper right")
+    return Figure(name, title, caption, png(ax))
+
+
+def knee_of(front: Sequence[FrozenTrial]) -> FrozenTrial:
+    """The front member farthest from the line through its two ends, on error and the first cost scaled to
+    [0, 1] (the usual knee of a two-objective front); an end where the front has one or two members."""
+    if len(front) <= 2:
+        return front[0]
+    points = [(t.values[1], t.values[0]) for t in front]
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    span = lambda v: (max(v) - min(v)) or 1.0  # noqa: E731
+    scaled = [((x - min(xs)) / span(xs), (y - min(ys)) / span(ys)) for x, y in points]
+    (x0, y0), (x1, y1) = min(scaled), max(scaled)
+    length = ((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5 or 1.0
+    distance = [abs((y1 - y0) * x - (x1 - x0) * y + x1 * y0 - y1 * x0) / length for x, y in scaled]
+    return front[max(range(len(front)), key=distance.__getitem__)]
 
 
 def _history(study: optuna.Study, complete: list[FrozenTrial]) -> Figure:
@@ -52,7 +109,7 @@ def _history(study: optuna.Study, complete: list[FrozenTrial]) -> Figure:
     caption = "Validation error of each completed trial, and the best so far."
     if not complete:
         return Figure(name, title, caption, None, "no completed trial yet")
-    return Figure(name, title, caption, png(optuna_plots.plot_optimization_history(study, target_name=TARGET)))
+    return Figure(name, title, caption, png(optuna_plots.plot_optimization_history(study, **_target(study))))
 
 
 def _budget(trials: Sequence[FrozenTrial], total: float | None) -> Figure:
@@ -102,7 +159,7 @@ def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> Figure:
         # trials"); the page says it instead, beside the figure.
         warnings.simplefilter("ignore", UserWarning)
         ax = optuna_plots.plot_param_importances(study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
-                                                 target_name=TARGET)
+                                                 **_target(study))
     if len(complete) < IMPORTANCES_TRUSTED:
         caption += (f" Caution: from {len(complete)} completed trials only. PED-ANOVA compares the best tenth of "
                     f"the trials with the rest, so below {IMPORTANCES_TRUSTED} trials that tenth is one trial and "
@@ -138,4 +195,4 @@ def png(ax) -> bytes:
     return buffer.getvalue()
 
 
-__all__ = ["Figure", "draw_figures", "png"]
+__all__ = ["Figure", "draw_figures", "knee_of", "png"]

@@ -17,11 +17,15 @@ from automl.storage.optuna_adapter import study_engine
 from automl.report.tables import interval
 from automl.records import ATTR_SPENT, ATTR_TRICKS, ATTR_VAL_SIZE, end_reason, error_of, val_interval
 from automl.study.incumbent import configurations
+from automl.study.pareto import pareto_front
 from automl.study.runner import PreparedStudy
 
 
 def _best_text(study: optuna.Study) -> str:
     """The best configuration so far as `automl best` ranks it: its mean and seeds, or its one trial's value."""
+    if len(study.directions) > 1:  # no one best: the size of the front so far
+        front = pareto_front(study.get_trials(deepcopy=False))
+        return f"front of {len(front)}" if front else "-"
     ranked = configurations(study.get_trials(deepcopy=False))
     if not ranked:
         return "-"

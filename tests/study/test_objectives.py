@@ -58,6 +58,10 @@ def test_a_study_of_error_and_flops_searches_a_front_that_best_and_optuna_agree_
     assert all(set(r["objectives"]) == {"error", "flops"} for r in front)
     _, text, _ = run_cli("best", "tiny", "--storage", sqlite_url)
     assert text.startswith(f"the Pareto front of tiny: {len(front)} trial")
+    # The report draws the front, and the live display and the other figures take the error as the target.
+    png = study_file.with_name("png")
+    run_cli("report", "tiny", "--storage", sqlite_url, "--png", png)
+    assert (png / "pareto_front.png").stat().st_size > 0 and (png / "optimization_history.png").exists()
     # Front members export and confirm as a single objective's best does.
     member = front[-1]["number"]
     _, out, _ = run_cli("export", "tiny", "--storage", sqlite_url, "--trial", member, "-o",
@@ -124,3 +128,21 @@ def test_a_study_keeps_its_objectives(write_study, sqlite_url, tmp_path, run_cli
     _, _, err = run_cli("run", study_file, "--storage", sqlite_url, expect=2)
     assert "was created with objectives ['error'], but" in err and err.count("\n") == 1
     assert (tmp_path / "studies.db").read_bytes() == before
+
+
+def test_the_knee_is_the_front_member_farthest_from_the_line_through_its_ends():
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from automl.report.figures import knee_of
+
+    def member(number: int, error: float, cost: float):
+        trial = create_trial(state=TrialState.COMPLETE, values=[error, cost], params={"x": 0.0},
+                             distributions={"x": FloatDistribution(0, 1)})
+        trial.number = number
+        return trial
+
+    # Error falls steeply from cost 1 to 2, then barely: the bend is at cost 2.
+    front = [member(0, 0.30, 1.0), member(1, 0.12, 2.0), member(2, 0.11, 3.0), member(3, 0.10, 4.0)]
+    assert knee_of(front).number == 1
+    assert knee_of(front[:2]).number == 0  # two members: no bend to find, the first (pareto_front: lowest error)
