@@ -84,7 +84,9 @@ class StudySection(Section):
     """``bruteforce`` tries every combination once: for comparisons where all else is pinned."""
     fidelity: Literal["progress", "budget"] = "budget"
     """What a rung is (``automl.study.fidelity``): a complete run at a smaller budget (``budget``: b/9, b/3, b at
-    eta 3, each schedule landing on its own end), or a point of progress through the one run (``progress``)."""
+    eta 3, each schedule landing on its own end), or a point of progress through the one run (``progress``).
+    A study of several ``objectives`` that does not say takes ``progress``: its pruner keeps whole fronts, and
+    complete runs at every rung cost it more than they tell (``benchmarks/pareto_quality.py``)."""
     pruner: Literal["asha", "median", "hyperband", "none"] = "asha"
     """``asha`` keeps the best 1/eta at each rung, ``median`` the better half; both prune only outside the
     validation noise (``automl.study.pruning``). ``hyperband`` is Optuna's, without that guard."""
@@ -123,6 +125,14 @@ class StudySection(Section):
     """Bounds on a configuration's inference cost: ``latency_ms`` (per image), ``flops`` (per image),
     ``passes``. A trial over one, measured before training, is not trained (pruned, with the reason), and is
     told to Optuna's constrained samplers (``Trial.set_constraint``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _progress_for_several_objectives(cls, data: Any) -> Any:
+        """The fidelity a study of several objectives takes where the file does not say (see ``fidelity``)."""
+        if isinstance(data, dict) and "fidelity" not in data and len(data.get("objectives", ())) > 1:
+            return {**data, "fidelity": "progress"}
+        return data
 
     @model_validator(mode="after")
     def _bounded(self) -> "StudySection":

@@ -146,3 +146,13 @@ def test_the_knee_is_the_front_member_farthest_from_the_line_through_its_ends():
     front = [member(0, 0.30, 1.0), member(1, 0.12, 2.0), member(2, 0.11, 3.0), member(3, 0.10, 4.0)]
     assert knee_of(front).number == 1
     assert knee_of(front[:2]).number == 0  # two members: no bend to find, the first (pareto_front: lowest error)
+
+
+def test_several_objectives_prune_on_progress_unless_the_file_says():
+    from automl.study.config import StudySection
+
+    # benchmarks/pareto_quality.py: whole fronts kept at complete runs of every rung cost more than they tell.
+    assert StudySection(name="x", trial_budget="9steps", objectives=["error", "flops"]).fidelity == "progress"
+    assert StudySection(name="x", trial_budget="9steps", objectives=["error", "flops"],
+                        fidelity="budget").fidelity == "budget"
+    assert StudySection(name="x", trial_budget="9steps").fidelity == "budget"
