@@ -23,9 +23,9 @@ comparisons; report shows them; the commands (and the test helpers) sit on top.
 from automl.budget import Budget
 from automl.errors import TrialFailed, UserError
 from automl.hookspecs import hookimpl, hookspec
-from automl.records import INFERENCE_COST
+from automl.records import INFERENCE_COST, PLANNED_INFERENCE_COST
 from automl.run import Run
 from automl.trick import Trick
 
-__all__ = ["INFERENCE_COST", "Budget", "Run", "Trick", "TrialFailed", "UserError", "hookimpl", "hookspec"]
+__all__ = ["INFERENCE_COST", "PLANNED_INFERENCE_COST", "Budget", "Run", "Trick", "TrialFailed", "UserError", "hookimpl", "hookspec"]
 __version__ = "0.1.0"

@@ -19,7 +19,7 @@ import torch
 
 from automl import Trick, hookimpl
 from automl.checks import integer, number
-from automl import INFERENCE_COST
+from automl import INFERENCE_COST, PLANNED_INFERENCE_COST
 from automl_plugins._shared import MeanSoftmax, weights_copy
 from automl_plugins.snapshot_ensemble import cycle_of, snapshot_lr_factor
 
@@ -62,7 +62,7 @@ class IndependentEnsemble(Trick):
     def setup(self, run) -> None:
         self._reset()
         run.base_lr = self.alpha0
-        run.attrs[INFERENCE_COST] = self.members  # what a prediction will cost once trained, known now
+        run.attrs[PLANNED_INFERENCE_COST] = self.members  # what a prediction will cost once trained
 
     def lr_factor(self, progress: float) -> float:
         return snapshot_lr_factor(progress, self.members)

@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from automl import INFERENCE_COST, Trick, hookimpl
+from automl import INFERENCE_COST, PLANNED_INFERENCE_COST, Trick, hookimpl
 from automl.checks import integer, number
 from automl_plugins._shared import MeanSoftmax, weights_copy
 
@@ -93,7 +93,7 @@ class SnapshotEnsemble(Trick):
     def setup(self, run) -> None:
         self._reset()
         run.base_lr = self.alpha0
-        run.attrs[INFERENCE_COST] = self.k  # what a prediction will cost once trained, known now
+        run.attrs[PLANNED_INFERENCE_COST] = self.k  # what a prediction will cost once trained
 
     def lr_factor(self, progress: float) -> float:
         return snapshot_lr_factor(progress, self.cycles, self.start)

@@ -3,7 +3,7 @@
 A configuration's inference cost depends on its model and tricks, not on its training, so it is measured
 before the first step, on the trial's device: the model's forward pass on one warm batch of validation images
 (median of repeats, synchronised; ``automl.train.cost``), times the forward passes one prediction will take as
-the tricks declare them in their ``setup`` (``run.attrs[INFERENCE_COST]``: an ensemble of M members, M). The
+the tricks declare them in their ``setup`` (``run.attrs[PLANNED_INFERENCE_COST]``: an ensemble of M members, M). The
 pruner ranks trials on it from the first rung; a trial over a ``[study] constraints`` bound is not trained at
 all. The cost is measured again once the trial has trained (the trick's own ``predict``, every pass), and the
 trial's values are that measurement: both are kept.
@@ -67,7 +67,7 @@ class OverConstraint(TrialFailed):
 def measure_before(run: Run) -> Cost:
     """The cost of one prediction as the run will predict once trained, measured on its model as it is before
     the first step: one forward pass, times the passes the tricks declared in their ``setup``."""
-    passes = int(run.attrs.get(records.INFERENCE_COST, 1))
+    passes = int(run.attrs.get(records.PLANNED_INFERENCE_COST, run.attrs.get(records.INFERENCE_COST, 1)))
     one_pass = measure_inference(run, run.data.val)  # the model alone: the tricks' predict may hold nothing yet
     return Cost(one_pass.ms_per_1000 / 1000 * passes, one_pass.flops_per_image * passes, passes, one_pass.device)
 
