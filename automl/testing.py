@@ -53,10 +53,12 @@ def tiny_settings(**overrides: Any) -> TrainSettings:
 
 def train_tiny(tricks: Sequence[Trick] = (), budget: str = "40steps", *, data: Dataset | None = None,
                model: nn.Module | None = None, seed: int = 0,
-               build_model: Callable[[], nn.Module] | None = None, **settings: Any) -> TrainResult:
+               build_model: Callable[[], nn.Module] | None = None, on_start: Callable[[Any], Any] | None = None,
+               **settings: Any) -> TrainResult:
     """Train a tiny model with ``tricks`` for a short budget on the CPU.
 
     Without ``model``, it is ``tiny_model(data, seed)`` and ``build_model`` defaults to its builder.
+    ``on_start``: called with the run before its first step (``automl.train.loop.train``).
     As in a study: hooks run in the tricks' ``order`` (then by name), whatever the order of the list, and
     tricks that own one resource are never on together (ValueError: no trial would enable both).
     """
@@ -67,7 +69,7 @@ def train_tiny(tricks: Sequence[Trick] = (), budget: str = "40steps", *, data: D
     if model is None:
         model, build_model = tiny_model(data, seed), build_model or tiny_builder(data)
     return train(model, data, tiny_settings(**settings), Budget.parse(budget), tricks=study_order(tricks),
-                 seed=seed, build_model=build_model)
+                 seed=seed, build_model=build_model, on_start=on_start)
 
 
 def try_trick(cls: type[Trick], budget: str = "20steps", *, params: Mapping[str, Any] | None = None,

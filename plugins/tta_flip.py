@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from automl import INFERENCE_COST, Trick, hookimpl
+from automl import INFERENCE_COST, PLANNED_INFERENCE_COST, Trick, hookimpl
 
 FORWARD_PASSES = 2
 """The image and its mirror."""
@@ -33,6 +33,9 @@ class TTAFlip(Trick):
 
     def setup(self, run) -> None:
         self._reset()
+        # What a prediction will cost once trained: an ensemble's, which is used where one is on (it declared its
+        # own in its earlier setup), else the two passes of this one.
+        run.attrs.setdefault(PLANNED_INFERENCE_COST, FORWARD_PASSES)
 
     def _reset(self) -> None:
         self._predicting = False

@@ -156,3 +156,21 @@ def test_several_objectives_prune_on_progress_unless_the_file_says():
     assert StudySection(name="x", trial_budget="9steps", objectives=["error", "flops"],
                         fidelity="budget").fidelity == "budget"
     assert StudySection(name="x", trial_budget="9steps").fidelity == "budget"
+
+
+@pytest.mark.parametrize("names, passes", [((), 1), (("tta_flip",), 2), (("snapshot_ensemble",), 3),
+                                           (("snapshot_ensemble", "tta_flip"), 3)])
+def test_the_cost_before_training_counts_the_passes_a_prediction_will_take(names, passes):
+    from automl.study.costs import measure_before
+    from automl.testing import train_tiny
+    from automl_plugins.snapshot_ensemble import SnapshotEnsemble
+    from automl_plugins.tta_flip import TTAFlip
+
+    made = {"tta_flip": lambda: TTAFlip(), "snapshot_ensemble": lambda: SnapshotEnsemble(cycles=3, k=3)}
+    seen = []
+    result = train_tiny([made[name]() for name in names], "9steps",
+                        on_start=lambda run: seen.append(measure_before(run)))
+    assert seen[0].passes == passes
+    # Known before the first step, it is what the trained model's predictions cost: the ensemble's 3 snapshots
+    # (tta_flip abstains beside it), or tta_flip's two passes.
+    assert result.attrs["inference_cost"] == passes
