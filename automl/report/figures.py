@@ -24,7 +24,7 @@ from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
 from automl.records import (ATTR_SPENT, ATTR_VAL_SIZE, FINISHED, STUDY_OBJECTIVES, state_name,  # noqa: E402
                             val_interval)
-from automl.study.pareto import pareto_front  # noqa: E402
+from automl.study.pareto import pareto_front, rung_objectives  # noqa: E402
 
 TARGET = "validation error"
 COLOURS = {TrialState.COMPLETE: "tab:green", TrialState.PRUNED: "tab:orange", TrialState.FAIL: "tab:red"}
@@ -173,6 +173,8 @@ def _intermediate(study: optuna.Study, trials: Sequence[FrozenTrial]) -> Figure:
     name, title = "intermediate_values", "Validation error at each rung"
     caption = ("What each trial reported to the pruner at each rung (a complete run at a budget, or a point of "
                "progress through the one run, as the study's fidelity says); pruned trials stop early.")
+    if len(study.directions) > 1:
+        return _rung_errors(name, title, caption, trials)
     if not any(t.intermediate_values for t in trials):
         return Figure(name, title, caption, None, "no trial has reported a rung yet")
     ax = optuna_plots.plot_intermediate_values(study)
@@ -181,6 +183,25 @@ def _intermediate(study: optuna.Study, trials: Sequence[FrozenTrial]) -> Figure:
     ax.set_xlabel("rung")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(TARGET)
+    return Figure(name, title, caption, png(ax))
+
+
+def _rung_errors(name: str, title: str, caption: str, trials: Sequence[FrozenTrial]) -> Figure:
+    """The rungs of a study of several objectives, whose trials keep them in ``rung_objectives`` (Optuna's
+    ``report`` refuses such studies): the error at each rung, a line per trial, coloured by how it ended."""
+    reached = [(t, rung_objectives(t)) for t in trials if rung_objectives(t)]
+    if not reached:
+        return Figure(name, title, caption, None, "no trial has reported a rung yet")
+    with plt.style.context("ggplot"):
+        fig, ax = plt.subplots(tight_layout=True)
+        for trial, rungs in reached:
+            steps = sorted(rungs)
+            ax.plot(steps, [rungs[k][0] for k in steps], marker="o", markersize=3, linewidth=1, alpha=0.7,
+                    color=COLOURS.get(trial.state, "0.5"))
+        ax.set_title(title)
+        ax.set_xlabel("rung")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(TARGET)
     return Figure(name, title, caption, png(ax))
 
 

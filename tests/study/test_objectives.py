@@ -62,6 +62,7 @@ def test_a_study_of_error_and_flops_searches_a_front_that_best_and_optuna_agree_
     png = study_file.with_name("png")
     run_cli("report", "tiny", "--storage", sqlite_url, "--png", png)
     assert (png / "pareto_front.png").stat().st_size > 0 and (png / "optimization_history.png").exists()
+    assert (png / "intermediate_values.png").exists()  # the rungs, from rung_objectives
     # Front members export and confirm as a single objective's best does.
     member = front[-1]["number"]
     _, out, _ = run_cli("export", "tiny", "--storage", sqlite_url, "--trial", member, "-o",
