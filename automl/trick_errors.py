@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
-from types import TracebackType
 
 from automl.errors import TrialFailed
 from automl.records import TRICK_ERROR
@@ -41,7 +41,7 @@ def raised_in(exc: BaseException, trick: Trick | None = None) -> RaisedIn | None
     Read from the traceback, so that calling a hook costs nothing extra; the step is that of the nearest
     ``run`` among the frames, also for a hook that is not given one.
     """
-    frames = list(_frames(exc.__traceback__))
+    frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
     for i, frame in enumerate(frames):
         owner, local = frame.f_locals.get("self"), frame.f_locals
         if frame.f_code.co_name in (*HOOKS, "__init__") and isinstance(owner, Trick) and trick in (None, owner):
@@ -51,9 +51,3 @@ def raised_in(exc: BaseException, trick: Trick | None = None) -> RaisedIn | None
             return RaisedIn(owner, frame.f_code.co_name, runs[0].step if runs else None,
                             progress if isinstance(progress, float) else None, own)
     return None
-
-
-def _frames(tb: TracebackType | None):
-    while tb is not None:
-        yield tb.tb_frame
-        tb = tb.tb_next

@@ -4,6 +4,7 @@ while the study goes on, rather than automl's, which stop the command."""
 from __future__ import annotations
 
 import os
+import traceback
 from typing import Collection
 
 import torch
@@ -14,13 +15,11 @@ _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 def raised_in_model(exc: BaseException, modules: Collection[str] | None = None) -> bool:
     """Whether ``exc`` was raised in a model's own code: a method, outside torch, of an ``nn.Module`` whose class
     is defined in one of ``modules`` (the Python modules of the task's model and its layers; None: any)."""
-    tb = exc.__traceback__
-    while tb is not None:
-        owner = tb.tb_frame.f_locals.get("self")
-        if (isinstance(owner, torch.nn.Module) and not tb.tb_frame.f_code.co_filename.startswith(_TORCH_DIR)
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        owner = frame.f_locals.get("self")
+        if (isinstance(owner, torch.nn.Module) and not frame.f_code.co_filename.startswith(_TORCH_DIR)
                 and (modules is None or type(owner).__module__ in modules)):
             return True
-        tb = tb.tb_next
     return False
 
 

@@ -14,6 +14,7 @@ import datetime
 import gc
 import json
 import os
+import traceback
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -321,12 +322,8 @@ class RankLost(UserError):
 
 def broke_in_collective(exc: BaseException) -> bool:
     """Whether ``exc`` was raised inside a ``torch.distributed`` call: another rank left the group (or died)."""
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_globals.get("__name__", "").startswith("torch.distributed"):
-            return True
-        tb = tb.tb_next
-    return False
+    return any(frame.f_globals.get("__name__", "").startswith("torch.distributed")
+               for frame, _ in traceback.walk_tb(exc.__traceback__))
 
 
 def _failure_key(generation: int, rank: int) -> str:
