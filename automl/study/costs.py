@@ -87,11 +87,5 @@ def constraint_values(cost: Cost, constraints: Mapping[str, float]) -> dict[str,
     return {name: cost.of_name(name) - bound for name, bound in constraints.items()}
 
 
-def feasible(trial: Any, constraints: Mapping[str, float]) -> bool:
-    """Whether a completed trial's cost (as its values and attributes record it) keeps every constraint."""
-    final = trial.user_attrs.get(ATTR_COST_AFTER)
-    return final is None or all(final[name] <= bound for name, bound in constraints.items())
-
-
 __all__ = ["ATTR_COST_AFTER", "ATTR_COST_BEFORE", "CONSTRAINTS", "OBJECTIVES", "OVER_CONSTRAINT", "Cost",
-           "OverConstraint", "broken", "constraint_values", "feasible", "measure_before", "objective_values"]
+           "OverConstraint", "broken", "constraint_values", "measure_before", "objective_values"]

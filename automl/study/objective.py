@@ -296,8 +296,8 @@ class Objective:
 
     def _cost_attrs(self, result: TrainResult | None) -> tuple[dict[str, Any], dict[str, float], Cost | None]:
         """(the cost attributes, the constraint values, the cost the trial's values take): as measured once
-        trained where it was, else before training."""
-        if not self._measures or self._cost is None:
+        trained where it was, else before training; nothing where none was measured (``_measures``)."""
+        if self._cost is None:
             return {}, {}, None
         after = self._cost
         attrs = {ATTR_COST_BEFORE: self._cost.as_dict()}
