@@ -33,14 +33,19 @@ ATTR_RUNG_OBJECTIVES = "rung_objectives"
 """A trial's user attribute: its objectives at each rung it reached, ``{"rung": [error, cost, ...]}``."""
 
 
-def fronts(points: np.ndarray) -> np.ndarray:
-    """The non-dominated front of each row of ``points`` (n x objectives, all minimised): 0 for the rows no other
-    row dominates, 1 for those only front 0 dominates, and so on. A row dominates another when it is no worse
-    in every objective and better in one."""
+def dominance(points: np.ndarray) -> np.ndarray:
+    """``d[i, j]``: whether row ``i`` of ``points`` (n x objectives, all minimised) dominates row ``j``, being no
+    worse in every objective and better in one."""
     points = np.asarray(points, dtype=float)
     no_worse = (points[:, None, :] <= points[None, :, :]).all(axis=2)
     better = (points[:, None, :] < points[None, :, :]).any(axis=2)
-    dominates = no_worse & better  # dominates[i, j]: row i dominates row j
+    return no_worse & better
+
+
+def fronts(points: np.ndarray, dominates: np.ndarray | None = None) -> np.ndarray:
+    """The non-dominated front of each row of ``points``: 0 for the rows no other row dominates, 1 for those only
+    front 0 dominates, and so on (``dominates``: their :func:`dominance`, where it is known already)."""
+    dominates = dominance(points) if dominates is None else dominates
     front = np.full(len(points), -1)
     left = np.ones(len(points), dtype=bool)
     level = 0
@@ -110,24 +115,24 @@ class ParetoPruner(optuna.pruners.BasePruner):
             return False
         numbers = [number for number, _ in others]
         points = np.array([values, *(point for _, point in others)], dtype=float)
-        front = fronts(points)
+        dominates = dominance(points)
+        front = fronts(points, dominates)
         kept_fronts = _kept_fronts(front, self.eta)
         if front[0] in kept_fronts:
             return False
-        decision = self._beyond_noise(points, front, kept_fronts, numbers, rung)
+        decision = self._beyond_noise(points, front, kept_fronts, dominates[:, 0], numbers, rung)
         if decision is None:
             return False
         self.decisions[trial.number] = decision
         return True
 
-    def _beyond_noise(self, points: np.ndarray, front: np.ndarray, kept_fronts: set[int], numbers: list[int],
-                      rung: int) -> ParetoDecision | None:
-        """The decision to prune row 0, if the kept trial that dominates it with the highest error (the weakest
-        of them, as the single-objective cut-off is the worst of the best 1/eta) has an error lower beyond the
-        noise; None otherwise, or if no kept trial dominates it."""
+    def _beyond_noise(self, points: np.ndarray, front: np.ndarray, kept_fronts: set[int], over_mine: np.ndarray,
+                      numbers: list[int], rung: int) -> ParetoDecision | None:
+        """The decision to prune row 0, if the kept trial that dominates it (``over_mine``: the rows that do) with
+        the highest error (the weakest of them, as the single-objective cut-off is the worst of the best 1/eta)
+        has an error lower beyond the noise; None otherwise, or if no kept trial dominates it."""
         mine = points[0]
-        dominating = [i for i in range(1, len(points))
-                      if front[i] in kept_fronts and np.all(points[i] <= mine) and np.any(points[i] < mine)]
+        dominating = [i for i in range(1, len(points)) if front[i] in kept_fronts and over_mine[i]]
         if not dominating:
             return None
         weakest = max(dominating, key=lambda i: points[i][0])
@@ -216,5 +221,5 @@ def _objectives_at(study: optuna.Study, rung: int, number: int) -> list[tuple[in
     return found
 
 
-__all__ = ["ATTR_RUNG_OBJECTIVES", "ParetoDecision", "ParetoPruner", "ParetoReport", "front_records", "fronts",
+__all__ = ["ATTR_RUNG_OBJECTIVES", "ParetoDecision", "ParetoPruner", "ParetoReport", "dominance", "front_records", "fronts",
            "pareto_front", "rung_objectives"]
