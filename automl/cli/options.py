@@ -179,11 +179,16 @@ def _print_front(study: Any, shown_url: str, *, as_json: bool) -> int:
     if as_json:
         print_json(front)
         return 0
+    return _print_lines(front_lines(front, study.study_name), mask_url(shown_url) if front else None)
+
+
+def _print_lines(lines: list[Any], storage: str | None) -> int:
+    """What `automl best` prints: its lines (text, or tables), then where the study is, if given."""
     console = stdout()
-    for line in front_lines(front, study.study_name):
+    for line in lines:
         console.print(line, soft_wrap=isinstance(line, str))
-    if front:
-        console.print(f"storage: {mask_url(shown_url)}", soft_wrap=True)
+    if storage is not None:
+        console.print(f"storage: {storage}", soft_wrap=True)
     return 0
 
 
@@ -204,9 +209,4 @@ def print_best(study: Any, shown_url: str, *, top: int, as_json: bool) -> int:
     if as_json:
         print_json(records[0] if top == 1 and records else records if records else None)
         return 0
-    console = stdout()
-    for line in best_lines(records, study.study_name):
-        console.print(line, soft_wrap=isinstance(line, str))
-    if records:
-        console.print(f"storage: {mask_url(shown_url)}", soft_wrap=True)
-    return 0
+    return _print_lines(best_lines(records, study.study_name), mask_url(shown_url) if records else None)

@@ -221,5 +221,5 @@ def _objectives_at(study: optuna.Study, rung: int, number: int) -> list[tuple[in
     return found
 
 
-__all__ = ["ATTR_RUNG_OBJECTIVES", "ParetoDecision", "ParetoPruner", "ParetoReport", "dominance", "front_records", "fronts",
-           "pareto_front", "rung_objectives"]
+__all__ = ["ATTR_RUNG_OBJECTIVES", "ParetoDecision", "ParetoPruner", "ParetoReport", "dominance", "front_records",
+           "fronts", "pareto_front", "rung_objectives"]
