@@ -51,19 +51,21 @@ def automl_register_tricks():
 '''
 
 
-def run_two_ranks(tmp_path: Path, study: Path, url: str, env: dict[str, str], plugin_source: str) -> Path:
-    """Run ``study`` with two gloo processes per trial through `python -m automl run`, with ``plugin_source``
-    as a trick plugin that writes its logs to ``$RANKLOG_DIR``; that folder."""
+def run_two_ranks(tmp_path: Path, study: Path, url: str, env: dict[str, str], plugin_source: str, *argv: str,
+                  command: str = "run", expect: int = 0,
+                  timeout: float = 900) -> tuple[Path, subprocess.CompletedProcess]:
+    """Run ``study`` with two gloo processes per trial through `python -m automl COMMAND` (and ``argv``), with
+    ``plugin_source`` as a trick plugin that writes its logs to ``$RANKLOG_DIR``; that folder, and the finished
+    process, whose exit code was ``expect``. ``timeout`` is a guard against a hang only."""
     plugin = tmp_path / "ranks_plugin.py"
     plugin.write_text(plugin_source)
     logs = tmp_path / "logs"
     logs.mkdir()
-    done = subprocess.run([sys.executable, "-m", "automl", "run", str(study), "--storage", url,
-                           "--plugin", str(plugin), "--device", "cpu", "--gpus-per-trial", "2"],
-                          env={**env, "RANKLOG_DIR": str(logs)}, capture_output=True, text=True,
-                          timeout=900)  # a guard against a hang only
-    assert done.returncode == 0, done.stderr
-    return logs
+    done = subprocess.run([sys.executable, "-m", "automl", command, str(study), "--storage", url,
+                           "--plugin", str(plugin), "--device", "cpu", "--gpus-per-trial", "2", *argv],
+                          env={**env, "RANKLOG_DIR": str(logs)}, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == expect, done.stderr
+    return logs, done
 
 
 @pytest.fixture
@@ -75,7 +77,7 @@ def two_rank_run(tmp_path, write_study, sqlite_url, child_env):
         [tricks.ranklog]
         enabled = true
         """, trial_budget=f"{STEPS}steps", n_trials=1)
-    logs = run_two_ranks(tmp_path, study, sqlite_url, child_env(), RANK_LOG)
+    logs, _ = run_two_ranks(tmp_path, study, sqlite_url, child_env(), RANK_LOG)
     return sqlite_url, [(logs / f"rank-{r}.txt").read_text().splitlines() for r in (0, 1)]
 
 
@@ -240,7 +242,7 @@ def test_the_other_ranks_take_rank_0s_word_for_which_tricks_are_unavailable(tmp_
         [tricks.distillation]
         enabled = true
         """, n_trials=2)
-    logs = run_two_ranks(tmp_path, study, sqlite_url, child_env(), ATTRS_LOG)
+    logs, _ = run_two_ranks(tmp_path, study, sqlite_url, child_env(), ATTRS_LOG)
     trials = optuna.load_study(study_name="tiny", storage=sqlite_url).get_trials()
     assert [sorted(t.user_attrs["unavailable"]) for t in trials] == [["distillation", "zero_gamma"], ["zero_gamma"]]
     assert [t.user_attrs["tricks"] for t in trials] == [["attrslog"], ["distillation", "attrslog"]]
@@ -360,15 +362,8 @@ def test_a_trick_error_on_one_rank_fails_that_trial_on_every_rank_and_the_run_go
         [tricks.onerankfails]
         enabled = true
         """, trial_budget=f"{STEPS}steps", n_trials=4)
-    plugin = tmp_path / "ranks_plugin.py"
-    plugin.write_text(ONE_RANK_FAILS)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    done = subprocess.run([sys.executable, "-m", "automl", "run", str(study), "--storage", sqlite_url,
-                           "--plugin", str(plugin), "--device", "cpu", "--gpus-per-trial", "2"],
-                          env={**child_env(), "RANKLOG_DIR": str(logs)}, capture_output=True, text=True,
-                          timeout=300)  # a guard against a hang only: the run takes seconds
-    assert done.returncode == 0, done.stderr
+    logs, done = run_two_ranks(tmp_path, study, sqlite_url, child_env(), ONE_RANK_FAILS,
+                               timeout=300)  # seconds of training
     trials = optuna.load_study(study_name="tiny", storage=sqlite_url).get_trials()
     states = [t.state.name for t in trials]
     assert states == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"], done.stderr
@@ -424,16 +419,8 @@ def test_compare_trains_each_cell_on_several_ranks_at_its_own_budget(tmp_path, w
         [tricks.celllog]
         enabled = true
         """)
-    plugin = tmp_path / "cell_plugin.py"
-    plugin.write_text(CELL_LOG)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    done = subprocess.run([sys.executable, "-m", "automl", "compare", str(study), "--storage", sqlite_url,
-                           "--plugin", str(plugin), "--device", "cpu", "--gpus-per-trial", "2", "--seeds", "3",
-                           "--budgets", "4steps,8steps", "--json"],
-                          env={**child_env(), "RANKLOG_DIR": str(logs)}, capture_output=True, text=True,
-                          timeout=600)  # a guard against a hang only
-    assert done.returncode == 0, done.stderr
+    logs, done = run_two_ranks(tmp_path, study, sqlite_url, child_env(), CELL_LOG, "--seeds", "3",
+                               "--budgets", "4steps,8steps", "--json", command="compare", timeout=600)
     result = json.loads(done.stdout)
     assert [b["budget"] for b in result["budgets"]] == ["4steps", "8steps"]
     for budget, steps in (("4steps", 4), ("8steps", 8)):
@@ -475,12 +462,8 @@ def test_a_rank_that_dies_mid_trial_stops_rank_0_at_once_with_one_line(tmp_path,
         [tricks.rankonedies]
         enabled = true
         """, trial_budget=f"{STEPS}steps", n_trials=2)
-    plugin = tmp_path / "dies_plugin.py"
-    plugin.write_text(RANK_1_DIES)
-    done = subprocess.run([sys.executable, "-m", "automl", "run", str(study), "--storage", sqlite_url,
-                           "--plugin", str(plugin), "--device", "cpu", "--gpus-per-trial", "2"],
-                          env=child_env(), capture_output=True, text=True, timeout=150)  # far below 5 min
-    assert done.returncode == 1, done.stderr
+    _, done = run_two_ranks(tmp_path, study, sqlite_url, child_env(), RANK_1_DIES, expect=1,
+                            timeout=150)  # far below the rendezvous' 5 min
     assert "Traceback" not in done.stderr, done.stderr
     assert done.stderr.splitlines()[-1].startswith("automl: error: a rank of --gpus-per-trial 2 left the trial "
                                                    "without saying why (it died"), done.stderr
