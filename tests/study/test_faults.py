@@ -184,13 +184,23 @@ def waiting_retries(study: optuna.Study) -> list[int]:
     return [t.system_attrs["failed_trial"] for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))]
 
 
-@pytest.mark.parametrize("database", ["sqlite_url", "postgres_url"])
-def test_two_recoveries_at_once_queue_one_retry_of_a_failed_trial(faulty, request, database):
-    prepared, study = faulty(url=request.getfixturevalue(database))
+def retries_of(study: optuna.Study, number: int) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False) if t.system_attrs.get("failed_trial") == number]
+
+
+def dead_trial(study: optuna.Study) -> tuple[Ledger, optuna.Trial]:
+    """The study's ledger, and a trial whose worker sent one heartbeat and went silent past the grace period."""
     ledger = Ledger(study_engine(study), study.study_name)
     reservation, trial = running_trial(study, ledger)
     assert ledger.attach(reservation, trial.number) and ledger.heartbeat(reservation, 0.5)
     backdate(study, GRACE + 1)
+    return ledger, trial
+
+
+@pytest.mark.parametrize("database", ["sqlite_url", "postgres_url"])
+def test_two_recoveries_at_once_queue_one_retry_of_a_failed_trial(faulty, request, database):
+    prepared, study = faulty(url=request.getfixturevalue(database))
+    ledger, trial = dead_trial(study)
     # Two recoveries ran at once (the advisory lock's connection was cut under the first, issue 25 item 10): both
     # read the study before either queued the dead trial's retry. Only the one that claims it queues it.
     first, second = Recovery(study, ledger, GRACE), Recovery(study, ledger, GRACE)
@@ -200,17 +210,14 @@ def test_two_recoveries_at_once_queue_one_retry_of_a_failed_trial(faulty, reques
     second._enqueue_retries(read_by_second)
     assert waiting_retries(study) == [trial.number]
     run_study(prepared, study)
-    retries = [t for t in study.get_trials(deepcopy=False) if t.system_attrs.get("failed_trial") == trial.number]
+    retries = retries_of(study, trial.number)
     assert [t.state.name for t in retries] == ["COMPLETE"]
     assert_balanced(study, 3)
 
 
 def test_a_claim_whose_recovery_died_before_queueing_is_taken_again_after_the_grace_period(faulty):
     prepared, study = faulty()
-    ledger = Ledger(study_engine(study), study.study_name)
-    reservation, trial = running_trial(study, ledger)
-    assert ledger.attach(reservation, trial.number) and ledger.heartbeat(reservation, 0.5)
-    backdate(study, GRACE + 1)
+    ledger, trial = dead_trial(study)
     Recovery(study, ledger, GRACE)._settle_dead()
     assert ledger.claim_retry(trial.number, GRACE)  # ... and that recovery died before queueing the retry
     Recovery(study, ledger, GRACE).run()
@@ -224,19 +231,15 @@ def test_a_claim_whose_recovery_died_before_queueing_is_taken_again_after_the_gr
 
 def test_a_trial_queued_twice_for_retry_runs_again_once(faulty):
     prepared, study = faulty()
-    ledger = Ledger(study_engine(study), study.study_name)
-    reservation, trial = running_trial(study, ledger)
-    assert ledger.attach(reservation, trial.number) and ledger.heartbeat(reservation, 0.5)
-    backdate(study, GRACE + 1)
+    ledger, trial = dead_trial(study)
     # A recovery stalled past the grace period between its claim and queueing the retry, so a second one took the
     # claim again (a triple fault): both queued it. The second retry is failed while it waits, never run.
     first, second = Recovery(study, ledger, GRACE), Recovery(study, ledger, GRACE)
     first.run()
     second._add_retry(study.get_trials(deepcopy=False)[trial.number])
-    assert [t.system_attrs["failed_trial"] for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))] \
-        == [trial.number, trial.number]
+    assert waiting_retries(study) == [trial.number, trial.number]
     run_study(prepared, study)
-    retries = [t for t in study.get_trials(deepcopy=False) if t.system_attrs.get("failed_trial") == trial.number]
+    retries = retries_of(study, trial.number)
     assert sorted(t.state.name for t in retries) == ["COMPLETE", "FAIL"]
     (extra,) = [t for t in retries if t.state == TrialState.FAIL]
     assert extra.user_attrs["end_reason"] == DUPLICATE_RETRY and extra.number == max(t.number for t in retries)
