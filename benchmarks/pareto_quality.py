@@ -19,7 +19,6 @@ import argparse
 import json
 import statistics
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,32 +27,27 @@ import optuna
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from automl.budget import Budget  # noqa: E402
-from automl.study.fidelity import climb, rung_budgets  # noqa: E402
 from automl.study.pareto import ParetoPruner, ParetoReport, fronts, pareto_front  # noqa: E402
 from automl.study.runner import make_sampler  # noqa: E402
+from search_quality import TABLES, Replay, Strategy  # noqa: E402
 
-TABLES = Path(__file__).resolve().parent / "tables"
 ENSEMBLES = {"snapshot_ensemble": 4, "independent_ensemble": 4}
 """Forward passes per prediction of each schedule that ensembles (as in studies/snapshot-vs-single.toml)."""
 REFERENCE_PASSES = 5.0
 
 
-@dataclass(frozen=True)
-class Strategy:
-    name: str
-    sampler: str
-    pruned: str | None
-    """The rungs pruned at: "budget" (complete runs at b/9, b/3, b), "progress" (points of the one run), or None."""
-    noise: bool = True
+def _pareto(noise: bool):
+    return lambda val_size: ParetoPruner(val_size if noise else None, objectives=("error", "passes"))
 
 
-STRATEGIES = [Strategy("random, no pruning", "random", None), Strategy("tpe, no pruning", "tpe", None),
-              Strategy("tpe, pareto asha on budget", "tpe", "budget"),
-              Strategy("tpe, pareto asha on budget, no noise rule", "tpe", "budget", noise=False),
-              Strategy("random, pareto asha on budget", "random", "budget"),
-              Strategy("tpe, pareto asha on progress", "tpe", "progress"),
-              Strategy("random, pareto asha on progress", "random", "progress")]
+# search_quality's strategies, on two objectives: its `fidelity` says where the rungs are, `pruner` makes the pruner.
+STRATEGIES = [Strategy("random, no pruning", "random", None, None, False, "front"),
+              Strategy("tpe, no pruning", "tpe", None, None, False, "front"),
+              Strategy("tpe, pareto asha on budget", "tpe", "budget", _pareto(True), False, "front"),
+              Strategy("tpe, pareto asha on budget, no noise rule", "tpe", "budget", _pareto(False), False, "front"),
+              Strategy("random, pareto asha on budget", "random", "budget", _pareto(True), False, "front"),
+              Strategy("tpe, pareto asha on progress", "tpe", "progress", _pareto(True), False, "front"),
+              Strategy("random, pareto asha on progress", "random", "progress", _pareto(True), False, "front")]
 CHOSEN, BASELINE = STRATEGIES[5].name, STRATEGIES[0].name
 """What a study of several objectives does by default (``[study] objectives``: progress rungs), and random search."""
 
@@ -62,61 +56,20 @@ def passes(params: dict) -> float:
     return float(ENSEMBLES.get(params["schedule"], 1))
 
 
-class Replay:
-    """One study's objective on the table: parameters from the real sampler, values from the recorded runs."""
-
-    def __init__(self, table: dict, strategy: Strategy, study_seed: int) -> None:
-        self.table, self.strategy = table, strategy
-        self.full = max(table["budgets"])
-        self.budgets = rung_budgets(Budget.of_steps(self.full), 3, 3)
-        self.rng = np.random.default_rng(study_seed)
-        self.orders: dict[str, list[str]] = {}
-        self.spent = 0
-
-    def run_of(self, key: str) -> dict[str, Any]:
-        order = self.orders.setdefault(key, list(self.rng.permutation(sorted(self.table["configs"][key]["seeds"]))))
-        return self.table["configs"][key]["seeds"][order.pop(0) if len(order) > 1 else order[0]]
-
-    def __call__(self, trial: optuna.Trial) -> tuple[list[float], bool]:
-        params = {name: trial.suggest_categorical(name, choices) for name, choices in self.table["space"].items()}
-        run = self.run_of(",".join(f"{k}={params[k]}" for k in sorted(params)))
-        cost = passes(params)
-        if not self.strategy.pruned:
-            self.spent += self.full
-            return [run[str(self.full)], cost], False
-        reporter = ParetoReport(trial, lambda error: [error, cost])
-        if self.strategy.pruned == "progress":
-            rungs = run["progress"]
-            for rung, value in enumerate(rungs):
-                reporter.report(value, rung)
-                if rung < len(rungs) - 1 and reporter.should_prune():
-                    self.spent += self.full * (rung + 1) // len(rungs)
-                    return [value, cost], True
-            self.spent += self.full
-            return [run[str(self.full)], cost], False
-
-        def run_at(rung: int, budget: Budget) -> tuple[float, None]:
-            self.spent += int(budget.amount)
-            return run[str(int(budget.amount))], None
-
-        climbed = climb(reporter, self.budgets, run_at, should_prune=reporter.should_prune)
-        return [climbed.value, cost], climbed.pruned
-
-
 def replay(table: dict, strategy: Strategy, study_seed: int, total_steps: int) -> list[str]:
-    """One study to its total budget; the configurations on the front it hands back."""
-    pruner = ParetoPruner(table["val_size"] if strategy.noise else None, objectives=("error", "passes")) \
-        if strategy.pruned else optuna.pruners.NopPruner()
+    """One study to its total budget; the configurations on the front it hands back. A trial is replayed by
+    search_quality's ``Replay`` through a ``ParetoReport``: its rungs go to the Pareto pruner with their cost."""
+    pruner = strategy.pruner(table["val_size"]) if strategy.pruner else optuna.pruners.NopPruner()
     study = optuna.create_study(directions=["minimize", "minimize"], pruner=pruner,
                                 sampler=make_sampler(strategy.sampler, study_seed))
     objective = Replay(table, strategy, study_seed)
     while objective.spent + objective.full <= total_steps:  # as the ledger: a trial starts only if it fits
         trial = study.ask()
-        values, pruned = objective(trial)
+        error, pruned = objective(ParetoReport(trial, lambda error: [error, passes(trial.params)]))
         if pruned:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
-            study.tell(trial, values)
+            study.tell(trial, [error, passes(trial.params)])
     return sorted({",".join(f"{k}={t.params[k]}" for k in sorted(t.params))
                    for t in pareto_front(study.get_trials(deepcopy=False))})
 
