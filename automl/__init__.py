@@ -27,5 +27,6 @@ from automl.records import INFERENCE_COST, PLANNED_INFERENCE_COST
 from automl.run import Run
 from automl.trick import Trick
 
-__all__ = ["INFERENCE_COST", "PLANNED_INFERENCE_COST", "Budget", "Run", "Trick", "TrialFailed", "UserError", "hookimpl", "hookspec"]
+__all__ = ["INFERENCE_COST", "PLANNED_INFERENCE_COST", "Budget", "Run", "Trick", "TrialFailed", "UserError",
+           "hookimpl", "hookspec"]
 __version__ = "0.1.0"

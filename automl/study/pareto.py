@@ -10,8 +10,9 @@ fewer than 1/eta of them, so a non-dominated trial (a cheap one slightly worse, 
 would prune, the noise rule of ``automl.study.pruning`` is applied to the error: the trial is pruned only if the
 weakest trial of the kept fronts that dominates it (the one with the highest error) has an error lower beyond the
 validation noise (the pooled two-proportion z over ``val_size`` images above 1.96, one-sided 2.5%). With equal
-costs this is the single-objective guard exactly: the weakest kept trial is the cut-off of the best 1/eta. Costs are compared as measured: they are medians of
-repeated timings before training, or counts (FLOPs, forward passes), not draws of a noisy split.
+costs this is the single-objective guard exactly: the weakest kept trial is the cut-off of the best 1/eta.
+Costs are compared as measured: they are medians of repeated timings before training, or counts (FLOPs, forward
+passes), not draws of a noisy split.
 """
 
 from __future__ import annotations

@@ -108,9 +108,10 @@ def env_for_workers(k: int, workers: int, device: torch.device) -> list[dict[str
 def trial_ranks(ranks: Ranks, device: torch.device, argv: Sequence[str], url: str, threads: int | None,
                 sources: dict[str, str]) -> Iterator[TrialGroup]:
     """This process's group of ranks (``device`` is this rank's own), with ranks 1..K-1 started here when this
-    is rank 0 and torchrun did not start them (as ``automl ARGV``: rank 0's command and options), and refused unless they got as far as rank 0 with the same
-    ``sources`` (where each trick and the model come from); once the block ends on rank 0, the others are told
-    the study is done (or, if the block raised, killed: they hold nothing)."""
+    is rank 0 and torchrun did not start them (as ``automl ARGV``: rank 0's command and options), and refused
+    unless they got as far as rank 0 with the same ``sources`` (where each trick and the model come from); once
+    the block ends on rank 0, the others are told the study is done (or, if the block raised, killed: they hold
+    nothing)."""
     store, followers = None, []
     try:
         if ranks.is_main and Ranks.from_env() is None:

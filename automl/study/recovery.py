@@ -3,9 +3,9 @@
 Every worker runs :meth:`Recovery.run` before it reserves its next trial. Each step reads the state it
 mends before it mends it, so a recovery that dies half-way is finished by the next one, and running
 it twice changes nothing; on PostgreSQL one worker at a time runs it (an advisory lock, released
-with its connection if its holder dies), and a retry is queued only under a claim in the failed trial's cost
-row, which holds where the lock was lost with a cut connection. Liveness is the ledger's: a trial is alive while its cost
-row's heartbeat, dated by the database's clock, is younger than the grace period.
+with its connection if its holder dies), and a retry is queued only under a claim in the failed trial's
+cost row, which holds where the lock was lost with a cut connection. Liveness is the ledger's: a trial is
+alive while its cost row's heartbeat, dated by the database's clock, is younger than the grace period.
 """
 
 from __future__ import annotations

@@ -341,6 +341,5 @@ def start_store(world_size: int) -> Any:
                          wait_for_workers=False)  # they are started once its port is known
 
 
-__all__ = ["AGREE_EVERY", "AgreedClock", "LOOPBACK", "RANK_TIMEOUT", "RENDEZVOUS_TIMEOUT", "STORE_VAR", "RankFailed", "RankLost", "Ranks",
-           "TrialGroup", "broke_in_collective", "rank_device",
-           "start_store", "started_key"]
+__all__ = ["AGREE_EVERY", "AgreedClock", "LOOPBACK", "RANK_TIMEOUT", "RENDEZVOUS_TIMEOUT", "STORE_VAR", "RankFailed",
+           "RankLost", "Ranks", "TrialGroup", "broke_in_collective", "rank_device", "start_store", "started_key"]
