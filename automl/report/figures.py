@@ -22,9 +22,8 @@ import optuna  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
-from automl.records import (ATTR_SPENT, ATTR_VAL_SIZE, FINISHED, STUDY_OBJECTIVES, state_name,  # noqa: E402
-                            val_interval)
-from automl.study.pareto import pareto_front, rung_objectives  # noqa: E402
+from automl.records import ATTR_SPENT, ATTR_VAL_SIZE, FINISHED, state_name, val_interval  # noqa: E402
+from automl.study.pareto import objective_names, pareto_front, rung_objectives  # noqa: E402
 
 TARGET = "validation error"
 COLOURS = {TrialState.COMPLETE: "tab:green", TrialState.PRUNED: "tab:orange", TrialState.FAIL: "tab:red"}
@@ -59,7 +58,7 @@ def _target(study: optuna.Study) -> dict:
 def _front(study: optuna.Study, complete: list[FrozenTrial]) -> Figure:
     """Error against the first cost objective: every completed trial, the Pareto front with the 95% interval of
     its errors, and the knee named."""
-    names = study.user_attrs.get(STUDY_OBJECTIVES) or ["error", "cost"]
+    names = objective_names(study)
     name, title = "pareto_front", f"Pareto front: error against {names[1]}"
     front = pareto_front(complete)
     if not front:

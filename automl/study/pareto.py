@@ -192,10 +192,15 @@ def pareto_front(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     return sorted((t for t, level in zip(feasible, front) if level == 0), key=lambda t: (t.values[0], t.number))
 
 
+def objective_names(study: optuna.Study) -> list[str]:
+    """The names of a study's objectives, in the order of its values (``[study] objectives``, as recorded)."""
+    return study.user_attrs.get(records.STUDY_OBJECTIVES) or [f"objective {i}" for i in range(len(study.directions))]
+
+
 def front_records(study: optuna.Study) -> list[dict[str, Any]]:
     """``automl best`` on a study of several objectives: each front member's record, with its objectives by
     name."""
-    names = study.user_attrs.get(records.STUDY_OBJECTIVES) or [f"objective {i}" for i in range(len(study.directions))]
+    names = objective_names(study)
     shown = []
     for trial in pareto_front(study.get_trials(deepcopy=False)):
         record = records.trial_record(trial)
@@ -223,4 +228,4 @@ def _objectives_at(study: optuna.Study, rung: int, number: int) -> list[tuple[in
 
 
 __all__ = ["ATTR_RUNG_OBJECTIVES", "ParetoDecision", "ParetoPruner", "ParetoReport", "dominance", "front_records",
-           "fronts", "pareto_front", "rung_objectives"]
+           "fronts", "objective_names", "pareto_front", "rung_objectives"]
