@@ -77,8 +77,8 @@ def with_retry(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
             return call(*args, **kwargs)
         except Exception as exc:
-            if not is_transient(exc):
-                raise
+            if isinstance(exc, UserError) or not is_transient(exc):
+                raise  # a UserError was raised from the database's error on purpose: no wait mends it
             if time.monotonic() - started + wait > bound:
                 reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
                 raise DatabaseLost(f"lost the study's database for over {bound:g} s ({reason}); check the "

@@ -24,6 +24,7 @@ from alembic.script import ScriptDirectory
 from automl.errors import UserError
 from automl.storage.locks import SCHEMA_LOCK, lock_key
 from automl.storage.optuna_adapter import optuna_migrations
+from automl.storage.retry import with_retry
 from automl.storage.urls import make_engine, mask_url, unreachable
 
 VERSION_TABLE = "automl_alembic_version"
@@ -93,6 +94,11 @@ def ensure_schema(url: str, *, create: bool = True) -> SchemaStatus:
     A database without them gets them at head (when ``create``); one at an older revision, or at
     one this automl does not know (a newer automl wrote it), is a UserError with the fix.
     """
+    # One transaction, so a connection cut in it (a failover) rolls it all back and it is run again whole.
+    return with_retry(_ensure_schema, url, create=create)
+
+
+def _ensure_schema(url: str, *, create: bool) -> SchemaStatus:
     shown = mask_url(url)
     with _transaction(url, create=create) as connection:
         found = _status(connection, shown)

@@ -12,6 +12,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
 from automl.errors import UserError
+from automl.storage.retry import with_retry
 
 DEFAULT_STORAGE = "sqlite:///automl.db"
 ENV_VAR = "AUTOML_STORAGE"
@@ -51,7 +52,6 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
     of an empty new database. On PostgreSQL, Optuna creates its tables under the schema lock, so
     two runs starting at once on a new database do not race to create them.
     """
-    from automl.storage.locks import SCHEMA_LOCK, advisory_lock
     from automl.storage.optuna_adapter import RetryingStorage
 
     shown = mask_url(url)
@@ -65,8 +65,7 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
             # Once without retry: a server that refuses, a database that does not exist, a bad login are the
             # user's to fix now; only a connection lost after this one opened is waited for.
             engine.connect().close()
-            with advisory_lock(engine, SCHEMA_LOCK):
-                return RetryingStorage(url, engine_kwargs=kwargs)
+            return with_retry(_storage_under_lock, engine, url, kwargs)
         finally:
             engine.dispose()
     except ImportError as exc:
@@ -75,6 +74,14 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
         raise unreachable(shown, exc) from None
     except RuntimeError as exc:  # Optuna's "current schema is outdated/newer" refusal
         raise UserError(f"storage {shown}: {str(exc).splitlines()[0]}") from None
+
+
+def _storage_under_lock(engine: sqlalchemy.Engine, url: str, kwargs: dict) -> optuna.storages.RDBStorage:
+    from automl.storage.locks import SCHEMA_LOCK, advisory_lock
+    from automl.storage.optuna_adapter import RetryingStorage
+
+    with advisory_lock(engine, SCHEMA_LOCK):
+        return RetryingStorage(url, engine_kwargs=kwargs)
 
 
 def database_exists(url: str) -> bool:

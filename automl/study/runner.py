@@ -27,6 +27,7 @@ from automl.storage import open_storage, resolve_url
 from automl.storage.artifacts import artifact_store
 from automl.storage.ledger import Ledger
 from automl.storage.models import StudySourceModel, session_scope
+from automl.storage.retry import with_retry
 from automl.storage.optuna_adapter import study_engine
 from automl.storage.schema import ensure_schema
 from automl import records
@@ -297,13 +298,18 @@ def create_study(prepared: PreparedStudy, *, new_session: bool = True) -> optuna
                                                   "decode_seconds": round(prepared.data.decode_seconds, 3)})
     if study.user_attrs.get(records.STUDY_PLUGINS) != sources:
         study.set_user_attr(records.STUDY_PLUGINS, sources)
+    with_retry(_record_source, storage, prepared)
+    return study
+
+
+def _record_source(storage: optuna.storages.RDBStorage, prepared: PreparedStudy) -> None:
+    """Keep the study file's text (once per text), so ``export`` and ``confirm`` can rebuild its trials."""
     try:
         with session_scope(storage.engine) as session:
             StudySourceModel.record(session, prepared.name, prepared.study_file.path, prepared.study_file.text,
                                     prepared.plugins)
     except sqlalchemy.exc.IntegrityError:
-        pass  # another worker starting the same study recorded the same text first
-    return study
+        pass  # another worker starting the same study (or this call's lost commit) recorded the same text first
 
 
 def study_rungs(config: StudyConfig) -> int:
@@ -398,6 +404,10 @@ def _recorded_sources(storage: optuna.storages.BaseStorage, name: str) -> dict[s
         return {}
     if records.STUDY_PLUGINS in attrs:
         return dict(attrs[records.STUDY_PLUGINS])
+    return with_retry(_history_sources, storage, name)
+
+
+def _history_sources(storage: optuna.storages.RDBStorage, name: str) -> dict[str, str]:
     with session_scope(storage.engine) as session:
         return {p["trick"]: p["source"] for row in StudySourceModel.history(session, name)
                 for p in records.trick_sources(row.plugins)}

@@ -265,3 +265,35 @@ def test_a_database_gone_for_longer_than_the_bound_stops_the_worker_with_one_lin
     time.sleep(2 + 1)  # the grace period: the next run takes the trial for dead and retries it
     assert_resumes_and_retries(study_file, postgres_url, child_env(), [])
     assert [t for t in trials(postgres_url) if t.user_attrs.get("end_reason") == "worker_died"]
+
+
+def test_a_worker_joining_a_study_survives_a_cut_before_each_statement_it_makes(write_study, postgres_url, pg_server):
+    """Every statement of a worker's start (``create_study`` on a study that exists) is retried when its
+    connection is cut just before it: each distinct statement's first run finds its connection terminated."""
+    import psycopg
+
+    from automl.host import get_host
+    from automl.study.config import load_study_file
+    from automl.study.runner import Overrides, create_study, prepare
+
+    prepared = prepare(load_study_file(write_study(n_trials=2)), get_host(), Overrides(storage=postgres_url))
+    create_study(prepared)
+    seen: set[str] = set()
+    cut: list[str] = []
+
+    def cut_before_first_run(conn, cursor, statement, parameters, context, executemany):
+        if statement in seen:
+            return
+        seen.add(statement)
+        pid = conn.connection.dbapi_connection.info.backend_pid
+        with psycopg.connect(pg_server, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        cut.append(statement.split()[0])
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", cut_before_first_run)
+    try:
+        study = create_study(prepared, new_session=False)
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", cut_before_first_run)
+    assert "INSERT" in cut or "UPDATE" in cut, cut  # its writes were cut too, not only its reads
+    assert study.user_attrs["study_file"] == prepared.study_file.path
