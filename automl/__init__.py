@@ -4,20 +4,23 @@ Layers, from the bottom up. A module imports from its own layer and the layers b
 (imports under ``TYPE_CHECKING`` and inside functions count too), and no imports go round in a cycle;
 ``tests/test_layers.py`` reads this table and holds the code to it. A package stands for all its modules.
 
+- about: version
 - base: errors, files, checks, imports, interrupts, devices, threads, records, clocks, budget, stats, seeds, sequential
-- tricks: __init__, run, trick, trick_errors, overrides, trick_space, trick_checks, hookspecs
+- tricks: run, trick, trick_errors, overrides, trick_space, trick_checks, hookspecs
 - host: registrations, host, authoring
 - space: space
 - train: train
 - storage: storage
 - study: study
 - report: report
-- commands: cli, testing, __main__
+- commands: cli, api, integrations, testing, __main__, __init__
 
 base holds what every layer needs (the trial's records: keys, states, endings, the best-trial rule); tricks is
 what a plugin author sees; host discovers plugins and their source families; space picks a trial's tricks;
 train trains one run; storage keeps studies, the ledger and artifacts; study runs trials, workers and
-comparisons; report shows them; the commands (and the test helpers) sit on top.
+comparisons; report shows them; the commands, the Python API beside them (``automl.run``, ``automl.Recipe``: the
+commands are thin wrappers of its functions), the integrations built on it and the test helpers sit on top. The
+package itself re-exports what plugin authors use and the Python API, so it is imported last of all.
 """
 
 from automl.budget import Budget
@@ -26,7 +29,13 @@ from automl.hookspecs import hookimpl, hookspec
 from automl.records import INFERENCE_COST, PLANNED_INFERENCE_COST
 from automl.run import Run
 from automl.trick import Trick
+from automl.version import __version__
 
-__all__ = ["INFERENCE_COST", "PLANNED_INFERENCE_COST", "Budget", "Run", "Trick", "TrialFailed", "UserError",
-           "hookimpl", "hookspec"]
-__version__ = "0.1.0"
+# The Python API. Its `run` takes the place of the submodule automl.run as the package's attribute `run`;
+# `from automl.run import Run` still finds the submodule (plugins import Run from automl itself).
+from automl.api import (Attached, Comparison, Configuration, Recipe, StudyResult, compare, confirm, load,  # noqa: E402
+                        run)
+
+__all__ = ["INFERENCE_COST", "PLANNED_INFERENCE_COST", "Attached", "Budget", "Comparison", "Configuration", "Recipe",
+           "Run", "StudyResult", "Trick", "TrialFailed", "UserError", "__version__", "compare", "confirm", "hookimpl",
+           "hookspec", "load", "run"]

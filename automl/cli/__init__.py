@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from automl import __version__
+    from automl.version import __version__
 
     return __version__
 

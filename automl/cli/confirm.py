@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from automl.cli.options import (host, json_option, plugin_option, positive_int, print_json, quiet_optuna, stderr,
-                                stdout, storage_option, study_argument, study_location)
+from automl.cli.options import (json_option, plugin_option, positive_int, print_json, quiet_optuna, stdout,
+                                storage_option, study_argument, study_location, to_stderr)
 from automl.seeds import DEFAULT_SEEDS, MIN_SEEDS
 
 
@@ -22,22 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from automl.study.confirm import check_request, confirm
+    from automl.api.comparisons import confirm_parsed
 
-    check_request(args.top, args.seeds)
     quiet_optuna()
-    name, url, _ = study_location(args)
-    plugins = host(args.plugin, args.traceback)
-    err = stderr()
-
-    def on_trial(index: int, number: int) -> None:
-        err.print(f"confirming trial {number} ({index + 1} of at most {args.top}), {args.seeds} seeds")
-
-    ranking = confirm(url, name, plugins, top=args.top, seeds=args.seeds, on_trial=on_trial)
+    ranking = confirm_parsed(args, to_stderr)
     if args.json:
         print_json(ranking)
         return 0
     from automl.report.tables import confirmed_table
 
-    stdout().print(confirmed_table(ranking, name))
+    stdout().print(confirmed_table(ranking, study_location(args)[0]))
     return 0

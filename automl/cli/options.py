@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, Callable
 
 
 def storage_option(parser: argparse.ArgumentParser) -> None:
@@ -33,24 +33,26 @@ def positive_int(text: str) -> int:
     return value
 
 
-def host(plugin_paths: list[str], traceback: bool | None = None):
+def host(plugin_paths: list[str], traceback: bool | None = None, say: Callable[[str], None] | None = None):
     """The plugin host, each plugin that failed to load, each blocked trick name and each near miss of a hook
-    told as a warning; with ``traceback`` (default: ``AUTOML_TRACEBACK=1``) a failure's traceback too."""
+    told as a warning (on stderr, or to ``say``); with ``traceback`` (default: ``AUTOML_TRACEBACK=1``) a failure's
+    traceback too."""
     from automl.host import get_host, use_host
 
     found = get_host(plugin_paths)
     use_host(found)  # a model named in a study may come from a --plugin path too
     if traceback is None:
         traceback = os.environ.get("AUTOML_TRACEBACK", "") not in ("", "0")
+    say = say or to_stderr
     for failure in found.failures:
-        print(f"automl: warning: {failure}", file=sys.stderr)
+        say(f"automl: warning: {failure}")
         if traceback and failure.traceback:
-            print(failure.traceback, end="", file=sys.stderr)
+            say(failure.traceback.rstrip("\n"))
     clashes = [found.blocked[name] for name, infos in sorted(found.providers.items()) if len(infos) > 1]
     for reason in clashes:
-        print(f"automl: warning: {reason}; the studies and commands that use it stop until then", file=sys.stderr)
+        say(f"automl: warning: {reason}; the studies and commands that use it stop until then")
     for warning in found.warnings:
-        print(f"automl: warning: {warning}", file=sys.stderr)
+        say(f"automl: warning: {warning}")
     return found
 
 
@@ -103,15 +105,20 @@ def threads_option(parser: argparse.ArgumentParser) -> None:
                              "run on); --workers and the ranks of a trial split them")
 
 
-def warn_if_overloaded(device, budgets) -> None:
-    """Say once, on a CPU, when the machine is already busier than its cores before training starts and a budget
-    is in seconds (a budget in steps or epochs buys the same training however busy the machine is)."""
+def warn_if_overloaded(device, budgets, say: Callable[[str], None] | None = None) -> None:
+    """Say once (on stderr, or to ``say``), on a CPU, when the machine is already busier than its cores before
+    training starts and a budget is in seconds (a budget in steps or epochs buys the same training however busy
+    the machine is)."""
     from automl.threads import overload_warning
 
     timed = any(budget.is_time for budget in budgets)
     warning = overload_warning() if device.type == "cpu" and timed else None
     if warning:
-        print(f"automl: warning: {warning}", file=sys.stderr)
+        (say or to_stderr)(f"automl: warning: {warning}")
+
+
+def to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def open_study(args: argparse.Namespace):

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from automl.cli.options import (gpus_option, host, json_option, plugin_option, positive_int, print_best,
-                                quiet_optuna, stderr, storage_option, warn_if_overloaded, worker_options)
+                                quiet_optuna, storage_option, to_stderr, worker_options)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,24 +45,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_study(launch) -> int:
-    from automl.report.progress import RunDisplay
-    from automl.study.launch import run_worker, train_study
-    from automl.study.processes import worker_failure
-    from automl.study.runner import create_study, unavailable_for_model
+    from automl.api.studies import train_run
+    from automl.study.launch import run_worker
 
-    args, prepared = launch.args, launch.prepared
-    if args.worker is not None:
+    if launch.args.worker is not None:
         return run_worker(launch)
-    warn_if_overloaded(prepared.device, [prepared.trial_budget])
-    study = create_study(prepared)
-    model = prepared.study_file.config.task.model
-    for name, reason in unavailable_for_model(prepared).items():  # said once, not by each trial
-        print(f"automl: note: trick {name!r} is unavailable for model {model!r}, so its trials run without it: "
-              f"{reason}", file=sys.stderr)
-    with RunDisplay(prepared, stderr()) as display:
-        display.resumed(study)
-        status = train_study(launch, study, display.on_trial)
-    if status:
-        print(f"automl: error: {worker_failure(status)}", file=sys.stderr)
-        return 1
-    return print_best(study, prepared.storage_url, top=1, as_json=args.json)
+    study = train_run(launch, to_stderr, progress=True)
+    return print_best(study, launch.prepared.storage_url, top=1, as_json=launch.args.json)

@@ -99,7 +99,7 @@ def _run_table(trial: FrozenTrial, config: StudyConfig) -> dict[str, Any]:
 
 
 def _document(trial: FrozenTrial, rebuilt: "_Rebuilt", run: dict[str, Any], shown: str) -> dict[str, Any]:
-    from automl import __version__
+    from automl.version import __version__
 
     config, row, names = rebuilt.study_file.config, rebuilt.row, sorted(rebuilt.tricks)
     source = {"study": row.study_name, "trial": trial.number, "value": records.error_of(trial), "storage": shown,
@@ -120,7 +120,7 @@ def _document(trial: FrozenTrial, rebuilt: "_Rebuilt", run: dict[str, Any], show
 
 
 def _header(trial: FrozenTrial, rebuilt: "_Rebuilt", path: Path, shown: str) -> str:
-    from automl import __version__
+    from automl.version import __version__
 
     return (f"Trial {trial.number} of study {rebuilt.row.study_name}: validation error {records.error_of(trial):.4f}, "
             f"tricks: {', '.join(rebuilt.replayed.names) or '(none)'}.\n"
