@@ -118,3 +118,27 @@ def test_a_trick_in_your_loop_trains_as_in_automls_to_the_bit(name, data, teache
     kept = {k: v for k, v in result.attrs.items() if not k.startswith("inference")}
     assert {k: v for k, v in bound.attrs.items() if k in kept} == kept
     assert set(bound.weights) == set(result.weights)
+
+
+@pytest.mark.parametrize("name, call, message", [
+    ("sam", "after_backward", "trick sam owns the training step .*: call .train_step"),
+    ("sam", "step", "trick sam owns the training step"),
+    ("mixed_precision", "after_backward", "mixed precision through a GradScaler: call .step"),
+])
+def test_a_step_the_recipe_takes_its_own_way_is_refused_by_name_in_your_loop(name, call, message, data, teacher):
+    trick = make(name, teacher)
+    model = tiny_model(data, 0)
+    bound = Attached([trick], model, build_optimizer(tiny_settings(), model.parameters()), budget="4steps",
+                     base_lr=0.05, batch_size=16)
+    if name == "mixed_precision" and bound.run.grad_scaler is None:
+        pytest.skip("mixed precision on this device trains without a GradScaler (bfloat16 on the CPU)")
+    with pytest.raises(UserError, match=message):
+        getattr(bound, call)()
+
+
+def test_a_batch_size_other_than_the_recipes_is_refused_with_the_one_to_use(data, teacher):
+    model = tiny_model(data, 0)
+    with pytest.raises(UserError, match="batch_size trains this recipe with batches of 32, your loop with 16: build "
+                                        "your loader with batch_size=32"):
+        Attached([make("batch_size", teacher)], model, build_optimizer(tiny_settings(), model.parameters()),
+                 budget="4steps", base_lr=0.05, batch_size=16, train_data=data.train)
