@@ -19,7 +19,6 @@ from automl.run import TrialContext
 from automl.space import study_order
 from automl.storage.artifacts import checkpoint
 from automl.testing import tiny_builder, tiny_data, tiny_model, tiny_settings, train_tiny
-from automl.train.evaluation import evaluate
 from automl.train.loader import Loader
 from automl.train.loop import build_optimizer, train
 from automl.budget import Budget
