@@ -1,4 +1,5 @@
-"""Shared by the tests of `automl compare` and its report: a tiny study with two arms and a probe trick."""
+"""Shared fixtures of the study tests: a tiny study with two arms and a probe trick (`automl compare` and its report),
+and a tiny study whose trials last long enough to be caught running (faults, signals, the cluster templates)."""
 
 from __future__ import annotations
 
@@ -22,5 +23,14 @@ def compare(write_study, sqlite_url, tmp_path, capsys):
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def study_file(write_study):
+    """Two trials of 2 s of device time (long enough to be caught running), 1 s heartbeats, 2 s grace."""
+    path = write_study(n_trials=2, trial_budget="2s")
+    text = path.read_text().replace("seed = 0", "seed = 0\nheartbeat_interval = 1\ngrace_period = 2")
+    path.write_text(text.replace("lr = 0.05\n", "lr = { low = 0.01, high = 0.5, log = true }\n"))
+    return path
 
 

@@ -28,15 +28,6 @@ DEADLINE = 120.0
 """Seconds any wait may take before the test fails (a loaded machine is slow; a hang is a failure)."""
 
 
-@pytest.fixture
-def study_file(write_study):
-    """Two trials of 2 s of device time (long enough to be caught running), 1 s heartbeats, 2 s grace."""
-    path = write_study(n_trials=2, trial_budget="2s")
-    text = path.read_text().replace("seed = 0", "seed = 0\nheartbeat_interval = 1\ngrace_period = 2")
-    path.write_text(text.replace("lr = 0.05\n", "lr = { low = 0.01, high = 0.5, log = true }\n"))
-    return path
-
-
 def start(study_file, url, env, *extra: str, **popen) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "automl", "run", str(study_file), "--storage", url, *extra],
                             cwd=study_file.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
