@@ -29,11 +29,14 @@ from automl.errors import UserError
 
 
 class RecipeCallback(pl.Callback):
-    """Binds ``recipe`` to the Trainer's model and optimizer when fitting starts (``Recipe.attach``'s keywords
-    pass through), and stops the Trainer once the budget is spent."""
+    """Binds ``recipe`` to the Trainer's model and optimizer when training starts (``Recipe.attach``'s keywords
+    pass through), and stops the Trainer once the budget is spent.
 
-    def __init__(self, recipe: Recipe, **attach: Any) -> None:
-        self.recipe, self.attach = recipe, attach
+    ``module``: the attribute of your LightningModule that holds the network (``"model"``), where the module holds
+    more than it (a trick that averages or ensembles copies the network it is bound to); default the module."""
+
+    def __init__(self, recipe: Recipe, *, module: str | None = None, **attach: Any) -> None:
+        self.recipe, self.module, self.attach = recipe, module, attach
         self.bound: Attached | None = None
 
     @property
@@ -45,7 +48,8 @@ class RecipeCallback(pl.Callback):
         """The recipe's scores for ``x`` (an ensemble's, an average's), as automl evaluates it."""
         return self._bound().predict(x)
 
-    def on_fit_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        # Not on_fit_start: the training loader, and so its length, are set up between the two.
         if len(trainer.optimizers) != 1:
             raise UserError(f"a recipe trains with one optimizer; configure_optimizers gave {len(trainer.optimizers)}")
         if trainer.lr_scheduler_configs:
@@ -53,14 +57,14 @@ class RecipeCallback(pl.Callback):
         loader = trainer.train_dataloader
         options = {"steps_per_epoch": trainer.num_training_batches, "train_data": loader,
                    "batch_size": getattr(loader, "batch_size", None), **self.attach}
-        self.bound = bound = self.recipe.attach(pl_module, trainer.optimizers[0], **options)
+        network = pl_module if self.module is None else getattr(pl_module, self.module)
+        self.bound = bound = self.recipe.attach(network, trainer.optimizers[0], **options)
         if bound.hooks.train_step:
             raise UserError(f"trick {bound.hooks.train_step[0].__self__.name} owns the training step, which "
                             "Lightning owns: train this recipe with `automl train` or your own loop (.train_step)")
         if bound.run.autocast or bound.run.grad_scaler is not None:
-            owner = ", ".join(t.name for t in bound.tricks if t.name in str(bound.run.attrs) or True)
-            raise UserError(f"a trick of this recipe ({owner}) trains in mixed precision, which Lightning owns: "
-                            "leave it out and set Trainer(precision='16-mixed' or 'bf16-mixed')")
+            raise UserError("a trick of this recipe trains in mixed precision, which Lightning owns: leave it out "
+                            "and set Trainer(precision='16-mixed' or 'bf16-mixed')")
         if bound.optimizer is not trainer.optimizers[0]:  # a trick regrouped or replaced it
             trainer.optimizers = [bound.optimizer]
 
@@ -91,12 +95,12 @@ class RecipeCallback(pl.Callback):
         if bound.done:
             trainer.should_stop = True
 
-    def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         self._bound().end()
 
     def _bound(self) -> Attached:
         if self.bound is None:
-            raise UserError("the recipe is bound when the Trainer starts fitting: call trainer.fit first")
+            raise UserError("the recipe is bound when the Trainer starts training: call trainer.fit first")
         return self.bound
 
 
