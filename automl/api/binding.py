@@ -11,7 +11,6 @@ your budget. A budget in seconds is automl's clock's to measure, so it is refuse
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
@@ -51,12 +50,7 @@ class Attached:
         self._progress = Progress(budget)
         self._in_pass = 0  # the step of the pass in progress that comes next
         self._ended = False
-        try:
-            for setup in self.hooks.setup:
-                setup(self.run)
-        except BaseException as exc:
-            self.hooks.end_trial(self.run, FAILED, exc)
-            raise
+        self._told_if_failed(self.hooks.setup)
         if self.run.loader.batch_size != batch_size:
             owner = ", ".join(t.name for t in tricks if "batch_size" in t.owns) or "a trick"
             raise UserError(f"{owner} trains this recipe with batches of {self.run.loader.batch_size}, your loop "
@@ -109,15 +103,7 @@ class Attached:
             run.progress = self.progress
             for on_epoch_start in hooks.on_epoch_start:
                 on_epoch_start(run)
-        run.progress = p = self.progress
-        run.lr = run.base_lr * math.prod(f(p) for f in hooks.lr_factor)
-        for group in run.optimizer.param_groups:
-            group["lr"] = run.lr * group.get("lr_scale", 1.0)
-        for on_step_start in hooks.on_step_start:
-            on_step_start(run)
-        for transform in hooks.transform_batch:
-            x, y = transform(run, x, y)
-        return x, y
+        return hooks.start_step(run, self.progress, x, y)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The whole step, forward to optimizer step, as automl's loop takes it: the step of the trick that owns
@@ -163,12 +149,7 @@ class Attached:
             return
         self._ended = True
         self.run.progress = self.progress
-        try:
-            for on_end in self.hooks.on_end:
-                on_end(self.run)
-        except BaseException as exc:
-            self.hooks.end_trial(self.run, FAILED, exc)
-            raise
+        self._told_if_failed(self.hooks.on_end)
         self.hooks.end_trial(self.run, COMPLETE)
 
     @torch.no_grad()
@@ -197,6 +178,15 @@ class Attached:
     def weights(self) -> dict[str, dict[str, torch.Tensor]]:
         """The extra weights the tricks kept (snapshots, averages), by name."""
         return self.run.weights
+
+    def _told_if_failed(self, hooks: list[Callable]) -> None:
+        """Each of ``hooks`` on the run; where one raises, every trick is told the run failed (to clean up)."""
+        try:
+            for hook in hooks:
+                hook(self.run)
+        except BaseException as exc:
+            self.hooks.end_trial(self.run, FAILED, exc)
+            raise
 
     def _refuse_own_step(self, what: str) -> None:
         if self.hooks.train_step:

@@ -272,14 +272,7 @@ class _Loop:
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One training step at the current progress: the LR, the tricks' step hooks around the optimizer step."""
         run, hooks = self.run, self.hooks
-        run.progress = p = self.p
-        run.lr = run.base_lr * math.prod(f(p) for f in hooks.lr_factor)
-        for group in run.optimizer.param_groups:
-            group["lr"] = run.lr * group.get("lr_scale", 1.0)
-        for on_step_start in hooks.on_step_start:
-            on_step_start(run)
-        for transform in hooks.transform_batch:
-            x, y = transform(run, x, y)
+        x, y = hooks.start_step(run, self.p, x, y)
         loss = self.train_step(run, x, y)
         run.step += 1
         run.samples += len(x) * run.world_size  # every rank trained on a shard of the same size

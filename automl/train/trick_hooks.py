@@ -3,7 +3,10 @@ how its trial ended."""
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
+
+import torch
 
 from automl.run import Run
 from automl.trick import HOOKS, Trick, overridden
@@ -33,6 +36,20 @@ class TrickHooks:
         if len(self.train_step) > 1:
             owners = [t.name for t in tricks if overridden(t, "train_step")]
             raise ValueError(f"tricks {' and '.join(owners)} each replace the training step; one may own 'step'")
+
+    def start_step(self, run: Run, progress: float, x: torch.Tensor,
+                   y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Start a step at ``progress``: its LR (the base LR times every schedule's factor) on every param group
+        (times the group's ``lr_scale``), the step-start hooks, then the batch as the transforms return it."""
+        run.progress = progress
+        run.lr = run.base_lr * math.prod(f(progress) for f in self.lr_factor)
+        for group in run.optimizer.param_groups:
+            group["lr"] = run.lr * group.get("lr_scale", 1.0)
+        for on_step_start in self.on_step_start:
+            on_step_start(run)
+        for transform in self.transform_batch:
+            x, y = transform(run, x, y)
+        return x, y
 
     def end_trial(self, run: Run, ended: str, error: BaseException | None = None) -> None:
         """Tell every trick how the run ended, each once. When it failed, a hook that raises too adds a note to

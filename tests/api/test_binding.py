@@ -22,6 +22,7 @@ from automl.testing import tiny_builder, tiny_data, tiny_model, tiny_settings, t
 from automl.train.loader import Loader
 from automl.train.loop import build_optimizer, train
 from automl.budget import Budget
+from tests.api.by_hand import train_by_hand, val_error
 
 BUDGET = "24steps"
 REFUSED = {"batch_ramp": "changes the batch size from one pass to the next"}
@@ -63,27 +64,8 @@ def own_loop(tricks, data, settings, budget, seed):
                      batch_size=loader.batch_size, steps_per_epoch=len(loader), train_data=data.train,
                      num_classes=data.num_classes, seed=seed,
                      build_model=tiny_builder(data), context=TrialContext("s", 0, lambda: None, model=model))
-    while not bound.done:
-        for x, y in loader:
-            if bound.done:
-                break
-            x, y = bound.before_step(x, y)
-            if bound.hooks.train_step:
-                loss = bound.train_step(x, y)
-            else:
-                with bound.amp():
-                    loss = bound.criterion(bound.model(x), y)
-                bound.optimizer.zero_grad(set_to_none=True)
-                bound.backward(loss)
-                if bound.run.grad_scaler is not None:
-                    bound.step()
-                else:
-                    bound.after_backward()
-                    bound.optimizer.step()
-            bound.after_step(loss)
-    bound.end()
-    wrong = sum(int((bound.predict(x).argmax(1) != y).sum()) for x, y in data.val.batches(settings.eval_batch_size))
-    return bound, wrong / len(data.val)
+    train_by_hand(bound, loader)
+    return bound, val_error(bound, data, settings.eval_batch_size)
 
 
 def automl_loop(tricks, data, settings, budget, seed):

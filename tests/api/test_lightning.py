@@ -10,6 +10,7 @@ import automl
 
 pl = pytest.importorskip("lightning.pytorch", reason="Lightning is not installed (pip install -e '.[lightning]')")
 from automl.integrations.lightning import RecipeCallback  # noqa: E402
+from tests.api.by_hand import train_by_hand  # noqa: E402
 
 PINNED = """
 [tricks]
@@ -68,18 +69,7 @@ def test_a_recipe_in_lightning_trains_as_in_your_own_loop_to_the_bit(recipe, one
 
     bound = recipe.attach(plain, recipe.make_optimizer(plain.parameters()), budget="10steps", steps_per_epoch=3,
                           batch_size=32, train_data=loader_of(data))
-    while not bound.done:
-        for x, y in loader_of(data):
-            if bound.done:
-                break
-            x, y = bound.before_step(x, y)
-            loss = bound.criterion(plain(x), y)
-            bound.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            bound.after_backward()
-            bound.optimizer.step()
-            bound.after_step(loss)
-    bound.end()
+    train_by_hand(bound, loader_of(data))
 
     callback = RecipeCallback(recipe, module="model", budget="10steps")
     theirs.callback = callback

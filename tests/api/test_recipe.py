@@ -12,6 +12,7 @@ import torch
 import automl
 from automl.api.studies import StudyResult
 from automl.train.loader import Loader
+from tests.api.by_hand import train_by_hand, val_error
 from tests.conftest import REPO_ROOT
 
 QUICKSTART = REPO_ROOT / "studies" / "quickstart.toml"
@@ -36,20 +37,8 @@ def your_loop(recipe: automl.Recipe, budget: str, seed: int) -> float:
                     seed=seed)
     bound = recipe.attach(model, optimizer, budget=budget, steps_per_epoch=len(loader), train_data=data.train,
                           num_classes=data.num_classes, seed=seed, build_model=lambda: recipe.build_model(data))
-    while not bound.done:
-        for x, y in loader:
-            if bound.done:
-                break
-            x, y = bound.before_step(x, y)
-            loss = bound.criterion(model(x), y)
-            bound.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            bound.after_backward()
-            bound.optimizer.step()
-            bound.after_step(loss)
-    bound.end()
-    wrong = sum(int((bound.predict(x).argmax(1) != y).sum()) for x, y in data.val.batches(train.eval_batch_size))
-    return wrong / len(data.val)
+    train_by_hand(bound, loader)
+    return val_error(bound, data, train.eval_batch_size)
 
 
 def test_your_loop_on_the_quickstarts_best_trial_reproduces_automl_train(quickstart, tmp_path, run_cli):
