@@ -48,9 +48,10 @@ def compare(study: str | Path | dict[str, Any], *, budgets: Sequence[str] | str 
             reference: str | None = None, drop_losers: bool = False, storage: str | None = None,
             variant: str | None = None, device: str | None = None, workers: int | None = None,
             threads: int | None = None, gpus_per_trial: int | None = None, plugins: tuple[str, ...] = (),
-            report: str | Path | None = None, progress: bool = False) -> Comparison:
+            report: str | Path | None = None, png: str | Path | None = None, progress: bool = False) -> Comparison:
     """Compare a study file's recipes as `automl compare` does (the keywords are its options; ``report``: the
-    HTML file it writes with ``-o``), with the same checks; nothing printed unless ``progress``."""
+    HTML file it writes with ``-o``, ``png``: the folder of ``--png``), with the same checks; nothing printed
+    unless ``progress``."""
     from automl.study.launch import in_ranks, prepare_compare
 
     if budgets is not None and not isinstance(budgets, str):
@@ -58,7 +59,7 @@ def compare(study: str | Path | dict[str, Any], *, budgets: Sequence[str] | str 
     options = dict(budgets=budgets, seeds=seeds, max_seeds=max_seeds, tolerance=tolerance, reference=reference,
                    drop_losers=drop_losers, storage=storage, variant=variant, device=device, workers=workers,
                    threads=threads, gpus_per_trial=gpus_per_trial, plugin=list(plugins),
-                   output=None if report is None else str(report))
+                   output=None if report is None else str(report), png=None if png is None else str(png))
     args = command_args("compare", [study_path(study)], options)
     notes: list[str] = []
     say = to_stderr if progress else notes.append
@@ -108,9 +109,9 @@ def report_outputs(args: Any):
     """(HTML file, PNG folder) of ``-o`` / ``--png``, checked before any cell is trained; None without either."""
     from automl.report.study_report import output_paths
 
-    if args.output is None and getattr(args, "png", None) is None:
+    if args.output is None and args.png is None:
         return None
-    return output_paths(args.output, getattr(args, "png", None))
+    return output_paths(args.output, args.png)
 
 
 def write_comparison_report(result: dict[str, Any], url: str, html, png_dir, say: Say) -> None:
