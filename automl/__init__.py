@@ -20,7 +20,7 @@ what a plugin author sees; host discovers plugins and their source families; spa
 train trains one run; storage keeps studies, the ledger and artifacts; study runs trials, workers and
 comparisons; report shows them; the commands, the Python API beside them (``automl.run``, ``automl.Recipe``: the
 commands are thin wrappers of its functions), the integrations built on it and the test helpers sit on top. The
-package itself re-exports what plugin authors use and the Python API, so it is imported last of all.
+package itself re-exports what plugin authors use, and the Python API on its first use, so it sits on top.
 """
 
 from automl.budget import Budget
@@ -31,10 +31,26 @@ from automl.run import Run
 from automl.trick import Trick
 from automl.version import __version__
 
-# The Python API. Its `run` takes the place of the submodule automl.run as the package's attribute `run`;
-# `from automl.run import Run` still finds the submodule (plugins import Run from automl itself).
-from automl.api import (Attached, Comparison, Configuration, Recipe, StudyResult, compare, confirm, load,  # noqa: E402
-                        run)
+del run  # the submodule's name here: `automl.run` is the Python API's function (below); `from automl.run import
+#           Run` still finds the submodule, as every plugin and module imports it
+
+_API = ("Attached", "Comparison", "Configuration", "Recipe", "StudyResult", "compare", "confirm", "load", "run")
+
+
+def __getattr__(name: str):
+    """The Python API (``automl.api``), imported on its first use: ``automl --help`` and a plugin that imports
+    ``Trick`` pay for none of it (Optuna, SQLAlchemy, rich)."""
+    if name not in _API:
+        raise AttributeError(f"module 'automl' has no attribute {name!r}")
+    import automl.api
+
+    value = globals()[name] = getattr(automl.api, name)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])
+
 
 __all__ = ["INFERENCE_COST", "PLANNED_INFERENCE_COST", "Attached", "Budget", "Comparison", "Configuration", "Recipe",
            "Run", "StudyResult", "Trick", "TrialFailed", "UserError", "__version__", "compare", "confirm", "hookimpl",

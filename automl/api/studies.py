@@ -95,7 +95,10 @@ class StudyResult:
         if confirmed and ranking is None:
             raise UserError(f"study {self.name!r} has no confirmed ranking; run automl.confirm({self.name!r}) first")
         if ranking is not None and confirmed is not False:
-            found = [Configuration.of({**row, "ranking_mean": row["mean"]}) for row in ranking["ranking"][:k]]
+            by_number = {t.number: t for t in self.study.get_trials(deepcopy=False)}
+            found = [Configuration.of({**row, "ranking_mean": row["mean"],
+                                       "params": records.trial_record(by_number[row["trial"]])["params"]})
+                     for row in ranking["ranking"][:k]]
         else:
             found = [Configuration.of(r) for r in ranked_records(self.study.get_trials(deepcopy=False))[:k]]
         if not found:

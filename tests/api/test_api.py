@@ -90,6 +90,8 @@ def test_confirmed_best_is_confirms_ranking(searched, sqlite_url):
     confirmed = automl.load("tiny", sqlite_url).best(k=2)
     assert [c.number for c in confirmed] == [row["trial"] for row in ranking["ranking"]]
     assert confirmed[0].value == ranking["ranking"][0]["mean"] and confirmed[0].seeds == 2
+    assert confirmed[0].params == next(c for c in result.best(k=4, confirmed=False)
+                                       if c.number == confirmed[0].number).params
     assert result.best(confirmed=False).record["n_seeds"] >= 1
 
 
@@ -128,3 +130,14 @@ def test_without_pandas_the_tables_are_lists_of_dicts_and_say_how_to_get_frames(
     with pytest.warns(UserWarning, match="pandas is not installed.*pip install"):
         rows = result.trials
     assert isinstance(rows, list) and [r["number"] for r in rows] == [0, 1]
+
+
+def test_the_api_loads_on_first_use_and_automl_run_is_it(child_env):
+    import subprocess
+
+    probe = ("import sys, automl\nlight = not {'optuna', 'sqlalchemy', 'rich'} & set(sys.modules)\n"
+             "from automl.run import Run\nfrom automl import Trick\n"
+             "print(light, callable(automl.run) and automl.run.__module__, Run.__module__, 'optuna' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=child_env(), check=True,
+                          timeout=120)
+    assert done.stdout.split() == ["True", "automl.api.studies", "automl.run", "True"]
