@@ -31,8 +31,9 @@ from automl.run import Run
 from automl.trick import Trick
 from automl.version import __version__
 
-del run  # the submodule's name here: `automl.run` is the Python API's function (below); `from automl.run import
-#           Run` still finds the submodule, as every plugin and module imports it
+# The import above bound the submodule automl.run to the name `run` here; `automl.run` is the Python API's function
+# (below), and `from automl.run import Run` still finds the submodule, as every plugin and module imports it.
+del globals()["run"]
 
 _API = ("Attached", "Comparison", "Configuration", "Recipe", "StudyResult", "compare", "confirm", "load", "run")
 
