@@ -6,6 +6,8 @@ import json
 import textwrap
 from pathlib import Path
 
+import pytest
+
 BROKEN = """
 def helper():
     raise KeyError("buried deep")
@@ -103,3 +105,13 @@ def test_order_is_shown_by_plugins_show_and_list(run_cli):
     orders = {t["name"]: t["order"] for t in json.loads(out)["tricks"]}
     assert orders["mixup"] == -10 and orders["distillation"] == 10 and orders["warmup"] == 0
     assert json.loads(run_cli("plugins", "show", "warmup", "--json")[1])["declares"] == []
+
+
+@pytest.mark.parametrize("command", ["run", "confirm"])
+def test_the_commands_that_train_show_a_failing_plugins_traceback_on_request(command, run_cli, tmp_path, write_study,
+                                                                             sqlite_url):
+    path = _write(tmp_path, "broken_deep", BROKEN)
+    study = write_study(n_trials=1)
+    expect = 0 if command == "run" else 2  # confirm: the study has no database yet, said after the plugins load
+    _, _, err = run_cli(command, study, "--storage", sqlite_url, "--plugin", path, "--traceback", expect=expect)
+    assert "plugin 'broken_deep'" in err and "Traceback (most recent call last)" in err and "in helper" in err

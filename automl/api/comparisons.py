@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from automl.api.arguments import command_args
-from automl.api.studies import Say, WorkerFailed, load_host, quiet_optuna, study_path, to_stderr
+from automl.api.studies import Say, WorkerFailed, quiet_optuna, study_path
 from automl.api.tables import comparison_rows, frame
+from automl.cli.options import host, ignore, to_stderr
 
 
 class Comparison:
@@ -65,7 +66,7 @@ def compare(study: str | Path | dict[str, Any], *, budgets: Sequence[str] | str 
     say = to_stderr if progress else notes.append
     with quiet_optuna():
         outputs = report_outputs(args)
-        launch, design = prepare_compare(args, lambda: load_host(args.plugin, say))
+        launch, design = prepare_compare(args, lambda: host(args.plugin, args.traceback, say))
         result = in_ranks(launch, lambda: compare_launched(launch, design, say, progress))
         if outputs is not None:
             write_comparison_report(result, launch.url, *outputs, say=say)
@@ -90,7 +91,7 @@ def compare_launched(launch: Any, design: Any, say: Say, progress: bool) -> dict
     with CellProgress(stderr()) if progress else contextlib.nullcontext() as bar:
         for budget in design.budgets:
             study, status = train_budget(launch, design, budget, list(dropped),
-                                         on_queued=bar.add if bar else _ignore, on_trial=bar.done if bar else _ignore)
+                                         on_queued=bar.add if bar else ignore, on_trial=bar.done if bar else ignore)
             if status:
                 raise WorkerFailed(worker_failure(status))
             done = completed_cells(study, design.seeds)
@@ -148,27 +149,23 @@ def confirm(study: str | Path, *, top: int | None = None, seeds: int | None = No
     args = command_args("confirm", [str(study)], dict(top=top, seeds=seeds, storage=storage, variant=variant,
                                                       plugin=list(plugins)))
     with quiet_optuna():
-        return confirm_parsed(args, to_stderr if progress else _ignore)
+        return confirm_parsed(args, to_stderr if progress else ignore)[1]
 
 
-def confirm_parsed(args: Any, say: Say) -> dict[str, Any]:
-    """`automl confirm`'s ranking from its parsed options, the command's and the API's; each trial said as it
-    starts."""
+def confirm_parsed(args: Any, say: Say) -> tuple[str, dict[str, Any]]:
+    """(the study's name, `automl confirm`'s ranking) from its parsed options, the command's and the API's; each
+    trial said as it starts."""
     from automl.cli.options import study_location
     from automl.study.confirm import check_request, confirm as confirm_trials
 
     check_request(args.top, args.seeds)
     name, url, _ = study_location(args)
-    plugins = load_host(args.plugin, say)
+    plugins = host(args.plugin, args.traceback, say)
 
     def on_trial(index: int, number: int) -> None:
         say(f"confirming trial {number} ({index + 1} of at most {args.top}), {args.seeds} seeds")
 
-    return confirm_trials(url, name, plugins, top=args.top, seeds=args.seeds, on_trial=on_trial)
-
-
-def _ignore(*_: Any) -> None:
-    pass
+    return name, confirm_trials(url, name, plugins, top=args.top, seeds=args.seeds, on_trial=on_trial)
 
 
 __all__ = ["Comparison", "compare", "compare_launched", "confirm", "confirm_parsed", "report_outputs", "write_comparison_report"]

@@ -34,9 +34,9 @@ class Recipe:
     def load(cls, path: str | Path, *, plugins: tuple[str, ...] = ()) -> "Recipe":
         """The recipe of the run file at ``path``, checked as `automl train` checks it (a UserError naming the
         file and the fix where a trick is missing or a param does not fit)."""
-        from automl.cli.options import host
+        from automl.cli.options import host, ignore
 
-        return cls(load_run_file(path), host(list(plugins), say=_silent))
+        return cls(load_run_file(path), host(list(plugins), say=ignore))
 
     def __repr__(self) -> str:
         return f"Recipe({str(self.path)!r}, tricks={self.tricks}, budget={str(self.budget)!r})"
@@ -101,10 +101,6 @@ class Recipe:
     def _context(self, model: nn.Module | None) -> TrialContext:
         source = self.loaded.run.source
         return TrialContext(source.study, source.trial, self.loaded.study_best, model=model)
-
-
-def _silent(line: str) -> None:
-    pass
 
 
 __all__ = ["Recipe"]

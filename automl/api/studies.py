@@ -13,7 +13,7 @@ import optuna
 from automl import records
 from automl.api.arguments import command_args
 from automl.api.tables import frame, trial_rows
-from automl.cli.options import to_stderr
+from automl.cli.options import host, ignore, to_stderr
 from automl.errors import UserError
 
 if TYPE_CHECKING:
@@ -46,10 +46,14 @@ class Configuration:
     """Everything `automl best --json` prints for it."""
 
     @classmethod
+    def confirmed(cls, row: dict[str, Any], params: dict[str, dict[str, Any]]) -> "Configuration":
+        """A row of `automl confirm`'s ranking: its mean and interval over the paired seeds it was trained at."""
+        return cls(row["trial"], row["tricks"], params, row["mean"], row["ci"], len(row["seeds"]), [row["trial"]],
+                   {}, row)
+
+    @classmethod
     def of(cls, record: dict[str, Any]) -> "Configuration":
-        if "ranking_mean" in record:  # a row of `automl confirm`'s ranking
-            return cls(record["trial"], record["tricks"], record.get("params", {}), record["ranking_mean"],
-                       record["ci"], len(record["seeds"]), [record["trial"]], {}, record)
+        """A record of `automl best --json`: a configuration over its seeds, or a member of a front."""
         value = record.get("mean", record.get("value"))
         interval = record.get("mean_ci", record.get("val_ci"))
         return cls(record["number"], list(record["tricks"]), record["params"], value, interval,
@@ -96,8 +100,7 @@ class StudyResult:
             raise UserError(f"study {self.name!r} has no confirmed ranking; run automl.confirm({self.name!r}) first")
         if ranking is not None and confirmed is not False:
             by_number = {t.number: t for t in self.study.get_trials(deepcopy=False)}
-            found = [Configuration.of({**row, "ranking_mean": row["mean"],
-                                       "params": records.trial_record(by_number[row["trial"]])["params"]})
+            found = [Configuration.confirmed(row, records.trial_record(by_number[row["trial"]])["params"])
                      for row in ranking["ranking"][:k]]
         else:
             found = [Configuration.of(r) for r in ranked_records(self.study.get_trials(deepcopy=False))[:k]]
@@ -121,7 +124,7 @@ class StudyResult:
         from automl.study.export import export_trial
 
         with quiet_optuna():
-            exported = export_trial(self.url, self.name, trial, load_host(list(plugins), _silent), path)
+            exported = export_trial(self.url, self.name, trial, host(list(plugins), say=ignore), path)
         return Recipe.load(exported.path)
 
     def report(self, path: str | Path = "report.html", *, png: str | Path | None = None) -> list[Path]:
@@ -170,7 +173,7 @@ def run(study: str | Path | Mapping[str, Any], *, storage: str | None = None, st
     notes: list[str] = []
     say = to_stderr if progress else notes.append
     with quiet_optuna():
-        launch = prepare_run(args, lambda: load_host(args.plugin, say))
+        launch = prepare_run(args, lambda: host(args.plugin, args.traceback, say))
         found = in_ranks(launch, lambda: train_run(launch, say, progress))
     if not isinstance(found, optuna.Study):  # a rank other than 0 (torchrun): rank 0 holds the result
         raise WorkerFailed(f"this process was rank {launch.ranks.rank}; the study's result is rank 0's")
@@ -197,7 +200,7 @@ def train_run(launch: Any, say: Say, progress: bool) -> optuna.Study:
     with display or contextlib.nullcontext():
         if display is not None:
             display.resumed(study)
-        status = train_study(launch, study, display.on_trial if display is not None else _ignore)
+        status = train_study(launch, study, display.on_trial if display is not None else ignore)
     if status:
         raise WorkerFailed(worker_failure(status))
     return study
@@ -221,13 +224,6 @@ def study_path(study: str | Path | Mapping[str, Any]) -> str:
     return str(path)
 
 
-def load_host(plugin_paths: list[str], say: Say):
-    """The plugin host, each plugin that failed to load said as the commands say it."""
-    from automl.cli.options import host
-
-    return host(plugin_paths, say=say)
-
-
 @contextlib.contextmanager
 def quiet_optuna() -> Iterator[None]:
     """Optuna's and alembic's INFO lines kept off the caller's terminal for the block, their levels put back."""
@@ -241,13 +237,5 @@ def quiet_optuna() -> Iterator[None]:
         logging.getLogger("alembic").setLevel(before[1])
 
 
-def _silent(line: str) -> None:
-    pass
-
-
-def _ignore(*_: Any) -> None:
-    pass
-
-
 __all__ = ["Configuration", "StudyResult", "WorkerFailed", "load", "quiet_optuna", "run", "study_path",
-           "to_stderr", "train_run"]
+           "train_run"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from automl.cli.options import (json_option, plugin_option, positive_int, print_json, quiet_optuna, stdout,
-                                storage_option, study_argument, study_location, to_stderr)
+                                storage_option, study_argument, to_stderr)
 from automl.seeds import DEFAULT_SEEDS, MIN_SEEDS
 
 
@@ -25,11 +25,11 @@ def run(args: argparse.Namespace) -> int:
     from automl.api.comparisons import confirm_parsed
 
     quiet_optuna()
-    ranking = confirm_parsed(args, to_stderr)
+    name, ranking = confirm_parsed(args, to_stderr)
     if args.json:
         print_json(ranking)
         return 0
     from automl.report.tables import confirmed_table
 
-    stdout().print(confirmed_table(ranking, study_location(args)[0]))
+    stdout().print(confirmed_table(ranking, name))
     return 0

@@ -121,6 +121,10 @@ def to_stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
+def ignore(*_: Any) -> None:
+    """Where what a command would say goes when nothing is to be printed (the Python API's default)."""
+
+
 def open_study(args: argparse.Namespace):
     """(study name, storage, URL as it may be shown) of ``study_argument``'s STUDY; the storage must exist."""
     from automl.errors import UserError
