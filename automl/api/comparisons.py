@@ -60,7 +60,7 @@ def compare(study: str | Path | dict[str, Any], *, budgets: Sequence[str] | str 
     options = dict(budgets=budgets, seeds=seeds, max_seeds=max_seeds, tolerance=tolerance, reference=reference,
                    drop_losers=drop_losers, storage=storage, variant=variant, device=device, workers=workers,
                    threads=threads, gpus_per_trial=gpus_per_trial, plugin=list(plugins),
-                   output=None if report is None else str(report), png=None if png is None else str(png))
+                   output=report, png=png)
     args = command_args("compare", [study_path(study)], options)
     notes: list[str] = []
     say = to_stderr if progress else notes.append

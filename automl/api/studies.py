@@ -71,7 +71,7 @@ class StudyResult:
         self.name, self.storage = study.study_name, mask_url(url)
 
     def __repr__(self) -> str:
-        return f"StudyResult({self.name!r}, {self.storage!r}, {len(self.study.trials)} trials)"
+        return f"StudyResult({self.name!r}, {self.storage!r}, {len(self.study.get_trials(deepcopy=False))} trials)"
 
     @property
     def trials(self) -> Any:
@@ -123,9 +123,12 @@ class StudyResult:
         from automl.api.recipe import Recipe
         from automl.study.export import export_trial
 
+        from automl.study.runfile import load_run_file
+
+        plugins_host = host(list(plugins), say=ignore)
         with quiet_optuna():
-            exported = export_trial(self.url, self.name, trial, host(list(plugins), say=ignore), path)
-        return Recipe.load(exported.path)
+            exported = export_trial(self.url, self.name, trial, plugins_host, path)
+        return Recipe(load_run_file(exported.path), plugins_host)  # the same plugins, its own --plugin paths too
 
     def report(self, path: str | Path = "report.html", *, png: str | Path | None = None) -> list[Path]:
         """The study's HTML report (and its figures as PNG files in ``png``), as `automl report` writes it; the

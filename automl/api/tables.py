@@ -36,26 +36,25 @@ def trial_rows(trials: Sequence[FrozenTrial]) -> list[dict[str, Any]]:
 
 
 def _row(trial: FrozenTrial, tricks: Iterable[str], params: Iterable[str]) -> dict[str, Any]:
+    record = records.trial_record(trial)  # what `automl trials --json` says of it, flattened here
     attrs = trial.user_attrs
-    value = records.error_of(trial)
-    interval = records.val_interval(value, attrs.get(records.ATTR_VAL_SIZE)) or [None, None]
-    enabled = attrs.get(records.ATTR_TRICKS, [])
+    interval = record["val_ci"] or [None, None]
+    enabled = record["tricks"]
     before, after = attrs.get(ATTR_COST_BEFORE) or {}, attrs.get(ATTR_COST_AFTER) or {}
-    row = {"number": trial.number, "state": trial.state.name, "end_reason": records.end_reason(trial),
-           "value": value, "value_low": interval[0], "value_high": interval[1],
+    row = {"number": trial.number, "state": record["state"], "end_reason": record["end_reason"],
+           "value": record["value"], "value_low": interval[0], "value_high": interval[1],
            "tricks": ", ".join(enabled)}
     row.update({name: name in enabled for name in tricks})
     row.update({name: trial.params.get(name) for name in params})  # every trial has every column
     row.update({
         "steps": attrs.get(records.ATTR_STEPS), "epochs": attrs.get(records.ATTR_EPOCHS),
-        "device_seconds": attrs.get(records.ATTR_SPENT),
+        "device_seconds": record["spent_seconds"],
         "inference_passes": attrs.get(records.INFERENCE_COST),
         "inference_ms_per_1000": attrs.get(records.ATTR_INFERENCE_MS),
         "inference_flops_per_image": attrs.get(records.ATTR_INFERENCE_FLOPS),
         "latency_ms_before": before.get("latency_ms"), "latency_ms_after": after.get("latency_ms"),
-        "seed": attrs.get(records.ATTR_SEED),
-        "retry_of": trial.system_attrs.get(records.SYS_RETRY_OF), "repeat_of": attrs.get(records.ATTR_REPEAT_OF),
-        "end_detail": attrs.get(records.ATTR_DETAIL) or trial.system_attrs.get(records.SYS_FAIL_REASON),
+        "seed": record["seed"], "retry_of": record["retry_of"], "repeat_of": attrs.get(records.ATTR_REPEAT_OF),
+        "end_detail": record["end_detail"],
     })
     if trial.values is not None and len(trial.values) > 1:
         row.update({f"objective_{i}": v for i, v in enumerate(trial.values)})

@@ -141,3 +141,12 @@ def test_the_api_loads_on_first_use_and_automl_run_is_it(child_env):
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=child_env(), check=True,
                           timeout=120)
     assert done.stdout.split() == ["True", "automl.api.studies", "automl.run", "True"]
+
+
+def test_a_trial_with_a_plugin_trick_exports_to_a_recipe_with_that_plugin(write_study, sqlite_url, tmp_path):
+    plugin = tmp_path / "probe.py"
+    plugin.write_text(PROBE)
+    study = write_study(TWO_ARMS, n_trials=1)
+    result = automl.run(study, storage=sqlite_url, plugins=(str(plugin),))
+    recipe = result.export(path=tmp_path / "best.toml", plugins=(str(plugin),))
+    assert "probe" in recipe.tricks
