@@ -53,9 +53,11 @@ class Attached:
         self._told_if_failed(self.hooks.setup)
         if self.run.loader.batch_size != batch_size:
             owner = ", ".join(t.name for t in tricks if "batch_size" in t.owns) or "a trick"
-            raise UserError(f"{owner} trains this recipe with batches of {self.run.loader.batch_size}, your loop "
-                            f"with {batch_size}: build your loader with batch_size={self.run.loader.batch_size} "
-                            "and attach with the same")
+            refused = UserError(f"{owner} trains this recipe with batches of {self.run.loader.batch_size}, your "
+                                f"loop with {batch_size}: build your loader with "
+                                f"batch_size={self.run.loader.batch_size} and attach with the same")
+            self.hooks.end_trial(self.run, FAILED, refused)  # set up, so told it ends, as after a failed setup
+            raise refused
 
     # -- what your loop reads --------------------------------------------------------------
     @property
